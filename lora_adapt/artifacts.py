@@ -1,0 +1,113 @@
+"""The run directory is a contract: its names live here and tests assert the exact file set.
+
+No torch import here (``lora-adapt validate`` must stay fast)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+RESOLVED_RECIPE = "recipe.resolved.yaml"
+MANIFEST = "manifest.json"
+METRICS = "metrics.json"
+REPORT = "report.md"
+ADAPTER_DIR = "adapter"
+MODEL_CARD = "README.md"
+MERGED_DIR = "merged"
+CHECKPOINTS_DIR = "checkpoints"  # only inside the in-progress directory; removed on success
+CONFUSION_PNG = "confusion_matrix.png"
+LOGS_DIR = "logs"
+
+# Files every finished run has. Task-specific extras (confusion matrix, logs) are listed below.
+RUN_FILES = frozenset({RESOLVED_RECIPE, MANIFEST, METRICS, REPORT, MODEL_CARD, ADAPTER_DIR})
+OPTIONAL_RUN_FILES = frozenset({CONFUSION_PNG, LOGS_DIR, MERGED_DIR})
+
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
+ADAPTER_CONFIG = "adapter_config.json"
+
+IN_PROGRESS_SUFFIX = ".incomplete"
+
+
+def run_dir(output_dir: Path, name: str) -> Path:
+    return Path(output_dir) / name
+
+
+def in_progress_dir(final: Path) -> Path:
+    """Where a run is written until it finishes; renamed to ``final`` at the very end."""
+    return final.with_name(final.name + IN_PROGRESS_SUFFIX)
+
+
+def is_complete_run(path: Path) -> bool:
+    return (path / MANIFEST).is_file() and (path / ADAPTER_DIR).is_dir() and (path / METRICS).is_file()
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, Path):
+        return str(o)
+    if hasattr(o, "item"):
+        return o.item()
+    if hasattr(o, "tolist"):
+        return o.tolist()
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+@contextmanager
+def staged_dir(final: Path, overwrite: bool) -> Iterator[Path]:
+    """Yield a staging directory that becomes ``final`` only if the block finishes.
+
+    An interrupted block leaves only ``<final>.incomplete`` (which ``--resume`` reads), never
+    something that looks like a finished run."""
+    from .errors import RunExistsError
+
+    final = Path(final)
+    if final.exists() and not overwrite:
+        raise RunExistsError(
+            f"a finished run already exists at {final}",
+            hint="pass --overwrite (or set output.overwrite: true), or choose another --output-dir / name",
+        )
+    stage = in_progress_dir(final)
+    stage.mkdir(parents=True, exist_ok=True)
+    yield stage
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(stage, final)
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()

@@ -1,0 +1,67 @@
+"""The `lora-adapt` command: a click group and the single error boundary.
+
+Commands live in one module per area (run, data, eval, export, hub, plan); each registers its
+commands on :data:`main`. Heavy imports (torch, transformers) happen inside command bodies so
+`lora-adapt validate` and `--help` stay fast."""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+
+import click
+
+from ..errors import LoraAdaptError
+
+
+class Group(click.Group):
+    """Turns LoraAdaptError into one message and a hint; exit 2 for recipe/usage, 1 for runtime."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except LoraAdaptError as exc:
+            if ctx.obj and ctx.obj.get("debug"):
+                traceback.print_exc()
+            click.echo(f"error: {exc.message}", err=True)
+            if exc.hint:
+                click.echo(f"hint: {exc.hint}", err=True)
+            ctx.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("interrupted: the unfinished run is left as <name>.incomplete; rerun with --resume", err=True)
+            ctx.exit(130)
+        except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except Exception as exc:  # an unexpected failure: one line unless --debug
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            click.echo(f"error: {type(exc).__name__}: {exc}", err=True)
+            click.echo("hint: rerun with --debug for the full traceback", err=True)
+            ctx.exit(1)
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--debug", is_flag=True, envvar="LORA_ADAPT_DEBUG", help="Show full tracebacks.")
+@click.version_option(package_name="lora-adapt")
+@click.pass_context
+def main(ctx: click.Context, debug: bool) -> None:
+    """Adapt a language model to your domain with LoRA / QLoRA from one YAML recipe."""
+    ctx.ensure_object(dict)
+    ctx.obj["debug"] = debug
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def _register() -> None:
+    import importlib
+    import pkgutil
+
+    for mod in pkgutil.iter_modules(__path__):
+        if not mod.name.startswith("_"):
+            importlib.import_module(f"{__name__}.{mod.name}")
+
+
+_register()
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

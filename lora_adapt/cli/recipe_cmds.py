@@ -1,0 +1,26 @@
+"""`lora-adapt validate` and `lora-adapt schema`: recipe tools that never import torch."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from ..recipe import load_recipe, recipe_json_schema
+from . import main
+
+
+@main.command()
+@click.argument("recipe", type=click.Path(dir_okay=False))
+@click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE", help="Override a recipe value.")
+def validate(recipe: str, overrides: tuple[str, ...]) -> None:
+    """Check a recipe (and overrides) without loading any model."""
+    r = load_recipe(recipe, overrides)
+    click.echo(f"ok: {recipe} is a valid recipe (name={r.name}, task={r.task.type}, model={r.model.name_or_path}, "
+               f"quantization={r.quantization.method}, adapter={r.adapter.method} r={r.adapter.rank})")
+
+
+@main.command()
+def schema() -> None:
+    """Print the recipe's JSON Schema (for editor completion and checking)."""
+    click.echo(json.dumps(recipe_json_schema(), indent=2))

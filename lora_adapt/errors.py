@@ -1,0 +1,58 @@
+"""The error types a user can see. The CLI is the single boundary that turns them into a
+message, a hint and an exit code (2 for bad recipes and usage, 1 for runtime failures)."""
+
+from __future__ import annotations
+
+
+class LoraAdaptError(Exception):
+    """A failure with a message for a person, a hint on how to fix it and an exit code."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, hint: str | None = None, exit_code: int | None = None):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        if exit_code is not None:
+            self.exit_code = exit_code
+
+    def __str__(self) -> str:
+        return self.message if not self.hint else f"{self.message}\n  hint: {self.hint}"
+
+
+class RecipeError(LoraAdaptError):
+    """The recipe (or a --set override) is invalid. Carries every problem found in one pass."""
+
+    exit_code = 2
+
+    def __init__(self, problems: list[str], source: str | None = None, hint: str | None = None):
+        self.problems = list(problems)
+        self.source = source
+        where = f" in {source}" if source else ""
+        head = f"{len(self.problems)} problem(s){where}:"
+        body = "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(f"{head}\n{body}", hint=hint)
+
+
+class UsageError(LoraAdaptError):
+    """The command line was used wrongly (missing run dir, conflicting flags...)."""
+
+    exit_code = 2
+
+
+class DataError(LoraAdaptError):
+    """The data named by the recipe is missing, malformed or empty after cleaning."""
+
+    exit_code = 2
+
+
+class ModelLoadError(LoraAdaptError):
+    """The model cannot be loaded as the recipe asks (missing path, missing bitsandbytes...)."""
+
+    exit_code = 2
+
+
+class RunExistsError(LoraAdaptError):
+    """A finished run is already at the output path and overwriting was not asked for."""
+
+    exit_code = 2

@@ -1,0 +1,231 @@
+"""YAML (+ ``--set`` overrides) -> a validated, frozen :class:`Recipe`.
+
+Every problem is reported in one pass, each with the file, line, key path, bad value and a fix;
+unknown keys get a did-you-mean. Relative paths resolve against the recipe file's folder."""
+
+from __future__ import annotations
+
+import difflib
+import typing
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from ..errors import RecipeError
+from .schema import Recipe
+
+# Keys holding filesystem paths: resolved against the recipe's folder.
+PATH_KEYS = (("data", "path"), ("data", "train"), ("data", "validation"), ("data", "test"), ("output", "dir"))
+# Keys that may be a path or a Hub id: resolved only when they look like a path.
+MAYBE_PATH_KEYS = (("model", "name_or_path"), ("model", "tokenizer"))
+
+
+def load_recipe(path: str | Path, overrides: typing.Sequence[str] = ()) -> Recipe:
+    """Read, override, resolve and validate a recipe file."""
+    path = Path(path)
+    if not path.is_file():
+        raise RecipeError([f"recipe file not found: {path}"], hint="check the path; `lora-adapt validate FILE` checks a recipe")
+    text = path.read_text(encoding="utf-8")
+    raw, lines = _parse_yaml(text, str(path))
+    raw = apply_overrides(raw, overrides)
+    _resolve_paths(raw, path.parent.resolve())
+    return validate_recipe(raw, source=str(path), lines=lines, overridden=_override_keys(overrides))
+
+
+def recipe_from_dict(raw: dict[str, Any], base_dir: Path | None = None, source: str = "<dict>") -> Recipe:
+    raw = _deepcopy(raw)
+    if base_dir is not None:
+        _resolve_paths(raw, Path(base_dir).resolve())
+    return validate_recipe(raw, source=source, lines={}, overridden=set())
+
+
+def validate_recipe(raw: Any, source: str, lines: dict[tuple, int], overridden: set[tuple]) -> Recipe:
+    if not isinstance(raw, dict):
+        raise RecipeError([f"the recipe must be a mapping of sections, got {type(raw).__name__}"], source=source)
+    try:
+        return Recipe.model_validate(raw)
+    except ValidationError as exc:
+        problems = [_describe(err, raw, source, lines, overridden) for err in exc.errors()]
+        raise RecipeError(problems, source=source, hint="`lora-adapt schema` prints every key with its type and default") from None
+
+
+def dump_recipe(recipe: Recipe) -> str:
+    """The resolved recipe as YAML (defaults filled in, paths absolute)."""
+    return yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+
+
+def recipe_json_schema() -> dict[str, Any]:
+    schema = Recipe.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "lora-adapt recipe"
+    return schema
+
+
+# --- YAML with line numbers -------------------------------------------------------------------
+
+def _parse_yaml(text: str, source: str) -> tuple[Any, dict[tuple, int]]:
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{source}:{mark.line + 1}" if mark else source
+        raise RecipeError([f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}"], source=source) from None
+    lines: dict[tuple, int] = {}
+    if node is not None:
+        _collect_lines(node, (), lines)
+    return (raw if raw is not None else {}), lines
+
+
+def _collect_lines(node: yaml.Node, prefix: tuple, out: dict[tuple, int]) -> None:
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            key = (*prefix, key_node.value)
+            out[key] = key_node.start_mark.line + 1
+            _collect_lines(value_node, key, out)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            out[(*prefix, i)] = item.start_mark.line + 1
+            _collect_lines(item, (*prefix, i), out)
+
+
+# --- overrides --------------------------------------------------------------------------------
+
+def apply_overrides(raw: Any, overrides: typing.Sequence[str]) -> Any:
+    """Apply ``key.path=value`` overrides; values are parsed as YAML (``3``, ``true``, ``[a, b]``)."""
+    raw = _deepcopy(raw) if isinstance(raw, dict) else {}
+    problems = []
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            problems.append(f"--set {item!r}: expected KEY.PATH=VALUE, e.g. --set training.learning_rate=1e-4")
+            continue
+        parts = key.strip().split(".")
+        try:
+            parsed = yaml.safe_load(value) if value.strip() else None
+        except yaml.YAMLError:
+            parsed = value
+        node = raw
+        for part in parts[:-1]:
+            if not isinstance(node.get(part), dict):
+                node[part] = {}
+            node = node[part]
+        node[parts[-1]] = parsed
+    if problems:
+        raise RecipeError(problems, source="--set")
+    return raw
+
+
+def _override_keys(overrides: typing.Sequence[str]) -> set[tuple]:
+    return {tuple(o.partition("=")[0].strip().split(".")) for o in overrides if "=" in o}
+
+
+def _deepcopy(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _deepcopy(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_deepcopy(v) for v in obj]
+    return obj
+
+
+# --- paths ------------------------------------------------------------------------------------
+
+def _resolve_paths(raw: dict, base: Path) -> None:
+    for section, key in PATH_KEYS:
+        sect = raw.get(section)
+        if isinstance(sect, dict) and isinstance(sect.get(key), str) and sect[key]:
+            p = Path(sect[key]).expanduser()
+            sect[key] = str(p if p.is_absolute() else (base / p).resolve())
+    for section, key in MAYBE_PATH_KEYS:
+        sect = raw.get(section)
+        if isinstance(sect, dict) and isinstance(sect.get(key), str):
+            value = sect[key]
+            if value.startswith(("./", "../", "~", "/")) or (base / value).exists():
+                p = Path(value).expanduser()
+                sect[key] = str(p if p.is_absolute() else (base / p).resolve())
+
+
+# --- error messages ---------------------------------------------------------------------------
+
+def _describe(err: dict, raw: dict, source: str, lines: dict[tuple, int], overridden: set[tuple]) -> str:
+    loc = _clean_loc(err["loc"])
+    dotted = ".".join(str(p) for p in loc) or "(top level)"
+    where = _where(loc, source, lines, overridden)
+    kind = err["type"]
+    value = _value_at(raw, loc)
+    if kind == "extra_forbidden":
+        allowed = _allowed_keys(loc[:-1])
+        guess = _did_you_mean(str(loc[-1]), allowed)
+        fix = f"did you mean '{guess[0]}'?" if guess else f"allowed here: {', '.join(allowed)}"
+        return f"{where}: unknown key '{dotted}' — {fix}"
+    if kind == "missing":
+        return f"{where}: missing required key '{dotted}'"
+    if kind == "literal_error":
+        expected = err.get("ctx", {}).get("expected", "")
+        guess = difflib.get_close_matches(str(value), _literal_choices(expected), n=1, cutoff=0.5)
+        fix = f" — did you mean '{guess[0]}'?" if guess else ""
+        return f"{where}: '{dotted}' = {value!r} is not one of {expected}{fix}"
+    if kind == "value_error":
+        msg = str(err.get("msg", "")).removeprefix("Value error, ")
+        return f"{where}: {msg}" if not loc else f"{where}: '{dotted}': {msg}"
+    return f"{where}: '{dotted}' = {value!r}: {err.get('msg')}"
+
+
+def _did_you_mean(key: str, allowed: list[str]) -> list[str]:
+    # also try without a section-like prefix: 'lora_alpah' -> 'alpah' -> 'alpha'
+    for candidate in (key, key.split("_", 1)[-1]):
+        guess = difflib.get_close_matches(candidate, allowed, n=1, cutoff=0.6)
+        if guess:
+            return guess
+    return []
+
+
+def _clean_loc(loc: tuple) -> tuple:
+    # pydantic adds union-branch tags such as 'literal[...]' or 'tuple[str, ...]' to the location
+    return tuple(p for p in loc if not (isinstance(p, str) and ("[" in p or p.startswith("function-"))))
+
+
+def _where(loc: tuple, source: str, lines: dict[tuple, int], overridden: set[tuple]) -> str:
+    for n in range(len(loc), 0, -1):
+        if tuple(loc[:n]) in overridden:
+            return "--set " + ".".join(str(p) for p in loc[:n])
+        if tuple(loc[:n]) in lines:
+            return f"{source}:{lines[tuple(loc[:n])]}"
+    return source
+
+
+def _value_at(raw: Any, loc: tuple) -> Any:
+    node = raw
+    for part in loc:
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+            node = node[part]
+        else:
+            return None
+    return node
+
+
+def _allowed_keys(loc: tuple) -> list[str]:
+    model: Any = Recipe
+    for part in loc:
+        model = _submodel(model, part)
+        if model is None:
+            return []
+    return list(model.model_fields)
+
+
+def _submodel(model: Any, key: Any) -> type[BaseModel] | None:
+    if not (isinstance(model, type) and issubclass(model, BaseModel)) or key not in model.model_fields:
+        return None
+    annotation = model.model_fields[key].annotation
+    for candidate in (annotation, *typing.get_args(annotation)):
+        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+            return candidate
+    return None
+
+
+def _literal_choices(expected: str) -> list[str]:
+    return [c.strip().strip("'\"") for c in expected.replace(" or ", ",").split(",") if c.strip()]

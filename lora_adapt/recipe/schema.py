@@ -1,0 +1,302 @@
+"""The recipe schema: frozen, typed specs with every default in one place.
+
+Each section is one concern and each decision is one enum. Nothing downstream reads a raw dict:
+the loader turns YAML into a :class:`Recipe` and stages receive its frozen sections. Values that
+are *derived* (resolved dtype, device, effective batch, task mode) are computed once into a
+separate object by the pipeline and never written back here.
+
+No torch import here: ``lora-adapt validate`` must answer in about a second.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+TaskType = Literal["sft", "classification", "token_classification", "relation_classification", "extraction"]
+TaskMode = Literal["auto", "head", "generative"]
+Quantization = Literal["none", "nf4", "fp4", "int8"]
+DType = Literal["auto", "bf16", "fp16", "fp32"]
+Device = Literal["auto", "cpu", "cuda", "mps"]
+AttnImpl = Literal["auto", "sdpa", "eager", "flash_attention_2"]
+AdapterMethod = Literal["lora", "dora"]
+LoraScaling = Literal["standard", "rslora"]
+FileFormat = Literal["auto", "jsonl", "json", "csv", "tsv", "parquet", "text", "conll", "semeval", "hf_dataset"]
+DataFormat = Literal["auto", "completion", "prompt_completion", "instruction", "chat"]
+LossOn = Literal["completion", "all"]
+Scheduler = Literal["linear", "cosine", "constant", "constant_with_warmup", "cosine_with_restarts", "polynomial"]
+Optimizer = Literal[
+    "adamw_torch", "adamw_8bit", "paged_adamw_8bit", "paged_adamw_32bit", "adafactor", "sgd", "lion_8bit"
+]
+ReportTo = Literal["none", "tensorboard", "wandb"]
+Baseline = Literal["majority", "tfidf_logreg", "base_model", "full_finetune"]
+OverlengthPolicy = Literal["drop", "truncate"]
+
+# Canonical column names a recipe may map from its own field names.
+CANONICAL_COLUMNS = (
+    "text", "prompt", "completion", "instruction", "input", "output", "messages", "system",
+    "label", "tokens", "tags", "id",
+)
+
+
+class Spec(BaseModel):
+    """Base for every section: unknown keys are errors and values are frozen once built."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True, use_attribute_docstrings=True)
+
+
+class TaskSpec(Spec):
+    type: TaskType = "sft"
+    """What the adapter learns: free-text SFT, or a domain task scored with accuracy/P/R/F1."""
+    mode: TaskMode = "auto"
+    """`head`: a classification head + LoRA; `generative`: the LM answers with the label. `auto`: head
+    for classification tasks, generative for sft and extraction."""
+    labels: tuple[str, ...] | None = None
+    """The label set. Read from the training data when not given."""
+    multi_label: bool = False
+    """Classification only: each row may carry several labels (a list, or a string split on `label_separator`)."""
+    label_separator: str = "|"
+    negative_label: str | None = None
+    """Relation classification: the catch-all label left out of macro-F1 (SemEval's `Other`)."""
+    fields: tuple[str, ...] | None = None
+    """Extraction: the JSON fields the model must produce (scored field by field)."""
+
+    @model_validator(mode="after")
+    def _mode_fits_type(self) -> TaskSpec:
+        if self.type in ("sft", "extraction") and self.mode == "head":
+            raise ValueError(f"task.mode 'head' does not apply to task.type '{self.type}'; use 'generative' or 'auto'")
+        if self.multi_label and self.type != "classification":
+            raise ValueError("task.multi_label is only for task.type 'classification'")
+        if self.labels is not None and len(set(self.labels)) != len(self.labels):
+            raise ValueError("task.labels has duplicates")
+        return self
+
+
+class ModelSpec(Spec):
+    name_or_path: str
+    """A Hugging Face Hub id (`Qwen/Qwen2.5-0.5B-Instruct`), a local directory, or
+    `package:<python_package>` for weights shipped inside an installed package."""
+    revision: str | None = None
+    """Hub revision (branch, tag or commit) to pin."""
+    trust_remote_code: bool = False
+    allow_pickle: bool = False
+    """Load `.bin`/`.pt` pickle weights. Off: only safetensors are loaded."""
+    dtype: DType = "auto"
+    """Weights dtype. `auto`: bf16 where the hardware has it, else fp16 on GPU, fp32 on CPU."""
+    device: Device = "auto"
+    attn_implementation: AttnImpl = "auto"
+    tokenizer: str | None = None
+    """Tokenizer path or id when it differs from the model's."""
+
+
+class QuantizationSpec(Spec):
+    method: Quantization = "none"
+    """`nf4` (QLoRA), `fp4`, `int8` (bitsandbytes), or `none` for full precision."""
+    double_quant: bool = True
+    """4-bit only: quantize the quantization constants too (0.516 byte/param for NF4)."""
+    compute_dtype: DType = "auto"
+    """4-bit only: the dtype matmuls run in. `auto` follows model.dtype."""
+
+    @model_validator(mode="after")
+    def _fourbit_only(self) -> QuantizationSpec:
+        if self.method in ("none", "int8") and "compute_dtype" in self.model_fields_set and self.compute_dtype != "auto":
+            raise ValueError(f"quantization.compute_dtype only applies to 4-bit methods, not '{self.method}'")
+        return self
+
+
+class AdapterSpec(Spec):
+    method: AdapterMethod = "lora"
+    """`lora`, or `dora` (weight-decomposed LoRA)."""
+    rank: int = Field(16, ge=1, le=4096)
+    alpha: float = Field(32, gt=0)
+    dropout: float = Field(0.05, ge=0, lt=1)
+    target_modules: Literal["all-linear"] | tuple[str, ...] = "all-linear"
+    """`all-linear` (every linear layer but the output head) or a list of module names."""
+    scaling: LoraScaling = "standard"
+    """`standard`: alpha/r; `rslora`: alpha/sqrt(r) (rank-stabilised)."""
+    modules_to_save: tuple[str, ...] = ()
+    """Extra modules trained in full and saved with the adapter (e.g. `lm_head`, `embed_tokens`)."""
+    bias: Literal["none", "lora_only", "all"] = "none"
+    init: Literal["default", "gaussian", "pissa", "olora"] = "default"
+
+
+class SplitSpec(Spec):
+    validation: float = Field(0.1, ge=0, lt=1)
+    """Share of rows held out for validation when no validation file is given."""
+    test: float = Field(0.1, ge=0, lt=1)
+    """Share of rows held out for test when no test file is given."""
+    seed: int = 42
+    stratify: bool = True
+    """Classification: keep label proportions in every split."""
+
+    @model_validator(mode="after")
+    def _shares(self) -> SplitSpec:
+        if self.validation + self.test >= 1:
+            raise ValueError(f"data.split.validation + data.split.test must be < 1 (got {self.validation + self.test})")
+        return self
+
+
+class CleaningSpec(Spec):
+    normalize_unicode: bool = True
+    """NFC unicode normalisation."""
+    normalize_whitespace: bool = True
+    """Strip ends, turn non-breaking/odd spaces into plain ones, collapse runs of spaces (newlines kept)."""
+    drop_empty: bool = True
+    deduplicate: bool = True
+    """Remove exact duplicates, within and across splits (test rows never leak into training)."""
+    overlength: OverlengthPolicy = "drop"
+    """Rows longer than data.max_seq_length tokens: `drop` them (counted) or `truncate` them."""
+
+
+class DataSpec(Spec):
+    path: Path | None = None
+    """One file or directory, split into train/validation/test by `split`."""
+    train: Path | None = None
+    validation: Path | None = None
+    test: Path | None = None
+    file_format: FileFormat = "auto"
+    """`auto` picks by extension (.jsonl .json .csv .tsv .parquet .txt .conll; a directory = saved `datasets`)."""
+    format: DataFormat = "auto"
+    """SFT layout: raw `completion` text, `prompt_completion`, `instruction` (instruction/input/output), `chat`
+    messages. `auto` detects it from the columns."""
+    columns: dict[str, str] = Field(default_factory=dict)
+    """Map canonical names (text, prompt, completion, instruction, input, output, messages, label, tokens, tags)
+    to your column names, e.g. `{text: body, label: category}`."""
+    column_names: tuple[str, ...] | None = None
+    """Names for the columns of a headerless csv/tsv file, e.g. `[label, text]`."""
+    chat_template: str | None = None
+    """A named chat template (`chatml`, `llama3`, `zephyr`) used when the tokenizer has none, or to override it."""
+    system_prompt: str | None = None
+    prompt_template: str | None = None
+    """Generative tasks: how an example is put to the model, with `{text}` (and `{labels}`)."""
+    max_seq_length: int = Field(512, ge=8)
+    loss_on: LossOn = "completion"
+    """`completion`: loss on completions / assistant turns only; `all`: on every token."""
+    split: SplitSpec = SplitSpec()
+    cleaning: CleaningSpec = CleaningSpec()
+    max_samples: int | None = Field(None, ge=1)
+    """Keep at most this many rows per split (after cleaning), for quick runs."""
+
+    @model_validator(mode="after")
+    def _sources(self) -> DataSpec:
+        if self.path is None and self.train is None:
+            raise ValueError("data needs `path` (one source, split by ratio) or `train` (explicit split files)")
+        if self.path is not None and self.train is not None:
+            raise ValueError("data.path and data.train are exclusive: give one source to split, or explicit files")
+        unknown = sorted(set(self.columns) - set(CANONICAL_COLUMNS))
+        if unknown:
+            raise ValueError(f"data.columns has unknown canonical names {unknown}; known: {list(CANONICAL_COLUMNS)}")
+        return self
+
+
+class EarlyStoppingSpec(Spec):
+    patience: int = Field(3, ge=1)
+    """Evaluations without improvement before stopping. The best adapter is kept."""
+    threshold: float = Field(0.0, ge=0)
+    metric: str = "eval_loss"
+    """Metric to watch (lower is better for losses, higher for accuracy/f1)."""
+
+
+class TrainingSpec(Spec):
+    epochs: float = Field(3, gt=0)
+    max_steps: int | None = Field(None, ge=1)
+    """Stop after this many optimizer steps (overrides epochs)."""
+    learning_rate: float = Field(2e-4, gt=0, lt=1)
+    scheduler: Scheduler = "cosine"
+    warmup_ratio: float = Field(0.03, ge=0, lt=1)
+    batch_size: int = Field(8, ge=1)
+    """Per-device micro-batch size."""
+    eval_batch_size: int | None = Field(None, ge=1)
+    gradient_accumulation_steps: int = Field(1, ge=1)
+    packing: bool = False
+    """Pack several short examples into each sequence (SFT only)."""
+    gradient_checkpointing: bool = False
+    weight_decay: float = Field(0.0, ge=0)
+    max_grad_norm: float = Field(1.0, ge=0)
+    optimizer: Optimizer = "adamw_torch"
+    precision: DType = "auto"
+    """Mixed precision for training. `auto`: bf16 where supported, fp16 on older GPUs, fp32 on CPU."""
+    seed: int = 42
+    eval_steps: int | None = Field(None, ge=1)
+    """Evaluate on validation every N steps. Null: once per epoch."""
+    save_steps: int | None = Field(None, ge=1)
+    """Checkpoint every N steps (for --resume). Null: at each evaluation."""
+    save_total_limit: int = Field(2, ge=1)
+    logging_steps: int = Field(10, ge=1)
+    early_stopping: EarlyStoppingSpec | None = None
+    """Stop when the validation metric stops improving; keeps the best adapter."""
+    report_to: ReportTo = "none"
+    neftune_noise_alpha: float | None = Field(None, gt=0)
+    progress_bar: bool = True
+
+
+class EvaluationSpec(Spec):
+    enabled: bool = True
+    """Score the test split at the end of `run`."""
+    baselines: tuple[Baseline, ...] = ("majority", "tfidf_logreg", "base_model")
+    """Shown beside the adapted model. `full_finetune` trains the whole model with the same budget."""
+    perplexity: bool = True
+    """SFT: validation and test loss/perplexity before and after training."""
+    max_new_tokens: int = Field(64, ge=1)
+    """Generative evaluation: longest answer generated."""
+    max_samples: int | None = Field(None, ge=1)
+    """Score at most this many test rows (generative evaluation is slow on a CPU)."""
+    batch_size: int = Field(16, ge=1)
+    samples_in_report: int = Field(5, ge=0)
+
+
+class PublishSpec(Spec):
+    repo_id: str
+    """`org/name` on the Hub."""
+    private: bool = True
+    revision: str | None = None
+    merged: bool = False
+    endpoint: str | None = None
+    """Hub endpoint; default `HF_ENDPOINT` or https://huggingface.co."""
+
+
+class OutputSpec(Spec):
+    dir: Path = Path("runs")
+    """Parent directory; the run goes to `<dir>/<name>/`."""
+    overwrite: bool = False
+    """Replace a finished run of the same name."""
+    merge: bool = False
+    """Also write `merged/` (base + adapter merged, reloaded unquantized)."""
+    merge_dtype: Literal["bf16", "fp16", "fp32"] = "bf16"
+    publish: PublishSpec | None = None
+    """Push the adapter to the Hub at the end (credentials are checked before training)."""
+    license: str | None = None
+    """License for the model card (SPDX id or Hub license name)."""
+
+
+class Recipe(Spec):
+    """One training job, end to end."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
+    """Run name; the run directory is `<output.dir>/<name>`."""
+    description: str | None = None
+    task: TaskSpec = TaskSpec()
+    model: ModelSpec
+    quantization: QuantizationSpec = QuantizationSpec()
+    adapter: AdapterSpec = AdapterSpec()
+    data: DataSpec
+    training: TrainingSpec = TrainingSpec()
+    evaluation: EvaluationSpec = EvaluationSpec()
+    output: OutputSpec = OutputSpec()
+
+    @model_validator(mode="after")
+    def _cross_section(self) -> Recipe:
+        problems = []
+        if self.training.packing and self.task.type != "sft":
+            problems.append("training.packing only applies to task.type 'sft'")
+        if self.task.type != "sft" and self.data.format != "auto":
+            problems.append(f"data.format is for sft data; task.type '{self.task.type}' fixes its own layout")
+        if self.training.early_stopping is not None and self.data.split.validation == 0 and self.data.validation is None and self.data.path is not None:
+            problems.append("training.early_stopping needs a validation split (data.split.validation > 0 or data.validation)")
+        if self.quantization.method != "none" and "full_finetune" in self.evaluation.baselines:
+            problems.append("evaluation.baselines 'full_finetune' cannot train a quantized model; drop it or set quantization.method: none")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
