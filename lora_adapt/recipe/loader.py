@@ -47,7 +47,8 @@ def validate_recipe(raw: Any, source: str, lines: dict[tuple, int], overridden: 
     try:
         return Recipe.model_validate(raw)
     except ValidationError as exc:
-        problems = [_describe(err, raw, source, lines, overridden) for err in exc.errors()]
+        errors = sorted(exc.errors(), key=lambda e: _line_of(_clean_loc(e["loc"]), lines))
+        problems = [_describe(err, raw, source, lines, overridden) for err in errors]
         raise RecipeError(problems, source=source, hint="`lora-adapt schema` prints every key with its type and default") from None
 
 
@@ -194,6 +195,13 @@ def _where(loc: tuple, source: str, lines: dict[tuple, int], overridden: set[tup
         if tuple(loc[:n]) in lines:
             return f"{source}:{lines[tuple(loc[:n])]}"
     return source
+
+
+def _line_of(loc: tuple, lines: dict[tuple, int]) -> int:
+    for n in range(len(loc), 0, -1):
+        if tuple(loc[:n]) in lines:
+            return lines[tuple(loc[:n])]
+    return 1 << 30  # overrides and unlocated problems last
 
 
 def _value_at(raw: Any, loc: tuple) -> Any:

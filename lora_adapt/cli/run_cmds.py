@@ -1,0 +1,70 @@
+"""`lora-adapt run` and `lora-adapt data preview`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ..recipe import load_recipe
+from . import main
+
+SET_HELP = "Override a recipe value, e.g. --set training.learning_rate=1e-4 (repeatable)."
+
+
+@main.command()
+@click.argument("recipe", type=click.Path(dir_okay=False))
+@click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE", help=SET_HELP)
+@click.option("--output-dir", type=click.Path(file_okay=False, path_type=Path), help="Parent folder of the run (default: output.dir).")
+@click.option("--resume", is_flag=True, help="Continue an interrupted run from its last checkpoint.")
+@click.option("--dry-run", is_flag=True, help="Load the model and data, report what would happen, write nothing.")
+@click.option("--overwrite", is_flag=True, default=None, help="Replace a finished run of the same name.")
+def run(recipe: str, overrides: tuple[str, ...], output_dir: Path | None, resume: bool, dry_run: bool,
+        overwrite: bool | None) -> None:
+    """Train an adapter from RECIPE and write the run directory."""
+    from ..pipeline import run as run_pipeline
+
+    r = load_recipe(recipe, overrides)
+    if output_dir is not None:  # the same as --set output.dir=..., resolved against the working directory
+        r = r.model_copy(update={"output": r.output.model_copy(update={"dir": output_dir.resolve()})})
+    result = run_pipeline(r, resume=resume, dry_run=dry_run, overwrite=overwrite, echo=click.echo)
+    if result.run_dir is not None:
+        click.echo(_summary(result.metrics))
+
+
+def _summary(metrics: dict) -> str:
+    lines = []
+    for split in ("validation", "test"):
+        m = metrics.get(split) or {}
+        if "before" in m and "after" in m and m["before"] and m["after"]:
+            lines.append(f"{split}: loss {m['before']['loss']:.4f} -> {m['after']['loss']:.4f}, "
+                         f"perplexity {m['before']['perplexity']:.2f} -> {m['after']['perplexity']:.2f}")
+    if "summary" in metrics:
+        lines.append(metrics["summary"])
+    return "\n".join(lines)
+
+
+@main.group()
+def data() -> None:
+    """Inspect prepared training data."""
+
+
+@data.command()
+@click.argument("recipe", type=click.Path(dir_okay=False))
+@click.option("-n", "count", default=3, show_default=True, help="How many examples to show.")
+@click.option("--split", type=click.Choice(["train", "validation", "test"]), default="train", show_default=True)
+@click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE", help=SET_HELP)
+def preview(recipe: str, count: int, split: str, overrides: tuple[str, ...]) -> None:
+    """Render prepared examples, marking trained and masked tokens."""
+    from ..data import prepare_data, render_preview
+    from ..modeling import load_tokenizer
+    from ..pipeline import resolve_runtime
+
+    r = load_recipe(recipe, overrides)
+    tokenizer = load_tokenizer(r.model)
+    if r.data.chat_template:
+        from ..data.templates import chat_template
+
+        tokenizer.chat_template = chat_template(r.data.chat_template)
+    prepared = prepare_data(r.data, r.task, tokenizer, head=resolve_runtime(r).mode == "head")
+    click.echo(render_preview(prepared, tokenizer, n=count, split=split))

@@ -1,0 +1,186 @@
+"""Layouts: a file's rows (user column names) -> canonical rows for one layout.
+
+Layouts: sft ``completion`` (text), ``prompt_completion`` (prompt, completion), ``instruction``
+(instruction, input?, output), ``chat`` (messages); tasks ``classification`` (text, label),
+``tagging`` (tokens, tags), ``relation`` (text with <e1>/<e2> markers, label), ``extraction``
+(text, output JSON object). Every canonical row may also carry ``id`` and ``system``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from ..errors import DataError
+from ..recipe.schema import CANONICAL_COLUMNS, DataSpec, TaskSpec
+from .sources import WHERE
+
+TASK_LAYOUTS = {
+    "classification": "classification", "token_classification": "tagging",
+    "relation_classification": "relation", "extraction": "extraction",
+}
+REQUIRED = {
+    "completion": ("text",), "prompt_completion": ("prompt", "completion"), "instruction": ("instruction", "output"),
+    "chat": ("messages",), "classification": ("text", "label"), "tagging": ("tokens", "tags"),
+    "relation": ("text", "label"), "extraction": ("text", "output"),
+}
+KEEP = {layout: cols + ("id", "system") for layout, cols in REQUIRED.items()}
+KEEP["instruction"] += ("input",)
+E1 = re.compile(r"<e1>.+?</e1>", re.S)
+E2 = re.compile(r"<e2>.+?</e2>", re.S)
+SHAREGPT_ROLES = {"human": "user", "gpt": "assistant", "system": "system", "user": "user", "assistant": "assistant"}
+
+
+def detect_sft_format(row: dict[str, Any]) -> str:
+    """messages > instruction+output > prompt+completion > text."""
+    if "messages" in row:
+        return "chat"
+    if "instruction" in row and "output" in row:
+        return "instruction"
+    if "prompt" in row and "completion" in row:
+        return "prompt_completion"
+    return "completion"
+
+
+def rows_layout(spec: DataSpec, task: TaskSpec, first_row: dict[str, Any]) -> str:
+    """The layout of canonical rows: the task's, or the sft format (given or detected)."""
+    if task.type != "sft":
+        return TASK_LAYOUTS[task.type]
+    return spec.format if spec.format != "auto" else detect_sft_format(first_row)
+
+
+def rename_columns(rows: list[dict[str, Any]], spec: DataSpec, source: str) -> list[dict[str, Any]]:
+    """Apply ``data.columns`` (canonical -> user name), checking the user's names exist."""
+    if not rows or not spec.columns:
+        return rows
+    have = [k for k in rows[0] if k != WHERE]
+    for canonical, user in spec.columns.items():
+        if user not in rows[0] and canonical not in rows[0]:
+            raise DataError(
+                f"{source}: data.columns maps '{canonical}' to '{user}', but the data has no column '{user}' "
+                f"(columns: {', '.join(have)})", hint="fix data.columns to name one of the columns above")
+    back = {user: canonical for canonical, user in spec.columns.items()}
+    return [{back.get(k, k): v for k, v in row.items()} for row in rows]
+
+
+def check_columns(rows: list[dict[str, Any]], layout: str, spec: DataSpec, source: str) -> None:
+    """Every required canonical column is present in the first row."""
+    if not rows:
+        return
+    have = [k for k in rows[0] if k != WHERE]
+    missing = [c for c in REQUIRED[layout] if c not in rows[0]]
+    if not missing:
+        return
+    reverse = {v: k for k, v in spec.columns.items()}
+    shown = ", ".join(f"{reverse[c]} (mapped to {c})" if c in reverse else c for c in have) or "none"
+    unmapped = [c for c in have if c not in CANONICAL_COLUMNS]
+    example = ", ".join(f"{m}: {u}" for m, u in zip(missing, unmapped, strict=False)) or f"{missing[0]}: YOUR_COLUMN"
+    raise DataError(
+        f"{source}: missing column(s) {missing} for the {layout} layout; the data has: {shown}",
+        hint=f"map your column names with data.columns, e.g. `columns: {{{example}}}`")
+
+
+def to_canonical(rows: list[dict[str, Any]], layout: str, task: TaskSpec) -> list[dict[str, Any]]:
+    """Keep the layout's canonical columns and coerce their values (errors name file:line)."""
+    convert = {
+        "chat": _chat_row, "classification": _classification_row, "tagging": _tagging_row,
+        "relation": _relation_row, "extraction": _extraction_row,
+    }.get(layout, _text_row)
+    out = []
+    for row in rows:
+        kept = {k: row[k] for k in KEEP[layout] if k in row}
+        kept[WHERE] = row.get(WHERE, "?")
+        out.append(convert(kept, task))
+    return out
+
+
+def _as_text(value: Any) -> str:
+    if value is None:
+        return ""
+    return value if isinstance(value, str) else str(value)
+
+
+def _text_row(row: dict[str, Any], task: TaskSpec) -> dict[str, Any]:
+    return {k: (v if k == WHERE else _as_text(v)) for k, v in row.items()}
+
+
+def _chat_row(row: dict[str, Any], task: TaskSpec) -> dict[str, Any]:
+    messages = row["messages"]
+    if isinstance(messages, str):
+        try:
+            messages = json.loads(messages)
+        except json.JSONDecodeError:
+            raise DataError(f"{row[WHERE]}: 'messages' is a string but not a JSON list of messages") from None
+    if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
+        raise DataError(f"{row[WHERE]}: 'messages' must be a list of {{role, content}} objects")
+    row["messages"] = [_message(m, row[WHERE]) for m in messages]
+    if "system" in row:
+        row["system"] = _as_text(row["system"])
+    return row
+
+
+def _message(message: dict[str, Any], where: str) -> dict[str, str]:
+    role = message.get("role", message.get("from"))
+    content = message.get("content", message.get("value"))
+    role = SHAREGPT_ROLES.get(str(role), role)
+    if role not in ("system", "user", "assistant", "tool"):
+        raise DataError(f"{where}: message role {role!r} is not one of system, user, assistant, tool")
+    return {"role": role, "content": _as_text(content)}
+
+
+def _label_value(value: Any, task: TaskSpec, where: str) -> str:
+    """A label as a string; an integer indexes task.labels when those are given and it is not one of them."""
+    if isinstance(value, bool) or not isinstance(value, int) or task.labels is None or str(value) in task.labels:
+        return _as_text(value).strip()
+    if not 0 <= value < len(task.labels):
+        raise DataError(f"{where}: label index {value} is outside task.labels (0..{len(task.labels) - 1})")
+    return task.labels[value]
+
+
+def _classification_row(row: dict[str, Any], task: TaskSpec) -> dict[str, Any]:
+    value, where = row["label"], row[WHERE]
+    if task.multi_label:
+        items = value if isinstance(value, list) else _as_text(value).split(task.label_separator)
+        labels = [_label_value(v, task, where) for v in items]
+        row["label"] = list(dict.fromkeys(x for x in labels if x))
+    else:
+        row["label"] = _label_value(value, task, where)
+    row["text"] = _as_text(row["text"])
+    return row
+
+
+def _relation_row(row: dict[str, Any], task: TaskSpec) -> dict[str, Any]:
+    row = _classification_row(row, task)
+    missing = [m for m, pattern in (("<e1>..</e1>", E1), ("<e2>..</e2>", E2)) if not pattern.search(row["text"])]
+    if missing:
+        raise DataError(f"{row[WHERE]}: relation sentence lacks entity marker(s) {' and '.join(missing)}: "
+                        f"{row['text'][:80]!r}", hint="mark both entities, e.g. 'the <e1>cup</e1> in the <e2>box</e2>'")
+    return row
+
+
+def _tagging_row(row: dict[str, Any], task: TaskSpec) -> dict[str, Any]:
+    tokens, tags, where = row["tokens"], row["tags"], row[WHERE]
+    tokens = tokens.split() if isinstance(tokens, str) else list(tokens or [])
+    tags = tags.split() if isinstance(tags, str) else list(tags or [])
+    if len(tokens) != len(tags):
+        raise DataError(f"{where}: {len(tokens)} tokens but {len(tags)} tags; every token needs exactly one tag",
+                        hint="check the token and tag lists (CoNLL: one 'TOKEN ... TAG' per line)")
+    row["tokens"] = [_as_text(t) for t in tokens]
+    row["tags"] = [_label_value(t, task, where) for t in tags]
+    return row
+
+
+def _extraction_row(row: dict[str, Any], task: TaskSpec) -> dict[str, Any]:
+    output, where = row["output"], row[WHERE]
+    if isinstance(output, str):
+        try:
+            output = json.loads(output) if output.strip() else {}
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{where}: 'output' is not valid JSON: {exc.msg}",
+                            hint="extraction outputs are JSON objects, e.g. {\"drug\": \"aspirin\"}") from None
+    if not isinstance(output, dict):
+        raise DataError(f"{where}: 'output' must be a JSON object, got {type(output).__name__}")
+    row["output"] = output
+    row["text"] = _as_text(row["text"])
+    return row

@@ -1,0 +1,258 @@
+"""Readers: one file (or saved ``datasets`` directory) -> a list of row dicts.
+
+Every row carries ``_where`` ("file:line" or "file[item N]") so later checks can name the place a
+bad example came from; the key is stripped before rows leave the package.
+
+Plain text (``.txt``, ``file_format: text``): a file with blank lines holds one example per
+blank-line-separated block; a file without any blank line holds one example per line. Rows get
+the column ``text``.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..errors import DataError
+
+WHERE = "_where"
+SEMEVAL_LINE = re.compile(r'^(\d+)\t"(.*)"\s*$')
+EXTENSIONS = {
+    ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv", ".tsv": "tsv", ".tab": "tsv",
+    ".parquet": "parquet", ".pq": "parquet", ".conll": "conll", ".bio": "conll", ".iob": "conll",
+}
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of a file, or of a directory's files (sorted by relative path)."""
+    digest = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for file in files:
+        if path.is_dir():
+            digest.update(str(file.relative_to(path)).encode())
+        with file.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def check_exists(path: Path, key: str) -> None:
+    if not path.exists():
+        raise DataError(
+            f"data file not found: {path} (data.{key})",
+            hint="relative paths resolve against the recipe file's folder; check the path and spelling",
+        )
+
+
+def detect_file_format(path: Path, task_type: str) -> str:
+    """The reader for ``file_format: auto``: by extension, sniffing .txt and extension-less files."""
+    if path.is_dir():
+        return "hf_dataset"
+    fmt = EXTENSIONS.get(path.suffix.lower())
+    if fmt is not None:
+        return fmt
+    lines = _first_lines(path, 20)
+    if lines and SEMEVAL_LINE.match(lines[0]):
+        return "semeval"
+    if task_type == "token_classification" and lines and all(len(x.split()) >= 2 for x in lines):
+        return "conll"
+    if path.suffix.lower() == ".txt":
+        return "text"
+    if lines and lines[0].lstrip().startswith("{"):
+        return "jsonl"
+    if lines and "\t" in lines[0]:
+        return "tsv"
+    if lines and "," in lines[0]:
+        return "csv"
+    return "text"
+
+
+def _first_lines(path: Path, n: int) -> list[str]:
+    out: list[str] = []
+    with path.open(encoding="utf-8-sig", errors="replace") as handle:
+        for line in handle:
+            if line.strip() and not line.startswith("-DOCSTART-"):
+                out.append(line.rstrip("\r\n"))
+            if len(out) >= n:
+                break
+    return out
+
+
+def read_file(path: Path, fmt: str, column_names: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
+    """Rows of one file in its own column names (each with ``_where``)."""
+    readers = {
+        "jsonl": _read_jsonl, "json": _read_json, "parquet": _read_parquet, "text": _read_text,
+        "conll": _read_conll, "semeval": _read_semeval, "hf_dataset": _read_saved_dataset,
+    }
+    if fmt in ("csv", "tsv"):
+        return _read_delimited(path, "\t" if fmt == "tsv" else ",", column_names)
+    return readers[fmt](path)
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    rows = []
+    with path.open(encoding="utf-8-sig") as handle:
+        for lineno, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(f"{path}:{lineno}: not valid JSON: {exc.msg} (column {exc.colno})",
+                                hint="each line of a .jsonl file must be one JSON object") from None
+            if not isinstance(obj, dict):
+                raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}",
+                                hint="each line of a .jsonl file must be one JSON object like {\"text\": ...}")
+            obj[WHERE] = f"{path}:{lineno}"
+            rows.append(obj)
+    return rows
+
+
+def _read_json(path: Path) -> list[dict[str, Any]]:
+    text = path.read_text(encoding="utf-8-sig")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        if exc.msg == "Extra data":  # a .json file holding JSON lines
+            return _read_jsonl(path)
+        raise DataError(f"{path}:{exc.lineno}: not valid JSON: {exc.msg} (column {exc.colno})") from None
+    if isinstance(data, dict) and isinstance(data.get("data"), list):
+        data = data["data"]
+    if not isinstance(data, list):
+        raise DataError(f"{path}: expected a JSON list of objects or {{\"data\": [...]}}, got {type(data).__name__}")
+    rows = []
+    for i, obj in enumerate(data):
+        if not isinstance(obj, dict):
+            raise DataError(f"{path}[item {i}]: expected a JSON object, got {type(obj).__name__}")
+        rows.append({**obj, WHERE: f"{path}[item {i}]"})
+    return rows
+
+
+def _read_delimited(path: Path, delimiter: str, column_names: tuple[str, ...] | None) -> list[dict[str, Any]]:
+    """csv/tsv. tsv is read without quoting (quote characters are data); headerless files need column_names."""
+    csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
+    quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
+    rows = []
+    with path.open(encoding="utf-8-sig", newline="") as handle:
+        reader = csv.reader(handle, delimiter=delimiter, quoting=quoting)
+        header = list(column_names) if column_names else next(reader, None)
+        if header is None:
+            return []
+        for fields in reader:
+            if not any(f.strip() for f in fields):
+                continue
+            rows.append(_fields_to_row(path, reader.line_num, header, fields, delimiter))
+    return rows
+
+
+def _fields_to_row(path: Path, lineno: int, header: list[str], fields: list[str], delimiter: str) -> dict[str, Any]:
+    if len(fields) > len(header):  # extra delimiters belong to the last column (free text)
+        fields = fields[: len(header) - 1] + [delimiter.join(fields[len(header) - 1:])]
+    if len(fields) < len(header):
+        raise DataError(
+            f"{path}:{lineno}: {len(fields)} field(s) but {len(header)} columns {header}",
+            hint="for a headerless file set data.column_names; check the delimiter (data.file_format csv or tsv)",
+        )
+    row: dict[str, Any] = dict(zip(header, fields, strict=True))
+    row[WHERE] = f"{path}:{lineno}"
+    return row
+
+
+def _read_parquet(path: Path) -> list[dict[str, Any]]:
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(path)
+    except Exception as exc:  # pyarrow raises several types for a bad file
+        raise DataError(f"{path}: not a readable parquet file: {exc}") from None
+    return [{**row, WHERE: f"{path}[row {i}]"} for i, row in enumerate(table.to_pylist())]
+
+
+def _read_text(path: Path) -> list[dict[str, Any]]:
+    lines = path.read_text(encoding="utf-8-sig").splitlines()
+    if not any(not line.strip() for line in lines):
+        return [{"text": line, WHERE: f"{path}:{i}"} for i, line in enumerate(lines, 1)]
+    rows, block, first = [], [], 0
+    for lineno, line in enumerate(lines + [""], 1):
+        if line.strip():
+            first = first or lineno
+            block.append(line)
+        elif block:
+            rows.append({"text": "\n".join(block), WHERE: f"{path}:{first}"})
+            block, first = [], 0
+    return rows
+
+
+def _read_conll(path: Path) -> list[dict[str, Any]]:
+    """Token per line, first column the token, last column the tag; blank lines end sentences."""
+    rows: list[dict[str, Any]] = []
+    tokens: list[str] = []
+    tags: list[str] = []
+    first = 0
+    with path.open(encoding="utf-8-sig") as handle:
+        for lineno, line in enumerate(handle, 1):
+            parts = line.split()
+            if parts and parts[0] == "-DOCSTART-":
+                continue
+            if not parts:
+                if tokens:
+                    rows.append({"tokens": tokens, "tags": tags, WHERE: f"{path}:{first}"})
+                tokens, tags, first = [], [], 0
+                continue
+            if len(parts) < 2:
+                raise DataError(f"{path}:{lineno}: token without a tag: {line.strip()!r}",
+                                hint="CoNLL lines are 'TOKEN [other columns] TAG', a blank line between sentences")
+            first = first or lineno
+            tokens.append(parts[0])
+            tags.append(parts[-1])
+    if tokens:
+        rows.append({"tokens": tokens, "tags": tags, WHERE: f"{path}:{first}"})
+    return rows
+
+
+def _read_semeval(path: Path) -> list[dict[str, Any]]:
+    """SemEval-2010 Task 8: `id<TAB>"sentence"`, label line, `Comment:` line, blank line."""
+    rows: list[dict[str, Any]] = []
+    lines = path.read_text(encoding="utf-8-sig").splitlines()
+    i = 0
+    while i < len(lines):
+        if not lines[i].strip():
+            i += 1
+            continue
+        match = SEMEVAL_LINE.match(lines[i])
+        if match is None:
+            raise DataError(f"{path}:{i + 1}: expected a SemEval line 'ID<TAB>\"sentence\"', got {lines[i][:60]!r}")
+        if i + 1 >= len(lines) or not lines[i + 1].strip():
+            raise DataError(f"{path}:{i + 2}: missing the relation label line after example {match.group(1)}")
+        rows.append({"id": match.group(1), "text": match.group(2), "label": lines[i + 1].strip(),
+                     WHERE: f"{path}:{i + 1}"})
+        i += 2
+        if i < len(lines) and lines[i].startswith("Comment"):
+            i += 1
+    return rows
+
+
+def _read_saved_dataset(path: Path) -> list[dict[str, Any]]:
+    splits = read_saved_splits(path)
+    if len(splits) != 1:
+        raise DataError(f"{path}: saved DatasetDict has splits {sorted(splits)}; one file needs one split",
+                        hint="point data.path at the DatasetDict to use its splits, or save the split you want alone")
+    return next(iter(splits.values()))
+
+
+def read_saved_splits(path: Path) -> dict[str, list[dict[str, Any]]]:
+    """A directory written by ``save_to_disk``: {split: rows} (a plain Dataset is the split "train")."""
+    import datasets
+
+    try:
+        loaded = datasets.load_from_disk(str(path))
+    except Exception as exc:  # datasets raises FileNotFoundError/ValueError variants
+        raise DataError(f"{path}: not a saved `datasets` directory: {exc}",
+                        hint="write it with Dataset.save_to_disk(), or set data.file_format") from None
+    parts = dict(loaded) if isinstance(loaded, datasets.DatasetDict) else {"train": loaded}
+    return {name: [{**row, WHERE: f"{path}/{name}[row {i}]"} for i, row in enumerate(ds)] for name, ds in parts.items()}

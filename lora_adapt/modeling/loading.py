@@ -1,0 +1,133 @@
+"""Load a base model and its tokenizer as the recipe asks: 4-bit (NF4/FP4), 8-bit or full precision."""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+
+from ..errors import ModelLoadError
+from ..recipe.schema import ModelSpec, QuantizationSpec
+from .hardware import resolve_device, resolve_dtype
+from .source import ModelSource, resolve_model_source
+
+Head = Literal["causal_lm", "sequence_classification", "token_classification"]
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    model: Any  # transformers.PreTrainedModel
+    tokenizer: Any  # transformers.PreTrainedTokenizerBase
+    source: ModelSource
+    quantization: str
+    dtype: torch.dtype
+    device: str
+    head: Head
+
+    @property
+    def quantized(self) -> bool:
+        return self.quantization != "none"
+
+
+def auto_class(head: Head):
+    import transformers
+
+    return {
+        "causal_lm": transformers.AutoModelForCausalLM,
+        "sequence_classification": transformers.AutoModelForSequenceClassification,
+        "token_classification": transformers.AutoModelForTokenClassification,
+    }[head]
+
+
+def load_tokenizer(spec: ModelSpec, source: ModelSource | None = None):
+    from transformers import AutoTokenizer
+
+    source = source or resolve_model_source(spec)
+    ref = spec.tokenizer or source.load_path
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(ref, revision=source.revision, trust_remote_code=spec.trust_remote_code)
+    except OSError as exc:
+        raise ModelLoadError(f"cannot load the tokenizer from {ref}: {_first_line(exc)}",
+                             hint="offline? a Hub id needs network or a local cache; point model.name_or_path at a folder") from None
+    if tokenizer.pad_token is None:
+        # Pad with EOS: TRL builds labels from the completion mask, not from pad ids, so EOS is still trained.
+        tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
+    return tokenizer
+
+
+def bnb_config(quant: QuantizationSpec, compute_dtype: torch.dtype):
+    """Translate the recipe's quantization section into a transformers BitsAndBytesConfig."""
+    if quant.method == "none":
+        return None
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise ModelLoadError(f"quantization.method '{quant.method}' needs bitsandbytes, which is not installed",
+                             hint="pip install 'lora-adapt[quant]'  (or set quantization.method: none)")
+    from transformers import BitsAndBytesConfig
+
+    if quant.method == "int8":
+        return BitsAndBytesConfig(load_in_8bit=True)
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type=quant.method,
+        bnb_4bit_use_double_quant=quant.double_quant,
+        bnb_4bit_compute_dtype=compute_dtype,
+        bnb_4bit_quant_storage=torch.uint8,
+    )
+
+
+def load_model(spec: ModelSpec, quant: QuantizationSpec, *, head: Head = "causal_lm",
+               labels: tuple[str, ...] | None = None, multi_label: bool = False, tokenizer=None) -> LoadedModel:
+    source = resolve_model_source(spec)
+    device = resolve_device(spec.device)
+    dtype = resolve_dtype(spec.dtype, device)
+    compute = resolve_dtype(quant.compute_dtype, device) if quant.compute_dtype != "auto" else dtype
+    tokenizer = tokenizer if tokenizer is not None else load_tokenizer(spec, source)
+    kwargs: dict[str, Any] = dict(
+        revision=source.revision, trust_remote_code=spec.trust_remote_code, dtype=dtype,
+        use_safetensors=None if spec.allow_pickle else True,
+    )
+    if spec.attn_implementation != "auto":
+        kwargs["attn_implementation"] = spec.attn_implementation
+    quantization_config = bnb_config(quant, compute)
+    if quantization_config is not None:
+        kwargs["quantization_config"] = quantization_config
+        kwargs["device_map"] = {"": device if device != "cuda" else torch.cuda.current_device()}
+    if head != "causal_lm":
+        kwargs.update(_head_kwargs(head, labels, multi_label))
+    try:
+        model = auto_class(head).from_pretrained(source.load_path, **kwargs)
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"cannot load model {spec.name_or_path}: {_first_line(exc)}",
+                             hint=_load_hint(source, exc)) from None
+    if quantization_config is None:
+        model.to(device)
+    if getattr(model.config, "pad_token_id", None) is None and tokenizer.pad_token_id is not None:
+        model.config.pad_token_id = tokenizer.pad_token_id
+    return LoadedModel(model, tokenizer, source, quant.method, dtype, device, head)
+
+
+def _head_kwargs(head: Head, labels: tuple[str, ...] | None, multi_label: bool) -> dict[str, Any]:
+    if not labels:
+        raise ModelLoadError(f"a {head} head needs the label set", hint="list task.labels or put labels in the data")
+    kwargs: dict[str, Any] = dict(num_labels=len(labels), id2label=dict(enumerate(labels)),
+                                  label2id={label: i for i, label in enumerate(labels)})
+    if multi_label:
+        kwargs["problem_type"] = "multi_label_classification"
+    return kwargs
+
+
+def _load_hint(source: ModelSource, exc: Exception) -> str:
+    text = str(exc).lower()
+    if "safetensors" in text:
+        return "only safetensors weights are loaded; set model.allow_pickle: true if you trust the .bin files"
+    if source.kind == "hub":
+        return "offline or wrong id? check the Hub id and revision, or point model.name_or_path at a local folder"
+    return "check that the folder holds a complete save_pretrained output"
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -1,0 +1,318 @@
+"""The one function that runs a recipe end to end: each stage is a plain call returning a new object.
+
+recipe -> Runtime -> LoadedModel -> PreparedData -> peft model -> TrainResult -> metrics -> run dir
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import artifacts as A
+from .errors import LoraAdaptError, RunExistsError
+from .recipe import Recipe, dump_recipe
+
+Echo = Callable[[str], None]
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """Values derived once from the recipe and the machine; never written back into the Recipe."""
+
+    device: str
+    dtype: str
+    precision: Any  # training.Precision
+    head: str  # "causal_lm" | "sequence_classification" | "token_classification"
+    mode: str  # "generative" | "head"
+    world_size: int
+    effective_batch_size: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"device": self.device, "dtype": self.dtype, "precision": self.precision.name, "head": self.head,
+                "mode": self.mode, "world_size": self.world_size, "effective_batch_size": self.effective_batch_size}
+
+
+@dataclass(frozen=True)
+class RunResult:
+    run_dir: Path | None
+    metrics: dict[str, Any]
+    manifest: dict[str, Any]
+
+
+HEADS = {"classification": "sequence_classification", "relation_classification": "sequence_classification",
+         "token_classification": "token_classification"}
+
+
+def resolve_runtime(recipe: Recipe) -> Runtime:
+    import os
+
+    from .modeling.hardware import bf16_supported, dtype_name, resolve_device, resolve_dtype
+    from .training import resolve_precision
+
+    device = resolve_device(recipe.model.device)
+    task = recipe.task
+    mode = task.mode if task.mode != "auto" else ("head" if task.type in HEADS else "generative")
+    head = HEADS[task.type] if mode == "head" else "causal_lm"
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    t = recipe.training
+    return Runtime(device, dtype_name(resolve_dtype(recipe.model.dtype, device)),
+                   resolve_precision(t.precision, device, bf16_supported(device)), head, mode, world,
+                   t.batch_size * t.gradient_accumulation_steps * world)
+
+
+def run(recipe: Recipe, *, resume: bool = False, dry_run: bool = False,
+        overwrite: bool | None = None, callbacks: Sequence[Any] = (), echo: Echo = print) -> RunResult:
+    """Load, prepare, attach, train, evaluate and write ``<output_dir>/<name>/``."""
+    timings: dict[str, float] = {}
+    clock = _Clock(timings)
+    runtime = resolve_runtime(recipe)
+    final = A.run_dir(Path(recipe.output.dir).resolve(), recipe.name)
+    overwrite = recipe.output.overwrite if overwrite is None else overwrite
+    _check_target(final, overwrite=overwrite, resume=resume, dry_run=dry_run)
+    if recipe.output.publish is not None and not dry_run:
+        _check_publish_access(recipe)
+    with clock("load_s"):
+        loaded, prepared = _load_model_and_data(recipe, runtime, echo)
+    if dry_run:
+        return _dry_run_summary(recipe, runtime, loaded, prepared, echo)
+    stage = A.in_progress_dir(final)
+    if stage.exists() and not resume:
+        import shutil
+
+        echo(f"note: removing an unfinished run at {stage} (pass --resume to continue it instead)")
+        shutil.rmtree(stage)
+    with A.staged_dir(final, overwrite) as stage:
+        with clock("train_s"):
+            model, train_result, lm_metrics = _train(recipe, runtime, loaded, prepared, stage, resume, callbacks, echo)
+        with clock("eval_s"):
+            task_metrics = _evaluate_task(recipe, runtime, model, loaded, prepared, stage, echo)
+        metrics = {"train": train_result.to_json(), **lm_metrics, **task_metrics}
+        timings["total_s"] = round(sum(timings.values()), 2)
+        manifest = _write_run(recipe, runtime, loaded, prepared, model, metrics, timings, stage)
+    echo(f"run finished: {final}")
+    if recipe.output.publish is not None:
+        _publish(recipe, final, echo)
+    return RunResult(final, metrics, manifest)
+
+
+# --- stages ----------------------------------------------------------------------------------
+
+def _check_target(final: Path, *, overwrite: bool, resume: bool, dry_run: bool) -> None:
+    if dry_run or not final.exists() or overwrite:
+        return
+    hint = "pass --overwrite (or output.overwrite: true), or choose another --output-dir or name"
+    if resume:
+        raise RunExistsError(f"nothing to resume: the run at {final} already finished", hint=hint)
+    raise RunExistsError(f"a finished run already exists at {final}", hint=hint)
+
+
+def _check_publish_access(recipe: Recipe) -> None:
+    from .hub import check_write_access
+
+    pub = recipe.output.publish
+    check_write_access(pub.repo_id, endpoint=pub.endpoint)
+
+
+def _load_model_and_data(recipe: Recipe, runtime: Runtime, echo: Echo):
+    from .data import prepare_data
+    from .modeling import load_model, load_tokenizer
+
+    _quiet_libraries()
+    tokenizer = load_tokenizer(recipe.model)
+    if recipe.data.chat_template:
+        from .data.templates import chat_template
+
+        tokenizer.chat_template = chat_template(recipe.data.chat_template)
+    prepared = prepare_data(recipe.data, recipe.task, tokenizer, head=runtime.mode == "head")
+    echo(_data_line(prepared))
+    loaded = load_model(recipe.model, recipe.quantization, head=runtime.head, labels=prepared.labels,
+                        multi_label=recipe.task.multi_label, tokenizer=tokenizer)
+    echo(f"model: {recipe.model.name_or_path} ({loaded.source.kind}) on {loaded.device}, "
+         f"dtype {runtime.dtype}, quantization {loaded.quantization}, head {runtime.head}")
+    return loaded, prepared
+
+
+def _train(recipe: Recipe, runtime: Runtime, loaded, prepared, stage: Path, resume: bool, callbacks, echo: Echo):
+    from .modeling import attach_adapter, parameter_counts
+    from .training import discard_checkpoints, early_stopping_callbacks, evaluate_loss, run_trainer
+
+    model = attach_adapter(loaded, recipe.adapter, gradient_checkpointing=recipe.training.gradient_checkpointing)
+    counts = parameter_counts(model)
+    echo(f"adapter: {recipe.adapter.method} r={recipe.adapter.rank}, trainable {counts['trainable']:,} of "
+         f"{counts['total']:,} parameters ({100 * counts['share']:.3f}%)")
+    checkpoints = stage / A.CHECKPOINTS_DIR
+    all_callbacks = [*early_stopping_callbacks(recipe.training), *callbacks]
+    trainer = _make_trainer(recipe, runtime, model, loaded.tokenizer, prepared, checkpoints, all_callbacks)
+    lm_metrics: dict[str, Any] = {}
+    measure_lm = runtime.mode == "generative" and recipe.evaluation.perplexity
+    splits = {name: ds for name, ds in (("validation", prepared.validation), ("test", prepared.test)) if ds is not None and len(ds)}
+    if measure_lm:
+        with model.disable_adapter():
+            lm_metrics = {name: {"before": evaluate_loss(trainer, ds, f"{name}_before")} for name, ds in splits.items()}
+    result = run_trainer(trainer, checkpoints=checkpoints, resume=resume, max_steps_hint=recipe.training.max_steps)
+    if measure_lm:
+        for name, ds in splits.items():
+            lm_metrics[name]["after"] = evaluate_loss(trainer, ds, f"{name}_after")
+    discard_checkpoints(checkpoints)
+    model = trainer.model
+    model.lora_adapt_counts = counts
+    echo(f"trained {result.global_step} steps, final train loss {result.final_train_loss}")
+    return model, result, lm_metrics
+
+
+def _make_trainer(recipe: Recipe, runtime: Runtime, model, tokenizer, prepared, checkpoints: Path, callbacks):
+    from .training import common_args, make_sft_trainer, sft_config
+
+    has_val = prepared.validation is not None and len(prepared.validation) > 0
+    eval_ds = prepared.validation if has_val else None
+    if runtime.mode == "head":
+        from transformers import TrainingArguments
+
+        from .training.heads import make_head_trainer
+
+        args = TrainingArguments(**common_args(recipe.training, runtime.precision, checkpoints,
+                                               has_validation=has_val, device=runtime.device))
+        return make_head_trainer(model, tokenizer, prepared, args, callbacks, recipe.task)
+    args = sft_config(recipe.training, recipe.data, runtime.precision, checkpoints, has_validation=has_val,
+                      device=runtime.device)
+    return make_sft_trainer(model, tokenizer, prepared.train, eval_ds, args, callbacks)
+
+
+def _evaluate_task(recipe: Recipe, runtime: Runtime, model, loaded, prepared, stage: Path, echo: Echo) -> dict[str, Any]:
+    if recipe.task.type == "sft" or not recipe.evaluation.enabled:
+        return {}
+    from .evaluation import evaluate_task
+
+    result = evaluate_task(recipe=recipe, mode=runtime.mode, model=model, tokenizer=loaded.tokenizer,
+                           prepared=prepared, run_dir=stage, echo=echo)
+    return result
+
+
+def _write_run(recipe: Recipe, runtime: Runtime, loaded, prepared, model, metrics: dict[str, Any],
+               timings: dict[str, float], stage: Path) -> dict[str, Any]:
+    from .evaluation.report import render_report
+    from .export.checks import check_adapter_weights
+    from .hub import render_model_card
+
+    adapter_dir = stage / A.ADAPTER_DIR
+    model.save_pretrained(adapter_dir)
+    loaded.tokenizer.save_pretrained(adapter_dir)
+    check_adapter_weights(adapter_dir)
+    manifest = _manifest(recipe, runtime, loaded, prepared, model, timings)
+    resolved = dump_recipe(recipe)
+    manifest["recipe_sha256"] = A.sha256_text(resolved)
+    A.atomic_write_text(stage / A.RESOLVED_RECIPE, resolved)
+    A.atomic_write_json(stage / A.MANIFEST, manifest)
+    A.atomic_write_json(stage / A.METRICS, metrics)
+    A.atomic_write_text(stage / A.REPORT, render_report(manifest, metrics))
+    A.atomic_write_text(stage / A.MODEL_CARD, render_model_card(stage))
+    return manifest
+
+
+def _manifest(recipe: Recipe, runtime: Runtime, loaded, prepared, model, timings) -> dict[str, Any]:
+    from .manifest import config_sha256, device_info, package_versions, tokenizer_sha256, utc_now
+    from .modeling import auto_class
+
+    base = loaded.model.config if not hasattr(model, "get_base_model") else model.get_base_model().config
+    cfg = base.to_dict()
+    counts = getattr(model, "lora_adapt_counts", {})
+    a = recipe.adapter
+    return {
+        "lora_adapt_version": package_versions()["lora-adapt"],
+        "created_utc": utc_now(),
+        "name": recipe.name,
+        "task": {"type": recipe.task.type, "mode": runtime.mode, "labels": list(prepared.labels or [])},
+        "base_model": {
+            "name_or_path": recipe.model.name_or_path, "hub_id": loaded.source.hub_id,
+            "revision": loaded.source.revision, "resolved_path": loaded.source.load_path, "kind": loaded.source.kind,
+            "model_type": cfg.get("model_type"), "architectures": cfg.get("architectures"),
+            "auto_class": auto_class(runtime.head).__name__, "config_sha256": config_sha256(cfg),
+            "tokenizer_sha256": tokenizer_sha256(Path(loaded.source.load_path)) if loaded.source.is_local else None,
+            "num_parameters": counts.get("total"), "trust_remote_code": recipe.model.trust_remote_code,
+        },
+        "quantization": recipe.quantization.model_dump(mode="json"),
+        "adapter": {"method": a.method, "rank": a.rank, "alpha": a.alpha, "scaling": a.scaling,
+                    "target_modules": a.target_modules if isinstance(a.target_modules, str) else list(a.target_modules),
+                    "modules_to_save": sorted(_modules_to_save(model)), "trainable_params": counts.get("trainable"),
+                    "total_params": counts.get("total"), "trainable_share": counts.get("share")},
+        "runtime": runtime.to_json() | {"device_info": device_info(runtime.device)},
+        "versions": package_versions(),
+        "data": {"files": prepared.stats.get("files", {}), "rows": _rows(prepared), "stats": prepared.stats},
+        "seed": recipe.training.seed,
+        "timings": timings,
+    }
+
+
+def _modules_to_save(model) -> set[str]:
+    config = getattr(model, "peft_config", {}).get("default")
+    return set(getattr(config, "modules_to_save", None) or [])
+
+
+def _rows(prepared) -> dict[str, int]:
+    return {name: len(ds) for name, ds in (("train", prepared.train), ("validation", prepared.validation),
+                                           ("test", prepared.test)) if ds is not None}
+
+
+def _publish(recipe: Recipe, final: Path, echo: Echo) -> None:
+    from .hub import push_run
+
+    pub = recipe.output.publish
+    try:
+        info = push_run(final, pub.repo_id, private=pub.private, revision=pub.revision, merged=pub.merged,
+                        endpoint=pub.endpoint)
+    except LoraAdaptError as exc:
+        raise LoraAdaptError(f"the run finished at {final}, but publishing failed: {exc.message}",
+                             hint=f"fix the cause, then `lora-adapt push {final} --repo-id {pub.repo_id}`") from None
+    echo(f"published: {info}")
+
+
+def _dry_run_summary(recipe: Recipe, runtime: Runtime, loaded, prepared, echo: Echo) -> RunResult:
+    from .modeling import parameter_counts
+
+    counts = parameter_counts(loaded.model)
+    t = recipe.training
+    steps = t.max_steps or int(-(-len(prepared.train) // runtime.effective_batch_size) * t.epochs)
+    echo(f"dry run: {counts['total']:,} base parameters; {len(prepared.train)} training rows, "
+         f"effective batch {runtime.effective_batch_size}, about {steps} optimizer steps; nothing written")
+    return RunResult(None, {}, {"runtime": runtime.to_json(), "data": prepared.stats})
+
+
+def _data_line(prepared) -> str:
+    rows = ", ".join(f"{k} {v}" for k, v in _rows(prepared).items())
+    return f"data: {prepared.layout} layout; rows {rows}"
+
+
+def _quiet_libraries() -> None:
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    for name in ("datasets", "huggingface_hub"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    try:
+        import datasets
+
+        datasets.disable_progress_bars()
+    except ImportError:  # pragma: no cover
+        pass
+
+
+class _Clock:
+    """``with clock("train_s"): ...`` records the block's wall time in seconds."""
+
+    def __init__(self, timings: dict[str, float]):
+        self.timings = timings
+
+    @contextmanager
+    def __call__(self, key: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[key] = round(time.perf_counter() - start, 2)

@@ -1,0 +1,92 @@
+"""Recipe training section -> transformers/TRL argument objects. Pure translators, unit-tested."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..recipe.schema import DataSpec, TrainingSpec
+
+LOWER_IS_BETTER = ("loss", "perplexity", "error")
+
+
+@dataclass(frozen=True)
+class Precision:
+    """Mixed-precision flags, decided once from the recipe and the device."""
+
+    bf16: bool
+    fp16: bool
+
+    @property
+    def name(self) -> str:
+        return "bf16" if self.bf16 else "fp16" if self.fp16 else "fp32"
+
+
+def resolve_precision(requested: str, device: str, bf16_ok: bool) -> Precision:
+    if requested == "auto":
+        if device == "cuda":
+            return Precision(bf16=bf16_ok, fp16=not bf16_ok)
+        return Precision(False, False)
+    return Precision(bf16=requested == "bf16", fp16=requested == "fp16")
+
+
+def common_args(spec: TrainingSpec, precision: Precision, output_dir: Path, *, has_validation: bool,
+                device: str) -> dict[str, Any]:
+    """Arguments shared by SFTConfig and TrainingArguments (heads), all explicit."""
+    evaluate = has_validation
+    strategy = "steps" if spec.eval_steps else "epoch"
+    args: dict[str, Any] = dict(
+        output_dir=str(output_dir),
+        num_train_epochs=spec.epochs,
+        max_steps=spec.max_steps or -1,
+        learning_rate=spec.learning_rate,
+        lr_scheduler_type=spec.scheduler,
+        warmup_steps=spec.warmup_ratio,
+        per_device_train_batch_size=spec.batch_size,
+        per_device_eval_batch_size=spec.eval_batch_size or spec.batch_size,
+        gradient_accumulation_steps=spec.gradient_accumulation_steps,
+        gradient_checkpointing=spec.gradient_checkpointing,
+        weight_decay=spec.weight_decay,
+        max_grad_norm=spec.max_grad_norm,
+        optim=spec.optimizer,
+        bf16=precision.bf16,
+        fp16=precision.fp16,
+        seed=spec.seed,
+        data_seed=spec.seed,
+        eval_strategy=strategy if evaluate else "no",
+        eval_steps=spec.eval_steps,
+        save_strategy=strategy,
+        save_steps=spec.save_steps or spec.eval_steps or 500,
+        save_total_limit=spec.save_total_limit,
+        logging_steps=spec.logging_steps,
+        logging_first_step=True,
+        report_to=[] if spec.report_to == "none" else [spec.report_to],
+        disable_tqdm=not spec.progress_bar,
+        neftune_noise_alpha=spec.neftune_noise_alpha,
+        use_cpu=device == "cpu",
+        dataloader_num_workers=0,
+        remove_unused_columns=False,
+    )
+    if spec.gradient_checkpointing:
+        args["gradient_checkpointing_kwargs"] = {"use_reentrant": False}
+    if spec.early_stopping is not None and evaluate:
+        metric = spec.early_stopping.metric
+        args.update(load_best_model_at_end=True, metric_for_best_model=metric,
+                    greater_is_better=not any(word in metric for word in LOWER_IS_BETTER))
+        if spec.save_steps is None:
+            args["save_steps"] = spec.eval_steps or 500
+    return args
+
+
+def sft_config(spec: TrainingSpec, data: DataSpec, precision: Precision, output_dir: Path, *,
+               has_validation: bool, device: str):
+    from trl import SFTConfig
+
+    return SFTConfig(
+        **common_args(spec, precision, output_dir, has_validation=has_validation, device=device),
+        max_length=data.max_seq_length,
+        packing=spec.packing,
+        completion_only_loss=data.loss_on == "completion",
+        dataset_num_proc=None,
+    )

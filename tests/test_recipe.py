@@ -1,0 +1,155 @@
+"""Recipes: strict validation, one-pass error reports, overrides, path resolution, JSON schema."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from lora_adapt.cli import main
+from lora_adapt.errors import RecipeError
+from lora_adapt.recipe import dump_recipe, load_recipe, recipe_json_schema
+
+REPO = Path(__file__).resolve().parents[1]
+MINIMAL = "name: demo\nmodel:\n  name_or_path: org/model\ndata:\n  path: data.jsonl\n"
+
+
+def write(tmp_path: Path, text: str, name: str = "recipe.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def problems(path: Path, overrides=()) -> list[str]:
+    with pytest.raises(RecipeError) as info:
+        load_recipe(path, overrides)
+    return info.value.problems
+
+
+def test_minimal_recipe_gets_schema_defaults_and_resolves_paths(tmp_path):
+    recipe = load_recipe(write(tmp_path, MINIMAL))
+    assert recipe.adapter.rank == 16 and recipe.adapter.target_modules == "all-linear"
+    assert recipe.quantization.method == "none"
+    assert recipe.data.path == (tmp_path / "data.jsonl").resolve()
+    assert recipe.output.dir == Path("runs")  # the default stays relative: runs/ under the working directory
+    written = load_recipe(write(tmp_path, MINIMAL + "output:\n  dir: out\n", "r2.yaml"))
+    assert written.output.dir == (tmp_path / "out").resolve()  # a written path resolves against the recipe
+    assert recipe.model.name_or_path == "org/model"  # a hub id is not turned into a path
+
+
+def test_all_problems_reported_in_one_pass_with_line_and_fix(tmp_path):
+    text = MINIMAL + "adapter:\n  lora_alpah: 16\n  rank: 0\n  scaling: rslor\ntraining:\n  optimizer: adam\n"
+    found = problems(write(tmp_path, text))
+    assert len(found) == 4
+    joined = "\n".join(found)
+    assert "recipe.yaml:7: unknown key 'adapter.lora_alpah' — did you mean 'alpha'?" in joined
+    assert "recipe.yaml:8: 'adapter.rank' = 0" in joined
+    assert "did you mean 'rslora'" in joined
+    assert "recipe.yaml:11: 'training.optimizer' = 'adam'" in joined
+
+
+def test_problems_are_listed_in_file_order(tmp_path):
+    text = MINIMAL + "training:\n  optimizr: x\nadapter:\n  rnk: 2\n"
+    found = problems(write(tmp_path, text))
+    lines = [int(p.split(":")[1]) for p in found]
+    assert lines == sorted(lines)
+
+
+def test_missing_required_keys(tmp_path):
+    found = problems(write(tmp_path, "name: x\n"))
+    assert any("missing required key 'model'" in p for p in found)
+    assert any("missing required key 'data'" in p for p in found)
+
+
+def test_overrides_are_applied_and_validated(tmp_path):
+    path = write(tmp_path, MINIMAL)
+    recipe = load_recipe(path, ["training.learning_rate=1e-4", "adapter.target_modules=[q_proj, v_proj]"])
+    assert recipe.training.learning_rate == 1e-4
+    assert recipe.adapter.target_modules == ("q_proj", "v_proj")
+    found = problems(path, ["training.lr=3", "quantization.method=nf5"])
+    assert any(p.startswith("--set training.lr: unknown key") and "learning_rate" in p for p in found)
+    assert any(p.startswith("--set quantization.method") and "'nf4'" in p for p in found)
+    assert problems(path, ["no-equals-sign"])[0].startswith("--set 'no-equals-sign'")
+
+
+def test_cross_field_rules(tmp_path):
+    text = MINIMAL + "task:\n  type: sft\n  mode: head\n"
+    assert any("does not apply" in p for p in problems(write(tmp_path, text)))
+    both = MINIMAL + "  train: t.jsonl\n"
+    assert any("exclusive" in p for p in problems(write(tmp_path, both)))
+    split = MINIMAL + "  split:\n    validation: 0.6\n    test: 0.5\n"
+    assert any("must be < 1" in p for p in problems(write(tmp_path, split)))
+
+
+def test_yaml_syntax_error_names_the_line(tmp_path):
+    found = problems(write(tmp_path, "name: x\nmodel: [unclosed\n"))
+    assert "recipe.yaml:" in found[0] and "not valid YAML" in found[0]
+
+
+def test_resolved_recipe_round_trips(tmp_path):
+    recipe = load_recipe(write(tmp_path, MINIMAL + "output:\n  dir: out\n"))
+    again = load_recipe(write(tmp_path, dump_recipe(recipe), "resolved.yaml"))
+    assert again == recipe
+
+
+def test_json_schema_is_strict_and_documented():
+    schema = recipe_json_schema()
+    assert schema["additionalProperties"] is False
+    adapter = schema["$defs"]["AdapterSpec"]
+    assert adapter["additionalProperties"] is False
+    assert adapter["properties"]["scaling"]["enum"] == ["standard", "rslora"]
+    assert "description" in adapter["properties"]["target_modules"]
+    json.dumps(schema)
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "recipes").rglob("*.yaml")), ids=lambda p: str(p.relative_to(REPO)))
+def test_every_shipped_recipe_validates_and_has_a_header(path):
+    load_recipe(path)
+    head = path.read_text().splitlines()[:6]
+    assert head and all(line.startswith("#") for line in head[:3]), "recipes start with a header comment"
+    text = path.read_text().lower()
+    assert "lora-adapt run" in text and "hardware" in text and "time" in text
+
+
+def test_validate_command_exit_codes(tmp_path):
+    runner = CliRunner()
+    good = write(tmp_path, MINIMAL)
+    ok = runner.invoke(main, ["validate", str(good)])
+    assert ok.exit_code == 0 and "ok:" in ok.output
+    bad = write(tmp_path, MINIMAL + "adapter:\n  rnk: 3\n", "bad.yaml")
+    res = runner.invoke(main, ["validate", str(bad)])
+    assert res.exit_code == 2
+    assert "did you mean 'rank'" in res.output and "Traceback" not in res.output
+    missing = runner.invoke(main, ["validate", str(tmp_path / "nope.yaml")])
+    assert missing.exit_code == 2 and "not found" in missing.output
+
+
+def test_validate_does_not_import_torch(tmp_path):
+    good = write(tmp_path, MINIMAL)
+    code = ("import sys; from lora_adapt.cli import main\n"
+            f"try: main(['validate', {str(good)!r}])\nexcept SystemExit: pass\n"
+            "assert 'torch' not in sys.modules, 'validate imported torch'")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_schema_command_prints_json():
+    res = CliRunner().invoke(main, ["schema"])
+    assert res.exit_code == 0
+    assert json.loads(res.output)["title"] == "lora-adapt recipe"
+
+
+def test_recipe_keys_documented_in_schema_defaults_only():
+    # defaults live in the schema: a minimal recipe dumped back has every section
+    data = yaml.safe_load(dump_recipe(load_recipe_from_text(MINIMAL)))
+    assert set(data) >= {"task", "model", "quantization", "adapter", "data", "training", "evaluation", "output"}
+
+
+def load_recipe_from_text(text: str):
+    from lora_adapt.recipe import recipe_from_dict
+
+    return recipe_from_dict(yaml.safe_load(text), base_dir=Path("."))
