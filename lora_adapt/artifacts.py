@@ -32,6 +32,10 @@ OPTIONAL_RUN_FILES = frozenset({CONFUSION_PNG, LOGS_DIR, MERGED_DIR})
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 ADAPTER_CONFIG = "adapter_config.json"
 
+# Written by `lora-adapt merge` / `export` next to what they produce (and read by the model card).
+MERGE_VERIFICATION = "merge_verification.json"
+EXPORT_REPORT = "export_report.json"
+
 IN_PROGRESS_SUFFIX = ".incomplete"
 
 

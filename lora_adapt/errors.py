@@ -56,3 +56,11 @@ class RunExistsError(LoraAdaptError):
     """A finished run is already at the output path and overwriting was not asked for."""
 
     exit_code = 2
+
+
+class HubError(LoraAdaptError):
+    """Publishing to or pulling from the Hugging Face Hub failed (credentials, permissions, network).
+
+    Exit 2 when the user must fix something (token, repo id, model card); 1 for network/server failures."""
+
+    exit_code = 1

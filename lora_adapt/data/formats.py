@@ -76,9 +76,10 @@ def check_columns(rows: list[dict[str, Any]], layout: str, spec: DataSpec, sourc
     shown = ", ".join(f"{reverse[c]} (mapped to {c})" if c in reverse else c for c in have) or "none"
     unmapped = [c for c in have if c not in CANONICAL_COLUMNS]
     example = ", ".join(f"{m}: {u}" for m, u in zip(missing, unmapped, strict=False)) or f"{missing[0]}: YOUR_COLUMN"
-    raise DataError(
-        f"{source}: missing column(s) {missing} for the {layout} layout; the data has: {shown}",
-        hint=f"map your column names with data.columns, e.g. `columns: {{{example}}}`")
+    hint = f"map your column names with data.columns, e.g. `columns: {{{example}}}`"
+    if layout in ("completion", "prompt_completion", "instruction", "chat"):
+        hint += "; sft data needs text, prompt+completion, instruction(+input)+output, or messages (data.format)"
+    raise DataError(f"{source}: missing column(s) {missing} for the {layout} layout; the data has: {shown}", hint=hint)
 
 
 def to_canonical(rows: list[dict[str, Any]], layout: str, task: TaskSpec) -> list[dict[str, Any]]:
@@ -91,6 +92,10 @@ def to_canonical(rows: list[dict[str, Any]], layout: str, task: TaskSpec) -> lis
     for row in rows:
         kept = {k: row[k] for k in KEEP[layout] if k in row}
         kept[WHERE] = row.get(WHERE, "?")
+        missing = [c for c in REQUIRED[layout] if c not in kept]
+        if missing:
+            raise DataError(f"{kept[WHERE]}: this row has no {missing} (the first row has them)",
+                            hint="every row needs the same columns; fix or remove the row")
         out.append(convert(kept, task))
     return out
 

@@ -3,7 +3,8 @@
 Every row carries ``_where`` ("file:line" or "file[item N]") so later checks can name the place a
 bad example came from; the key is stripped before rows leave the package.
 
-Plain text (``.txt``, ``file_format: text``): a file with blank lines holds one example per
+JSON (``.json``): a list of objects, ``{"data": [...]}``, ``{id: {fields}}`` (the key becomes
+``id``), or JSON lines. Plain text (``.txt``, ``file_format: text``): a file with blank lines holds one example per
 blank-line-separated block; a file without any blank line holds one example per line. Rows get
 the column ``text``.
 """
@@ -41,10 +42,11 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def check_exists(path: Path, key: str) -> None:
+def check_exists(path: Path, origin: str) -> None:
+    """``origin`` says where the path came from (``data.train``, ``--data``)."""
     if not path.exists():
         raise DataError(
-            f"data file not found: {path} (data.{key})",
+            f"data file not found: {path} ({origin})",
             hint="relative paths resolve against the recipe file's folder; check the path and spelling",
         )
 
@@ -89,9 +91,13 @@ def read_file(path: Path, fmt: str, column_names: tuple[str, ...] | None = None)
         "jsonl": _read_jsonl, "json": _read_json, "parquet": _read_parquet, "text": _read_text,
         "conll": _read_conll, "semeval": _read_semeval, "hf_dataset": _read_saved_dataset,
     }
-    if fmt in ("csv", "tsv"):
-        return _read_delimited(path, "\t" if fmt == "tsv" else ",", column_names)
-    return readers[fmt](path)
+    try:
+        if fmt in ("csv", "tsv"):
+            return _read_delimited(path, "\t" if fmt == "tsv" else ",", column_names)
+        return readers[fmt](path)
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason})",
+                        hint="convert the file to UTF-8, e.g. `iconv -f latin1 -t utf-8`") from None
 
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -123,8 +129,11 @@ def _read_json(path: Path) -> list[dict[str, Any]]:
         raise DataError(f"{path}:{exc.lineno}: not valid JSON: {exc.msg} (column {exc.colno})") from None
     if isinstance(data, dict) and isinstance(data.get("data"), list):
         data = data["data"]
+    elif isinstance(data, dict) and data and all(isinstance(v, dict) for v in data.values()):
+        data = [{"id": key, **value} for key, value in data.items()]  # {id: {fields}} (e.g. PubMedQA)
     if not isinstance(data, list):
-        raise DataError(f"{path}: expected a JSON list of objects or {{\"data\": [...]}}, got {type(data).__name__}")
+        raise DataError(f"{path}: expected a JSON list of objects, {{\"data\": [...]}} or {{id: {{...}}}}, "
+                        f"got {type(data).__name__}")
     rows = []
     for i, obj in enumerate(data):
         if not isinstance(obj, dict):
@@ -136,16 +145,18 @@ def _read_json(path: Path) -> list[dict[str, Any]]:
 def _read_delimited(path: Path, delimiter: str, column_names: tuple[str, ...] | None) -> list[dict[str, Any]]:
     """csv/tsv. tsv is read without quoting (quote characters are data); headerless files need column_names."""
     csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
-    quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
     rows = []
     with path.open(encoding="utf-8-sig", newline="") as handle:
-        reader = csv.reader(handle, delimiter=delimiter, quoting=quoting)
+        if delimiter == "\t":
+            reader = csv.reader(handle, delimiter=delimiter, quoting=csv.QUOTE_NONE)
+        else:
+            reader = csv.reader(handle, delimiter=delimiter)
         header = list(column_names) if column_names else next(reader, None)
         if header is None:
             return []
         for fields in reader:
-            if not any(f.strip() for f in fields):
-                continue
+            if not any(f.strip() for f in fields) or (column_names and reader.line_num == 1 and fields == header):
+                continue  # blank line, or a header line equal to data.column_names
             rows.append(_fields_to_row(path, reader.line_num, header, fields, delimiter))
     return rows
 

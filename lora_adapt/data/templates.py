@@ -31,7 +31,7 @@ CHAT_TEMPLATES = {
 }
 
 
-def named_template(name: str) -> str:
+def chat_template(name: str) -> str:
     """The Jinja source for a template name; a string that is already Jinja is returned as is."""
     if name in CHAT_TEMPLATES:
         return CHAT_TEMPLATES[name]
@@ -44,5 +44,5 @@ def named_template(name: str) -> str:
 def resolve_chat_template(tokenizer, override: str | None) -> str | None:
     """The template to render chats with: data.chat_template, else the tokenizer's, else None."""
     if override:
-        return named_template(override)
+        return chat_template(override)
     return getattr(tokenizer, "chat_template", None) or None

@@ -61,7 +61,7 @@ def _package_model_dir(package: str) -> Path:
     root = Path(next(iter(spec.submodule_search_locations)))
     configs = sorted(root.rglob("config.json"), key=lambda p: len(p.parts))
     for config in configs:
-        if any(config.parent.glob(pattern) for pattern in (*SAFE_WEIGHTS, *PICKLE_WEIGHTS)):
+        if _has_files(config.parent, (*SAFE_WEIGHTS, *PICKLE_WEIGHTS)):
             return config.parent
     raise ModelLoadError(f"package {package!r} ships no model folder (config.json + weights) under {root}")
 
@@ -75,8 +75,8 @@ def _check_local_dir(path: Path) -> Path:
 
 
 def _check_weights(folder: Path, allow_pickle: bool) -> None:
-    has_safe = any(folder.glob(p) for p in SAFE_WEIGHTS)
-    has_pickle = any(folder.glob(p) for p in PICKLE_WEIGHTS)
+    has_safe = _has_files(folder, SAFE_WEIGHTS)
+    has_pickle = _has_files(folder, PICKLE_WEIGHTS)
     if not has_safe and has_pickle and not allow_pickle:
         raise ModelLoadError(
             f"{folder} has only pickle weights (.bin/.pt); lora-adapt loads safetensors only by default",
@@ -84,6 +84,10 @@ def _check_weights(folder: Path, allow_pickle: bool) -> None:
         )
     if not has_safe and not has_pickle:
         raise ModelLoadError(f"{folder} has a config.json but no weight files")
+
+
+def _has_files(folder: Path, patterns: tuple[str, ...]) -> bool:
+    return any(next(folder.glob(pattern), None) is not None for pattern in patterns)
 
 
 def _hub_id_recorded(folder: Path) -> str | None:

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ValidationError
 from ..errors import RecipeError
 from .schema import Recipe
 
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"  # built-in recipes shipped in the package
 # Keys holding filesystem paths: resolved against the recipe's folder.
 PATH_KEYS = (("data", "path"), ("data", "train"), ("data", "validation"), ("data", "test"), ("output", "dir"))
 # Keys that may be a path or a Hub id: resolved only when they look like a path.
@@ -25,12 +26,16 @@ MAYBE_PATH_KEYS = (("model", "name_or_path"), ("model", "tokenizer"))
 def load_recipe(path: str | Path, overrides: typing.Sequence[str] = ()) -> Recipe:
     """Read, override, resolve and validate a recipe file."""
     path = Path(path)
+    if not path.is_file() and (EXAMPLES / f"{path}.yaml").is_file():
+        path = EXAMPLES / f"{path}.yaml"  # a built-in recipe by name, e.g. `lora-adapt run quickstart`
     if not path.is_file():
-        raise RecipeError([f"recipe file not found: {path}"], hint="check the path; `lora-adapt validate FILE` checks a recipe")
+        names = ", ".join(sorted(p.stem for p in EXAMPLES.glob("*.yaml")))
+        raise RecipeError([f"recipe file not found: {path}"],
+                          hint=f"check the path, or name a built-in recipe ({names})" if names else "check the path")
     text = path.read_text(encoding="utf-8")
     raw, lines = _parse_yaml(text, str(path))
     raw = apply_overrides(raw, overrides)
-    _resolve_paths(raw, path.parent.resolve())
+    _resolve_paths(raw, path.resolve().parent)  # a symlinked recipe resolves against its real folder
     return validate_recipe(raw, source=str(path), lines=lines, overridden=_override_keys(overrides))
 
 

@@ -231,6 +231,14 @@ class TrainingSpec(Spec):
     neftune_noise_alpha: float | None = Field(None, gt=0)
     progress_bar: bool = True
 
+    @model_validator(mode="after")
+    def _checkpoints_follow_evaluations(self) -> TrainingSpec:
+        if self.early_stopping is not None and self.save_steps is not None:
+            if self.eval_steps is None or self.save_steps % self.eval_steps:
+                raise ValueError("with training.early_stopping, training.save_steps must be a multiple of "
+                                 "training.eval_steps (the best adapter is kept from an evaluation checkpoint)")
+        return self
+
 
 class EvaluationSpec(Spec):
     enabled: bool = True

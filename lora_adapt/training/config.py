@@ -36,6 +36,7 @@ def common_args(spec: TrainingSpec, precision: Precision, output_dir: Path, *, h
     """Arguments shared by SFTConfig and TrainingArguments (heads), all explicit."""
     evaluate = has_validation
     strategy = "steps" if spec.eval_steps else "epoch"
+    save_strategy = "steps" if (spec.save_steps or spec.eval_steps) else "epoch"
     args: dict[str, Any] = dict(
         output_dir=str(output_dir),
         num_train_epochs=spec.epochs,
@@ -56,7 +57,7 @@ def common_args(spec: TrainingSpec, precision: Precision, output_dir: Path, *, h
         data_seed=spec.seed,
         eval_strategy=strategy if evaluate else "no",
         eval_steps=spec.eval_steps,
-        save_strategy=strategy,
+        save_strategy=save_strategy,
         save_steps=spec.save_steps or spec.eval_steps or 500,
         save_total_limit=spec.save_total_limit,
         logging_steps=spec.logging_steps,
@@ -72,10 +73,9 @@ def common_args(spec: TrainingSpec, precision: Precision, output_dir: Path, *, h
         args["gradient_checkpointing_kwargs"] = {"use_reentrant": False}
     if spec.early_stopping is not None and evaluate:
         metric = spec.early_stopping.metric
-        args.update(load_best_model_at_end=True, metric_for_best_model=metric,
+        # keeping the best adapter needs a checkpoint at every evaluation
+        args.update(load_best_model_at_end=True, metric_for_best_model=metric, save_strategy=strategy,
                     greater_is_better=not any(word in metric for word in LOWER_IS_BETTER))
-        if spec.save_steps is None:
-            args["save_steps"] = spec.eval_steps or 500
     return args
 
 

@@ -1,0 +1,226 @@
+"""From a DataSpec to cleaned, split, checked rows (no tokenizer) and on to trainer-ready datasets."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import DataError
+from ..recipe.schema import DataSpec, TaskSpec
+from . import cleaning
+from .formats import check_columns, rename_columns, rows_layout, to_canonical
+from .labels import LABELLED, check_known, check_labels, label_counts, resolve_labels
+from .sources import WHERE, check_exists, detect_file_format, file_sha256, read_file, read_saved_splits
+from .splits import split_by_ratio
+from .templates import resolve_chat_template
+from .tokenization import generative_layout, tokenize_generative, tokenize_head
+
+if TYPE_CHECKING:
+    import datasets
+
+SPLITS = ("train", "validation", "test")
+SPLIT_ALIASES = {"train": "train", "validation": "validation", "valid": "validation", "dev": "validation",
+                 "test": "test"}
+Rows = list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class PreparedData:
+    train: datasets.Dataset
+    validation: datasets.Dataset | None
+    test: datasets.Dataset | None
+    raw: dict[str, list[dict]]
+    layout: str
+    labels: tuple[str, ...] | None
+    stats: dict
+
+
+# --- reading -----------------------------------------------------------------------------------
+
+def _read(path: Path, origin: str, spec: DataSpec, task: TaskSpec, stats: dict) -> Rows:
+    check_exists(path, origin)
+    fmt = spec.file_format if spec.file_format != "auto" else detect_file_format(path, task.type)
+    stats["files"][str(path)] = file_sha256(path)
+    stats["file_formats"][str(path)] = fmt
+    return read_file(path, fmt, spec.column_names)
+
+
+def _canonical(rows: Rows, spec: DataSpec, task: TaskSpec, source: str, layout: str | None) -> tuple[Rows, str]:
+    rows = rename_columns(rows, spec, source)
+    layout = layout or rows_layout(spec, task, rows[0] if rows else {})
+    check_columns(rows, layout, spec, source)
+    return to_canonical(rows, layout, task), layout
+
+
+def _stratify_labels(rows: Rows, layout: str, spec: DataSpec, task: TaskSpec) -> list[str] | None:
+    if spec.split.stratify and layout in ("classification", "relation") and not task.multi_label:
+        return [str(row["label"]).strip() for row in rows]
+    return None
+
+
+def _sources(spec: DataSpec, task: TaskSpec, stats: dict) -> dict[str, tuple[Rows, str]]:
+    """{split: (rows as read, source name)} for the splits the recipe names."""
+    if spec.path is not None and spec.path.is_dir() and spec.file_format in ("auto", "hf_dataset"):
+        stats["files"][str(spec.path)] = file_sha256(spec.path)
+        stats["file_formats"][str(spec.path)] = "hf_dataset"
+        saved = read_saved_splits(spec.path)
+        given = {SPLIT_ALIASES[n]: (rows, f"{spec.path}/{n}") for n, rows in saved.items() if n in SPLIT_ALIASES}
+        if "train" not in given:
+            raise DataError(f"{spec.path}: the saved dataset has no 'train' split (splits: {sorted(saved)})")
+        return given
+    if spec.path is not None:
+        return {"train": (_read(spec.path, "data.path", spec, task, stats), str(spec.path))}
+    return {name: (_read(path, f"data.{name}", spec, task, stats), str(path))
+            for name in SPLITS if (path := getattr(spec, name)) is not None}
+
+
+def _assemble(spec: DataSpec, task: TaskSpec, stats: dict) -> tuple[dict[str, Rows], str]:
+    """Read the sources and build {split: canonical rows}, carving missing splits by ratio."""
+    given = _sources(spec, task, stats)
+    rows, source = given["train"]
+    train, layout = _canonical(rows, spec, task, source, None)
+    splits = {"train": train}
+    for name in ("validation", "test"):
+        if name in given:
+            rows, source = given[name]
+            splits[name] = _canonical(rows, spec, task, source, layout)[0]
+    missing = tuple(name for name in ("validation", "test") if name not in splits)
+    strata = _stratify_labels(train, layout, spec, task)
+    carved, notes = split_by_ratio(train, spec.split, strata, missing)
+    splits.update(carved)
+    stats["split"] = {"method": "ratio" if spec.path is not None and len(given) == 1 else "files",
+                      "carved": [n for n in missing if n in carved], "seed": spec.split.seed,
+                      "stratified": strata is not None and any(n in carved for n in missing), "notes": notes}
+    return {name: splits[name] for name in SPLITS if name in splits}, layout
+
+
+# --- cleaning ----------------------------------------------------------------------------------
+
+def _clean(splits: dict[str, Rows], layout: str, spec: DataSpec, stats: dict) -> None:
+    rules = spec.cleaning
+    dropped: dict[str, dict[str, int]] = {"empty": {}, "duplicate": {}, "cross_split": {}, "max_samples": {}}
+    for name, rows in splits.items():
+        rows = cleaning.normalize_rows(rows, rules, stats["normalized"])
+        if rules.drop_empty:
+            rows, dropped["empty"][name] = cleaning.drop_empty(rows, layout)
+        if rules.deduplicate:  # the scored test set keeps its own duplicates (its official size)
+            rows, dropped["duplicate"][name] = cleaning.drop_duplicates(rows) if name != "test" else (rows, 0)
+        splits[name] = rows
+    if rules.deduplicate:
+        cross = cleaning.drop_cross_split(splits)
+        dropped["cross_split"] = {name: cross[name] for name in splits}
+    for name, rows in splits.items():
+        splits[name], dropped["max_samples"][name] = cleaning.cap_rows(rows, spec.max_samples, spec.split.seed)
+    stats["dropped"] = dropped
+    if not splits["train"]:
+        raise DataError(f"the training data is empty after cleaning: {_drop_story('train', stats)}",
+                        hint="check the file and data.columns; cleaning rules can be switched off under data.cleaning")
+
+
+def _drop_story(split: str, stats: dict) -> str:
+    read = stats["rows_read"].get(split, 0)
+    rules = {"empty": "empty (cleaning.drop_empty)", "duplicate": "exact duplicates (cleaning.deduplicate)",
+             "cross_split": "also in validation/test (cleaning.deduplicate)",
+             "overlength": "longer than data.max_seq_length (cleaning.overlength: drop)",
+             "completion_truncated": "with the whole completion truncated away (cleaning.overlength: truncate)"}
+    parts = [f"{stats['dropped'].get(rule, {}).get(split, 0)} {text}" for rule, text in rules.items()
+             if stats["dropped"].get(rule, {}).get(split, 0)]
+    return f"{read} row(s) read, dropped: " + (", ".join(parts) or "none")
+
+
+def _new_stats() -> dict[str, Any]:
+    return {"files": {}, "file_formats": {}, "normalized": {"unicode": 0, "whitespace": 0}, "warnings": []}
+
+
+def _load(spec: DataSpec, task: TaskSpec) -> tuple[dict[str, Rows], str, tuple[str, ...] | None, dict]:
+    stats = _new_stats()
+    splits, layout = _assemble(spec, task, stats)
+    stats["format"] = layout
+    stats["rows_read"] = {name: len(rows) for name, rows in splits.items()}
+    _clean(splits, layout, spec, stats)
+    for name in ("validation", "test"):
+        if name in splits and not splits[name] and stats["rows_read"].get(name):
+            stats["warnings"].append(f"the {name} split is empty after cleaning: {_drop_story(name, stats)}")
+    labels = resolve_labels(splits["train"], task, layout)
+    if labels is not None:
+        stats["warnings"] += check_labels(splits, labels, task, layout)
+        if task.negative_label is not None and task.negative_label not in labels:
+            stats["warnings"].append(f"task.negative_label {task.negative_label!r} is not among the labels")
+        stats["label_counts"] = {name: label_counts(rows, layout) for name, rows in splits.items()}
+    stats["labels"] = list(labels) if labels is not None else None
+    stats["rows_cleaned"] = {name: len(splits.get(name, [])) for name in SPLITS}
+    stats["rows"] = dict(stats["rows_cleaned"])
+    return splits, layout, labels, stats
+
+
+def _strip(splits: dict[str, Rows]) -> dict[str, list[dict]]:
+    return {name: [{k: v for k, v in row.items() if k != WHERE} for row in splits.get(name, [])] for name in SPLITS}
+
+
+def load_split_rows(spec: DataSpec, task: TaskSpec) -> tuple[dict[str, list[dict]], dict]:
+    """Cleaned, split and checked rows in canonical columns, and their stats (no tokenizer needed)."""
+    splits, _, _, stats = _load(spec, task)
+    return _strip(splits), stats
+
+
+def load_rows_from_file(path: str | Path, spec: DataSpec, task: TaskSpec) -> list[dict]:
+    """One file -> canonical rows, normalised and with empty rows dropped as in training (no dedup).
+
+    Labels are checked against ``task.labels`` when given (pass the run's label set).
+    """
+    path = Path(path)
+    stats = _new_stats()
+    rows, layout = _canonical(_read(path, "the file to evaluate", spec, task, stats), spec, task, str(path), None)
+    rows = cleaning.normalize_rows(rows, spec.cleaning, stats["normalized"])
+    if spec.cleaning.drop_empty:
+        rows, _ = cleaning.drop_empty(rows, layout)
+    if task.labels is not None and layout in LABELLED:
+        check_known({"evaluation": rows}, tuple(task.labels), task, layout)
+    return _strip({"train": rows})["train"]
+
+
+# --- tokenizing --------------------------------------------------------------------------------
+
+def prepare_data(spec: DataSpec, task: TaskSpec, tokenizer, *, head: bool) -> PreparedData:
+    """Read, clean, split, check and tokenize the recipe's data for training."""
+    import datasets
+
+    splits, layout, labels, stats = _load(spec, task)
+    if head and labels is None:
+        raise DataError(f"a classifier head needs a labelled task, not the {layout} layout",
+                        hint="use task.mode: generative, or a classification / token_classification task")
+    ctx = {"spec": spec, "task": task, "tokenizer": tokenizer, "labels": labels,
+           "template": resolve_chat_template(tokenizer, spec.chat_template)}
+    trained_layout = layout if head else generative_layout(layout, ctx["template"])
+    built: dict[str, datasets.Dataset | None] = {}
+    per_split: dict[str, dict] = {}
+    for name in SPLITS:
+        rows = splits.get(name) or []
+        if not rows:
+            built[name] = None
+            continue
+        if labels is not None and head:
+            counts = tokenize_head(rows, layout, labels, ctx)
+        else:
+            counts = tokenize_generative(rows, layout, ctx)
+        per_split[name] = counts.summary()
+        built[name] = datasets.Dataset.from_dict(counts.columns) if counts.examples else None
+    _tokenization_stats(stats, per_split, spec, head, trained_layout)
+    if built["train"] is None:
+        raise DataError(f"the training data is empty after tokenization: {_drop_story('train', stats)}",
+                        hint="raise data.max_seq_length or set data.cleaning.overlength: truncate")
+    return PreparedData(train=built["train"], validation=built["validation"], test=built["test"],
+                        raw=_strip(splits), layout=trained_layout, labels=labels, stats=stats)
+
+
+def _tokenization_stats(stats: dict, per_split: dict[str, dict], spec: DataSpec, head: bool, layout: str) -> None:
+    stats["layout"] = layout
+    stats["mode"] = "head" if head else "generative"
+    stats["max_seq_length"] = spec.max_seq_length
+    stats["dropped"]["overlength"] = {n: s["dropped_overlength"] for n, s in per_split.items()}
+    stats["dropped"]["completion_truncated"] = {n: s["dropped_completion_truncated"] for n, s in per_split.items()}
+    stats["truncated"] = {n: s["truncated"] for n, s in per_split.items()}
+    stats["eos_trained"] = None if head else {n: s["eos_trained_share"] for n, s in per_split.items()}
+    stats["tokens"] = {n: {k: s[k] for k in ("tokens", "trained_tokens", "max_length")} for n, s in per_split.items()}
+    stats["rows"] = {name: per_split.get(name, {}).get("examples", 0) for name in SPLITS}

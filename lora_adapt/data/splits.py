@@ -1,0 +1,84 @@
+"""Seeded train/validation/test splits, stratified by label where asked and possible.
+
+Test is carved first, then validation (its share is of the whole, so it is rescaled on the rest).
+Within a split rows keep their source order. A split depends only on the rows, the shares and the
+seed. Stratified carving gives every label its share (largest remainders); labels with a single
+row cannot be in two splits and stay in train (noted).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections import defaultdict
+from typing import Any
+
+from ..recipe.schema import SplitSpec
+
+Rows = list[dict[str, Any]]
+
+
+def carve(rows: Rows, share: float, seed: int, labels: list[str] | None) -> tuple[Rows, Rows, list[str]]:
+    """Split off ``share`` of rows: (rest, carved, notes)."""
+    count = math.ceil(share * len(rows)) if share > 0 else 0
+    if count == 0:
+        return rows, [], []
+    if count >= len(rows):
+        return [], rows, []
+    notes: list[str] = []
+    if labels is None:
+        picked = set(random.Random(seed).sample(range(len(rows)), count))
+    else:
+        picked, notes = _stratified_pick(labels, count, seed)
+    rest = [row for i, row in enumerate(rows) if i not in picked]
+    return rest, [row for i, row in enumerate(rows) if i in picked], notes
+
+
+def _stratified_pick(labels: list[str], count: int, seed: int) -> tuple[set[int], list[str]]:
+    groups: dict[str, list[int]] = defaultdict(list)
+    for i, label in enumerate(labels):
+        groups[label].append(i)
+    small = sorted(label for label, idx in groups.items() if len(idx) < 2)
+    notes = [f"labels with a single row stay in train: {small}"] if small else []
+    usable = {label: idx for label, idx in groups.items() if len(idx) >= 2}
+    total = sum(len(idx) for idx in usable.values())
+    if total == 0:
+        return set(), notes
+    quotas = _largest_remainder({k: len(v) * count / total for k, v in sorted(usable.items())}, min(count, total))
+    rng = random.Random(seed)
+    picked: set[int] = set()
+    for label in sorted(usable):
+        idx = list(usable[label])
+        rng.shuffle(idx)
+        picked.update(idx[: min(quotas[label], len(idx) - 1)])
+    return picked, notes
+
+
+def _largest_remainder(exact: dict[str, float], count: int) -> dict[str, int]:
+    quotas = {k: math.floor(v) for k, v in exact.items()}
+    left = count - sum(quotas.values())
+    for key in sorted(exact, key=lambda k: (-(exact[k] - quotas[k]), k))[:left]:
+        quotas[key] += 1
+    return quotas
+
+
+def split_by_ratio(rows: Rows, spec: SplitSpec, labels: list[str] | None,
+                   missing: tuple[str, ...] = ("validation", "test")) -> tuple[dict[str, Rows], list[str]]:
+    """Carve the missing splits from ``rows``: {train, validation?, test?} and notes."""
+    out: dict[str, Rows] = {}
+    notes: list[str] = []
+    rest, rest_labels = rows, labels
+    test_share = spec.test if "test" in missing else 0.0
+    for name, share in (("test", test_share), ("validation", spec.validation if "validation" in missing else 0.0)):
+        if name not in missing or share <= 0:
+            continue
+        relative = share if name == "test" else share / (1 - test_share)
+        kept, carved, more = carve(rest, relative, spec.seed, rest_labels)
+        if rest_labels is not None:
+            kept_ids = {id(row) for row in kept}
+            rest_labels = [lab for row, lab in zip(rest, rest_labels, strict=True) if id(row) in kept_ids]
+        rest = kept
+        out[name] = carved
+        notes += [f"{name}: {n}" for n in more]
+    out["train"] = rest
+    return out, notes

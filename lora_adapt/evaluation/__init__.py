@@ -1,0 +1,220 @@
+"""Task evaluation: score the adapted model on the test split beside its baselines.
+
+Public API::
+
+    evaluate_task(*, recipe, mode, model, tokenizer, prepared, run_dir, echo=print,
+                  split="test", rows=None, dataset=None, baselines=None) -> dict
+
+returns the task part of metrics.json (keys ``evaluation``, ``task``, ``baselines``, ``samples``,
+``summary``; see DEVELOPERS.md, "metrics.json for tasks") and writes ``confusion_matrix.png``
+into ``run_dir`` for single-label tasks. Pure metric functions live in ``metrics.py``; baselines in
+``baselines.py`` / ``systems.py`` / ``full_finetune.py``; ``report.render_report`` renders report.md.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from .. import artifacts as A
+from ..errors import LoraAdaptError
+from . import baselines as B
+from .metrics import normalize_value
+from .report import comparison_table
+from .scoring import CONFUSION_KINDS, HEADLINE, gold_of, score, spans_from_tags, task_kind
+from .systems import EvalContext, SystemOutput, linear_probe, run_model
+
+Echo = Callable[[str], None]
+
+__all__ = ["evaluate_task"]
+
+
+def evaluate_task(*, recipe, mode: str, model, tokenizer, prepared, run_dir: Path | None, echo: Echo = print,
+                  split: str = "test", rows: list[dict] | None = None, dataset=None,
+                  baselines: Sequence[str] | None = None) -> dict[str, Any]:
+    """Score ``model`` and the baselines on ``split`` of ``prepared`` (or on ``rows``/``dataset`` given).
+
+    ``rows`` are canonical rows (and ``dataset`` their tokenized form in head mode) for scoring data
+    other than the recipe's splits (``lora-adapt eval --data``). ``baselines`` defaults to
+    ``recipe.evaluation.baselines``."""
+    started = time.perf_counter()
+    ctx = _context(recipe, mode, tokenizer, prepared, split, rows, dataset)
+    info = {"split": split, "rows": len(ctx.rows), "kind": ctx.kind, "mode": mode, "headline": HEADLINE[ctx.kind],
+            "labels": list(ctx.labels or []), "notes": _notes(recipe, prepared, split, len(ctx.rows))}
+    if not ctx.rows:
+        return {"evaluation": info, "task": None, "baselines": {}, "samples": [],
+                "summary": f"no {split} rows to score: task metrics skipped"}
+    gold = gold_of(ctx.rows, ctx.kind, ctx.task)
+    echo(f"evaluating the adapted model on {len(ctx.rows)} {split} rows ...")
+    adapted = _timed(lambda: run_model(model, ctx))
+    task_metrics = _metrics(ctx, gold, adapted[0], adapted[1], method=_adapter_note(recipe))
+    names = tuple(recipe.evaluation.baselines if baselines is None else baselines)
+    results = {name: _baseline(name, recipe, ctx, gold, model, prepared, echo) for name in names}
+    if run_dir is not None and ctx.kind in CONFUSION_KINDS:
+        from .plots import save_confusion_png
+
+        save_confusion_png(task_metrics["confusion_matrix"], Path(run_dir) / A.CONFUSION_PNG)
+    info["seconds"] = round(time.perf_counter() - started, 2)
+    out = {"evaluation": info, "task": task_metrics, "baselines": results,
+           "samples": _samples(ctx, gold, adapted[0], recipe.evaluation.samples_in_report)}
+    out["summary"] = _summary(out)
+    echo(comparison_table(out))
+    return out
+
+
+def _context(recipe, mode: str, tokenizer, prepared, split: str, rows, dataset) -> EvalContext:
+    kind = task_kind(recipe.task, mode)
+    if rows is None:
+        rows = list(prepared.raw.get(split) or [])
+        dataset = getattr(prepared, split, None) if mode == "head" else None
+    if mode == "head" and rows and (dataset is None or len(dataset) != len(rows)):
+        raise LoraAdaptError(f"internal: the tokenized {split} split has {0 if dataset is None else len(dataset)} rows "
+                             f"but the cleaned split has {len(rows)}; head-mode evaluation needs them aligned")
+    limit = recipe.evaluation.max_samples
+    if limit is not None and len(rows) > limit:
+        import numpy as np
+
+        keep = sorted(np.random.default_rng(recipe.training.seed).choice(len(rows), limit, replace=False).tolist())
+        rows = [rows[i] for i in keep]
+        dataset = dataset.select(keep) if dataset is not None else None
+    return EvalContext(task=recipe.task, data=recipe.data, evaluation=recipe.evaluation, kind=kind, mode=mode,
+                       labels=prepared.labels, tokenizer=tokenizer, rows=rows, dataset=dataset, seed=recipe.training.seed)
+
+
+def _notes(recipe, prepared, split: str, n: int) -> list[str]:
+    notes = []
+    limit = recipe.evaluation.max_samples
+    total = len(prepared.raw.get(split) or []) if prepared is not None else n
+    if limit is not None and total > limit:
+        notes.append(f"scored a seeded sample of {n} of the {total} {split} rows (evaluation.max_samples)")
+    if recipe.data.max_samples is not None:
+        notes.append(f"data.max_samples = {recipe.data.max_samples}: every split was capped to at most that many rows")
+    return notes
+
+
+def _timed(fn: Callable[[], SystemOutput]) -> tuple[SystemOutput, float]:
+    start = time.perf_counter()
+    out = fn()
+    return out, round(time.perf_counter() - start, 2)
+
+
+def _metrics(ctx: EvalContext, gold: list, output: SystemOutput, seconds: float, method: str = "",
+             keep_confusion: bool = True) -> dict[str, Any]:
+    m = score(ctx.kind, gold, output.predictions, ctx.labels, ctx.task)
+    if not keep_confusion:
+        m.pop("confusion_matrix", None)
+    if output.constrained is not None:
+        c = score(ctx.kind, gold, output.constrained, ctx.labels, ctx.task)
+        c.pop("confusion_matrix", None)
+        m["constrained"] = c
+    elif ctx.mode == "generative" and ctx.kind in ("single", "relation"):
+        m["constrained"] = None
+    return {**m, "method": method, **output.info, "seconds": seconds}
+
+
+def _adapter_note(recipe) -> str:
+    a = recipe.adapter
+    return f"{a.method} r={a.rank}" + (f", {recipe.quantization.method}" if recipe.quantization.method != "none" else "")
+
+
+def _baseline(name: str, recipe, ctx: EvalContext, gold: list, model, prepared, echo: Echo) -> dict[str, Any]:
+    echo(f"baseline: {name} ...")
+    start = time.perf_counter()
+    try:
+        output, method = _run_baseline(name, recipe, ctx, model, prepared)
+    except NotImplementedError as exc:
+        return {"skipped": str(exc)}
+    except LoraAdaptError:
+        raise
+    except Exception as exc:  # a failing baseline must not throw away a finished training run
+        echo(f"warning: baseline {name} failed: {type(exc).__name__}: {exc}")
+        return {"error": f"{type(exc).__name__}: {exc}"}
+    return _metrics(ctx, gold, output, round(time.perf_counter() - start, 2), method, keep_confusion=False)
+
+
+def _run_baseline(name: str, recipe, ctx: EvalContext, model, prepared) -> tuple[SystemOutput, str]:
+    train, validation = prepared.raw.get("train") or [], prepared.raw.get("validation") or []
+    if name == "majority":
+        return SystemOutput(B.majority(train, ctx.rows, ctx.kind, ctx.task)), "most frequent training label"
+    if name == "tfidf_logreg":
+        method = "token-level LR on word features" if ctx.kind in ("tagging", "entities") else "word 1-2 + char 3-5 grams"
+        return SystemOutput(B.tfidf_logreg(train, validation, ctx.rows, ctx.kind, ctx.task)), method
+    if name == "base_model":
+        if ctx.mode == "generative":
+            return run_model(model, ctx, base_only=True), "zero-shot generation"
+        out = linear_probe(model, ctx, prepared.train, train, prepared.validation, validation)
+        return out, "frozen encoder, mean-pooled features + logistic regression (linear probe)"
+    if name == "full_finetune":
+        return _full_finetune(recipe, ctx, prepared)
+    raise NotImplementedError(f"unknown baseline {name!r}")
+
+
+def _full_finetune(recipe, ctx: EvalContext, prepared) -> tuple[SystemOutput, str]:
+    from .full_finetune import train_full_model
+
+    full_model, info = train_full_model(recipe, ctx.mode, ctx.tokenizer, prepared)
+    try:
+        output = run_model(full_model, ctx)
+    finally:
+        del full_model
+    output.info.update(info)
+    return output, f"all parameters, lr {info['learning_rate']:g}, same data and epochs/steps"
+
+
+def _samples(ctx: EvalContext, gold: list, output: SystemOutput, count: int) -> list[dict[str, Any]]:
+    """Up to ``count`` scored rows: wrong ones first (at most half), then right ones, in row order."""
+    pred = output.predictions
+    correct = [_same(ctx.kind, g, p) for g, p in zip(gold, pred, strict=True)]
+    wrong = [i for i, ok in enumerate(correct) if not ok][: (count + 1) // 2]
+    right = [i for i, ok in enumerate(correct) if ok][: count - len(wrong)]
+    picked = sorted(wrong + right)[:count]
+    samples = []
+    for i in picked:
+        row = ctx.rows[i]
+        sample = {"input": row["text"] if "text" in row else " ".join(row.get("tokens", [])),
+                  "gold": _show(ctx.kind, row, gold[i]), "prediction": _show(ctx.kind, row, pred[i]),
+                  "correct": correct[i]}
+        if output.answers is not None:
+            sample["output"] = output.answers[i]
+        samples.append(sample)
+    return samples
+
+
+def _same(kind: str, gold: Any, pred: Any) -> bool:
+    if pred is None:
+        return False
+    if kind == "entities":
+        return sorted(gold) == sorted(pred)
+    if kind == "extraction":
+        return all(normalize_value(gold.get(k)) == normalize_value(pred.get(k)) for k in set(gold) | set(pred))
+    return list(gold) == list(pred) if isinstance(gold, list) else gold == pred
+
+
+def _show(kind: str, row: dict[str, Any], value: Any) -> Any:
+    """A prediction or gold value as short readable text."""
+    if value is None:
+        return "(invalid)"
+    if kind == "tagging":
+        value = spans_from_tags(row["tokens"], value)
+    if kind in ("tagging", "entities"):
+        return "; ".join(f"{k}: {t}" for k, t in value) or "(no entities)"
+    if kind == "multi":
+        return " | ".join(value) or "(no labels)"
+    return value
+
+
+def _summary(out: dict[str, Any]) -> str:
+    info = out["evaluation"]
+    key = info["headline"]
+    parts = [f"{info['split']} ({info['rows']} rows), {key}: adapted {_fmt(out['task'].get(key))}"]
+    for name, result in out["baselines"].items():
+        parts.append(f"{name} {_fmt(result.get(key)) if 'skipped' not in result and 'error' not in result else 'n/a'}")
+    invalid = out["task"].get("invalid")
+    tail = f" ({invalid} invalid answers)" if info["mode"] == "generative" else ""
+    return " | ".join(parts) + tail
+
+
+def _fmt(value: Any) -> str:
+    return "n/a" if value is None else f"{value:.4f}"

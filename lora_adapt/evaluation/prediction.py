@@ -1,0 +1,97 @@
+"""Running a classifier-head model (or its frozen base) over a tokenized split.
+
+Head-mode datasets are aligned row for row with ``prepared.raw`` (the data module truncates long
+rows instead of dropping them), so prediction ``i`` belongs to raw row ``i``. For tagging, the
+``labels`` column marks each word's first sub-word (other positions are -100); words cut off by
+truncation get the tag ``O`` so every gold word is scored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import nullcontext
+from typing import Any
+
+import numpy as np
+import torch
+
+MODEL_COLUMNS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+def batches(dataset, tokenizer, batch_size: int, device) -> Iterator[tuple[dict[str, torch.Tensor], list[Any]]]:
+    """Padded model inputs and the raw ``labels`` values of each batch, in dataset order."""
+    from transformers import DataCollatorWithPadding
+
+    collate = DataCollatorWithPadding(tokenizer)
+    columns = [c for c in MODEL_COLUMNS if c in dataset.column_names]
+    for start in range(0, len(dataset), batch_size):
+        chunk = dataset[start: start + batch_size]
+        features = [{c: chunk[c][i] for c in columns} for i in range(len(chunk["input_ids"]))]
+        inputs = {k: v.to(device) for k, v in collate(features).items()}
+        yield inputs, list(chunk["labels"]) if "labels" in chunk else [None] * len(features)
+
+
+def model_device(model) -> torch.device:
+    return next(model.parameters()).device
+
+
+def _no_adapter(model, base_only: bool):
+    return model.disable_adapter() if base_only and hasattr(model, "disable_adapter") else nullcontext()
+
+
+@torch.no_grad()
+def head_outputs(model, dataset, tokenizer, *, batch_size: int) -> list[np.ndarray]:
+    """Per-row logits: [num_labels] for sequence heads, [positions, num_labels] for token heads
+    (only the positions whose ``labels`` are not -100, i.e. one per kept word)."""
+    model.eval()
+    out: list[np.ndarray] = []
+    for inputs, labels in batches(dataset, tokenizer, batch_size, model_device(model)):
+        logits = model(**inputs).logits.float().cpu().numpy()
+        for i, label in enumerate(labels):
+            out.append(_word_rows(logits[i], label) if logits.ndim == 3 else logits[i])
+    return out
+
+
+@torch.no_grad()
+def frozen_features(model, dataset, tokenizer, *, batch_size: int, token_level: bool) -> list[np.ndarray]:
+    """Last-layer hidden states of the base model with the adapter switched off.
+
+    Sequence level: the attention-masked mean over tokens (one vector per row). Token level: the
+    vectors at each word's first sub-word (one row per kept word)."""
+    model.eval()
+    out: list[np.ndarray] = []
+    with _no_adapter(model, True):
+        for inputs, labels in batches(dataset, tokenizer, batch_size, model_device(model)):
+            hidden = model(**inputs, output_hidden_states=True).hidden_states[-1].float()
+            if token_level:
+                array = hidden.cpu().numpy()
+                out.extend(_word_rows(array[i], label) for i, label in enumerate(labels))
+                continue
+            mask = inputs["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
+            out.extend(pooled.cpu().numpy())
+    return out
+
+
+def _word_rows(matrix: np.ndarray, label: Sequence[int] | None) -> np.ndarray:
+    if label is None:
+        return matrix
+    positions = [i for i, x in enumerate(label) if x != -100 and i < len(matrix)]
+    return matrix[positions]
+
+
+def decode_single(logits: Sequence[np.ndarray], labels: Sequence[str]) -> list[str]:
+    return [labels[int(np.argmax(row))] for row in logits]
+
+
+def decode_multi(logits: Sequence[np.ndarray], labels: Sequence[str]) -> list[list[str]]:
+    return [[labels[i] for i, x in enumerate(row) if x > 0] for row in logits]  # sigmoid(x) > 0.5
+
+
+def decode_tags(logits: Sequence[np.ndarray], labels: Sequence[str], lengths: Sequence[int]) -> list[list[str]]:
+    """Tag per word; words beyond the model's (truncated) input are tagged ``O``."""
+    out = []
+    for row, n in zip(logits, lengths, strict=True):
+        tags = [labels[int(i)] for i in np.argmax(row, axis=-1)] if len(row) else []
+        out.append((tags + ["O"] * n)[:n])
+    return out

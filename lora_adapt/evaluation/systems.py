@@ -1,0 +1,129 @@
+"""The model-running systems that are scored: the adapted model (head or generative), the base model
+without its adapter (zero-shot generation, or a frozen-encoder linear probe for head mode)."""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..recipe.schema import DataSpec, EvaluationSpec, TaskSpec
+from . import generation, prediction
+from .baselines import fit_predict
+from .scoring import parse_answer
+
+CONSTRAINED_KINDS = ("single", "relation")
+CONSTRAINED_MAX_LABELS = 32
+"""Label-likelihood scoring costs one forward pass per label per row: skipped above this many labels."""
+PROBE_MAX_ROWS = 10_000
+"""The linear probe encodes at most this many training rows (a seeded sample) to bound CPU time."""
+
+
+@dataclass(frozen=True)
+class EvalContext:
+    """What every system is scored on: the rows (and, in head mode, their tokenized form)."""
+
+    task: TaskSpec
+    data: DataSpec
+    evaluation: EvaluationSpec
+    kind: str
+    mode: str
+    labels: tuple[str, ...] | None
+    tokenizer: Any
+    rows: list[dict[str, Any]]
+    dataset: Any = None  # head mode: datasets.Dataset aligned row for row with `rows`
+    seed: int = 42
+
+    def prompts(self) -> list[str]:
+        from ..data import generative_prompt
+
+        return [generative_prompt(row, self.task, self.data, self.labels)[0] for row in self.rows]
+
+
+@dataclass
+class SystemOutput:
+    predictions: list[Any]
+    answers: list[str] | None = None  # generative: the raw generated text
+    constrained: list[Any] | None = None  # generative: label-likelihood predictions
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def run_model(model, ctx: EvalContext, *, base_only: bool = False) -> SystemOutput:
+    """Predictions of ``model`` on the scored rows; ``base_only`` switches the adapter off."""
+    switch = model.disable_adapter() if base_only and hasattr(model, "disable_adapter") else nullcontext()
+    with switch:
+        if ctx.mode == "head":
+            return SystemOutput(_head_predictions(model, ctx))
+        return _generative(model, ctx)
+
+
+def _head_predictions(model, ctx: EvalContext) -> list[Any]:
+    logits = prediction.head_outputs(model, ctx.dataset, ctx.tokenizer, batch_size=ctx.evaluation.batch_size)
+    labels = list(ctx.labels or ())
+    if ctx.kind == "tagging":
+        return prediction.decode_tags(logits, labels, [len(r["tokens"]) for r in ctx.rows])
+    if ctx.kind == "multi":
+        return [sorted(p) for p in prediction.decode_multi(logits, labels)]
+    return prediction.decode_single(logits, labels)
+
+
+def _generative(model, ctx: EvalContext) -> SystemOutput:
+    prompts = ctx.prompts()
+    labels = list(ctx.labels or ())
+    tok, batch = ctx.tokenizer, ctx.evaluation.batch_size
+    budget = ctx.evaluation.max_new_tokens
+    if ctx.kind in CONSTRAINED_KINDS:
+        budget = generation.answer_budget(tok, labels, budget)
+    answers = generation.generate_answers(model, tok, prompts, max_new_tokens=budget, batch_size=batch)
+    out = SystemOutput([parse_answer(a, ctx.kind, labels, ctx.task) for a in answers], answers=answers)
+    out.info["max_new_tokens"] = budget
+    if ctx.kind in CONSTRAINED_KINDS and len(labels) <= CONSTRAINED_MAX_LABELS:
+        out.constrained = generation.rank_choices(model, tok, prompts, labels, batch_size=batch)
+    return out
+
+
+def linear_probe(model, ctx: EvalContext, train, train_rows: list[dict], validation, validation_rows: list[dict]) -> SystemOutput:
+    """Logistic regression on the frozen base model's last hidden states (mean-pooled per row, or per
+    word for tagging); C picked on the validation split."""
+    from sklearn.preprocessing import StandardScaler
+
+    token_level = ctx.kind == "tagging"
+    train, train_rows, capped = _cap(train, train_rows, ctx.seed)
+    x_train, y_train = _probe_xy(model, ctx, train, train_rows, token_level)
+    scaler = StandardScaler().fit(x_train)
+    x_val, y_val = (None, [])
+    if validation is not None and len(validation):
+        x_val, y_val = _probe_xy(model, ctx, validation, validation_rows, token_level)
+        x_val = scaler.transform(x_val)
+    feats = prediction.frozen_features(model, ctx.dataset, ctx.tokenizer, batch_size=ctx.evaluation.batch_size,
+                                       token_level=token_level)
+    flat = fit_predict(scaler.transform(x_train), y_train, x_val, y_val,
+                       scaler.transform(np.concatenate(feats) if token_level else np.stack(feats)),
+                       multi=ctx.kind == "multi")
+    info = {"train_rows": len(train_rows), "capped": capped}
+    if not token_level:
+        return SystemOutput(flat, info=info)
+    sizes = [len(f) for f in feats]
+    starts = np.cumsum([0, *sizes])
+    tags = [flat[starts[i]: starts[i + 1]] for i in range(len(feats))]
+    return SystemOutput([(list(t) + ["O"] * len(r["tokens"]))[: len(r["tokens"])] for t, r in zip(tags, ctx.rows, strict=True)],
+                        info=info)
+
+
+def _cap(dataset, rows: list[dict], seed: int):
+    if len(dataset) <= PROBE_MAX_ROWS:
+        return dataset, rows, False
+    keep = sorted(np.random.default_rng(seed).choice(len(dataset), PROBE_MAX_ROWS, replace=False).tolist())
+    return dataset.select(keep), [rows[i] for i in keep], True
+
+
+def _probe_xy(model, ctx: EvalContext, dataset, rows: list[dict], token_level: bool):
+    feats = prediction.frozen_features(model, dataset, ctx.tokenizer, batch_size=ctx.evaluation.batch_size,
+                                       token_level=token_level)
+    if not token_level:
+        return np.stack(feats), [r["label"] for r in rows]
+    labels = list(ctx.labels or ())
+    targets = [labels[i] for ids in dataset["labels"] for i in ids if i != -100]
+    return np.concatenate(feats), targets

@@ -1,0 +1,118 @@
+"""What one planned training job is: the recipe's choices resolved for a mode (full / lora / qlora) and
+a target device, in one frozen value the estimator reads and the advisor varies with `replace`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Literal
+
+from ..errors import UsageError
+from ..recipe.schema import Recipe
+
+Mode = Literal["full", "lora", "qlora"]
+MODES: tuple[str, ...] = ("full", "lora", "qlora")
+DTYPE_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
+HEAD_TASKS = ("classification", "token_classification", "relation_classification")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """A training job as the memory estimate sees it."""
+
+    mode: Mode
+    device: Literal["cuda", "cpu"] = "cuda"
+    param_dtype: str = "bf16"  # unquantized weights as loaded
+    precision: str = "bf16"  # mixed-precision autocast dtype; == param_dtype or "fp32" means no autocast
+    quantization: str = "none"  # "none" | "nf4" | "fp4" | "int8"
+    double_quant: bool = True
+    upcast_unquantized: bool = True  # peft's prepare_model_for_kbit_training (lora-adapt calls it): non-quantized -> fp32
+    adapter_method: str = "lora"  # "lora" | "dora" (ignored in full mode)
+    rank: int = 16
+    target_modules: str | tuple[str, ...] = "all-linear"
+    lora_dropout: float = 0.05
+    adapter_fp32: bool = True  # peft's autocast_adapter_dtype: adapters in fp32 over a bf16/fp16 base
+    modules_to_save: tuple[str, ...] = ()
+    optimizer: str = "adamw_torch"
+    gradient_checkpointing: bool = False
+    seq_len: int = 512
+    micro_batch: int = 8
+    grad_accum: int = 1
+    attention: str = "sdpa"  # "sdpa" | "eager" | "flash_attention_2"
+    head: str = "causal_lm"  # "causal_lm" | "sequence_classification" | "token_classification"
+    num_labels: int = 2
+    loss_path: str = "chunked"  # "chunked" (TRL's fused LM head) | "logits" (full logits + cross-entropy) | "head"
+    padded: bool = True  # batches carry an attention mask (no packing, micro-batch > 1)
+
+    @property
+    def adapter(self) -> bool:
+        return self.mode != "full"
+
+    @property
+    def autocast(self) -> bool:
+        """The Trainer runs forward and backward under autocast whenever bf16/fp16 training is on."""
+        return self.precision != "fp32"
+
+    @property
+    def compute_dtype(self) -> str:
+        return self.precision if self.autocast else self.param_dtype
+
+    @property
+    def tokens(self) -> int:
+        return self.seq_len * self.micro_batch
+
+
+def resolve_dtype(value: str, device: str) -> str:
+    """`auto` -> bf16 on a GPU (where the estimate assumes one that has it), fp32 on a CPU."""
+    if value != "auto":
+        return value
+    return "bf16" if device == "cuda" else "fp32"
+
+
+def recipe_mode(recipe: Recipe) -> Mode:
+    """The mode the recipe itself describes."""
+    return "qlora" if recipe.quantization.method != "none" else "lora"
+
+
+def head_of(recipe: Recipe) -> str:
+    if recipe.task.mode == "generative" or recipe.task.type not in HEAD_TASKS:
+        return "causal_lm"
+    return "token_classification" if recipe.task.type == "token_classification" else "sequence_classification"
+
+
+def settings_for(recipe: Recipe, mode: str, *, device: str = "cuda", seq_len: int | None = None,
+                 micro_batch: int | None = None, loss_path: str | None = None) -> Settings:
+    """Resolve the recipe for `mode`: full drops the adapter and quantization, lora drops quantization,
+    qlora keeps the recipe's quantization (nf4 when it has none)."""
+    if mode not in MODES:
+        raise UsageError(f"unknown mode '{mode}'", hint=f"modes are {', '.join(MODES)}")
+    head = head_of(recipe)
+    tr, ad = recipe.training, recipe.adapter
+    quant = "none" if mode != "qlora" else (recipe.quantization.method if recipe.quantization.method != "none" else "nf4")
+    param_dtype = resolve_dtype(recipe.model.dtype, device)
+    batch = micro_batch or tr.batch_size
+    return Settings(
+        mode=mode, device=device, param_dtype=param_dtype, precision=resolve_dtype(tr.precision, device),
+        quantization=quant, double_quant=recipe.quantization.double_quant, adapter_method=ad.method,
+        rank=ad.rank, target_modules=ad.target_modules, lora_dropout=ad.dropout, modules_to_save=ad.modules_to_save,
+        optimizer=tr.optimizer, gradient_checkpointing=tr.gradient_checkpointing,
+        seq_len=seq_len or recipe.data.max_seq_length, micro_batch=batch,
+        grad_accum=tr.gradient_accumulation_steps,
+        attention="sdpa" if recipe.model.attn_implementation == "auto" else recipe.model.attn_implementation,
+        head=head, num_labels=len(recipe.task.labels) if recipe.task.labels else 2,
+        loss_path=loss_path or ("head" if head != "causal_lm" else default_loss_path()),
+        padded=batch > 1 and not tr.packing,
+    )
+
+
+def default_loss_path() -> str:
+    """TRL's SFTTrainer scores tokens with a fused, chunked LM head when this TRL has one; otherwise the
+    full `[tokens, vocab]` logits are materialised."""
+    try:
+        from trl.trainer import utils as trl_utils
+    except ImportError:  # pragma: no cover - trl is a dependency
+        return "logits"
+    return "chunked" if hasattr(trl_utils, "add_fused_lm_head") else "logits"
+
+
+def vary(settings: Settings, **changes) -> Settings:
+    return replace(settings, **changes)

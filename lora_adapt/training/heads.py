@@ -1,0 +1,82 @@
+"""Classifier heads (sequence / token classification) trained with transformers' Trainer.
+
+The LoRA adapter and the new head are trained together: peft's SEQ_CLS and TOKEN_CLS task types
+add the head modules (``classifier`` for BERT-style encoders, ``score`` for Llama / Qwen2 and other
+decoders) to ``modules_to_save``, so the head is trained in full and saved with the adapter.
+
+``compute_metrics`` reports ``eval_accuracy`` and ``eval_f1`` so early stopping can watch either:
+macro-F1 for single-label classification (leaving ``task.negative_label`` out, as relation scoring
+does), micro-F1 for multi-label, entity-level F1 (seqeval, conlleval semantics) for tagging.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from ..recipe.schema import TaskSpec
+
+MULTI_LABEL_THRESHOLD = 0.5
+
+
+def make_head_trainer(model, tokenizer, prepared, args, callbacks, task: TaskSpec):
+    """A ``transformers.Trainer`` for the head task of ``prepared`` (layout classification/relation/tagging)."""
+    from transformers import DataCollatorForTokenClassification, DataCollatorWithPadding, Trainer
+
+    tagging = prepared.layout == "tagging"
+    collator = DataCollatorForTokenClassification(tokenizer) if tagging else DataCollatorWithPadding(tokenizer)
+    has_val = prepared.validation is not None and len(prepared.validation) > 0
+    return Trainer(
+        model=model, args=args, data_collator=collator, train_dataset=prepared.train,
+        eval_dataset=prepared.validation if has_val else None, processing_class=tokenizer,
+        callbacks=list(callbacks), compute_metrics=head_metrics_fn(task, prepared.labels, tagging),
+    )
+
+
+def head_metrics_fn(task: TaskSpec, labels: tuple[str, ...], tagging: bool) -> Callable[[Any], dict[str, float]]:
+    """The ``compute_metrics`` callable for a head task."""
+    if tagging:
+        return lambda pred: _tagging_scores(pred.predictions, pred.label_ids, labels)
+    if task.multi_label:
+        return lambda pred: _multilabel_scores(pred.predictions, pred.label_ids)
+    scored = [i for i, label in enumerate(labels) if label != task.negative_label]
+    return lambda pred: _single_label_scores(pred.predictions, pred.label_ids, scored)
+
+
+def _logits(predictions) -> np.ndarray:
+    return np.asarray(predictions[0] if isinstance(predictions, tuple) else predictions)
+
+
+def _single_label_scores(predictions, label_ids, scored: list[int]) -> dict[str, float]:
+    from sklearn.metrics import f1_score
+
+    pred = _logits(predictions).argmax(-1)
+    gold = np.asarray(label_ids)
+    f1 = f1_score(gold, pred, labels=scored, average="macro", zero_division=0)
+    return {"accuracy": float((pred == gold).mean()), "f1": float(f1)}
+
+
+def _multilabel_scores(predictions, label_ids) -> dict[str, float]:
+    from sklearn.metrics import f1_score
+
+    pred = (_logits(predictions) > 0).astype(int)  # sigmoid(x) > 0.5
+    gold = np.asarray(label_ids).astype(int)
+    return {"accuracy": float((pred == gold).all(axis=1).mean()),
+            "f1": float(f1_score(gold, pred, average="micro", zero_division=0))}
+
+
+def _tagging_scores(predictions, label_ids, labels: tuple[str, ...]) -> dict[str, float]:
+    from seqeval.metrics import f1_score
+
+    pred = _logits(predictions).argmax(-1)
+    gold = np.asarray(label_ids)
+    gold_tags, pred_tags = [], []
+    for p_row, g_row in zip(pred, gold, strict=True):
+        keep = g_row != -100
+        gold_tags.append([labels[i] for i in g_row[keep]])
+        pred_tags.append([labels[i] for i in p_row[keep]])
+    tokens = sum(len(t) for t in gold_tags)
+    hits = sum(a == b for g, p in zip(gold_tags, pred_tags, strict=True) for a, b in zip(g, p, strict=True))
+    return {"accuracy": hits / tokens if tokens else 0.0, "f1": float(f1_score(gold_tags, pred_tags, zero_division=0))}

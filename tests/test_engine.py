@@ -1,0 +1,206 @@
+"""The engine end to end: a recipe becomes a trained adapter, with the invariants that make it trustworthy."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from click.testing import CliRunner
+
+from lora_adapt import artifacts as A
+from lora_adapt.cli import main
+from lora_adapt.recipe import load_recipe
+
+TOPICS = ["billing", "outage", "meter", "refund", "password", "contract", "rent", "delivery"]
+
+
+def instruction_rows(n: int = 48) -> list[dict]:
+    rows = []
+    for i in range(n):
+        topic = TOPICS[i % len(TOPICS)]
+        rows.append({"instruction": f"Summarise ticket {i} about {topic}.",
+                     "input": f"The customer writes about {topic} number {i}.",
+                     "output": f"A {topic} ticket."})
+    return rows
+
+
+def chat_rows(n: int = 40) -> list[dict]:
+    return [{"messages": [{"role": "user", "content": f"What is ticket {i} about?"},
+                          {"role": "assistant", "content": f"It is about {TOPICS[i % len(TOPICS)]}."}]}
+            for i in range(n)]
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def write_recipe(tmp_path: Path, model_dir: Path, data_path: Path, **sections) -> Path:
+    recipe = {
+        "name": "tiny",
+        "model": {"name_or_path": str(model_dir)},
+        "adapter": {"rank": 4, "alpha": 8, "dropout": 0.0},
+        "data": {"path": str(data_path), "max_seq_length": 128, "split": {"validation": 0.125, "test": 0.125}},
+        "training": {"max_steps": 6, "learning_rate": 5e-3, "batch_size": 4, "logging_steps": 1,
+                     "progress_bar": False, "save_steps": 3},
+        "output": {"dir": str(tmp_path / "runs")},
+    }
+    for key, value in sections.items():
+        recipe[key] = {**recipe.get(key, {}), **value}
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    return path
+
+
+def cli(*args: str):
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+@pytest.fixture(scope="module")
+def lora_run(tiny_llama_dir, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("lora-run")
+    data = write_jsonl(tmp / "train.jsonl", instruction_rows())
+    recipe = write_recipe(tmp, tiny_llama_dir, data)
+    result = cli("run", str(recipe))
+    assert result.exit_code == 0, result.output
+    return tmp / "runs" / "tiny", result.output
+
+
+def test_run_writes_exactly_the_contracted_files(lora_run):
+    run_dir, _ = lora_run
+    assert {p.name for p in run_dir.iterdir()} == set(A.RUN_FILES)
+    adapter = {p.name for p in (run_dir / A.ADAPTER_DIR).iterdir()}
+    assert {A.ADAPTER_WEIGHTS, A.ADAPTER_CONFIG, "tokenizer.json", "tokenizer_config.json"} <= adapter
+    assert not A.in_progress_dir(run_dir).exists()
+
+
+def test_manifest_and_metrics_record_the_run(lora_run, tiny_llama_dir):
+    run_dir, output = lora_run
+    manifest = json.loads((run_dir / A.MANIFEST).read_text())
+    assert manifest["base_model"]["resolved_path"] == str(tiny_llama_dir)
+    assert manifest["base_model"]["model_type"] == "llama"
+    assert manifest["adapter"]["trainable_params"] > 0
+    assert 0 < manifest["adapter"]["trainable_share"] < 1
+    assert manifest["versions"]["torch"] and manifest["versions"]["peft"]
+    assert set(manifest["data"]["rows"]) == {"train", "validation", "test"}
+    assert manifest["seed"] == 42 and manifest["timings"]["total_s"] > 0
+    metrics = json.loads((run_dir / A.METRICS).read_text())
+    assert metrics["train"]["global_step"] == 6
+    assert any("loss" in h for h in metrics["train"]["history"])
+    for split in ("validation", "test"):
+        assert set(metrics[split]) == {"before", "after"}
+        assert metrics[split]["after"]["loss"] < metrics[split]["before"]["loss"]
+    assert "trainable" in output and "perplexity" in output
+    card = (run_dir / A.MODEL_CARD).read_text()
+    assert card.startswith("---") and "library_name: peft" in card
+
+
+def test_adapter_reloads_and_changes_the_model(lora_run, tiny_llama_dir):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    run_dir, _ = lora_run
+    base = AutoModelForCausalLM.from_pretrained(tiny_llama_dir)
+    ids = torch.tensor([[1, 40, 50, 60, 70, 80]])
+    with torch.no_grad():
+        base_logits = base(input_ids=ids).logits
+    adapted = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_llama_dir), run_dir / A.ADAPTER_DIR)
+    again = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_llama_dir), run_dir / A.ADAPTER_DIR)
+    with torch.no_grad():
+        logits = adapted(input_ids=ids).logits
+        assert torch.equal(logits, again(input_ids=ids).logits)
+    assert not torch.allclose(logits, base_logits), "the trained adapter must change the model's output"
+
+
+def test_training_changes_only_adapter_weights(tiny_llama_dir):
+    """Base weights stay bit-identical, every LoRA matrix moves, and loss falls on a repeated batch."""
+    from lora_adapt.modeling import attach_adapter, load_model
+    from lora_adapt.recipe.schema import AdapterSpec, ModelSpec, QuantizationSpec
+
+    loaded = load_model(ModelSpec(name_or_path=str(tiny_llama_dir)), QuantizationSpec())
+    model = attach_adapter(loaded, AdapterSpec(rank=4, alpha=8, dropout=0.0))
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    optim = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    batch = torch.tensor([[1, 40, 50, 60, 70, 80, 90, 100]])
+    losses = []
+    for _ in range(20):
+        loss = model(input_ids=batch, labels=batch).loss
+        loss.backward()
+        optim.step()
+        optim.zero_grad()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0] - 0.8, losses  # a random tiny model caps how far loss can fall
+    for name, param in model.named_parameters():
+        if "lora_" in name:
+            assert not torch.equal(param, before[name]), f"{name} did not change"
+        else:
+            assert torch.equal(param, before[name]), f"base weight {name} changed"
+
+
+def test_qlora_nf4_run(tiny_llama_dir, tmp_path):
+    data = write_jsonl(tmp_path / "train.jsonl", instruction_rows(32))
+    recipe = write_recipe(tmp_path, tiny_llama_dir, data, quantization={"method": "nf4"},
+                          training={"max_steps": 3})
+    result = cli("run", str(recipe))
+    assert result.exit_code == 0, result.output
+    run_dir = tmp_path / "runs" / "tiny"
+    manifest = json.loads((run_dir / A.MANIFEST).read_text())
+    assert manifest["quantization"]["method"] == "nf4"
+    assert (run_dir / A.ADAPTER_DIR / A.ADAPTER_WEIGHTS).stat().st_size > 0
+    assert "quantization nf4" in result.output
+
+
+def test_chat_run_on_qwen2_with_its_template(tiny_qwen2_dir, tmp_path):
+    data = write_jsonl(tmp_path / "chats.jsonl", chat_rows())
+    recipe = write_recipe(tmp_path, tiny_qwen2_dir, data, training={"max_steps": 3})
+    result = cli("run", str(recipe))
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((tmp_path / "runs" / "tiny" / A.MANIFEST).read_text())
+    assert manifest["base_model"]["model_type"] == "qwen2"
+    assert manifest["data"]["stats"].get("format") in ("chat", None) or "chat" in json.dumps(manifest["data"]["stats"])
+
+
+def test_finished_run_is_not_overwritten(lora_run):
+    run_dir, _ = lora_run
+    recipe = run_dir.parent.parent / "recipe.yaml"
+    stamp = (run_dir / A.MANIFEST).read_text()
+    result = CliRunner().invoke(main, ["run", str(recipe)])
+    assert result.exit_code == 2
+    assert "already exists" in result.output and "--overwrite" in result.output
+    assert (run_dir / A.MANIFEST).read_text() == stamp
+
+
+def test_resume_after_interruption_reaches_the_same_final_step(tiny_llama_dir, tmp_path):
+    from transformers import TrainerCallback
+
+    from lora_adapt.pipeline import run
+
+    class Interrupt(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step == 5:
+                raise KeyboardInterrupt
+
+    data = write_jsonl(tmp_path / "train.jsonl", instruction_rows(32))
+    recipe = load_recipe(write_recipe(tmp_path, tiny_llama_dir, data, training={"max_steps": 6, "save_steps": 2}))
+    final = tmp_path / "runs" / "tiny"
+    with pytest.raises(KeyboardInterrupt):
+        run(recipe, callbacks=[Interrupt()], echo=lambda s: None)
+    assert not final.exists(), "an interrupted run must not look finished"
+    stage = A.in_progress_dir(final)
+    assert (stage / A.CHECKPOINTS_DIR / "checkpoint-4").is_dir()
+    result = run(recipe, resume=True, echo=lambda s: None)
+    assert result.metrics["train"]["global_step"] == 6
+    assert json.loads((final / A.METRICS).read_text())["train"]["global_step"] == 6
+    assert not stage.exists() and not (final / A.CHECKPOINTS_DIR).exists()
+
+
+def test_dry_run_writes_nothing(tiny_llama_dir, tmp_path):
+    data = write_jsonl(tmp_path / "train.jsonl", instruction_rows(16))
+    recipe = write_recipe(tmp_path, tiny_llama_dir, data)
+    result = cli("run", str(recipe), "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert "dry run" in result.output
+    assert not (tmp_path / "runs").exists()
