@@ -162,7 +162,8 @@ def _train(recipe: Recipe, runtime: Runtime, loaded, prepared, stage: Path, resu
     discard_checkpoints(checkpoints)
     model = trainer.model
     model.lora_adapt_counts = counts
-    echo(f"trained {result.global_step} steps, final train loss {result.final_train_loss}")
+    echo(f"trained {result.global_step} steps: train loss {result.final_train_loss} (last logged), "
+         f"{result.mean_train_loss} (mean over the run)")
     return model, result, lm_metrics
 
 

@@ -58,6 +58,9 @@ def export_run(run_dir: Path, out_dir: Path, *, target: str = "peft", force: boo
     """Write a serving-ready folder for ``target``; returns the report written to export_report.json."""
     if target not in TARGETS:
         raise UsageError(f"--target {target!r} is not one of {', '.join(TARGETS)}")
+    if target == "vllm" and max_lora_rank not in (1, *VLLM_MAX_LORA_RANKS):
+        raise UsageError(f"--max-lora-rank {max_lora_rank} is not a value vLLM accepts",
+                         hint=f"one of {', '.join(map(str, VLLM_MAX_LORA_RANKS))}")
     if target == "merged":
         from .merge import merge_run
 
@@ -172,7 +175,7 @@ def _full_weight_issues(run: RunInfo, config: dict[str, Any]) -> list[Issue]:
     """Full (non-LoRA) tensors outside modules_to_save: PEFT stores embedding layers this way."""
     saved = tuple(config.get("modules_to_save") or ())
     full = sorted(k for k in tensor_names(run.adapter_dir) if ".lora_" not in k
-                  and not any(f".{m}." in k or k.endswith(f".{m}.weight") for m in saved))
+                  and not any(f".{m}." in k for m in saved))
     if not full:
         return []
     shown = ", ".join(full[:3]) + (f" and {len(full) - 3} more" if len(full) > 3 else "")

@@ -53,7 +53,7 @@ def activation_bytes(sk: Skeleton, st: Settings) -> ActivationBytes:
     w = widths(st)
     first_grad = st.mode == "full" or st.gradient_checkpointing  # enable_input_require_grads under checkpointing
     if st.gradient_checkpointing:
-        layers = sk.num_layers * sk.hidden * w.res
+        layers: float = sk.num_layers * sk.hidden * w.res
         recompute = block_bytes(sk, st, w, grad_in=True)
     else:
         layers = block_bytes(sk, st, w, first_grad) + (sk.num_layers - 1) * block_bytes(sk, st, w, True)

@@ -80,7 +80,7 @@ def rank_suggestions(st: Settings, estimator: Estimator, budget: int | None,
 
 def combine(st: Settings, estimator: Estimator, budget: int, attention_targets: tuple[str, ...]) -> Suggestion | None:
     """Apply the biggest remaining saving again and again until the job fits (or nothing is left)."""
-    current, applied, overrides = st, [], []
+    current, applied, overrides = st, list[Change](), list[str]()
     base = estimator(st).peak
     while estimator(current).peak > budget:
         options = [(estimator(c.settings).peak, c) for c in candidate_changes(current, attention_targets)

@@ -19,8 +19,8 @@ HEAD_TASKS = ("classification", "token_classification", "relation_classification
 class Settings:
     """A training job as the memory estimate sees it."""
 
-    mode: Mode
-    device: Literal["cuda", "cpu"] = "cuda"
+    mode: str  # "full" | "lora" | "qlora"
+    device: str = "cuda"  # "cuda" | "cpu"
     param_dtype: str = "bf16"  # unquantized weights as loaded
     precision: str = "bf16"  # mixed-precision autocast dtype; == param_dtype or "fp32" means no autocast
     quantization: str = "none"  # "none" | "nf4" | "fp4" | "int8"

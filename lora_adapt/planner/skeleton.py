@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 import functools
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 HEADS = ("causal_lm", "sequence_classification", "token_classification")
 
@@ -81,7 +81,7 @@ class AdapterShape:
     rank: int = 16
     target_modules: str | tuple[str, ...] = "all-linear"
     modules_to_save: tuple[str, ...] = ()
-    bias: str = "none"
+    bias: Literal["none", "all", "lora_only"] = "none"
 
 
 def build_skeleton(config: Any, *, head: str = "causal_lm", num_labels: int = 2,
@@ -155,7 +155,7 @@ def _make_skeleton(config: Any, head: str, num_labels: int, adapter: AdapterShap
         model = get_peft_model(model, lora_config(adapter, head, None if head == "causal_lm" else head_name))
         trainable = model.get_nb_trainable_parameters()[0]
     slots, flags = _block_layout(model, config)
-    return Skeleton(**_dimensions(config), **flags, tensors=_tensors(model, keep, base_names, adapter is not None),
+    return Skeleton(**_dimensions(config), gated_mlp=flags["gated_mlp"], rms_norm=flags["rms_norm"], tensors=_tensors(model, keep, base_names, adapter is not None),
                     block=slots, adapter_trainable=trainable, output_head_numel=head_numel)
 
 

@@ -15,7 +15,8 @@ from transformers import EarlyStoppingCallback, TrainerCallback
 class TrainResult:
     global_step: int
     history: list[dict[str, Any]]
-    final_train_loss: float | None
+    final_train_loss: float | None  # the last logged training loss
+    mean_train_loss: float | None  # averaged over the whole run (Trainer's train_loss)
     best_metric: float | None
     best_checkpoint: str | None
     stopped_early: bool
@@ -24,7 +25,8 @@ class TrainResult:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "global_step": self.global_step, "final_loss": self.final_train_loss, "best_metric": self.best_metric,
+            "global_step": self.global_step, "final_loss": self.final_train_loss, "mean_loss": self.mean_train_loss,
+            "best_metric": self.best_metric,
             "stopped_early": self.stopped_early, "runtime_s": round(self.runtime_s, 2), "history": self.history,
         }
 
@@ -48,6 +50,7 @@ def run_trainer(trainer, *, checkpoints: Path, resume: bool, max_steps_hint: int
         global_step=state.global_step,
         history=history,
         final_train_loss=losses[-1] if losses else output.training_loss,
+        mean_train_loss=round(output.training_loss, 6) if output.training_loss is not None else None,
         best_metric=state.best_metric,
         best_checkpoint=state.best_model_checkpoint,
         stopped_early=state.global_step < planned and max_steps_hint is None and bool(trainer.args.load_best_model_at_end),
