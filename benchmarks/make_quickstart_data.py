@@ -1,14 +1,19 @@
 """Write the quickstart dataset: support tickets of a fictional utility, labelled by topic.
 
-    python benchmarks/make_quickstart_data.py            # writes lora_adapt/examples/support_tickets.jsonl
+    python benchmarks/make_quickstart_data.py   # writes lora_adapt/examples/support_tickets_{train,test}.jsonl
 
 Deterministic (seeded): running it again rewrites the same file byte for byte. Everything here is
 written for this repository: "Brightwater Utilities", its streets and customers are invented.
 
-The task is meant to be learnable but not trivial: each topic has many templates and synonyms
-(so a bag-of-words model meets phrasings it never saw in training), and two tickets in three also
-mention another topic in passing ("I pay by direct debit", "we had a power cut last week") without
-being about it. Complaints name the thing complained about (a bill, an outage) but are complaints.
+The task is meant to be learnable but not trivial:
+- the test file is written with *other phrasings* than the training file (TEST_TEMPLATES vs
+  TEMPLATES), as new customers would write: a model must generalise beyond the training wording,
+  which is where a pretrained encoder should beat a bag-of-words model (and where a bag-of-words
+  model trained on templates would otherwise score 100% on a random split of the same templates);
+- about half of the tickets also mention another topic in passing ("I pay by direct debit", "we had
+  a power cut last week") without being about it;
+- some templates use another topic's words for their own intent (a complaint names the bill it is
+  about, a billing query mentions the meter reading printed on the bill).
 """
 
 from __future__ import annotations
@@ -19,8 +24,9 @@ import random
 from pathlib import Path
 
 SEED = 20240611
-COUNTS = {"billing": 130, "outage": 120, "meter": 100, "moving": 90, "payment": 90, "complaint": 70}
-OUT = Path(__file__).resolve().parents[1] / "lora_adapt" / "examples" / "support_tickets.jsonl"
+COUNTS = {"billing": 104, "outage": 96, "meter": 80, "moving": 72, "payment": 72, "complaint": 56}  # train file
+TEST_COUNTS = {"billing": 32, "outage": 30, "meter": 25, "moving": 22, "payment": 22, "complaint": 19}
+EXAMPLES = Path(__file__).resolve().parents[1] / "lora_adapt" / "examples"
 
 SLOTS: dict[str, list[str]] = {
     "bill": ["bill", "invoice", "statement", "account statement", "latest bill", "quarterly bill"],
@@ -174,6 +180,69 @@ TEMPLATES: dict[str, list[str]] = {
     ],
 }
 
+TEST_TEMPLATES: dict[str, list[str]] = {  # phrasings used only in the test file
+    "billing": [
+        "Just opened my {bill} and nearly fell over, it's {higher} compared to last {period}.",
+        "Looks like I've paid for the same {period} two times.",
+        "What is this {fee}? Nobody mentioned it when I signed up.",
+        "The amount you're asking for this {period} can't be right, we've hardly been home.",
+        "Please double-check my {bill}, the figure seems to be a guess rather than real usage.",
+        "I was told I'd get money back but my balance hasn't changed.",
+        "The price per unit on my {bill} is not what I signed up for.",
+        "Query about my {bill}: the numbers don't match what I expected.",
+    ],
+    "outage": [
+        "Lights went out across the whole building {time}.",
+        "Nothing's coming out of the taps at {street}.",
+        "Our {supply} dropped {time} and hasn't come back.",
+        "Is something wrong with the network in {area}? We're without {supply}.",
+        "Fridge and heating are off, no {supply} since {time}.",
+        "Any estimate for restoring {supply} to {street}?",
+        "Half the neighbourhood is in the dark right now.",
+        "There's been no {supply} here for {hours} hours.",
+    ],
+    "meter": [
+        "The little display on my {meter} just says {display}.",
+        "Sending you today's numbers from the {meter}: {num}.",
+        "Something's off with my {meter}, it keeps counting even when everything is switched off.",
+        "Could someone come and swap my old {meter} for a smart one?",
+        "My in-home display lost its connection to the {meter}.",
+        "The {meter} cupboard door is jammed so I can't read it.",
+        "Is it normal for the {meter} to flash like this?",
+        "Latest figures from the {meter} are {num}.",
+    ],
+    "moving": [
+        "New home from {date} on {street}, can my supply follow me?",
+        "Please end my supply at the current address, I'm leaving on {date}.",
+        "Just got the keys to a place on {street}, how do I get the account set up?",
+        "We're relocating for work on {date}, what happens to our account?",
+        "Change of address please, from {date} I'll be at {street}.",
+        "The house is sold and we hand over on {date}.",
+        "I'm the new occupier at {street}, please take the old name off.",
+        "I need to close the account for my late father's flat, it's being emptied on {date}.",
+    ],
+    "payment": [
+        "Is there a way to split what I owe into smaller monthly amounts?",
+        "Online checkout rejected my {card} three times.",
+        "Please take the money automatically each month instead of me paying by hand.",
+        "Money is tight at the moment, what help can you offer with what I owe?",
+        "I've got a new bank, where do I send the details for my {debit}?",
+        "Could I pay part today and clear the rest on payday?",
+        "Website error every time I try to pay with my {card}.",
+        "Stop taking payments from my account, I'll pay another way.",
+    ],
+    "complaint": [
+        "I've phoned you {nth} times about this and I'm getting nowhere.",
+        "Your {staff} talked down to me and I want it on record.",
+        "Please treat this email as an official complaint.",
+        "Still no call back after {weeks} weeks, this is a joke.",
+        "I'd like this escalated to someone senior, I'm very unhappy.",
+        "Your contractor damaged my fence and nobody wants to take responsibility.",
+        "Every person I speak to tells me something different, it's ridiculous.",
+        "Appalling treatment from your customer service team.",
+    ],
+}
+
 ASIDES: dict[str, list[str]] = {  # mentions of a topic in passing, added to tickets of *other* topics
     "billing": ["My last bill was fine.", "I always pay the bill on time.", "I checked my statement online first."],
     "outage": ["We had a power cut last week too.", "Since the storm everything has been a bit unreliable.",
@@ -197,8 +266,8 @@ def fill(template: str, rng: random.Random) -> str:
     return out
 
 
-def ticket(label: str, rng: random.Random) -> str:
-    parts = [rng.choice(OPENERS), fill(rng.choice(TEMPLATES[label]), rng)]
+def ticket(label: str, templates: dict[str, list[str]], rng: random.Random) -> str:
+    parts = [rng.choice(OPENERS), fill(rng.choice(templates[label]), rng)]
     for _ in range(2):
         if rng.random() < 0.4:
             other = rng.choice([k for k in ASIDES if k != label])
@@ -211,14 +280,14 @@ def ticket(label: str, rng: random.Random) -> str:
     return text
 
 
-def generate(seed: int = SEED) -> list[dict[str, str]]:
+def generate(counts: dict[str, int], templates: dict[str, list[str]], seed: int) -> list[dict[str, str]]:
     rng = random.Random(seed)
     rows: list[dict[str, str]] = []
     seen: set[str] = set()
-    for label, count in COUNTS.items():
+    for label, count in counts.items():
         made = 0
         while made < count:
-            text = ticket(label, rng)
+            text = ticket(label, templates, rng)
             if text.lower() not in seen:
                 seen.add(text.lower())
                 rows.append({"text": text, "label": label})
@@ -229,12 +298,14 @@ def generate(seed: int = SEED) -> list[dict[str, str]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--out-dir", type=Path, default=EXAMPLES)
     args = parser.parse_args()
-    rows = generate()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-    print(f"wrote {len(rows)} tickets to {args.out}")
+    for name, counts, templates, seed in (("train", COUNTS, TEMPLATES, SEED), ("test", TEST_COUNTS, TEST_TEMPLATES, SEED + 1)):
+        rows = generate(counts, templates, seed)
+        path = args.out_dir / f"support_tickets_{name}.jsonl"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+        print(f"wrote {len(rows)} tickets to {path}")
 
 
 if __name__ == "__main__":

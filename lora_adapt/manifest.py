@@ -29,7 +29,8 @@ def package_versions() -> dict[str, str | None]:
 def config_sha256(config: dict[str, Any]) -> str:
     """Hash of a model config without fields that change on save (versions, paths, dtype)."""
     volatile = {"_name_or_path", "transformers_version", "torch_dtype", "dtype", "quantization_config", "_commit_hash",
-                "id2label", "label2id", "problem_type", "num_labels", "architectures", "use_cache"}
+                "id2label", "label2id", "problem_type", "num_labels", "architectures", "use_cache",
+                "pad_token_id"}  # pad is filled in at load time when the tokenizer pads with EOS
     stable = {k: v for k, v in sorted(config.items()) if k not in volatile}
     return hashlib.sha256(json.dumps(stable, sort_keys=True, default=str).encode()).hexdigest()
 

@@ -95,6 +95,9 @@ def run(recipe: Recipe, *, resume: bool = False, dry_run: bool = False,
         metrics = {"train": train_result.to_json(), **lm_metrics, **task_metrics}
         timings["total_s"] = round(sum(timings.values()), 2)
         manifest = _write_run(recipe, runtime, loaded, prepared, model, metrics, timings, stage)
+        if recipe.output.merge:
+            del model, loaded  # the merge reloads the base unquantized: free the trained copy first
+            _merge(recipe, stage, echo)
     echo(f"run finished: {final}")
     if recipe.output.publish is not None:
         _publish(recipe, final, echo)
@@ -123,7 +126,10 @@ def _load_model_and_data(recipe: Recipe, runtime: Runtime, echo: Echo):
     from .data import prepare_data
     from .modeling import load_model, load_tokenizer
 
+    from transformers import set_seed
+
     _quiet_libraries()
+    set_seed(recipe.training.seed)
     tokenizer = load_tokenizer(recipe.model)
     if recipe.data.chat_template:
         from .data.templates import chat_template
@@ -140,14 +146,18 @@ def _load_model_and_data(recipe: Recipe, runtime: Runtime, echo: Echo):
 
 def _train(recipe: Recipe, runtime: Runtime, loaded, prepared, stage: Path, resume: bool, callbacks, echo: Echo):
     from .modeling import attach_adapter, parameter_counts
-    from .training import discard_checkpoints, early_stopping_callbacks, evaluate_loss, run_trainer
+    from .training import discard_checkpoints, early_stopping_callbacks, evaluate_loss, logging_callbacks, run_trainer
 
+    from transformers import set_seed
+
+    set_seed(recipe.training.seed)  # adapter (and new head) initialisation is random: seed it
     model = attach_adapter(loaded, recipe.adapter, gradient_checkpointing=recipe.training.gradient_checkpointing)
     counts = parameter_counts(model)
     echo(f"adapter: {recipe.adapter.method} r={recipe.adapter.rank}, trainable {counts['trainable']:,} of "
          f"{counts['total']:,} parameters ({100 * counts['share']:.3f}%)")
     checkpoints = stage / A.CHECKPOINTS_DIR
-    all_callbacks = [*early_stopping_callbacks(recipe.training), *callbacks]
+    all_callbacks = [*early_stopping_callbacks(recipe.training),
+                     *logging_callbacks(recipe.training, stage / A.LOGS_DIR), *callbacks]
     trainer = _make_trainer(recipe, runtime, model, loaded.tokenizer, prepared, checkpoints, all_callbacks)
     lm_metrics: dict[str, Any] = {}
     measure_lm = runtime.mode == "generative" and recipe.evaluation.perplexity
@@ -214,6 +224,20 @@ def _write_run(recipe: Recipe, runtime: Runtime, loaded, prepared, model, metric
     A.atomic_write_text(stage / A.REPORT, render_report(manifest, metrics))
     A.atomic_write_text(stage / A.MODEL_CARD, render_model_card(stage))
     return manifest
+
+
+def _merge(recipe: Recipe, stage: Path, echo: Echo) -> None:
+    import gc
+
+    from .export import merge_run
+    from .export.merge import describe
+    from .hub import render_model_card
+
+    gc.collect()
+    report = merge_run(stage, stage / A.MERGED_DIR, dtype=recipe.output.merge_dtype, echo=echo)
+    for line in describe(report):
+        echo(line)
+    A.atomic_write_text(stage / A.MODEL_CARD, render_model_card(stage))
 
 
 def _manifest(recipe: Recipe, runtime: Runtime, loaded, prepared, model, timings) -> dict[str, Any]:

@@ -21,6 +21,8 @@ same exception types (RepositoryNotFoundError, RevisionNotFoundError, EntryNotFo
 
 Faults: ``server.fail_uploads = n`` cuts the connection of the next n LFS uploads half-way through
 the body; ``server.fail_commits = n`` cuts the next n commit requests (before anything is applied).
+The client retries an LFS upload 5 times with backoff, so a failure that surfaces needs n > 5 (stub
+``huggingface_hub.utils._http.time`` to skip the waits, as tests/test_hub.py does); commits are not retried.
 ``server.requests`` logs every (method, path) seen. Xet is not spoken: the client must run with
 ``HF_HUB_DISABLE_XET=1`` when LFS files are pushed (``serve_hub`` arranges that), or
 the server can be built with ``lfs=False`` to answer "regular" for every file.

@@ -204,3 +204,16 @@ def test_dry_run_writes_nothing(tiny_llama_dir, tmp_path):
     assert result.exit_code == 0, result.output
     assert "dry run" in result.output
     assert not (tmp_path / "runs").exists()
+
+
+def test_merge_at_the_end_of_a_run_is_verified(tiny_llama_dir, tmp_path):
+    data = write_jsonl(tmp_path / "train.jsonl", instruction_rows(24))
+    recipe = write_recipe(tmp_path, tiny_llama_dir, data, training={"max_steps": 2},
+                          output={"merge": True, "merge_dtype": "fp32"})
+    result = cli("run", str(recipe))
+    assert result.exit_code == 0, result.output
+    run_dir = tmp_path / "runs" / "tiny"
+    assert {p.name for p in run_dir.iterdir()} == set(A.RUN_FILES) | {A.MERGED_DIR}
+    report = json.loads((run_dir / A.MERGED_DIR / A.MERGE_VERIFICATION).read_text())
+    assert report["passed"] is True
+    assert report["merge"]["max_logit_diff"] < 1e-4

@@ -264,6 +264,19 @@ def test_push_merged_model_then_adapter_over_it(hub_server, run_dir, reference_l
     assert A.ADAPTER_WEIGHTS in files and "config.json" not in files and "model.safetensors" not in files
 
 
+def test_push_through_the_xet_pipeline_when_every_file_is_regular(monkeypatch, run_dir, tmp_path):
+    """With hf_xet installed, upload_folder takes huggingface_hub's pipelined upload; a server answering
+    "regular" for every file keeps it off the Xet transfer (which this test server does not speak)."""
+    pytest.importorskip("hf_xet")
+    with serve_hub(monkeypatch, lfs=False) as server:
+        monkeypatch.setattr("huggingface_hub.constants.HF_HUB_DISABLE_XET", False)
+        result = cli("push", str(run_dir), "--repo-id", "alice/x", "--endpoint", server.endpoint,
+                     token=server.tokens["alice"])
+        assert result.exit_code == 0, result.output
+        assert server.files("alice/x")[A.ADAPTER_WEIGHTS] == (run_dir / A.ADAPTER_DIR / A.ADAPTER_WEIGHTS).read_bytes()
+        assert not server.state.lfs_objects
+
+
 def test_pushing_unchanged_run_again_is_a_no_op(hub_server, run_dir):
     token = hub_server.tokens["alice"]
     args = ("push", str(run_dir), "--repo-id", "alice/tiny", "--endpoint", hub_server.endpoint)
@@ -367,3 +380,38 @@ def test_private_repo_is_not_readable_by_others(hub_server, run_dir, tmp_path):
     result = cli("pull", "alice/secret", "--endpoint", hub_server.endpoint, "--out", str(tmp_path / "x"), token=bob)
     assert result.exit_code == 2 and "not found, or private" in result.output
     json.dumps(hub_server.requests)  # the log is plain data
+
+
+# --- `run` with output.publish ------------------------------------------------------------------
+
+def _publish_recipe(tmp_path: Path, model_dir: Path, endpoint: str, repo_id: str) -> Path:
+    rows = [{"prompt": f"Ticket {i} is about", "completion": f" topic {i % 4}."} for i in range(24)]
+    (tmp_path / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    recipe = {
+        "name": "pub", "model": {"name_or_path": str(model_dir)}, "adapter": {"rank": 4, "alpha": 8, "dropout": 0.0},
+        "data": {"path": str(tmp_path / "train.jsonl"), "max_seq_length": 32, "split": {"validation": 0.2, "test": 0.2}},
+        "training": {"max_steps": 2, "batch_size": 4, "logging_steps": 1, "progress_bar": False},
+        "output": {"dir": str(tmp_path / "runs"), "license": "apache-2.0",
+                   "publish": {"repo_id": repo_id, "endpoint": endpoint, "revision": "run-1"}},
+    }
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    return path
+
+
+def test_run_refuses_to_start_when_it_could_not_publish(hub_server, tiny_llama_dir, tmp_path):
+    recipe = _publish_recipe(tmp_path, tiny_llama_dir, hub_server.endpoint, "bob/pub")
+    result = cli("run", str(recipe), token=hub_server.tokens["alice"])
+    assert result.exit_code == 2 and "cannot publish to bob/pub" in result.output, result.output
+    assert not (tmp_path / "runs").exists()  # refused before loading anything
+
+
+def test_run_publishes_at_the_end(hub_server, tiny_llama_dir, tmp_path):
+    recipe = _publish_recipe(tmp_path, tiny_llama_dir, hub_server.endpoint, "acme/pub")
+    result = cli("run", str(recipe), token=hub_server.tokens["alice"])
+    assert result.exit_code == 0, result.output
+    files = hub_server.files("acme/pub", "run-1")
+    run = tmp_path / "runs" / "pub"
+    assert files[A.ADAPTER_WEIGHTS] == (run / A.ADAPTER_DIR / A.ADAPTER_WEIGHTS).read_bytes()
+    assert validate_model_card(files[A.MODEL_CARD].decode())["license"] == "apache-2.0"
+    assert_no_token(hub_server, result.output, folder=run)

@@ -17,7 +17,8 @@ ENDPOINT_HELP = "Hub endpoint (default: HF_ENDPOINT, else https://huggingface.co
 @main.command()
 @click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--repo-id", required=True, metavar="NAMESPACE/NAME", help="Hub repository (created if missing).")
-@click.option("--private/--public", default=True, show_default=True, help="Visibility of a new repository.")
+@click.option("--private/--public", default=True, show_default=True,
+              help="Visibility of a new repository; --private also refuses to push into an existing public one.")
 @click.option("--revision", default=None, metavar="BRANCH", help="Branch to push to (created if missing). Default: main.")
 @click.option("--merged", is_flag=True, help="Push the merged model (RUN_DIR/merged) instead of the adapter.")
 @click.option("--endpoint", default=None, metavar="URL", help=ENDPOINT_HELP)

@@ -79,6 +79,7 @@ def push_run(run_dir: Path, repo_id: str, *, private: bool = True, revision: str
 
     Order: everything local first (run files, card validation), then the token's write access, then
     the transfer. Nothing is uploaded if any check fails."""
+    parse_repo_id(repo_id)
     run_dir = Path(run_dir)
     payload = _payload_dir(run_dir, merged)
     branch = _branch(revision)

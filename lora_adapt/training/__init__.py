@@ -6,11 +6,12 @@ from .sft import (
     discard_checkpoints,
     early_stopping_callbacks,
     evaluate_loss,
+    logging_callbacks,
     make_sft_trainer,
     run_trainer,
 )
 
 __all__ = [
-    "Precision", "TrainResult", "common_args", "discard_checkpoints", "early_stopping_callbacks", "evaluate_loss",
+    "Precision", "TrainResult", "common_args", "discard_checkpoints", "early_stopping_callbacks", "evaluate_loss", "logging_callbacks",
     "make_sft_trainer", "resolve_precision", "run_trainer", "sft_config",
 ]

@@ -62,7 +62,8 @@ def common_args(spec: TrainingSpec, precision: Precision, output_dir: Path, *, h
         save_total_limit=spec.save_total_limit,
         logging_steps=spec.logging_steps,
         logging_first_step=True,
-        report_to=[] if spec.report_to == "none" else [spec.report_to],
+        # TensorBoard gets its own callback writing into the run's logs/ (see logging_callbacks)
+        report_to=[spec.report_to] if spec.report_to == "wandb" else [],
         disable_tqdm=not spec.progress_bar,
         neftune_noise_alpha=spec.neftune_noise_alpha,
         use_cpu=device == "cpu",

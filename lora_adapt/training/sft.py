@@ -38,6 +38,16 @@ def early_stopping_callbacks(spec) -> list[TrainerCallback]:
                                   early_stopping_threshold=spec.early_stopping.threshold)]
 
 
+def logging_callbacks(spec, logs_dir: Path) -> list[TrainerCallback]:
+    """TensorBoard events go to ``<run>/logs`` (kept), not under the checkpoints (discarded)."""
+    if spec.report_to != "tensorboard":
+        return []
+    from torch.utils.tensorboard import SummaryWriter
+    from transformers.integrations import TensorBoardCallback
+
+    return [TensorBoardCallback(tb_writer=SummaryWriter(log_dir=str(logs_dir)))]
+
+
 def run_trainer(trainer, *, checkpoints: Path, resume: bool, max_steps_hint: int | None) -> TrainResult:
     """Train (resuming from the last checkpoint when asked), then collect a JSON-able result."""
     last = _last_checkpoint(checkpoints) if resume else None

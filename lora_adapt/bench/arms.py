@@ -1,0 +1,114 @@
+"""The trainers a benchmark compares, all on the same model files, token ids, batch, steps and settings.
+
+- `lora-adapt` arms run the pipeline's own code (`pipeline.resolve_runtime`, its model/data loading
+  and trainer construction, `modeling.attach_adapter`) on the recipe with only the mode changed: full
+  (no adapter, every parameter trained, at the full-fine-tuning learning rate of the `full_finetune`
+  baseline), lora (quantization off), qlora (NF4 unless the recipe names another method).
+- `peer-trainer`: the job as people write it by hand: transformers `Trainer` + `peft.get_peft_model`,
+  labels = input ids (loss on every token), `DataCollatorForLanguageModeling`, no packing.
+- `peer-trl`: TRL's `SFTTrainer` with its defaults and a `peft_config`, bf16 and gradient
+  checkpointing set explicitly (TRL turns both on by default).
+Peers read the token ids lora-adapt's data stage produced, so only the training stack differs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..recipe.schema import Recipe
+
+KINDS = ("lora-adapt", "peer-trainer", "peer-trl")
+
+
+def mode_recipe(recipe: Recipe, mode: str) -> Recipe:
+    """The recipe for one mode: everything else unchanged."""
+    from ..evaluation.full_finetune import derived_training
+
+    if mode == "full":
+        return recipe.model_copy(update={"quantization": recipe.quantization.model_copy(update={"method": "none"}),
+                                         "training": derived_training(recipe)})
+    method = "none" if mode == "lora" else (recipe.quantization.method if recipe.quantization.method != "none" else "nf4")
+    return recipe.model_copy(update={"quantization": recipe.quantization.model_copy(update={"method": method})})
+
+
+def build_trainer(kind: str, recipe: Recipe, mode: str, workdir: Path, callbacks: list[Any]):
+    if kind == "lora-adapt":
+        return lora_adapt_trainer(mode_recipe(recipe, mode), mode, workdir, callbacks)
+    if kind == "peer-trainer":
+        return peer_trainer(mode_recipe(recipe, "lora"), workdir, callbacks)
+    if kind == "peer-trl":
+        return peer_trl(mode_recipe(recipe, "lora"), workdir, callbacks)
+    raise ValueError(f"unknown arm kind {kind!r}; expected one of {KINDS}")
+
+
+def lora_adapt_trainer(recipe: Recipe, mode: str, workdir: Path, callbacks: list[Any]):
+    """Exactly what `pipeline.run` builds before it calls `trainer.train()`."""
+    from .. import pipeline
+    from ..modeling import attach_adapter
+
+    runtime = pipeline.resolve_runtime(recipe)
+    loaded, prepared = pipeline._load_model_and_data(recipe, runtime, echo=lambda _: None)
+    model = loaded.model if mode == "full" else attach_adapter(
+        loaded, recipe.adapter, gradient_checkpointing=recipe.training.gradient_checkpointing)
+    return pipeline._make_trainer(recipe, runtime, model, loaded.tokenizer, prepared, workdir / "checkpoints",
+                                  callbacks)
+
+
+def _shared_inputs(recipe: Recipe):
+    """(runtime, tokenizer, prepared data, model loaded as a user would, unquantized)."""
+    from .. import pipeline
+    from ..data import prepare_data
+    from ..modeling import load_model, load_tokenizer
+
+    runtime = pipeline.resolve_runtime(recipe)
+    tokenizer = load_tokenizer(recipe.model)
+    prepared = prepare_data(recipe.data, recipe.task, tokenizer, head=runtime.mode == "head")
+    loaded = load_model(recipe.model, recipe.quantization, head=runtime.head, labels=prepared.labels,
+                        multi_label=recipe.task.multi_label, tokenizer=tokenizer)
+    return runtime, tokenizer, prepared, loaded.model
+
+
+def _peft_config(recipe: Recipe, head: str):
+    from peft import LoraConfig
+
+    a = recipe.adapter
+    task = {"causal_lm": "CAUSAL_LM", "sequence_classification": "SEQ_CLS", "token_classification": "TOKEN_CLS"}[head]
+    targets = a.target_modules if isinstance(a.target_modules, str) else list(a.target_modules)
+    return LoraConfig(r=a.rank, lora_alpha=a.alpha, lora_dropout=a.dropout, target_modules=targets, task_type=task)
+
+
+def _plain_args(recipe: Recipe, runtime, workdir: Path) -> dict[str, Any]:
+    t = recipe.training
+    return dict(output_dir=str(workdir / "peer"), per_device_train_batch_size=t.batch_size,
+                gradient_accumulation_steps=t.gradient_accumulation_steps, learning_rate=t.learning_rate,
+                max_steps=t.max_steps or -1, bf16=runtime.precision.bf16, fp16=runtime.precision.fp16,
+                gradient_checkpointing=t.gradient_checkpointing, optim=t.optimizer, logging_steps=1,
+                save_strategy="no", report_to=[], use_cpu=runtime.device == "cpu", seed=t.seed,
+                dataloader_num_workers=0)
+
+
+def peer_trainer(recipe: Recipe, workdir: Path, callbacks: list[Any]):
+    from peft import get_peft_model
+    from transformers import DataCollatorForLanguageModeling, DataCollatorWithPadding, Trainer, TrainingArguments
+
+    runtime, tokenizer, prepared, model = _shared_inputs(recipe)
+    model = get_peft_model(model, _peft_config(recipe, runtime.head))
+    if runtime.head == "causal_lm":
+        train = prepared.train.select_columns(["input_ids"])
+        collator = DataCollatorForLanguageModeling(tokenizer, mlm=False)
+    else:
+        train = prepared.train
+        collator = DataCollatorWithPadding(tokenizer)
+    args = TrainingArguments(**_plain_args(recipe, runtime, workdir), remove_unused_columns=False)
+    return Trainer(model=model, args=args, train_dataset=train, data_collator=collator, callbacks=callbacks)
+
+
+def peer_trl(recipe: Recipe, workdir: Path, callbacks: list[Any]):
+    from trl import SFTConfig, SFTTrainer
+
+    runtime, tokenizer, prepared, model = _shared_inputs(recipe)
+    if runtime.head != "causal_lm":
+        raise ValueError("the TRL peer trains generative (SFT) recipes only")
+    args = SFTConfig(**_plain_args(recipe, runtime, workdir), max_length=recipe.data.max_seq_length)
+    return SFTTrainer(model=model, args=args, train_dataset=prepared.train, processing_class=tokenizer,
+                      peft_config=_peft_config(recipe, "causal_lm"), callbacks=callbacks)

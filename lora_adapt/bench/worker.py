@@ -1,0 +1,99 @@
+"""One benchmark arm in its own process (so peak RSS belongs to that arm alone):
+`python -m lora_adapt.bench.worker SPEC.json RESULT.json`."""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class ArmSpec:
+    """What the runner asks one worker to do."""
+
+    arm: str  # display name, e.g. "lora-adapt/qlora"
+    kind: str  # "lora-adapt" | "peer-trainer" | "peer-trl"
+    mode: str  # "full" | "lora" | "qlora"
+    recipe: str  # path of the resolved benchmark recipe (YAML)
+    workdir: str
+    warmup: int
+    steps: int
+    repeat: int
+    overrides: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def rss_bytes() -> int:
+    import psutil
+
+    return psutil.Process().memory_info().rss
+
+
+def peak_rss_bytes() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+
+
+def run_arm(spec: ArmSpec) -> dict[str, Any]:
+    import torch
+    import transformers
+
+    from ..recipe import load_recipe
+    from .arms import build_trainer
+    from .probe import StepProbe
+
+    transformers.logging.set_verbosity_error()
+    rss_imports = rss_bytes()
+    recipe = load_recipe(spec.recipe, spec.overrides)
+    probe = StepProbe(spec.warmup, spec.steps)
+    trainer = build_trainer(spec.kind, recipe, spec.mode, Path(spec.workdir), [probe])
+    rss_before = rss_bytes()
+    cuda = torch.cuda.is_available()
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    trainer.train()
+    out = {"spec": spec.to_json(), "rss_after_imports": rss_imports, "rss_before_train": rss_before,
+           "peak_rss": peak_rss_bytes(), **_params(trainer.model), **_timings(probe)}
+    if cuda:
+        out |= {"cuda_max_allocated": torch.cuda.max_memory_allocated(),
+                "cuda_max_reserved": torch.cuda.max_memory_reserved()}
+    return out
+
+
+def _params(model) -> dict[str, int]:
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return {"trainable_params": trainable, "total_params": sum(p.numel() for p in model.parameters())}
+
+
+def _timings(probe) -> dict[str, Any]:
+    r = probe.result
+    seconds = sum(s.seconds for s in r.steps)
+    tokens = sum(s.tokens for s in r.steps)
+    processed = sum(s.processed for s in r.steps)
+    return {
+        "steps": [asdict(s) for s in r.steps], "timed_seconds": seconds, "tokens": tokens, "processed": processed,
+        "tokens_per_s": tokens / seconds if seconds else None,
+        "padding_share": 1 - tokens / processed if processed else None,
+        "saved_bytes": r.saved_bytes, "flops": r.flops, "flop_tokens": r.flop_tokens,
+        "flops_per_token": r.flops / r.flop_tokens if r.flop_tokens else None,
+        "final_loss": r.losses[-1] if r.losses else None, "losses": r.losses,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    spec_path, result_path = Path(argv[0]), Path(argv[1])
+    raw = json.loads(spec_path.read_text())
+    spec = ArmSpec(**{**raw, "overrides": tuple(raw.get("overrides", ()))})
+    result = run_arm(spec)
+    result_path.write_text(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
