@@ -313,6 +313,13 @@ def test_push_refused_before_upload(hub_server, run_dir, who, repo, exit_code, m
     assert_no_token(hub_server, result.output)
 
 
+def test_a_403_from_the_hub_itself_is_explained(hub_server, run_dir, monkeypatch):
+    monkeypatch.setattr("lora_adapt.hub.transfer.check_write_access", lambda *a, **k: "alice")  # skip the pre-check
+    result = cli("push", str(run_dir), "--repo-id", "bob/x", "--endpoint", hub_server.endpoint,
+                 token=hub_server.tokens["alice"])
+    assert result.exit_code == 2 and "permission denied for bob/x (403)" in result.output, result.output
+
+
 def test_check_write_access_returns_user(hub_server):
     assert check_write_access("acme/x", endpoint=hub_server.endpoint, token=hub_server.tokens["alice"]) == "alice"
 
@@ -389,7 +396,8 @@ def _publish_recipe(tmp_path: Path, model_dir: Path, endpoint: str, repo_id: str
     (tmp_path / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     recipe = {
         "name": "pub", "model": {"name_or_path": str(model_dir)}, "adapter": {"rank": 4, "alpha": 8, "dropout": 0.0},
-        "data": {"path": str(tmp_path / "train.jsonl"), "max_seq_length": 32, "split": {"validation": 0.2, "test": 0.2}},
+        "data": {"path": str(tmp_path / "train.jsonl"), "max_seq_length": 32, "split": {"validation": 0, "test": 0}},
+        "evaluation": {"enabled": False, "perplexity": False, "baselines": []},
         "training": {"max_steps": 2, "batch_size": 4, "logging_steps": 1, "progress_bar": False},
         "output": {"dir": str(tmp_path / "runs"), "license": "apache-2.0",
                    "publish": {"repo_id": repo_id, "endpoint": endpoint, "revision": "run-1"}},

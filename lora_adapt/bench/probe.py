@@ -25,6 +25,7 @@ class ProbeResult:
     saved_bytes: int = 0  # unique storage bytes saved for backward in one forward (parameters excluded)
     flops: int = 0  # FlopCounterMode total for one optimizer step (forward + backward)
     flop_tokens: int = 0  # positions computed in that step
+    longest_batch: tuple[int, int] = (0, 0)  # (rows, padded length) of the largest micro-batch seen
     losses: list[float] = field(default_factory=list)
 
 
@@ -91,6 +92,8 @@ class StepProbe(TrainerCallback):
         if ids is not None and module.training:
             mask = kwargs.get("attention_mask")
             self._processed += ids.numel()
+            if ids.numel() > self.result.longest_batch[0] * self.result.longest_batch[1]:
+                self.result.longest_batch = (int(ids.shape[0]), int(ids.shape[-1]))
             self._tokens += int(mask.sum()) if mask is not None else ids.numel()
             if self._step == self.warmup + 1 and self._saving is None and not self.result.saved_bytes:
                 self._start_saving()
