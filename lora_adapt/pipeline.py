@@ -11,11 +11,14 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import artifacts as A
 from .errors import LoraAdaptError, RunExistsError
 from .recipe import Recipe, dump_recipe
+
+if TYPE_CHECKING:
+    from .modeling.loading import Head
 
 Echo = Callable[[str], None]
 log = logging.getLogger(__name__)
@@ -28,7 +31,7 @@ class Runtime:
     device: str
     dtype: str
     precision: Any  # training.Precision
-    head: str  # "causal_lm" | "sequence_classification" | "token_classification"
+    head: Head
     mode: str  # "generative" | "head"
     world_size: int
     effective_batch_size: int
@@ -45,7 +48,7 @@ class RunResult:
     manifest: dict[str, Any]
 
 
-HEADS = {"classification": "sequence_classification", "relation_classification": "sequence_classification",
+HEADS: dict[str, Head] = {"classification": "sequence_classification", "relation_classification": "sequence_classification",
          "token_classification": "token_classification"}
 
 
@@ -58,7 +61,7 @@ def resolve_runtime(recipe: Recipe) -> Runtime:
     device = resolve_device(recipe.model.device)
     task = recipe.task
     mode = task.mode if task.mode != "auto" else ("head" if task.type in HEADS else "generative")
-    head = HEADS[task.type] if mode == "head" else "causal_lm"
+    head: Head = HEADS[task.type] if mode == "head" else "causal_lm"
     world = int(os.environ.get("WORLD_SIZE", "1"))
     t = recipe.training
     return Runtime(device, dtype_name(resolve_dtype(recipe.model.dtype, device)),
@@ -119,14 +122,15 @@ def _check_publish_access(recipe: Recipe) -> None:
     from .hub import check_write_access
 
     pub = recipe.output.publish
-    check_write_access(pub.repo_id, endpoint=pub.endpoint)
+    if pub is not None:
+        check_write_access(pub.repo_id, endpoint=pub.endpoint)
 
 
 def _load_model_and_data(recipe: Recipe, runtime: Runtime, echo: Echo):
+    from transformers import set_seed
+
     from .data import prepare_data
     from .modeling import load_model, load_tokenizer
-
-    from transformers import set_seed
 
     _quiet_libraries()
     set_seed(recipe.training.seed)
@@ -145,10 +149,16 @@ def _load_model_and_data(recipe: Recipe, runtime: Runtime, echo: Echo):
 
 
 def _train(recipe: Recipe, runtime: Runtime, loaded, prepared, stage: Path, resume: bool, callbacks, echo: Echo):
-    from .modeling import attach_adapter, parameter_counts
-    from .training import discard_checkpoints, early_stopping_callbacks, evaluate_loss, logging_callbacks, run_trainer
-
     from transformers import set_seed
+
+    from .modeling import attach_adapter, parameter_counts
+    from .training import (
+        discard_checkpoints,
+        early_stopping_callbacks,
+        evaluate_loss,
+        logging_callbacks,
+        run_trainer,
+    )
 
     set_seed(recipe.training.seed)  # adapter (and new head) initialisation is random: seed it
     model = attach_adapter(loaded, recipe.adapter, gradient_checkpointing=recipe.training.gradient_checkpointing)
@@ -288,6 +298,8 @@ def _publish(recipe: Recipe, final: Path, echo: Echo) -> None:
     from .hub import push_run
 
     pub = recipe.output.publish
+    if pub is None:
+        return
     try:
         info = push_run(final, pub.repo_id, private=pub.private, revision=pub.revision, merged=pub.merged,
                         endpoint=pub.endpoint)

@@ -89,7 +89,12 @@ def _plain_args(recipe: Recipe, runtime, workdir: Path) -> dict[str, Any]:
 
 def peer_trainer(recipe: Recipe, workdir: Path, callbacks: list[Any]):
     from peft import get_peft_model
-    from transformers import DataCollatorForLanguageModeling, DataCollatorWithPadding, Trainer, TrainingArguments
+    from transformers import (
+        DataCollatorForLanguageModeling,
+        DataCollatorWithPadding,
+        Trainer,
+        TrainingArguments,
+    )
 
     runtime, tokenizer, prepared, model = _shared_inputs(recipe)
     model = get_peft_model(model, _peft_config(recipe, runtime.head))

@@ -62,7 +62,7 @@ def run_bench(recipe_path: Path, *, modes: tuple[str, ...], peers: tuple[str, ..
                            repeat, arm.overrides)
             results.append(run_worker(spec, work, echo))
     summary = summarize(results, arms, recipe=load_recipe(bench_recipe), device=device, command=command,
-                        source_model=recipe.model.name_or_path, repeats=repeats)
+                        source_model=recipe.model.name_or_path, repeats=repeats, recipe_path=bench_recipe)
     prefix = label or f"{'gpu' if device == 'cuda' else 'cpu'}_{_slug(recipe.model.name_or_path)}"
     write_results(summary, Path(out_dir), prefix)
     echo(f"results: {Path(out_dir) / prefix}.json / .md / .png")

@@ -16,7 +16,7 @@ def build_lora_config(spec: AdapterSpec, *, task_type: str, modules_to_save: tup
     init: Any = {"default": True, "gaussian": "gaussian", "pissa": "pissa", "olora": "olora"}[spec.init]
     return LoraConfig(
         r=spec.rank,
-        lora_alpha=spec.alpha,
+        lora_alpha=spec.alpha,  # type: ignore[arg-type]  # peft annotates int; a float scales the same
         lora_dropout=spec.dropout,
         target_modules=spec.target_modules if isinstance(spec.target_modules, str) else list(spec.target_modules),
         use_rslora=spec.scaling == "rslora",

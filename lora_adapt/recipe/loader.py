@@ -155,7 +155,7 @@ def _resolve_paths(raw: dict, base: Path) -> None:
 
 # --- error messages ---------------------------------------------------------------------------
 
-def _describe(err: dict, raw: dict, source: str, lines: dict[tuple, int], overridden: set[tuple]) -> str:
+def _describe(err: Any, raw: dict, source: str, lines: dict[tuple, int], overridden: set[tuple]) -> str:
     loc = _clean_loc(err["loc"])
     dotted = ".".join(str(p) for p in loc) or "(top level)"
     where = _where(loc, source, lines, overridden)
