@@ -217,3 +217,17 @@ def test_merge_at_the_end_of_a_run_is_verified(tiny_llama_dir, tmp_path):
     report = json.loads((run_dir / A.MERGED_DIR / A.MERGE_VERIFICATION).read_text())
     assert report["passed"] is True
     assert report["merge"]["max_logit_diff"] < 1e-4
+
+
+def test_early_stopping_keeps_the_best_adapter(tiny_llama_dir, tmp_path):
+    data = write_jsonl(tmp_path / "train.jsonl", instruction_rows(40))
+    recipe = write_recipe(tmp_path, tiny_llama_dir, data,
+                          training={"max_steps": 12, "eval_steps": 2, "save_steps": None, "learning_rate": 0.3,
+                                    "early_stopping": {"patience": 1}})
+    result = cli("run", str(recipe))
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((tmp_path / "runs" / "tiny" / A.METRICS).read_text())
+    evals = [h["eval_loss"] for h in metrics["train"]["history"] if "eval_loss" in h]
+    assert metrics["train"]["best_metric"] == pytest.approx(min(evals), abs=1e-6)
+    # the adapter that was saved is the best one, not the last one
+    assert metrics["validation"]["after"]["loss"] == pytest.approx(min(evals), abs=1e-4)

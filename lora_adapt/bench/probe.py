@@ -23,6 +23,7 @@ class StepRecord:
 class ProbeResult:
     steps: list[StepRecord] = field(default_factory=list)
     saved_bytes: int = 0  # unique storage bytes saved for backward in one forward (parameters excluded)
+    saved_batch: tuple[int, int] = (0, 0)  # (rows, padded length) of that forward
     flops: int = 0  # FlopCounterMode total for one optimizer step (forward + backward)
     flop_tokens: int = 0  # positions computed in that step
     longest_batch: tuple[int, int] = (0, 0)  # (rows, padded length) of the largest micro-batch seen
@@ -96,6 +97,7 @@ class StepProbe(TrainerCallback):
                 self.result.longest_batch = (int(ids.shape[0]), int(ids.shape[-1]))
             self._tokens += int(mask.sum()) if mask is not None else ids.numel()
             if self._step == self.warmup + 1 and self._saving is None and not self.result.saved_bytes:
+                self.result.saved_batch = (int(ids.shape[0]), int(ids.shape[-1]))
                 self._start_saving()
 
     def _after_forward(self, module, args, output):

@@ -14,7 +14,7 @@ from ..manifest import package_versions, utc_now
 from ..recipe import Recipe, load_recipe
 
 MIB = 2**20
-METRICS = ("tokens_per_s", "peak_memory", "cuda_max_allocated", "saved_bytes", "flops_per_token", "final_loss",
+METRICS = ("tokens_per_s", "peak_memory", "cuda_max_reserved", "saved_bytes", "flops_per_token", "final_loss",
            "padding_share")
 RATIOS = (  # (numerator arm, denominator arm, metric)
     ("lora-adapt/lora", "lora-adapt/full", "tokens_per_s"),
@@ -53,6 +53,7 @@ def summarize(results: list[dict[str, Any]], arms: list[Any], *, recipe: Recipe,
     summary = {
         "created_utc": utc_now(), "command": command, "device": device, "hardware": hardware(device),
         "versions": package_versions(), "model": source_model, "repeats": repeats,
+        "gpu_memory_cap_bytes": next((r.get("gpu_memory_cap_bytes") for r in results if r.get("gpu_memory_cap_bytes")), None),
         "settings": _settings(recipe), "arms": per_arm, "ratios": ratios(results, device), "runs": results,
     }
     summary["marks"] = marks(summary)
@@ -60,7 +61,9 @@ def summarize(results: list[dict[str, Any]], arms: list[Any], *, recipe: Recipe,
 
 
 def _with_peak(run: dict[str, Any], device: str) -> dict[str, Any]:
-    peak = run.get("cuda_max_reserved") if device == "cuda" else run.get("peak_rss")
+    """The peak the planner is checked against: torch's max allocated on a GPU (reserved is reported
+    beside it), the process's peak RSS on a CPU."""
+    peak = run.get("cuda_max_allocated") if device == "cuda" else run.get("peak_rss")
     return {**run, "peak_memory": peak}
 
 
@@ -86,7 +89,8 @@ def _value(results, arm: str, repeat: int, metric: str, device: str) -> float | 
 
 
 def _predict(recipe_path: Path, arm: Any, device: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """The planner for this arm at the largest micro-batch the arm actually met."""
+    """The planner for this arm: the peak at the largest micro-batch the arm met, the saved-for-backward
+    bytes at the shape of the forward where they were measured."""
     from ..planner import Estimator, settings_for
     from ..planner.activations import activation_bytes
     from ..planner.shapes import load_config
@@ -95,13 +99,20 @@ def _predict(recipe_path: Path, arm: Any, device: str, runs: list[dict[str, Any]
     rows, length = max((tuple(r["longest_batch"]) for r in runs), key=lambda b: b[0] * b[1])
     variant = mode_recipe(load_recipe(recipe_path, arm.overrides), arm.mode)
     loss_path = "logits" if arm.kind == "peer-trainer" and variant.task.type == "sft" else None
-    st = settings_for(variant, arm.mode, device=device, seq_len=length, micro_batch=rows, loss_path=loss_path)
     estimator = Estimator(load_config(variant.model.name_or_path))
+
+    def settings(batch: tuple[int, int]):
+        return settings_for(variant, arm.mode, device=device, seq_len=batch[1], micro_batch=batch[0],
+                            loss_path=loss_path)
+
+    st = settings((rows, length))
     est = estimator(st)
-    act = activation_bytes(estimator.skeleton(st), st)
-    return {"peak": est.peak, "allocated_peak": max(est.phases.values()), "peak_phase": est.peak_phase,
+    saved_at = tuple(runs[0].get("saved_batch") or (rows, length))
+    act = activation_bytes(estimator.skeleton(st), settings(saved_at))
+    comparable = max(est.phases.values()) if device == "cuda" else est.peak  # same footing as peak_memory
+    return {"peak": comparable, "peak_with_overheads": est.peak, "peak_phase": est.peak_phase,
             "saved_bytes": act.saved + act.logits, "terms": est.terms, "overhead": est.overhead,
-            "batch": [rows, length]}
+            "batch": [rows, length], "saved_batch": list(saved_at)}
 
 
 def _settings(recipe: Recipe) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from typing import Any
 from ..recipe import Recipe, dump_recipe, load_recipe
 from .data import is_medquad_dir, medquad_rows, texts, write_jsonl
 from .models import materialize, model_folder, needs_materializing
-from .worker import ArmSpec
+from .spec import ArmSpec
 
 Echo = Callable[[str], None]
 PEERS = ("trainer", "trl")

@@ -29,13 +29,16 @@ def _context(s: dict[str, Any]) -> list[str]:
         f"{st['model_dtype']}, attention {st['attn_implementation']}; adapter {st['adapter']['method']} "
         f"r={st['adapter']['rank']} on {st['adapter']['target_modules']} (dropout {st['adapter']['dropout']}); "
         f"qlora = {st['quantization_when_qlora']}",
+        *([f"- GPU memory capped at {s['gpu_memory_cap_bytes'] / 2**30:.1f} GiB per process "
+           "(`torch.cuda.set_per_process_memory_fraction`) to emulate a smaller card"]
+          if s.get("gpu_memory_cap_bytes") else []),
         f"- Each arm ran {s['repeats']} times in its own process, arms interleaved (A B C ... A B C); figures are "
         "medians with [min-max].",
     ]
 
 
 def _arm_table(s: dict[str, Any]) -> list[str]:
-    memory = "peak reserved MiB" if s["device"] == "cuda" else "peak RSS MiB"
+    memory = "peak allocated MiB" if s["device"] == "cuda" else "peak RSS MiB"
     rows = [f"| arm | {memory} | planner MiB (error) | saved for backward MiB (planner) | tokens/s | "
             "FLOPs/token | final loss | trainable |",
             "|---|---|---|---|---|---|---|---|"]
@@ -74,7 +77,10 @@ def _notes(s: dict[str, Any]) -> list[str]:
              "bitsandbytes' 4-bit kernels, so QLoRA FLOPs are undercounted.",
              "- saved for backward: unique storage bytes packed by `torch.autograd.graph.saved_tensors_hooks` "
              "during one forward (parameters excluded)."]
-    if s["device"] != "cuda":
+    if s["device"] == "cuda":
+        notes.append("- GPU: peak = `torch.cuda.max_memory_allocated` (reserved in the JSON); the planner column is "
+                     "its allocated peak, without the CUDA context and allocator slack it adds for a fit verdict.")
+    else:
         notes.append("- CPU: peak RSS of the arm's process (`ru_maxrss`), which includes python and the libraries "
                      "(the planner's `process` term); CPU training runs in fp32, so bf16 marks are not measured here.")
     return notes

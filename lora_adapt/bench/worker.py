@@ -6,27 +6,11 @@ from __future__ import annotations
 import json
 import resource
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-
-@dataclass(frozen=True)
-class ArmSpec:
-    """What the runner asks one worker to do."""
-
-    arm: str  # display name, e.g. "lora-adapt/qlora"
-    kind: str  # "lora-adapt" | "peer-trainer" | "peer-trl"
-    mode: str  # "full" | "lora" | "qlora"
-    recipe: str  # path of the resolved benchmark recipe (YAML)
-    workdir: str
-    warmup: int
-    steps: int
-    repeat: int
-    overrides: tuple[str, ...] = ()
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+from .spec import GPU_CAP_ENV, ArmSpec
 
 
 def rss_bytes() -> int:
@@ -49,6 +33,7 @@ def run_arm(spec: ArmSpec) -> dict[str, Any]:
 
     transformers.logging.set_verbosity_error()
     rss_imports = rss_bytes()
+    cap = _cap_gpu_memory()
     recipe = load_recipe(spec.recipe, spec.overrides)
     probe = StepProbe(spec.warmup, spec.steps)
     trainer = build_trainer(spec.kind, recipe, spec.mode, Path(spec.workdir), [probe])
@@ -57,12 +42,28 @@ def run_arm(spec: ArmSpec) -> dict[str, Any]:
     if cuda:
         torch.cuda.reset_peak_memory_stats()
     trainer.train()
-    out = {"spec": spec.to_json(), "rss_after_imports": rss_imports, "rss_before_train": rss_before,
+    out = {"spec": spec.to_json(), "gpu_memory_cap_bytes": cap, "rss_after_imports": rss_imports, "rss_before_train": rss_before,
            "peak_rss": peak_rss_bytes(), **_params(trainer.model), **_timings(probe)}
     if cuda:
         out |= {"cuda_max_allocated": torch.cuda.max_memory_allocated(),
                 "cuda_max_reserved": torch.cuda.max_memory_reserved()}
     return out
+
+
+def _cap_gpu_memory() -> int | None:
+    """Emulate a smaller card: `LORA_ADAPT_BENCH_GPU_MEMORY=23.5GiB` caps this process's CUDA allocations."""
+    import os
+
+    import torch
+
+    text = os.environ.get(GPU_CAP_ENV)
+    if not text or not torch.cuda.is_available():
+        return None
+    from ..planner.units import parse_size
+
+    cap = parse_size(text)
+    torch.cuda.set_per_process_memory_fraction(min(1.0, cap / torch.cuda.get_device_properties(0).total_memory))
+    return cap
 
 
 def _params(model) -> dict[str, int]:
@@ -79,7 +80,7 @@ def _timings(probe) -> dict[str, Any]:
         "steps": [asdict(s) for s in r.steps], "timed_seconds": seconds, "tokens": tokens, "processed": processed,
         "tokens_per_s": tokens / seconds if seconds else None,
         "padding_share": 1 - tokens / processed if processed else None,
-        "longest_batch": list(r.longest_batch), "saved_bytes": r.saved_bytes, "flops": r.flops, "flop_tokens": r.flop_tokens,
+        "longest_batch": list(r.longest_batch), "saved_bytes": r.saved_bytes, "saved_batch": list(r.saved_batch), "flops": r.flops, "flop_tokens": r.flop_tokens,
         "flops_per_token": r.flops / r.flop_tokens if r.flop_tokens else None,
         "final_loss": r.losses[-1] if r.losses else None, "losses": r.losses,
     }

@@ -121,7 +121,8 @@ def _check_targets(config: dict[str, Any], pairs: dict[str, Any], adapter_dir: P
     targets = config.get("target_modules")
     if not isinstance(targets, list):  # a regex or "all-linear" left unresolved: nothing to enumerate
         return
-    missing = [t for t in targets if not any(name == t or name.endswith("." + t) for name in pairs)]
+    heads = set(config.get("modules_to_save") or [])  # a classifier head listed here is trained in full, not LoRA'd
+    missing = [t for t in targets if t not in heads and not any(name == t or name.endswith("." + t) for name in pairs)]
     if missing:
         raise LoraAdaptError(
             f"the adapter in {adapter_dir} is missing LoRA tensors for target module(s) {_few(missing)} "

@@ -8,6 +8,11 @@ from ..recipe.schema import AdapterSpec
 from .loading import LoadedModel
 
 PEFT_TASK_TYPES = {"causal_lm": "CAUSAL_LM", "sequence_classification": "SEQ_CLS", "token_classification": "TOKEN_CLS"}
+# The new head of a classifier model (BERT-style: `classifier`; Llama/Qwen2 and other decoders: `score`), trained in
+# full and saved with the adapter. peft adds these itself for SEQ_CLS and TOKEN_CLS, but for TOKEN_CLS (peft 0.21)
+# only after injecting LoRA, so `all-linear` first wraps the head in LoRA and then fails ("modules_to_save cannot be
+# applied to modules of type lora.Linear"). Listing them in the config up front keeps them out of the LoRA targets.
+HEAD_MODULES = ("classifier", "score")
 
 
 def build_lora_config(spec: AdapterSpec, *, task_type: str, modules_to_save: tuple[str, ...] = ()):
@@ -35,7 +40,9 @@ def attach_adapter(loaded: LoadedModel, spec: AdapterSpec, *, gradient_checkpoin
     model = loaded.model
     if loaded.quantized:
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing)
-    config = build_lora_config(spec, task_type=PEFT_TASK_TYPES[loaded.head], modules_to_save=spec.modules_to_save)
+    heads = HEAD_MODULES if loaded.head != "causal_lm" else ()
+    modules_to_save = tuple(dict.fromkeys((*spec.modules_to_save, *heads)))
+    config = build_lora_config(spec, task_type=PEFT_TASK_TYPES[loaded.head], modules_to_save=modules_to_save)
     return get_peft_model(model, config)
 
 

@@ -17,6 +17,9 @@ from .skeleton import LinearSlot, Skeleton
 
 TRL_TOKEN_TILE = 4096  # trl.kernels.chunked_logprob.TOKEN_CHUNK_SIZE
 TRL_VOCAB_TILE = 32768  # trl.trainer.utils._CHUNKED_LOGPROB_CHUNK_SIZE
+# Measured here (CPU, fp32, 1024 tokens x 32000 vocabulary, peak RSS over forward + backward):
+CPU_TILE_BYTES = 34  # TRL's torch fallback (no Triton) holds ~8.4 fp32 tile-sized buffers at its peak
+LOGITS_GRAD_BYTES = 6.5  # full-logits loss: gradient buffers per token x vocab beyond logits + fp32 log-probs
 
 
 @dataclass(frozen=True)
@@ -33,7 +36,7 @@ class Widths:
 def widths(st: Settings) -> Widths:
     res = 4 if st.upcast_unquantized and st.quantization != "none" else DTYPE_BYTES[st.param_dtype]
     compute = DTYPE_BYTES[st.compute_dtype]
-    lora_cast = 4 if st.adapter_fp32 else DTYPE_BYTES[st.param_dtype]
+    lora_cast = DTYPE_BYTES[st.adapter_dtype]
     lora_in = compute if st.autocast else lora_cast
     return Widths(res, compute, lora_in, lora_cast, 1 if st.device == "cuda" else lora_cast)
 
@@ -165,12 +168,15 @@ def _loss_bytes(sk: Skeleton, st: Settings, w: Widths) -> tuple[float, float]:
     Full logits (`logits` path): fp32 log-probabilities are saved and the logits (compute dtype) stay
     referenced by the model output; the backward then materialises two fp32 `[tokens, vocab]` gradients. TRL's fused head (`chunked`)
     never holds the logits: it works in `[4096, 32768]` tiles and accumulates fp32 gradients for the
-    hidden states (and for the head weight when it trains)."""
+    hidden states (and for the head weight when it trains). Its Triton kernels fold each tile in place on
+    a GPU; its torch fallback on a CPU keeps several tile-sized temporaries, more than full logits for
+    short batches."""
     t, v = st.tokens, sk.vocab
     if st.head != "causal_lm" or st.loss_path == "head":
         return t * st.num_labels * 12, 0
     if st.loss_path == "logits":
-        return t * v * 4, t * v * (w.compute + 8)
+        return t * v * 4, t * v * (w.compute + LOGITS_GRAD_BYTES)
     tile = min(t, TRL_TOKEN_TILE) * min(v, TRL_VOCAB_TILE)
+    per_tile = CPU_TILE_BYTES if st.device == "cpu" else w.compute + 4  # GPU: the matmul tile + fp32 working set
     head_grad = sk.output_head_numel * 4 if st.mode == "full" else 0
-    return 0, tile * (w.compute + 8) + t * sk.hidden * 4 + head_grad
+    return 0, tile * per_tile + t * sk.hidden * 4 + head_grad

@@ -30,7 +30,7 @@ class Settings:
     rank: int = 16
     target_modules: str | tuple[str, ...] = "all-linear"
     lora_dropout: float = 0.05
-    adapter_fp32: bool = True  # peft's autocast_adapter_dtype: adapters in fp32 over a bf16/fp16 base
+    adapter_dtype: str = "fp32"  # LoRA A/B as trained: peft upcasts them to fp32; TRL casts QLoRA ones to bf16
     modules_to_save: tuple[str, ...] = ()
     optimizer: str = "adamw_torch"
     gradient_checkpointing: bool = False
@@ -98,10 +98,19 @@ def settings_for(recipe: Recipe, mode: str, *, device: str = "cuda", seq_len: in
         seq_len=seq_len or recipe.data.max_seq_length, micro_batch=batch,
         grad_accum=tr.gradient_accumulation_steps,
         attention="sdpa" if recipe.model.attn_implementation == "auto" else recipe.model.attn_implementation,
+        adapter_dtype=adapter_dtype(quant, head, param_dtype),
         head=head, num_labels=len(recipe.task.labels) if recipe.task.labels else 2,
         loss_path=loss_path or ("head" if head != "causal_lm" else default_loss_path()),
         padded=batch > 1 and not tr.packing,
     )
+
+
+def adapter_dtype(quantization: str, head: str, param_dtype: str) -> str:
+    """peft creates LoRA weights in fp32 over a bf16/fp16 base (`autocast_adapter_dtype`); TRL's SFTTrainer
+    then casts the LoRA weights of a quantized model to bf16 (QLoRA paper, section 3), even on a CPU."""
+    if quantization != "none" and head == "causal_lm":
+        return "bf16"
+    return "fp32" if param_dtype in ("bf16", "fp16") else param_dtype
 
 
 def default_loss_path() -> str:

