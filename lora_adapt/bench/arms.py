@@ -74,7 +74,9 @@ def _peft_config(recipe: Recipe, head: str):
     a = recipe.adapter
     task = {"causal_lm": "CAUSAL_LM", "sequence_classification": "SEQ_CLS", "token_classification": "TOKEN_CLS"}[head]
     targets = a.target_modules if isinstance(a.target_modules, str) else list(a.target_modules)
-    return LoraConfig(r=a.rank, lora_alpha=a.alpha, lora_dropout=a.dropout, target_modules=targets, task_type=task)
+    heads = ["classifier", "score"] if head != "causal_lm" else None  # as peft's docs show for classifier heads
+    return LoraConfig(r=a.rank, lora_alpha=a.alpha, lora_dropout=a.dropout,  # type: ignore[arg-type]
+                      target_modules=targets, task_type=task, modules_to_save=heads)
 
 
 def _plain_args(recipe: Recipe, runtime, workdir: Path) -> dict[str, Any]:
@@ -98,6 +100,7 @@ def peer_trainer(recipe: Recipe, workdir: Path, callbacks: list[Any]):
 
     runtime, tokenizer, prepared, model = _shared_inputs(recipe)
     model = get_peft_model(model, _peft_config(recipe, runtime.head))
+    collator: Any
     if runtime.head == "causal_lm":
         train = prepared.train.select_columns(["input_ids"])
         collator = DataCollatorForLanguageModeling(tokenizer, mlm=False)

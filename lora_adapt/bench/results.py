@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import platform
 import statistics
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,7 @@ RATIOS = (  # (numerator arm, denominator arm, metric)
 )
 
 
-def spread(values: list[float | None]) -> dict[str, float | None]:
+def spread(values: Sequence[float | None]) -> dict[str, float | None]:
     present = [v for v in values if v is not None]
     if not present:
         return {"median": None, "min": None, "max": None, "n": 0}
@@ -38,7 +39,8 @@ def spread(values: list[float | None]) -> dict[str, float | None]:
 
 
 def summarize(results: list[dict[str, Any]], arms: list[Any], *, recipe: Recipe, device: str, command: str,
-              source_model: str, repeats: int, recipe_path: Path | None = None) -> dict[str, Any]:
+              source_model: str, repeats: int, recipe_path: Path | None = None,
+              malloc: str | None = None) -> dict[str, Any]:
     per_arm = {}
     for arm in arms:
         runs = [r for r in results if r["spec"]["arm"] == arm.name]
@@ -52,7 +54,7 @@ def summarize(results: list[dict[str, Any]], arms: list[Any], *, recipe: Recipe,
         }
     summary = {
         "created_utc": utc_now(), "command": command, "device": device, "hardware": hardware(device),
-        "versions": package_versions(), "model": source_model, "repeats": repeats,
+        "versions": package_versions(), "model": source_model, "repeats": repeats, "malloc": malloc,
         "gpu_memory_cap_bytes": next((r.get("gpu_memory_cap_bytes") for r in results if r.get("gpu_memory_cap_bytes")), None),
         "settings": _settings(recipe), "arms": per_arm, "ratios": ratios(results, device), "runs": results,
     }

@@ -68,15 +68,12 @@ def evaluate_run(run_dir: Path, *, data_file: Path | None, split: str, baselines
                          hint="an sft run's held-out loss and perplexity are in its metrics.json")
     model, tokenizer = _load_adapted(run, recipe, mode)
     echo(f"loaded {recipe.model.name_or_path} + adapter from {run.adapter_dir}")
-    if data_file is not None and not baselines:
-        rows, dataset = _file_rows(data_file, recipe, mode, tokenizer)
-        prepared: Any = _RowsOnly(labels=recipe.task.labels)
-        return evaluate_task(recipe=recipe, mode=mode, model=model, tokenizer=tokenizer, prepared=prepared,
-                             run_dir=None, echo=echo, split=data_file.stem, rows=rows, dataset=dataset, baselines=())
-    from ..data import prepare_data
+    prepared: Any = _RowsOnly(labels=recipe.task.labels)
+    if data_file is None or baselines:  # the recipe's splits are needed (to score, or to train baselines)
+        from ..data import prepare_data
 
-    prepared = prepare_data(recipe.data, recipe.task, tokenizer, head=mode == "head")
-    rows, dataset = (None, None) if data_file is None else _file_rows(data_file, recipe, mode, tokenizer)
+        prepared = prepare_data(recipe.data, recipe.task, tokenizer, head=mode == "head")
+    rows, dataset = _file_rows(data_file, recipe, mode, tokenizer) if data_file is not None else (None, None)
     return evaluate_task(recipe=recipe, mode=mode, model=model, tokenizer=tokenizer, prepared=prepared, run_dir=None,
                          echo=echo, split=data_file.stem if data_file else split, rows=rows, dataset=dataset,
                          baselines=baselines)
@@ -85,8 +82,11 @@ def evaluate_run(run_dir: Path, *, data_file: Path | None, split: str, baselines
 def _eval_recipe(run, max_samples: int | None):
     """The run's recipe with the label set it was trained on pinned (so new data is checked against it)."""
     recipe = run.recipe
-    task = recipe.task.model_copy(update={"labels": run.labels}) if run.labels else recipe.task
-    evaluation = recipe.evaluation.model_copy(update={"max_samples": max_samples})
+    labels = (run.manifest.get("task") or {}).get("labels")
+    task = recipe.task.model_copy(update={"labels": tuple(labels)}) if labels else recipe.task
+    evaluation = recipe.evaluation
+    if max_samples is not None:
+        evaluation = evaluation.model_copy(update={"max_samples": max_samples})
     return recipe.model_copy(update={"task": task, "evaluation": evaluation})
 
 
@@ -105,7 +105,7 @@ def _load_adapted(run, recipe, mode: str):
     return model, tokenizer
 
 
-def _file_rows(path: Path, recipe, mode: str, tokenizer) -> tuple[list[dict], Any]:
+def _file_rows(path: Path, recipe, mode: str, tokenizer) -> tuple[list[dict] | None, Any]:
     """Canonical rows of ``path`` and, in head mode, their tokenized form (aligned row for row)."""
     from ..data import load_rows_from_file
 

@@ -13,6 +13,7 @@ into ``run_dir`` for single-label tasks. Pure metric functions live in ``metrics
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -42,7 +43,7 @@ def evaluate_task(*, recipe, mode: str, model, tokenizer, prepared, run_dir: Pat
     started = time.perf_counter()
     ctx = _context(recipe, mode, tokenizer, prepared, split, rows, dataset)
     info = {"split": split, "rows": len(ctx.rows), "kind": ctx.kind, "mode": mode, "headline": HEADLINE[ctx.kind],
-            "labels": list(ctx.labels or []), "notes": _notes(recipe, prepared, split, len(ctx.rows))}
+            "labels": list(ctx.labels or []), "notes": _notes(recipe, ctx)}
     if not ctx.rows:
         return {"evaluation": info, "task": None, "baselines": {}, "samples": [],
                 "summary": f"no {split} rows to score: task metrics skipped"}
@@ -72,6 +73,7 @@ def _context(recipe, mode: str, tokenizer, prepared, split: str, rows, dataset) 
     if mode == "head" and rows and (dataset is None or len(dataset) != len(rows)):
         raise LoraAdaptError(f"internal: the tokenized {split} split has {0 if dataset is None else len(dataset)} rows "
                              f"but the cleaned split has {len(rows)}; head-mode evaluation needs them aligned")
+    available = len(rows)
     limit = recipe.evaluation.max_samples
     if limit is not None and len(rows) > limit:
         import numpy as np
@@ -80,15 +82,14 @@ def _context(recipe, mode: str, tokenizer, prepared, split: str, rows, dataset) 
         rows = [rows[i] for i in keep]
         dataset = dataset.select(keep) if dataset is not None else None
     return EvalContext(task=recipe.task, data=recipe.data, evaluation=recipe.evaluation, kind=kind, mode=mode,
-                       labels=prepared.labels, tokenizer=tokenizer, rows=rows, dataset=dataset, seed=recipe.training.seed)
+                       labels=prepared.labels, tokenizer=tokenizer, rows=rows, dataset=dataset, seed=recipe.training.seed,
+                       available=available)
 
 
-def _notes(recipe, prepared, split: str, n: int) -> list[str]:
+def _notes(recipe, ctx: EvalContext) -> list[str]:
     notes = []
-    limit = recipe.evaluation.max_samples
-    total = len(prepared.raw.get(split) or []) if prepared is not None else n
-    if limit is not None and total > limit:
-        notes.append(f"scored a seeded sample of {n} of the {total} {split} rows (evaluation.max_samples)")
+    if ctx.available > len(ctx.rows):
+        notes.append(f"scored a seeded sample of {len(ctx.rows)} of the {ctx.available} rows (evaluation.max_samples)")
     if recipe.data.max_samples is not None:
         notes.append(f"data.max_samples = {recipe.data.max_samples}: every split was capped to at most that many rows")
     return notes
@@ -202,6 +203,8 @@ def _show(kind: str, row: dict[str, Any], value: Any) -> Any:
         return "; ".join(f"{k}: {t}" for k, t in value) or "(no entities)"
     if kind == "multi":
         return " | ".join(value) or "(no labels)"
+    if kind == "extraction":
+        return json.dumps(value, ensure_ascii=False, sort_keys=True)
     return value
 
 

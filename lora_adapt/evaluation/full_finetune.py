@@ -15,9 +15,12 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..recipe import Recipe
+
+if TYPE_CHECKING:
+    from ..modeling.loading import Head
 
 FULL_FT_LR_RATIO = 0.1
 
@@ -49,7 +52,7 @@ def train_full_model(recipe: Recipe, mode: str, tokenizer, prepared) -> tuple[An
     return trainer.model, info
 
 
-def _head(recipe: Recipe, mode: str) -> str:
+def _head(recipe: Recipe, mode: str) -> Head:
     if mode != "head":
         return "causal_lm"
     return "token_classification" if recipe.task.type == "token_classification" else "sequence_classification"

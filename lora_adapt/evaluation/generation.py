@@ -77,13 +77,13 @@ def _completion_logprobs(model, tokenizer, prompt: str, choices: Sequence[str]) 
     width = max(len(s) for s in seqs)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     device = model_device(model)
-    ids = torch.tensor([s + [pad] * (width - len(s)) for s in seqs], device=device)
+    batch = torch.tensor([s + [pad] * (width - len(s)) for s in seqs], device=device)
     mask = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in seqs], device=device)
-    logprobs = torch.log_softmax(model(input_ids=ids, attention_mask=mask).logits.float(), dim=-1)
+    logprobs = torch.log_softmax(model(input_ids=batch, attention_mask=mask).logits.float(), dim=-1)
     out = []
     for row, (seq, start) in enumerate(zip(seqs, starts, strict=True)):
         positions = torch.arange(start, len(seq), device=device)
-        targets = ids[row, start: len(seq)]
+        targets = batch[row, start: len(seq)]
         out.append(float(logprobs[row, positions - 1, targets].sum()))
     return out
 

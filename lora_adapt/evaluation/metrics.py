@@ -82,7 +82,7 @@ def confusion_matrix(gold: Sequence[str], pred: Sequence[str | None], labels: Se
     matrix = [[0] * len(columns) for _ in labels]
     for g, p in zip(gold, pred, strict=True):
         if g in row:
-            matrix[row[g]][col[p] if p in labels else col[INVALID_COLUMN]] += 1
+            matrix[row[g]][col[p] if p is not None and p in labels else col[INVALID_COLUMN]] += 1
     return {"labels": list(labels), "columns": columns, "matrix": matrix}
 
 

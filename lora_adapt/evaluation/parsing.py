@@ -54,8 +54,8 @@ def parse_entities(text: str, entity_types: Sequence[str]) -> list[tuple[str, st
         return []
     out = []
     for line in lines:
-        kind, sep, span = line.partition(":")
-        kind = match_label(kind, entity_types) if sep else None
+        name, sep, span = line.partition(":")
+        kind = match_label(name, entity_types) if sep else None
         if kind is None or not span.strip():
             return None
         out.append((kind, " ".join(span.split())))

@@ -35,6 +35,7 @@ class EvalContext:
     rows: list[dict[str, Any]]
     dataset: Any = None  # head mode: datasets.Dataset aligned row for row with `rows`
     seed: int = 42
+    available: int = 0  # rows before evaluation.max_samples sampled `rows`
 
     def prompts(self) -> list[str]:
         from ..data import generative_prompt

@@ -22,7 +22,7 @@ OPT8_BLOCK = 256  # bitsandbytes 8-bit optimizer: one fp32 absmax per 256 state 
 OPT8_MIN_SIZE = 4096  # smaller tensors keep fp32 states (bitsandbytes min_8bit_size)
 CUDA_CONTEXT_BYTES = 512 * 2**20  # CUDA context + cuBLAS workspace, outside torch's allocator
 ALLOCATOR_SLACK = 0.10  # caching-allocator reserve over the allocated peak (fragmentation)
-CPU_PROCESS_BYTES = 580 * 2**20  # python + torch + transformers + trl + datasets resident: llama-tiny bench runs here
+CPU_PROCESS_BYTES = 560 * 2**20  # python + torch + transformers + trl + datasets resident (llama-tiny bench runs here)
 
 ADAM_LIKE = ("adamw_torch", "paged_adamw_32bit")
 EIGHT_BIT = ("adamw_8bit", "paged_adamw_8bit")

@@ -129,16 +129,18 @@ def meta_model(config: Any, head: str = "causal_lm", num_labels: int = 2):
         return auto.from_config(config)
 
 
-def lora_config(adapter: AdapterShape, head: str, classifier: str | None = None):
-    """The peft LoraConfig for `adapter`; a classifier head is trained in full, never wrapped."""
-    from peft import LoraConfig, TaskType
+def lora_config(adapter: AdapterShape, head: str):
+    """The peft LoraConfig the pipeline would build (`modeling.build_lora_config`, classifier heads trained
+    in full through `modules_to_save`, as `modeling.attach_adapter` does)."""
+    from ..modeling.adapters import HEAD_MODULES, PEFT_TASK_TYPES, build_lora_config
+    from ..recipe.schema import AdapterSpec
 
-    task = {"causal_lm": TaskType.CAUSAL_LM, "sequence_classification": TaskType.SEQ_CLS,
-            "token_classification": TaskType.TOKEN_CLS}[head]
-    targets = adapter.target_modules if adapter.target_modules == "all-linear" else list(adapter.target_modules)
-    return LoraConfig(r=adapter.rank, lora_alpha=2 * adapter.rank, target_modules=targets, task_type=task,
-                      use_dora=adapter.method == "dora", modules_to_save=list(adapter.modules_to_save) or None,
-                      bias=adapter.bias, exclude_modules=[classifier] if classifier else None)
+    spec = AdapterSpec(method=adapter.method, rank=adapter.rank, alpha=2 * adapter.rank,  # type: ignore[arg-type]
+                       target_modules=adapter.target_modules, modules_to_save=adapter.modules_to_save,
+                       bias=adapter.bias)
+    heads = HEAD_MODULES if head != "causal_lm" else ()
+    return build_lora_config(spec, task_type=PEFT_TASK_TYPES[head],
+                             modules_to_save=tuple(dict.fromkeys((*adapter.modules_to_save, *heads))))
 
 
 def _make_skeleton(config: Any, head: str, num_labels: int, adapter: AdapterShape | None) -> Skeleton:
@@ -147,26 +149,27 @@ def _make_skeleton(config: Any, head: str, num_labels: int, adapter: AdapterShap
     model = meta_model(config, head, num_labels)
     keep = tuple(get_keys_to_not_convert(model))
     base_names = {n for n, _ in model.named_parameters()}
-    head_name, head_numel = _output_head(model, head)
+    head_numel = _output_head_numel(model, head)
     trainable = 0
     if adapter is not None:
         from peft import get_peft_model
 
-        model = get_peft_model(model, lora_config(adapter, head, None if head == "causal_lm" else head_name))
+        model = get_peft_model(model, lora_config(adapter, head))
         trainable = model.get_nb_trainable_parameters()[0]
     slots, flags = _block_layout(model, config)
-    return Skeleton(**_dimensions(config), gated_mlp=flags["gated_mlp"], rms_norm=flags["rms_norm"], tensors=_tensors(model, keep, base_names, adapter is not None),
-                    block=slots, adapter_trainable=trainable, output_head_numel=head_numel)
+    return Skeleton(**_dimensions(config), gated_mlp=flags["gated_mlp"], rms_norm=flags["rms_norm"],
+                    tensors=_tensors(model, keep, base_names, adapter is not None), block=slots,
+                    adapter_trainable=trainable, output_head_numel=head_numel)
 
 
-def _output_head(model: Any, head: str) -> tuple[str | None, int]:
-    """(name, weight numel) of the LM head or classifier: the last linear of the model."""
+def _output_head_numel(model: Any, head: str) -> int:
+    """Weight numel of the LM head, or of the classifier (the last linear of a head model)."""
     target = model.get_output_embeddings() if head == "causal_lm" else None
-    last = (None, 0)
-    for name, module in model.named_modules():
+    last = 0
+    for module in model.modules():
         dims = _linear_dims(module)
         if dims is not None and (target is None or module is target):
-            last = (name.rsplit(".", 1)[-1], dims[0] * dims[1])
+            last = dims[0] * dims[1]
     return last
 
 
