@@ -55,6 +55,7 @@ def summarize(results: list[dict[str, Any]], arms: list[Any], *, recipe: Recipe,
     summary = {
         "created_utc": utc_now(), "command": command, "device": device, "hardware": hardware(device),
         "versions": package_versions(), "model": source_model, "repeats": repeats, "malloc": malloc,
+        "torch_threads": next((r.get("torch_threads") for r in results if r.get("torch_threads")), None),
         "gpu_memory_cap_bytes": next((r.get("gpu_memory_cap_bytes") for r in results if r.get("gpu_memory_cap_bytes")), None),
         "settings": _settings(recipe), "arms": per_arm, "ratios": ratios(results, device), "runs": results,
     }

@@ -48,7 +48,8 @@ def arms_for(modes: tuple[str, ...], peers: tuple[str, ...], *, packing: bool, g
 
 def run_bench(recipe_path: Path, *, modes: tuple[str, ...], peers: tuple[str, ...] = PEERS, steps: int = 3,
               warmup: int = 1, repeats: int = 3, out_dir: Path, workdir: Path | None = None, packing: bool = False,
-              label: str | None = None, command: str = "", echo: Echo = print) -> dict[str, Any]:
+              label: str | None = None, command: str = "", threads: int | None = None,
+              echo: Echo = print) -> dict[str, Any]:
     """Run every arm `repeats` times, interleaved; write JSON, markdown and charts to `out_dir`."""
     from ..modeling.hardware import resolve_device
     from .results import summarize, write_results
@@ -64,7 +65,7 @@ def run_bench(recipe_path: Path, *, modes: tuple[str, ...], peers: tuple[str, ..
         for arm in arms:
             spec = ArmSpec(arm.name, arm.kind, arm.mode, str(bench_recipe), str(work / "arms"), warmup, steps,
                            repeat, arm.overrides)
-            results.append(run_worker(spec, work, echo, cpu=device == "cpu"))
+            results.append(run_worker(spec, work, echo, cpu=device == "cpu", threads=threads))
     summary = summarize(results, arms, malloc=None if device == "cuda" else _malloc_setting(), recipe=load_recipe(bench_recipe), device=device, command=command,
                         source_model=recipe.model.name_or_path, repeats=repeats, recipe_path=bench_recipe)
     prefix = label or f"{'gpu' if device == 'cuda' else 'cpu'}_{_slug(recipe.model.name_or_path)}"
@@ -106,14 +107,15 @@ def prepare_inputs(recipe: Recipe, work: Path, *, total_steps: int, device: str,
     return path
 
 
-def run_worker(spec: ArmSpec, work: Path, echo: Echo, *, cpu: bool = False) -> dict[str, Any]:
+def run_worker(spec: ArmSpec, work: Path, echo: Echo, *, cpu: bool = False, threads: int | None = None) -> dict[str, Any]:
     """One arm in a fresh process; a failure is recorded, not raised, so the other arms still run."""
     stem = f"{spec.arm.replace('/', '_').replace('+', '_')}_r{spec.repeat}"
     spec_path, out_path, log_path = (work / "specs" / f"{stem}{ext}" for ext in (".json", ".result.json", ".log"))
     spec_path.parent.mkdir(parents=True, exist_ok=True)
     spec_path.write_text(json.dumps(spec.to_json()))
     env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1",
-           **(CPU_MALLOC_ENV if cpu and os.environ.get("LORA_ADAPT_BENCH_MALLOC") != "default" else {})}
+           **(CPU_MALLOC_ENV if cpu and os.environ.get("LORA_ADAPT_BENCH_MALLOC") != "default" else {}),
+           **({"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)} if threads else {})}
     start = time.perf_counter()
     with log_path.open("w") as log:
         proc = subprocess.run([sys.executable, "-m", "lora_adapt.bench.worker", str(spec_path), str(out_path)],

@@ -20,7 +20,8 @@ def _context(s: dict[str, Any]) -> list[str]:
     return [
         f"- Command: `{s['command']}`",
         f"- When: {s['created_utc']}; hardware: {hw.get('cpu')} x{hw.get('logical_cpus')} logical CPUs, "
-        f"{hw.get('ram_bytes', 0) / 2**30:.0f} GiB RAM{gpu}; {hw['platform']}",
+        f"{hw.get('ram_bytes', 0) / 2**30:.0f} GiB RAM{gpu}; {hw['platform']}; torch threads per run: "
+        f"{s.get('torch_threads')}",
         f"- Versions: python {v['python']}, torch {v['torch']}, transformers {v['transformers']}, trl {v['trl']}, "
         f"peft {v['peft']}, bitsandbytes {v['bitsandbytes']}, lora-adapt {v['lora-adapt']}",
         f"- Job: task {st['task']}, sequence length {st['max_seq_length']}, micro-batch {st['batch_size']} "

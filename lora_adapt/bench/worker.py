@@ -42,7 +42,7 @@ def run_arm(spec: ArmSpec) -> dict[str, Any]:
     if cuda:
         torch.cuda.reset_peak_memory_stats()
     trainer.train()
-    out = {"spec": spec.to_json(), "gpu_memory_cap_bytes": cap, "rss_after_imports": rss_imports, "rss_before_train": rss_before,
+    out = {"spec": spec.to_json(), "gpu_memory_cap_bytes": cap, "torch_threads": torch.get_num_threads(), "rss_after_imports": rss_imports, "rss_before_train": rss_before,
            "peak_rss": peak_rss_bytes(), **_params(trainer.model), **_timings(probe)}
     if cuda:
         out |= {"cuda_max_allocated": torch.cuda.max_memory_allocated(),

@@ -24,8 +24,10 @@ from . import main
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default="benchmarks/results", show_default=True)
 @click.option("--workdir", type=click.Path(file_okay=False), help="Where models, data and logs go (default: a temp dir).")
 @click.option("--label", help="File name stem of the results (default: <cpu|gpu>_<model>).")
+@click.option("--threads", type=click.IntRange(min=1),
+              help="CPU threads per run (OMP_NUM_THREADS). On a shared machine, 1 keeps runs from stalling each other.")
 def bench(recipe: str, modes: str, peers: str, packing: bool, steps: int, warmup: int, repeats: int, out_dir: str,
-          workdir: str | None, label: str | None) -> None:
+          workdir: str | None, label: str | None, threads: int | None) -> None:
     """Benchmark RECIPE as full fine-tuning, LoRA and QLoRA; write JSON, markdown and charts."""
     from ..bench import PEERS, run_bench
     from ..planner import MODES
@@ -35,7 +37,7 @@ def bench(recipe: str, modes: str, peers: str, packing: bool, steps: int, warmup
     command = "lora-adapt " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else "lora-adapt bench"
     run_bench(Path(recipe), modes=chosen, peers=peer_arms, steps=steps, warmup=warmup, repeats=repeats,
               out_dir=Path(out_dir), workdir=Path(workdir) if workdir else None, packing=packing, label=label,
-              command=command, echo=click.echo)
+              command=command, threads=threads, echo=click.echo)
 
 
 def _split(text: str, allowed: tuple[str, ...], option: str) -> tuple[str, ...]:
