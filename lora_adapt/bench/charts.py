@@ -20,7 +20,7 @@ def draw_charts(summary: dict[str, Any], path: Path) -> None:
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.8))
     _bars(axes[0], summary, arms, "peak_memory", MIB, "peak memory (MiB)", predicted=True)
     _bars(axes[1], summary, arms, "tokens_per_s", 1, "tokens / s (padding excluded)")
-    _bars(axes[2], summary, arms, "flops_per_token", 1e6, "MFLOPs per token (one step)")
+    _bars(axes[2], summary, arms, "model_flops_per_token", 1e6, "model MFLOPs per token (forward + backward)")
     fig.suptitle(f"{summary['model']} on {summary['device']} - medians, bars span min-max over "
                  f"{summary['repeats']} interleaved repeats")
     fig.tight_layout()

@@ -41,18 +41,19 @@ def _context(s: dict[str, Any]) -> list[str]:
 def _arm_table(s: dict[str, Any]) -> list[str]:
     memory = "peak allocated MiB" if s["device"] == "cuda" else "peak RSS MiB"
     rows = [f"| arm | {memory} | planner MiB (error) | saved for backward MiB (planner) | tokens/s | "
-            "FLOPs/token | final loss | trainable |",
-            "|---|---|---|---|---|---|---|---|"]
+            "model FLOPs/token | in-step FLOPs/token | final loss | trainable |",
+            "|---|---|---|---|---|---|---|---|---|"]
     for name, arm in s["arms"].items():
         m, pred = arm["metrics"], arm.get("predicted") or {}
         if arm["errors"] and not m["tokens_per_s"]["n"]:
-            rows.append(f"| {name} | failed: {arm['errors'][0].splitlines()[-1][:80]} | | | | | | |")
+            rows.append(f"| {name} | failed: {arm['errors'][0].splitlines()[-1][:80]} | | | | | | | |")
             continue
         peak = m["peak_memory"]["median"]
         planner = f"{pred['peak'] / MIB:.0f} ({pred['peak'] / peak - 1:+.0%})" if pred and peak else "-"
         saved = f"{_mib(m['saved_bytes'])} ({pred['saved_bytes'] / MIB:.0f})" if pred else _mib(m["saved_bytes"])
         rows.append(f"| {name} | {_mib(m['peak_memory'])} | {planner} | {saved} | {_num(m['tokens_per_s'])} | "
-                    f"{_sci(m['flops_per_token'])} | {_num(m['final_loss'], 3)} | {arm['trainable_params']:,} |")
+                    f"{_sci(m['model_flops_per_token'])} | {_sci(m['flops_per_token'])} | {_num(m['final_loss'], 3)} | "
+                    f"{arm['trainable_params']:,} |")
     return rows
 
 
@@ -73,9 +74,10 @@ def _marks(s: dict[str, Any]) -> list[str]:
 def _notes(s: dict[str, Any]) -> list[str]:
     notes = ["Notes:",
              "- tokens/s counts real tokens (attention-mask ones), excludes warm-up and the FLOP-counting step.",
-             "- FLOPs/token: `torch.utils.flop_counter.FlopCounterMode` over one whole step (forward + backward) "
-             "divided by the positions computed; it counts matmul/attention kernels only, and it does not see "
-             "bitsandbytes' 4-bit kernels, so QLoRA FLOPs are undercounted.",
+             "- FLOPs/token (`torch.utils.flop_counter.FlopCounterMode`, matmul and attention kernels only): "
+             "*model* = the model's own forward + backward at the benchmark's batch shape (the LoRA/full mark uses "
+             "it); *in-step* = one whole training step as executed, which misses the in-place `addmm_` gradient "
+             "accumulation of TRL's fused LM head and bitsandbytes' 4-bit kernels (QLoRA is undercounted in both).",
              "- saved for backward: unique storage bytes packed by `torch.autograd.graph.saved_tensors_hooks` "
              "during one forward (parameters excluded)."]
     if s["device"] == "cuda":

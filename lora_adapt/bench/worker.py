@@ -42,12 +42,36 @@ def run_arm(spec: ArmSpec) -> dict[str, Any]:
     if cuda:
         torch.cuda.reset_peak_memory_stats()
     trainer.train()
-    out = {"spec": spec.to_json(), "gpu_memory_cap_bytes": cap, "torch_threads": torch.get_num_threads(), "rss_after_imports": rss_imports, "rss_before_train": rss_before,
+    out = {"spec": spec.to_json(), "gpu_memory_cap_bytes": cap, "torch_threads": torch.get_num_threads(),
+           "rss_after_imports": rss_imports, "rss_before_train": rss_before,
            "peak_rss": peak_rss_bytes(), **_params(trainer.model), **_timings(probe)}
     if cuda:
         out |= {"cuda_max_allocated": torch.cuda.max_memory_allocated(),
                 "cuda_max_reserved": torch.cuda.max_memory_reserved()}
+    out["model_flops_per_token"] = model_flops_per_token(trainer.model, probe.result.longest_batch)
     return out
+
+
+def model_flops_per_token(model, batch: tuple[int, int]) -> float | None:
+    """FlopCounterMode over the model's own forward + backward (a plain sum of the logits as the loss)
+    at the benchmark's batch shape, after training and after the memory peaks were read. The in-step
+    count (`flops_per_token`) depends on the loss implementation: TRL's fused head accumulates its
+    gradient matmuls in place (`addmm_`), which FlopCounterMode does not see."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    rows, length = batch
+    if not rows:
+        return None
+    config = model.get_base_model().config if hasattr(model, "get_base_model") else model.config
+    device = next(model.parameters()).device
+    ids = torch.randint(0, config.vocab_size, (rows, length), generator=torch.Generator().manual_seed(0)).to(device)
+    model.train()
+    model.zero_grad(set_to_none=True)
+    with FlopCounterMode(display=False) as counter:
+        model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits.float().sum().backward()
+    model.zero_grad(set_to_none=True)
+    return counter.get_total_flops() / ids.numel()
 
 
 def _cap_gpu_memory() -> int | None:
