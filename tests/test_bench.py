@@ -30,7 +30,7 @@ def test_arms_are_interleavable_and_peers_fit_the_task():
 
 def fake_run(arm: str, repeat: int, tokens_per_s: float, peak: int, flops: float) -> dict:
     return {"spec": {"arm": arm, "repeat": repeat}, "tokens_per_s": tokens_per_s, "peak_rss": peak,
-            "flops_per_token": flops}
+            "model_flops_per_token": flops}
 
 
 def test_ratios_are_paired_by_repeat_with_median_and_range():
@@ -39,7 +39,7 @@ def test_ratios_are_paired_by_repeat_with_median_and_range():
     out = {(x["numerator"], x["metric"]): x for x in ratios(runs, "cpu")}
     speed = out[("lora-adapt/lora", "tokens_per_s")]
     assert speed["median"] == pytest.approx(1.5) and speed["min"] == speed["max"] == pytest.approx(1.5)
-    assert out[("lora-adapt/lora", "flops_per_token")]["median"] == pytest.approx(4.1 / 6.0)
+    assert out[("lora-adapt/lora", "model_flops_per_token")]["median"] == pytest.approx(4.1 / 6.0)
     assert spread([3.0, None, 1.0, 2.0]) == {"median": 2.0, "min": 1.0, "max": 3.0, "n": 3}
 
 
@@ -81,9 +81,8 @@ def test_probe_counts_real_tokens_saved_bytes_and_flops(tiny_llama_dir, tmp_path
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_llama_dir)
     tokenizer.pad_token = tokenizer.eos_token
-    rows = [tokenizer(r["instruction"] + " " + r["output"], truncation=True, max_length=64)
-            for r in synthetic_rows(24)]
-    data = Dataset.from_list([{"input_ids": r["input_ids"]} for r in rows])
+    lengths = [8, 30, 17, 5, 26, 12, 40, 9] * 3  # length-varied rows: batches carry padding
+    data = Dataset.from_list([{"input_ids": [5 + (i % 50) for i in range(n)]} for n in lengths])
     probe = StepProbe(warmup=1, timed=2)
     args = TrainingArguments(output_dir=str(tmp_path), per_device_train_batch_size=4, max_steps=4, use_cpu=True,
                              report_to=[], logging_steps=1, save_strategy="no", disable_tqdm=True)
@@ -94,6 +93,7 @@ def test_probe_counts_real_tokens_saved_bytes_and_flops(tiny_llama_dir, tmp_path
     assert all(0 < s.tokens <= s.processed for s in r.steps)
     assert any(s.tokens < s.processed for s in r.steps)  # length-varied rows: padding is excluded
     assert r.saved_bytes > 0 and r.flops > 0 and r.flop_tokens > 0 and len(r.losses) == 4
+    assert r.longest_batch[0] == 4 and r.saved_batch[0] == 4
 
 
 def test_report_renders_from_a_summary():
