@@ -87,8 +87,9 @@ def _blocks(path: Path) -> list[list[str]]:
 
 
 def _slim(metrics: dict[str, Any]) -> dict[str, Any]:
-    """metrics.json without the per-step history (kept: final loss, steps)."""
+    """metrics.json without the per-step loss history (kept: the per-epoch validation entries)."""
     train = {k: v for k, v in metrics.get("train", {}).items() if k != "history"}
+    train["eval_history"] = [h for h in metrics.get("train", {}).get("history", []) if "eval_loss" in h]
     return {**metrics, "train": train}
 
 
@@ -119,11 +120,14 @@ def render(report: dict[str, Any]) -> str:
              "Commands, in order: " + "; ".join(f"`{c}`" for c in report.get("commands", [report["command"]])), "",
              f"Machine: {report['machine']}; torch {report['versions'].get('torch')}, transformers "
              f"{report['versions'].get('transformers')}, peft {report['versions'].get('peft')}. Date: {report['date']}.", "",
-             "Every number below was produced by that command; nothing is copied from elsewhere.", ""]
+             "Every number below was produced by those commands; nothing is copied from elsewhere.", ""]
     if not report.get("full"):
         lines += ["**Reduced run** (2 CPU cores): per dataset, `data.max_samples` caps *every* split (train, "
                   "validation and test) to a seeded sample, and the epochs are cut - see the overrides under each "
-                  "table. Scores are therefore on a test subsample and below what the full recipes reach.", ""]
+                  "table. Scores are therefore on a test subsample and below what the full recipes reach. With a "
+                  "few hundred optimizer steps the fine-tuned heads (LoRA and full fine-tuning alike) may still be "
+                  "far from converged; judge the issue's "
+                  "marks (LoRA within 1 point of full fine-tuning, above TF-IDF + LR) on converged runs (`--full`).", ""]
     lines += _summary_table(report["results"]), ""
     for result in report["results"]:
         lines += _dataset_section(result)

@@ -113,7 +113,8 @@ CASES = {
     "lora-bf16-autocast": dict(mode="lora", dtype="bf16", dropout=0.1, autocast=True),
     "lora-checkpointing": dict(mode="lora", dtype="fp32", dropout=0.1, checkpointing=True),
     "full-checkpointing": dict(mode="full", dtype="fp32", checkpointing=True),
-    "lora-attention-only-padded": dict(mode="lora", dtype="fp32", dropout=0.0, targets=("q_proj", "v_proj"), padded=True),
+    "lora-attention-only-padded": dict(mode="lora", dtype="fp32", dropout=0.0, targets=("q_proj", "v_proj"),
+                                       padded=True),
 }
 
 

@@ -27,7 +27,8 @@ def mode_recipe(recipe: Recipe, mode: str) -> Recipe:
     if mode == "full":
         return recipe.model_copy(update={"quantization": recipe.quantization.model_copy(update={"method": "none"}),
                                          "training": derived_training(recipe)})
-    method = "none" if mode == "lora" else (recipe.quantization.method if recipe.quantization.method != "none" else "nf4")
+    own = recipe.quantization.method
+    method = "none" if mode == "lora" else (own if own != "none" else "nf4")
     return recipe.model_copy(update={"quantization": recipe.quantization.model_copy(update={"method": method})})
 
 

@@ -66,8 +66,9 @@ def run_bench(recipe_path: Path, *, modes: tuple[str, ...], peers: tuple[str, ..
             spec = ArmSpec(arm.name, arm.kind, arm.mode, str(bench_recipe), str(work / "arms"), warmup, steps,
                            repeat, arm.overrides)
             results.append(run_worker(spec, work, echo, cpu=device == "cpu", threads=threads))
-    summary = summarize(results, arms, malloc=None if device == "cuda" else _malloc_setting(), recipe=load_recipe(bench_recipe), device=device, command=command,
-                        source_model=recipe.model.name_or_path, repeats=repeats, recipe_path=bench_recipe)
+    summary = summarize(results, arms, recipe=load_recipe(bench_recipe), device=device, command=command,
+                        source_model=recipe.model.name_or_path, repeats=repeats, recipe_path=bench_recipe,
+                        malloc=None if device == "cuda" else _malloc_setting())
     prefix = label or f"{'gpu' if device == 'cuda' else 'cpu'}_{_slug(recipe.model.name_or_path)}"
     write_results(summary, Path(out_dir), prefix)
     echo(f"results: {Path(out_dir) / prefix}.json / .md / .png")
@@ -107,7 +108,8 @@ def prepare_inputs(recipe: Recipe, work: Path, *, total_steps: int, device: str,
     return path
 
 
-def run_worker(spec: ArmSpec, work: Path, echo: Echo, *, cpu: bool = False, threads: int | None = None) -> dict[str, Any]:
+def run_worker(spec: ArmSpec, work: Path, echo: Echo, *, cpu: bool = False,
+               threads: int | None = None) -> dict[str, Any]:
     """One arm in a fresh process; a failure is recorded, not raised, so the other arms still run."""
     stem = f"{spec.arm.replace('/', '_').replace('+', '_')}_r{spec.repeat}"
     spec_path, out_path, log_path = (work / "specs" / f"{stem}{ext}" for ext in (".json", ".result.json", ".log"))

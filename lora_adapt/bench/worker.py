@@ -104,7 +104,8 @@ def _timings(probe) -> dict[str, Any]:
         "steps": [asdict(s) for s in r.steps], "timed_seconds": seconds, "tokens": tokens, "processed": processed,
         "tokens_per_s": tokens / seconds if seconds else None,
         "padding_share": 1 - tokens / processed if processed else None,
-        "longest_batch": list(r.longest_batch), "saved_bytes": r.saved_bytes, "saved_batch": list(r.saved_batch), "flops": r.flops, "flop_tokens": r.flop_tokens,
+        "longest_batch": list(r.longest_batch), "saved_bytes": r.saved_bytes, "saved_batch": list(r.saved_batch),
+        "flops": r.flops, "flop_tokens": r.flop_tokens,
         "flops_per_token": r.flops / r.flop_tokens if r.flop_tokens else None,
         "final_loss": r.losses[-1] if r.losses else None, "losses": r.losses,
     }

@@ -16,13 +16,15 @@ from . import main
 @click.argument("recipe", type=click.Path(dir_okay=False))
 @click.option("--modes", default="full,lora,qlora", show_default=True, help="lora-adapt arms to run.")
 @click.option("--peers", default="trainer,trl", show_default=True,
-              help="Peer arms: 'trainer' (transformers Trainer + peft by hand), 'trl' (SFTTrainer defaults); '' for none.")
+              help="Peer arms: 'trainer' (transformers Trainer + peft by hand), 'trl' (SFTTrainer defaults); "
+                   "'' for none.")
 @click.option("--packing", is_flag=True, help="Add a lora-adapt arm with packing on (generative recipes).")
 @click.option("--steps", type=click.IntRange(min=1), default=3, show_default=True, help="Timed steps per run.")
 @click.option("--warmup", type=click.IntRange(min=0), default=1, show_default=True, help="Untimed steps first.")
 @click.option("--repeats", type=click.IntRange(min=1), default=3, show_default=True, help="Interleaved repeats.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default="benchmarks/results", show_default=True)
-@click.option("--workdir", type=click.Path(file_okay=False), help="Where models, data and logs go (default: a temp dir).")
+@click.option("--workdir", type=click.Path(file_okay=False),
+              help="Where models, data and logs go (default: a temp dir).")
 @click.option("--label", help="File name stem of the results (default: <cpu|gpu>_<model>).")
 @click.option("--threads", type=click.IntRange(min=1),
               help="CPU threads per run (OMP_NUM_THREADS). On a shared machine, 1 keeps runs from stalling each other.")

@@ -166,11 +166,11 @@ def _loss_bytes(sk: Skeleton, st: Settings, w: Widths) -> tuple[float, float]:
     """(held from forward to backward, transient at the start of backward) for the LM loss.
 
     Full logits (`logits` path): fp32 log-probabilities are saved and the logits (compute dtype) stay
-    referenced by the model output; the backward then materialises two fp32 `[tokens, vocab]` gradients. TRL's fused head (`chunked`)
-    never holds the logits: it works in `[4096, 32768]` tiles and accumulates fp32 gradients for the
-    hidden states (and for the head weight when it trains). Its Triton kernels fold each tile in place on
-    a GPU; its torch fallback on a CPU keeps several tile-sized temporaries, more than full logits for
-    short batches."""
+    referenced by the model output; the backward then materialises two fp32 `[tokens, vocab]` gradients.
+    TRL's fused head (`chunked`) never holds the logits: it works in `[4096, 32768]` tiles and accumulates
+    fp32 gradients for the hidden states (and for the head weight when it trains). Its Triton kernels fold
+    each tile in place on a GPU; its torch fallback on a CPU keeps several tile-sized temporaries, more
+    than full logits for short batches."""
     t, v = st.tokens, sk.vocab
     if st.head != "causal_lm" or st.loss_path == "head":
         return t * st.num_labels * 12, 0

@@ -25,7 +25,7 @@ class Settings:
     precision: str = "bf16"  # mixed-precision autocast dtype; == param_dtype or "fp32" means no autocast
     quantization: str = "none"  # "none" | "nf4" | "fp4" | "int8"
     double_quant: bool = True
-    upcast_unquantized: bool = True  # peft's prepare_model_for_kbit_training (lora-adapt calls it): non-quantized -> fp32
+    upcast_unquantized: bool = True  # prepare_model_for_kbit_training (lora-adapt calls it): unquantized -> fp32
     adapter_method: str = "lora"  # "lora" | "dora" (ignored in full mode)
     rank: int = 16
     target_modules: str | tuple[str, ...] = "all-linear"
@@ -87,7 +87,8 @@ def settings_for(recipe: Recipe, mode: str, *, device: str = "cuda", seq_len: in
         raise UsageError(f"unknown mode '{mode}'", hint=f"modes are {', '.join(MODES)}")
     head = head_of(recipe)
     tr, ad = recipe.training, recipe.adapter
-    quant = "none" if mode != "qlora" else (recipe.quantization.method if recipe.quantization.method != "none" else "nf4")
+    own = recipe.quantization.method
+    quant = "none" if mode != "qlora" else (own if own != "none" else "nf4")
     param_dtype = resolve_dtype(recipe.model.dtype, device)
     batch = micro_batch or tr.batch_size
     return Settings(
