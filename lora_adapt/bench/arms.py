@@ -48,10 +48,10 @@ def lora_adapt_trainer(recipe: Recipe, mode: str, workdir: Path, callbacks: list
     from ..modeling import attach_adapter
 
     runtime = pipeline.resolve_runtime(recipe)
-    loaded, prepared = pipeline._load_model_and_data(recipe, runtime, echo=lambda _: None)
+    loaded, prepared = pipeline.load_model_and_data(recipe, runtime, echo=lambda _: None)
     model = loaded.model if mode == "full" else attach_adapter(
         loaded, recipe.adapter, gradient_checkpointing=recipe.training.gradient_checkpointing)
-    return pipeline._make_trainer(recipe, runtime, model, loaded.tokenizer, prepared, workdir / "checkpoints",
+    return pipeline.make_trainer(recipe, runtime, model, loaded.tokenizer, prepared, workdir / "checkpoints",
                                   callbacks)
 
 

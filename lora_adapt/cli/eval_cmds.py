@@ -91,10 +91,13 @@ def _eval_recipe(run, max_samples: int | None):
 
 
 def _load_adapted(run, recipe, mode: str):
+    import transformers
     from peft import PeftModel
 
     from ..modeling import load_model, load_tokenizer
 
+    transformers.logging.set_verbosity_error()  # the expected "classifier newly initialized" report is noise here
+    transformers.utils.logging.disable_progress_bar()
     has_own = (run.adapter_dir / "tokenizer_config.json").is_file()
     spec = recipe.model.model_copy(update={"tokenizer": str(run.adapter_dir)}) if has_own else recipe.model
     tokenizer = load_tokenizer(spec)

@@ -5,14 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from ..recipe.schema import AdapterSpec
-from .loading import LoadedModel
+from .loading import HEAD_MODULES, LoadedModel
 
 PEFT_TASK_TYPES = {"causal_lm": "CAUSAL_LM", "sequence_classification": "SEQ_CLS", "token_classification": "TOKEN_CLS"}
-# The new head of a classifier model (BERT-style: `classifier`; Llama/Qwen2 and other decoders: `score`), trained in
-# full and saved with the adapter. peft adds these itself for SEQ_CLS and TOKEN_CLS, but for TOKEN_CLS (peft 0.21)
-# only after injecting LoRA, so `all-linear` first wraps the head in LoRA and then fails ("modules_to_save cannot be
-# applied to modules of type lora.Linear"). Listing them in the config up front keeps them out of the LoRA targets.
-HEAD_MODULES = ("classifier", "score")
+# The new head of a classifier model (HEAD_MODULES) is trained in full and saved with the adapter. peft adds it
+# itself for SEQ_CLS and TOKEN_CLS, but for TOKEN_CLS (peft 0.21) only after injecting LoRA, so `all-linear` first
+# wraps the head in LoRA and then fails ("modules_to_save cannot be applied to modules of type lora.Linear").
+# Listing the head in the config up front keeps it out of the LoRA targets.
 
 
 def build_lora_config(spec: AdapterSpec, *, task_type: str, modules_to_save: tuple[str, ...] = ()):

@@ -59,8 +59,16 @@ def load_tokenizer(spec: ModelSpec, source: ModelSource | None = None):
     return tokenizer
 
 
-def bnb_config(quant: QuantizationSpec, compute_dtype: torch.dtype):
-    """Translate the recipe's quantization section into a transformers BitsAndBytesConfig."""
+# The new head of a classifier model: BERT-style `classifier`, Llama/Qwen2 and other decoders `score`. It must
+# stay unquantized (trained in full, saved with the adapter): transformers keeps only the output layer it
+# detects, and for a BERT head that is `classifier.bias`, so `classifier` itself would be quantized.
+HEAD_MODULES = ("classifier", "score")
+
+
+def bnb_config(quant: QuantizationSpec, compute_dtype: torch.dtype, *, keep: tuple[str, ...] = ()):
+    """Translate the recipe's quantization section into a transformers BitsAndBytesConfig.
+
+    ``keep``: module names left unquantized (classification heads)."""
     if quant.method == "none":
         return None
     if importlib.util.find_spec("bitsandbytes") is None:
@@ -68,9 +76,11 @@ def bnb_config(quant: QuantizationSpec, compute_dtype: torch.dtype):
                              hint="pip install 'lora-adapt[quant]'  (or set quantization.method: none)")
     from transformers import BitsAndBytesConfig
 
+    skip = {"llm_int8_skip_modules": list(keep)} if keep else {}
     if quant.method == "int8":
-        return BitsAndBytesConfig(load_in_8bit=True)
+        return BitsAndBytesConfig(load_in_8bit=True, **skip)
     return BitsAndBytesConfig(
+        **skip,
         load_in_4bit=True,
         bnb_4bit_quant_type=quant.method,
         bnb_4bit_use_double_quant=quant.double_quant,
@@ -92,7 +102,7 @@ def load_model(spec: ModelSpec, quant: QuantizationSpec, *, head: Head = "causal
     )
     if spec.attn_implementation != "auto":
         kwargs["attn_implementation"] = spec.attn_implementation
-    quantization_config = bnb_config(quant, compute)
+    quantization_config = bnb_config(quant, compute, keep=HEAD_MODULES if head != "causal_lm" else ())
     if quantization_config is not None:
         kwargs["quantization_config"] = quantization_config
         kwargs["device_map"] = {"": device if device != "cuda" else torch.cuda.current_device()}

@@ -132,7 +132,8 @@ def meta_model(config: Any, head: str = "causal_lm", num_labels: int = 2):
 def lora_config(adapter: AdapterShape, head: str):
     """The peft LoraConfig the pipeline would build (`modeling.build_lora_config`, classifier heads trained
     in full through `modules_to_save`, as `modeling.attach_adapter` does)."""
-    from ..modeling.adapters import HEAD_MODULES, PEFT_TASK_TYPES, build_lora_config
+    from ..modeling.adapters import PEFT_TASK_TYPES, build_lora_config
+    from ..modeling.loading import HEAD_MODULES
     from ..recipe.schema import AdapterSpec
 
     spec = AdapterSpec(method=adapter.method, rank=adapter.rank, alpha=2 * adapter.rank,  # type: ignore[arg-type]
@@ -146,8 +147,11 @@ def lora_config(adapter: AdapterShape, head: str):
 def _make_skeleton(config: Any, head: str, num_labels: int, adapter: AdapterShape | None) -> Skeleton:
     from transformers.quantizers.base import get_keys_to_not_convert
 
+    from ..modeling.loading import HEAD_MODULES
+
     model = meta_model(config, head, num_labels)
-    keep = tuple(get_keys_to_not_convert(model))
+    # what modeling.load_model leaves unquantized: the detected output layer, or the classifier head
+    keep = HEAD_MODULES if head != "causal_lm" else tuple(get_keys_to_not_convert(model))
     base_names = {n for n, _ in model.named_parameters()}
     head_numel = _output_head_numel(model, head)
     trainable = 0
