@@ -84,22 +84,33 @@ def read_json(path: Path) -> Any:
 
 
 @contextmanager
-def staged_dir(final: Path, overwrite: bool) -> Iterator[Path]:
-    """Yield a staging directory that becomes ``final`` only if the block finishes.
+def staged_dir(final: Path) -> Iterator[Path]:
+    """Yield ``<final>.incomplete``, which becomes ``final`` only if the block finishes.
 
-    An interrupted block leaves only ``<final>.incomplete`` (which ``--resume`` reads), never
-    something that looks like a finished run."""
-    from .errors import RunExistsError
-
-    final = Path(final)
-    if final.exists() and not overwrite:
-        raise RunExistsError(
-            f"a finished run already exists at {final}",
-            hint="pass --overwrite (or set output.overwrite: true), or choose another --output-dir / name",
-        )
-    stage = in_progress_dir(final)
+    An interrupted block leaves the staging folder in place (``--resume`` continues from its
+    checkpoints), never something that looks like a finished run. The caller decides beforehand
+    whether an existing ``final`` may be replaced."""
+    stage = in_progress_dir(Path(final))
     stage.mkdir(parents=True, exist_ok=True)
     yield stage
+    replace_dir(stage, Path(final))
+
+
+@contextmanager
+def staged_output(out_dir: Path) -> Iterator[Path]:
+    """Yield a hidden sibling folder that becomes ``out_dir`` only if the block finishes; a failed
+    block leaves nothing behind (for outputs that cannot be resumed: merges, exports)."""
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.", suffix=".partial"))
+    try:
+        yield stage
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    replace_dir(stage, out_dir)
+
+
+def replace_dir(stage: Path, final: Path) -> None:
     if final.exists():
         shutil.rmtree(final)
     os.replace(stage, final)

@@ -90,7 +90,7 @@ def run(recipe: Recipe, *, resume: bool = False, dry_run: bool = False,
 
         echo(f"note: removing an unfinished run at {stage} (pass --resume to continue it instead)")
         shutil.rmtree(stage)
-    with A.staged_dir(final, overwrite) as stage:
+    with A.staged_dir(final) as stage:
         with clock("train_s"):
             model, train_result, lm_metrics = _train(recipe, runtime, loaded, prepared, stage, resume, callbacks, echo)
         with clock("eval_s"):

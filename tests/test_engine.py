@@ -48,6 +48,11 @@ def write_recipe(tmp_path: Path, model_dir: Path, data_path: Path, **sections) -
                      "progress_bar": False, "save_steps": 3},
         "output": {"dir": str(tmp_path / "runs")},
     }
+    return save_recipe(tmp_path, recipe, sections)
+
+
+def save_recipe(tmp_path: Path, recipe: dict, sections: dict) -> Path:
+    """Write ``recipe`` with each of ``sections`` merged over its section, as tmp_path/recipe.yaml."""
     for key, value in sections.items():
         recipe[key] = {**recipe.get(key, {}), **value}
     path = tmp_path / "recipe.yaml"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import yaml
 from click.testing import CliRunner
+from test_engine import save_recipe, write_jsonl
 
 from lora_adapt import artifacts as A
 from lora_adapt.cli import main
@@ -29,11 +29,6 @@ def ticket_rows(n: int, offset: int = 0) -> list[dict]:
     return rows
 
 
-def write_jsonl(path: Path, rows: list[dict]) -> Path:
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
-
-
 def write_recipe(tmp_path: Path, model_dir: Path, data: dict, task: dict, **sections) -> Path:
     recipe = {
         "name": "task", "task": task, "model": {"name_or_path": str(model_dir)},
@@ -43,11 +38,7 @@ def write_recipe(tmp_path: Path, model_dir: Path, data: dict, task: dict, **sect
         "evaluation": {"baselines": ["majority", "tfidf_logreg", "base_model"], "samples_in_report": 4},
         "output": {"dir": str(tmp_path / "runs")},
     }
-    for key, value in sections.items():
-        recipe[key] = {**recipe.get(key, {}), **value}
-    path = tmp_path / "recipe.yaml"
-    path.write_text(yaml.safe_dump(recipe))
-    return path
+    return save_recipe(tmp_path, recipe, sections)
 
 
 def run_cli(*args: str):

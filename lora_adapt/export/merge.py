@@ -23,12 +23,13 @@ from pathlib import Path
 from typing import Any
 
 from .. import artifacts as A
+from ..artifacts import staged_output
 from ..errors import LoraAdaptError, UsageError
 from ..recipe.schema import Device, ModelSpec
 from .base import base_spec, check_base
 from .checks import check_adapter_weights
 from .prompts import Prompts, held_out_prompts
-from .run import RunInfo, check_output_dir, load_run, staged_output
+from .run import RunInfo, check_output_dir, load_run
 from .verification import collect_logits, compare_logits, format_comparison
 
 DEFAULT_MAX_LOGIT_DIFF = 1e-2  # a correct fp32 merge is ~1e-5 on tiny models, ~1e-3 on 7B ones

@@ -5,11 +5,7 @@ pipeline, so a run without it is unfinished (or not a run at all) and is refused
 
 from __future__ import annotations
 
-import os
 import shutil
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -112,18 +108,3 @@ def check_output_dir(out_dir: Path, run_dir: Path, overwrite: bool) -> Path:
     if out_dir.exists() and not overwrite:
         raise UsageError(f"{out_dir} already exists", hint="pass --overwrite to replace it, or choose another --out")
     return out_dir
-
-
-@contextmanager
-def staged_output(out_dir: Path) -> Iterator[Path]:
-    """Yield a hidden sibling folder that becomes ``out_dir`` only if the block finishes."""
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.", suffix=".partial"))
-    try:
-        yield stage
-    except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)
-        raise
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    os.replace(stage, out_dir)

@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from .. import artifacts as A
+from ..artifacts import staged_output
 from ..errors import LoraAdaptError, UsageError
 from .checks import adapter_config, check_adapter_weights, lora_module_paths, tensor_names
-from .run import RunInfo, check_output_dir, copy_tokenizer_files, load_run, staged_output
+from .run import RunInfo, check_output_dir, copy_tokenizer_files, load_run
 
 TARGETS = ("peft", "vllm", "merged")
 # Linear projections of the decoder layers that vLLM wraps with LoRA, by HF model_type, as HF module
