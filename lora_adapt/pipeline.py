@@ -142,9 +142,11 @@ def load_model_and_data(recipe: Recipe, runtime: Runtime, echo: Echo):
     prepared = prepare_data(recipe.data, recipe.task, tokenizer, head=runtime.mode == "head")
     echo(_data_line(prepared))
     loaded = load_model(recipe.model, recipe.quantization, head=runtime.head, labels=prepared.labels,
-                        multi_label=recipe.task.multi_label, tokenizer=tokenizer)
+                        multi_label=recipe.task.multi_label, tokenizer=tokenizer,
+                        pooling=recipe.task.pooling, task_type=recipe.task.type)
+    pooled = f" ({loaded.pooling} pooling)" if runtime.head == "sequence_classification" else ""
     echo(f"model: {recipe.model.name_or_path} ({loaded.source.kind}) on {loaded.device}, "
-         f"dtype {runtime.dtype}, quantization {loaded.quantization}, head {runtime.head}")
+         f"dtype {runtime.dtype}, quantization {loaded.quantization}, head {runtime.head}{pooled}")
     return loaded, prepared
 
 
@@ -262,7 +264,8 @@ def _manifest(recipe: Recipe, runtime: Runtime, loaded, prepared, model, timings
         "lora_adapt_version": package_versions()["lora-adapt"],
         "created_utc": utc_now(),
         "name": recipe.name,
-        "task": {"type": recipe.task.type, "mode": runtime.mode, "labels": list(prepared.labels or [])},
+        "task": {"type": recipe.task.type, "mode": runtime.mode, "labels": list(prepared.labels or []),
+                 "pooling": loaded.pooling},
         "base_model": {
             "name_or_path": recipe.model.name_or_path, "hub_id": loaded.source.hub_id,
             "revision": loaded.source.revision, "resolved_path": loaded.source.load_path, "kind": loaded.source.kind,

@@ -144,13 +144,18 @@ SEMEVAL = [
 ]
 
 
-def test_relation_classification_from_a_semeval_file(tmp_path, tiny_bert_dir):
+def write_semeval(path: Path, n: int) -> Path:
+    """A SemEval-2010 Task 8 file of ``n`` sentences cycling through SEMEVAL."""
     lines = []
-    for i in range(40):
+    for i in range(n):
         text, label = SEMEVAL[i % 4]
         lines += [f'{i + 1}\t"{text[:-1]} (report {i})."', label, "Comment:", ""]
-    data = tmp_path / "TRAIN_FILE.TXT"
-    data.write_text("\n".join(lines) + "\n")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_relation_classification_from_a_semeval_file(tmp_path, tiny_bert_dir):
+    data = write_semeval(tmp_path / "TRAIN_FILE.TXT", 40)
     recipe = write_recipe(tmp_path, tiny_bert_dir, {"path": str(data), "file_format": "semeval",
                                                    "split": {"validation": 0.1, "test": 0.3}},
                           {"type": "relation_classification", "negative_label": "Other"},

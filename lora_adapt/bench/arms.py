@@ -65,7 +65,8 @@ def _shared_inputs(recipe: Recipe):
     tokenizer = load_tokenizer(recipe.model)
     prepared = prepare_data(recipe.data, recipe.task, tokenizer, head=runtime.mode == "head")
     loaded = load_model(recipe.model, recipe.quantization, head=runtime.head, labels=prepared.labels,
-                        multi_label=recipe.task.multi_label, tokenizer=tokenizer)
+                        multi_label=recipe.task.multi_label, tokenizer=tokenizer,
+                        pooling=recipe.task.pooling, task_type=recipe.task.type)
     return runtime, tokenizer, prepared, loaded.model
 
 

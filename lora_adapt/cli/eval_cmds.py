@@ -102,7 +102,7 @@ def _load_adapted(run, recipe, mode: str):
     spec = recipe.model.model_copy(update={"tokenizer": str(run.adapter_dir)}) if has_own else recipe.model
     tokenizer = load_tokenizer(spec)
     loaded = load_model(recipe.model, recipe.quantization, head=run.head, labels=run.labels,
-                        multi_label=recipe.task.multi_label, tokenizer=tokenizer)
+                        multi_label=recipe.task.multi_label, tokenizer=tokenizer, pooling=run.pooling)
     model = PeftModel.from_pretrained(loaded.model, str(run.adapter_dir))
     model.eval()
     return model, tokenizer

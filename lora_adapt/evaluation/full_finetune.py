@@ -38,7 +38,8 @@ def train_full_model(recipe: Recipe, mode: str, tokenizer, prepared) -> tuple[An
         raise NotImplementedError("full fine-tuning cannot train a quantized model")
     head = _head(recipe, mode)
     loaded = load_model(recipe.model, recipe.quantization, head=head, labels=prepared.labels,
-                        multi_label=recipe.task.multi_label, tokenizer=tokenizer)
+                        multi_label=recipe.task.multi_label, tokenizer=tokenizer,
+                        pooling=recipe.task.pooling, task_type=recipe.task.type)
     training = derived_training(recipe)
     with tempfile.TemporaryDirectory(prefix="lora-adapt-full-ft-") as tmp:
         trainer = _trainer(recipe, training, mode, loaded, tokenizer, prepared, Path(tmp))

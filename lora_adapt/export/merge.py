@@ -50,6 +50,11 @@ def merge_run(run_dir: Path, out_dir: Path, *, dtype: str = "bf16", base: Path |
     if dtype not in MERGE_DTYPES:
         raise UsageError(f"--dtype {dtype!r} is not one of {', '.join(MERGE_DTYPES)}")
     run = load_run(run_dir)
+    if run.pooling == "entity_start":
+        raise UsageError("a head with entity_start pooling cannot be merged into a transformers model: "
+                         "BertForSequenceClassification has no place for its two-entity classifier",
+                         hint="use the adapter as it is (`lora-adapt eval`, or PeftModel on the base loaded with "
+                              "lora_adapt.modeling.load_model(..., pooling='entity_start'))")
     out_dir = check_output_dir(Path(out_dir), run.run_dir, overwrite)
     adapter = check_adapter_weights(run.adapter_dir)
     spec = base_spec(run, base, device=device)
@@ -99,7 +104,7 @@ def _merge_and_verify(run: RunInfo, spec: ModelSpec, tokenizer, probe: Prompts, 
 
     echo(f"loading {spec.name_or_path} unquantized in fp32 and applying the adapter")
     loaded = load_model(spec, QuantizationSpec(), head=run.head, labels=run.labels, multi_label=run.multi_label,
-                        tokenizer=tokenizer)
+                        tokenizer=tokenizer, pooling=run.pooling)
     untied = _untie_embeddings_if_adapted(loaded.model, run)
     model = PeftModel.from_pretrained(loaded.model, str(run.adapter_dir))
     reference = collect_logits(model, tokenizer, probe.texts)
@@ -108,6 +113,10 @@ def _merge_and_verify(run: RunInfo, spec: ModelSpec, tokenizer, probe: Prompts, 
     merged = model.merge_and_unload()
     merged_logits = collect_logits(merged, tokenizer, probe.texts)
     echo(f"saving the merged model in {dtype}")
+    if run.head == "sequence_classification" and run.pooling != "model":
+        from ..modeling.pooling import CONFIG_KEY
+
+        setattr(merged.config, CONFIG_KEY, run.pooling)  # so lora-adapt reloads it pooled as trained
     _save(merged, tokenizer, stage, dtype, max_shard_size)
     del merged, model, loaded
     gc.collect()
@@ -121,6 +130,7 @@ def _merge_and_verify(run: RunInfo, spec: ModelSpec, tokenizer, probe: Prompts, 
         "adapter_effect": _part(compare_logits(reference, base_logits),
                                 "base without adapter vs reference: how much the adapter changes the model"),
         "untied_embeddings": untied,
+        "pooling": run.pooling if run.head == "sequence_classification" else None,
         "qlora_gap": _qlora_gap(run, spec, tokenizer, probe, merged_logits, echo) if run.quantized else None,
     }
     return report
@@ -165,6 +175,10 @@ def _reload_logits(run: RunInfo, stage: Path, tokenizer, probe: Prompts, device:
     from ..modeling.hardware import resolve_device
 
     model = auto_class(run.head).from_pretrained(stage, dtype=torch.float32).to(resolve_device(device))
+    if run.head == "sequence_classification":  # the pooling the head was trained with, as config.json records it
+        from ..modeling.pooling import apply_pooling, resolve_pooling
+
+        apply_pooling(model, resolve_pooling("auto", "classification", None, model.config), tokenizer)
     logits = collect_logits(model, tokenizer, probe.texts)
     del model
     gc.collect()
@@ -185,7 +199,7 @@ def _qlora_gap(run: RunInfo, spec: ModelSpec, tokenizer, probe: Prompts, merged_
     try:
         quant = QuantizationSpec(**run.manifest["quantization"])
         loaded = load_model(train_spec, quant, head=run.head, labels=run.labels, multi_label=run.multi_label,
-                            tokenizer=tokenizer)
+                            tokenizer=tokenizer, pooling=run.pooling)
         model = PeftModel.from_pretrained(loaded.model, str(run.adapter_dir))
         quantized_logits = collect_logits(model, tokenizer, probe.texts)
     except Exception as exc:  # report, never fail: the merge itself is already verified
@@ -202,6 +216,10 @@ def _part(numbers: dict[str, Any], what: str) -> dict[str, Any]:
 def _warnings(report: dict[str, Any]) -> list[str]:
     saved, effect = report["saved"], report["adapter_effect"]
     out = []
+    if report.get("pooling") not in (None, "model"):
+        out.append(f"the head reads the encoder with {report['pooling']} pooling (config.json: lora_adapt_pooling); "
+                   "transformers' AutoModelForSequenceClassification ignores that and pools [CLS]: load the merged "
+                   "model with lora_adapt.modeling.load_model, or pool the hidden states the same way yourself")
     if effect.get("finite") and effect["mean_kl"] < 1e-6 and effect["greedy_agreement"] == 1.0:
         out.append(f"the adapter barely changes the base on these prompts (mean KL {effect['mean_kl']:.2g}); "
                    "the verification cannot tell a good merge from a lost adapter")

@@ -50,6 +50,11 @@ class RunInfo:
         return tuple(labels) if labels and self.head != "causal_lm" else None
 
     @property
+    def pooling(self) -> str:
+        """The pooling the head was trained with (runs before pooling was recorded used the model's own)."""
+        return (self.manifest.get("task") or {}).get("pooling") or "model"
+
+    @property
     def multi_label(self) -> bool:
         return bool(self.recipe and self.recipe.task.multi_label)
 

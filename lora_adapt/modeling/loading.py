@@ -27,6 +27,7 @@ class LoadedModel:
     dtype: torch.dtype
     device: str
     head: Head
+    pooling: str = "model"  # the resolved task.pooling of a sequence-classification head
 
     @property
     def quantized(self) -> bool:
@@ -90,7 +91,10 @@ def bnb_config(quant: QuantizationSpec, compute_dtype: torch.dtype, *, keep: tup
 
 
 def load_model(spec: ModelSpec, quant: QuantizationSpec, *, head: Head = "causal_lm",
-               labels: tuple[str, ...] | None = None, multi_label: bool = False, tokenizer=None) -> LoadedModel:
+               labels: tuple[str, ...] | None = None, multi_label: bool = False, tokenizer=None,
+               pooling: str = "model", task_type: str = "classification") -> LoadedModel:
+    """Load ``spec`` as ``head``; a sequence-classification head reads the encoder as ``pooling`` says
+    (``auto`` is resolved here: see modeling/pooling.py)."""
     source = resolve_model_source(spec)
     device = resolve_device(spec.device)
     dtype = resolve_dtype(spec.dtype, device)
@@ -117,7 +121,13 @@ def load_model(spec: ModelSpec, quant: QuantizationSpec, *, head: Head = "causal
         model.to(device)
     if getattr(model.config, "pad_token_id", None) is None and tokenizer.pad_token_id is not None:
         model.config.pad_token_id = tokenizer.pad_token_id
-    return LoadedModel(model, tokenizer, source, quant.method, dtype, device, head)
+    resolved = "model"
+    if head == "sequence_classification":
+        from .pooling import apply_pooling, resolve_pooling
+
+        resolved = resolve_pooling(pooling, task_type, source.load_path, model.config, source.revision, tokenizer)
+        apply_pooling(model, resolved, tokenizer)
+    return LoadedModel(model, tokenizer, source, quant.method, dtype, device, head, resolved)
 
 
 def _head_kwargs(head: Head, labels: tuple[str, ...] | None, multi_label: bool) -> dict[str, Any]:

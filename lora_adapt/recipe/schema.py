@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 TaskType = Literal["sft", "classification", "token_classification", "relation_classification", "extraction"]
 TaskMode = Literal["auto", "head", "generative"]
+Pooling = Literal["auto", "model", "cls", "mean", "entity_start"]
 Quantization = Literal["none", "nf4", "fp4", "int8"]
 DType = Literal["auto", "bf16", "fp16", "fp32"]
 Device = Literal["auto", "cpu", "cuda", "mps"]
@@ -62,6 +63,13 @@ class TaskSpec(Spec):
     """Relation classification: the catch-all label left out of macro-F1 (SemEval's `Other`)."""
     fields: tuple[str, ...] | None = None
     """Extraction: the JSON fields the model must produce (scored field by field)."""
+    pooling: Pooling = "auto"
+    """Head mode, classification and relation classification: the vector the classifier reads. `mean`
+    (masked mean of the hidden states), `cls` (the raw [CLS] state), `entity_start` (the states at
+    `<e1>` and `<e2>`, concatenated), `model` (the architecture's own head: BERT's pooled [CLS], a
+    decoder's last token). `auto`: `entity_start` for relations, else the pooling a
+    sentence-transformers checkpoint was trained with, else `model`. Custom poolings need a
+    BERT-family encoder."""
 
     @model_validator(mode="after")
     def _mode_fits_type(self) -> TaskSpec:
@@ -69,6 +77,13 @@ class TaskSpec(Spec):
             raise ValueError(f"task.mode 'head' does not apply to task.type '{self.type}'; use 'generative' or 'auto'")
         if self.multi_label and self.type != "classification":
             raise ValueError("task.multi_label is only for task.type 'classification'")
+        if self.pooling != "auto" and (self.type not in ("classification", "relation_classification")
+                                       or self.mode == "generative"):
+            raise ValueError(f"task.pooling '{self.pooling}' applies to classification and relation_classification "
+                             "in head mode only; remove it")
+        if self.pooling == "entity_start" and self.type != "relation_classification":
+            raise ValueError("task.pooling 'entity_start' needs task.type 'relation_classification' "
+                             "(sentences with <e1>/<e2> markers); use mean or cls")
         if self.labels is not None and len(set(self.labels)) != len(self.labels):
             raise ValueError("task.labels has duplicates")
         return self
@@ -305,6 +320,10 @@ class Recipe(Spec):
             problems.append("training.early_stopping needs a validation split (data.split.validation > 0 or data.validation)")
         if self.quantization.method != "none" and "full_finetune" in self.evaluation.baselines:
             problems.append("evaluation.baselines 'full_finetune' cannot train a quantized model; drop it or set quantization.method: none")
+        relation_head = self.task.type == "relation_classification" and self.task.mode != "generative"
+        if self.output.merge and relation_head and self.task.pooling in ("auto", "entity_start"):
+            problems.append("output.merge cannot merge a relation head with entity_start pooling (the default for "
+                            "relations) into a transformers model; set task.pooling: mean, or merge: false")
         if problems:
             raise ValueError("; ".join(problems))
         return self
