@@ -54,7 +54,7 @@ def run_one(name: str, full: bool, extra: list[str], echo) -> dict[str, Any]:
     path = REPO / "recipes" / "tasks" / f"{name}.yaml"
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix=f"tasks-bench-{name}-") as out:
-        sampled, notes = ([], []) if full or name != "semeval2010_re" else _semeval_sample(load_recipe(path), Path(out))
+        sampled, notes = ([], []) if full or name != "semeval2010_re" else semeval_sample(load_recipe(path), Path(out))
         recipe = load_recipe(path, [*overrides, *sampled, f"output.dir={out}"])
         result = run(recipe, overwrite=True, echo=echo)
     wall = round(time.perf_counter() - start, 1)
@@ -62,15 +62,15 @@ def run_one(name: str, full: bool, extra: list[str], echo) -> dict[str, Any]:
             "manifest": {k: result.manifest.get(k) for k in ("adapter", "data", "timings", "versions")}}
 
 
-def _semeval_sample(recipe, folder: Path) -> tuple[list[str], list[str]]:
+def semeval_sample(recipe, folder: Path, sizes: dict[str, int] = SEMEVAL_SAMPLE) -> tuple[list[str], list[str]]:
     """Seeded samples of the SemEval files; test rows whose label the training sample lacks are left out."""
     import random
 
     rng = random.Random(recipe.data.split.seed)
     blocks = {split: _blocks(getattr(recipe.data, split)) for split in ("train", "test")}
-    train = rng.sample(blocks["train"], min(SEMEVAL_SAMPLE["train"], len(blocks["train"])))
+    train = rng.sample(blocks["train"], min(sizes["train"], len(blocks["train"])))
     known = {block[1].strip() for block in train}
-    test = rng.sample(blocks["test"], min(SEMEVAL_SAMPLE["test"], len(blocks["test"])))
+    test = rng.sample(blocks["test"], min(sizes["test"], len(blocks["test"])))
     kept = [block for block in test if block[1].strip() in known]
     for split, chosen in (("train", train), ("test", kept)):
         (folder / f"{split}.txt").write_text("".join("\n".join(block) + "\n\n" for block in chosen))
