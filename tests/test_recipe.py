@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from lora_adapt.cli import main
 from lora_adapt.errors import RecipeError
-from lora_adapt.recipe import dump_recipe, load_recipe, recipe_json_schema
+from lora_adapt.recipe import dump_recipe, load_recipe, recipe_from_dict, recipe_json_schema
 
 REPO = Path(__file__).resolve().parents[1]
 MINIMAL = "name: demo\nmodel:\n  name_or_path: org/model\ndata:\n  path: data.jsonl\n"
@@ -153,3 +153,16 @@ def load_recipe_from_text(text: str):
     from lora_adapt.recipe import recipe_from_dict
 
     return recipe_from_dict(yaml.safe_load(text), base_dir=Path("."))
+
+
+def test_full_finetune_baseline_learning_rate():
+    from lora_adapt.evaluation.full_finetune import derived_training
+
+    base = {"name": "x", "model": {"name_or_path": "m"}, "data": {"train": "t.jsonl"},
+            "task": {"type": "classification"}, "training": {"learning_rate": 2e-3}}
+    default = recipe_from_dict({**base, "evaluation": {"baselines": ["full_finetune"]}})
+    assert derived_training(default).learning_rate == pytest.approx(2e-4)  # 0.1 x the adapter's
+    chosen = recipe_from_dict({**base, "evaluation": {"baselines": ["full_finetune"], "full_finetune_learning_rate": 5e-5}})
+    assert derived_training(chosen).learning_rate == 5e-5 and chosen.training.learning_rate == 2e-3
+    with pytest.raises(RecipeError, match="'full_finetune' is not in evaluation.baselines"):
+        recipe_from_dict({**base, "evaluation": {"full_finetune_learning_rate": 5e-5}})

@@ -4,8 +4,8 @@ It goes through the same functions as the adapter run (``modeling.load_model``, 
 trainer from ``training``, ``run_trainer``), on the same prepared data, with a training spec
 derived from the recipe's (``model_copy``; the recipe itself is never changed). Only the learning
 rate differs: full fine-tuning diverges at LoRA learning rates, so it trains at
-``FULL_FT_LR_RATIO`` x the recipe's (the usual 10x gap between LoRA and full fine-tuning rates);
-the rate used is recorded with the result.
+``evaluation.full_finetune_learning_rate``, by default ``FULL_FT_LR_RATIO`` x the recipe's (the
+usual 10x gap between LoRA and full fine-tuning rates); the rate used is recorded with the result.
 
 This is the one place evaluation reaches into modeling/ and training/ (imported lazily): the
 baseline *is* a second training run.
@@ -27,7 +27,8 @@ FULL_FT_LR_RATIO = 0.1
 
 def derived_training(recipe: Recipe):
     """The recipe's training spec at the full fine-tuning learning rate."""
-    return recipe.training.model_copy(update={"learning_rate": recipe.training.learning_rate * FULL_FT_LR_RATIO})
+    rate = recipe.evaluation.full_finetune_learning_rate or recipe.training.learning_rate * FULL_FT_LR_RATIO
+    return recipe.training.model_copy(update={"learning_rate": rate})
 
 
 def train_full_model(recipe: Recipe, mode: str, tokenizer, prepared) -> tuple[Any, dict[str, Any]]:

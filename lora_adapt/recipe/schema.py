@@ -260,6 +260,9 @@ class EvaluationSpec(Spec):
     """Score the test split at the end of `run`."""
     baselines: tuple[Baseline, ...] = ("majority", "tfidf_logreg", "base_model")
     """Shown beside the adapted model. `full_finetune` trains the whole model with the same budget."""
+    full_finetune_learning_rate: float | None = Field(None, gt=0, lt=1)
+    """The `full_finetune` baseline's learning rate. Default: 0.1 x training.learning_rate (full
+    fine-tuning diverges at LoRA rates). Every other training setting is the recipe's."""
     perplexity: bool = True
     """SFT: validation and test loss/perplexity before and after training."""
     max_new_tokens: int = Field(64, ge=1)
@@ -318,6 +321,9 @@ class Recipe(Spec):
             problems.append(f"data.format is for sft data; task.type '{self.task.type}' fixes its own layout")
         if self.training.early_stopping is not None and self.data.split.validation == 0 and self.data.validation is None and self.data.path is not None:
             problems.append("training.early_stopping needs a validation split (data.split.validation > 0 or data.validation)")
+        if self.evaluation.full_finetune_learning_rate is not None and "full_finetune" not in self.evaluation.baselines:
+            problems.append("evaluation.full_finetune_learning_rate is set but 'full_finetune' is not in "
+                            "evaluation.baselines; add it there or remove the rate")
         if self.quantization.method != "none" and "full_finetune" in self.evaluation.baselines:
             problems.append("evaluation.baselines 'full_finetune' cannot train a quantized model; drop it or set quantization.method: none")
         relation_head = self.task.type == "relation_classification" and self.task.mode != "generative"
