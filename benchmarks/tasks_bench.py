@@ -59,7 +59,7 @@ def run_one(name: str, full: bool, extra: list[str], echo) -> dict[str, Any]:
         result = run(recipe, overwrite=True, echo=echo)
     wall = round(time.perf_counter() - start, 1)
     return {"dataset": name, "extra": extra, "overrides": overrides, "notes": notes, "wall_s": wall, "metrics": _slim(result.metrics),
-            "manifest": {k: result.manifest.get(k) for k in ("adapter", "data", "timings", "versions")}}
+            "manifest": {k: result.manifest.get(k) for k in ("task", "adapter", "data", "timings", "versions")}}
 
 
 def semeval_sample(recipe, folder: Path, sizes: dict[str, int] = SEMEVAL_SAMPLE) -> tuple[list[str], list[str]]:
@@ -120,6 +120,7 @@ def render(report: dict[str, Any]) -> str:
              "Commands, in order: " + "; ".join(f"`{c}`" for c in report.get("commands", [report["command"]])), "",
              f"Machine: {report['machine']}; torch {report['versions'].get('torch')}, transformers "
              f"{report['versions'].get('transformers')}, peft {report['versions'].get('peft')}. Date: {report['date']}.", "",
+             *[f"{note}" for note in report.get("notes", [])],
              "Every number below was produced by those commands; nothing is copied from elsewhere.", ""]
     if not report.get("full"):
         lines += ["**Reduced run** (2 CPU cores): per dataset, `data.max_samples` caps *every* split (train, "
@@ -151,8 +152,10 @@ def _dataset_section(result: dict[str, Any]) -> list[str]:
     key = info["headline"]
     adapter = result["manifest"]["adapter"]
     rows = result["manifest"]["data"]["rows"]
+    pooling = (result["manifest"].get("task") or {}).get("pooling")
     lines = [f"## {_label(result)}", "",
-             f"Test rows scored: {info['rows']}; training rows: {rows.get('train')}; validation rows: "
+             (f"Head pooling: {pooling}. " if pooling else "")
+             + f"Test rows scored: {info['rows']}; training rows: {rows.get('train')}; validation rows: "
              f"{rows.get('validation')}. Overrides: `{' '.join(result['overrides']) or 'none'}`. "
              f"Wall time (training, evaluation and all baselines): {result['wall_s']} s.",
              *[f"Note: {note}." for note in result.get("notes", [])], "",
@@ -200,10 +203,23 @@ def main() -> None:
     parser.add_argument("--set", dest="extra", action="append", default=[], metavar="KEY=VALUE",
                         help="one more recipe override for every dataset (recorded with the results)")
     parser.add_argument("--append", action="store_true", help="add to the saved results instead of replacing them")
+    parser.add_argument("--combine", type=Path, nargs="+", metavar="DIR",
+                        help="merge the results of runs written to other --out folders (e.g. two run side by side) "
+                             "into --out, in the order given, and render")
     args = parser.parse_args()
     json_path, md_path = args.out / "tasks_cpu.json", args.out / "tasks_cpu.md"
     if args.render:
         md_path.write_text(render(json.loads(json_path.read_text())))
+        return
+    if args.combine:
+        parts = [json.loads((folder / "tasks_cpu.json").read_text()) for folder in args.combine]
+        combined = {**parts[0], "commands": [c for p in parts for c in p.get("commands", [p["command"]])],
+                    "results": [r for p in parts for r in p["results"]],
+                    "notes": [f"The commands ran side by side ({len(parts)} processes, one torch thread each, on the "
+                              "same machine); the train times below are from that setting."]}
+        args.out.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(combined, indent=2) + "\n")
+        md_path.write_text(render(combined))
         return
     import torch
 
