@@ -35,7 +35,8 @@ def model_device(model) -> torch.device:
     return next(model.parameters()).device
 
 
-def _no_adapter(model, base_only: bool):
+def no_adapter(model, base_only: bool):
+    """The adapter switched off (``base_only``) or left on."""
     return model.disable_adapter() if base_only and hasattr(model, "disable_adapter") else nullcontext()
 
 
@@ -60,7 +61,7 @@ def frozen_features(model, dataset, tokenizer, *, batch_size: int, token_level: 
     vectors at each word's first sub-word (one row per kept word)."""
     model.eval()
     out: list[np.ndarray] = []
-    with _no_adapter(model, True):
+    with no_adapter(model, True):
         for inputs, labels in batches(dataset, tokenizer, batch_size, model_device(model)):
             hidden = model(**inputs, output_hidden_states=True).hidden_states[-1].float()
             if token_level:

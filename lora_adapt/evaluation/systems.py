@@ -3,7 +3,6 @@ without its adapter (zero-shot generation, or a frozen-encoder linear probe for 
 
 from __future__ import annotations
 
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,8 +52,7 @@ class SystemOutput:
 
 def run_model(model, ctx: EvalContext, *, base_only: bool = False) -> SystemOutput:
     """Predictions of ``model`` on the scored rows; ``base_only`` switches the adapter off."""
-    switch = model.disable_adapter() if base_only and hasattr(model, "disable_adapter") else nullcontext()
-    with switch:
+    with prediction.no_adapter(model, base_only):
         if ctx.mode == "head":
             return SystemOutput(_head_predictions(model, ctx))
         return _generative(model, ctx)
