@@ -175,10 +175,10 @@ def _reload_logits(run: RunInfo, stage: Path, tokenizer, probe: Prompts, device:
     from ..modeling.hardware import resolve_device
 
     model = auto_class(run.head).from_pretrained(stage, dtype=torch.float32).to(resolve_device(device))
-    if run.head == "sequence_classification":  # the pooling the head was trained with, as config.json records it
-        from ..modeling.pooling import apply_pooling, resolve_pooling
+    if run.head == "sequence_classification":  # read the encoder as the head was trained to
+        from ..modeling.pooling import apply_pooling
 
-        apply_pooling(model, resolve_pooling("auto", "classification", None, model.config), tokenizer)
+        apply_pooling(model, run.pooling, tokenizer)
     logits = collect_logits(model, tokenizer, probe.texts)
     del model
     gc.collect()

@@ -28,15 +28,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any
 
 import torch
 from torch import nn
 
 from ..errors import ModelLoadError
-from ..recipe.schema import Pooling
 
-POOLINGS: tuple[str, ...] = get_args(Pooling)
 CONFIG_KEY = "lora_adapt_pooling"  # written into a merged model's config.json
 ENTITY_MARKERS = ("<e1>", "<e2>")
 

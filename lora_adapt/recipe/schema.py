@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 TaskType = Literal["sft", "classification", "token_classification", "relation_classification", "extraction"]
 TaskMode = Literal["auto", "head", "generative"]
@@ -71,19 +71,25 @@ class TaskSpec(Spec):
     sentence-transformers checkpoint was trained with, else `model`. Custom poolings need a
     BERT-family encoder."""
 
+    @field_validator("pooling")
+    @classmethod
+    def _pooling_fits_task(cls, pooling: str, info: ValidationInfo) -> str:
+        """A field validator (type and mode are checked first) so errors point at task.pooling itself."""
+        kind, mode = info.data.get("type"), info.data.get("mode")
+        if pooling != "auto" and (kind not in ("classification", "relation_classification") or mode == "generative"):
+            raise ValueError(f"'{pooling}' applies to classification and relation_classification in head mode "
+                             "only; remove task.pooling")
+        if pooling == "entity_start" and kind != "relation_classification":
+            raise ValueError("'entity_start' needs task.type 'relation_classification' (sentences with <e1>/<e2> "
+                             "markers); use mean or cls")
+        return pooling
+
     @model_validator(mode="after")
     def _mode_fits_type(self) -> TaskSpec:
         if self.type in ("sft", "extraction") and self.mode == "head":
             raise ValueError(f"task.mode 'head' does not apply to task.type '{self.type}'; use 'generative' or 'auto'")
         if self.multi_label and self.type != "classification":
             raise ValueError("task.multi_label is only for task.type 'classification'")
-        if self.pooling != "auto" and (self.type not in ("classification", "relation_classification")
-                                       or self.mode == "generative"):
-            raise ValueError(f"task.pooling '{self.pooling}' applies to classification and relation_classification "
-                             "in head mode only; remove it")
-        if self.pooling == "entity_start" and self.type != "relation_classification":
-            raise ValueError("task.pooling 'entity_start' needs task.type 'relation_classification' "
-                             "(sentences with <e1>/<e2> markers); use mean or cls")
         if self.labels is not None and len(set(self.labels)) != len(self.labels):
             raise ValueError("task.labels has duplicates")
         return self
