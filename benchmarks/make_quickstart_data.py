@@ -24,37 +24,102 @@ import random
 from pathlib import Path
 
 SEED = 20240611
-COUNTS = {"billing": 104, "outage": 96, "meter": 80, "moving": 72, "payment": 72, "complaint": 56}  # train file
+COUNTS = {
+    "billing": 104,
+    "outage": 96,
+    "meter": 80,
+    "moving": 72,
+    "payment": 72,
+    "complaint": 56,
+}  # train file
 TEST_COUNTS = {"billing": 32, "outage": 30, "meter": 25, "moving": 22, "payment": 22, "complaint": 19}
 EXAMPLES = Path(__file__).resolve().parents[1] / "lora_adapt" / "examples"
 
 SLOTS: dict[str, list[str]] = {
     "bill": ["bill", "invoice", "statement", "account statement", "latest bill", "quarterly bill"],
-    "month": ["March", "April", "May", "June", "July", "August", "September", "October", "November", "December",
-              "January", "February"],
-    "higher": ["much higher", "almost double what it normally is", "way more", "three times bigger",
-               "a lot more", "about 80 pounds more"],
-    "fee": ["late payment fee", "service charge", "connection fee", "standing charge", "admin fee",
-            "reconnection charge", "paper billing fee"],
+    "month": [
+        "March",
+        "April",
+        "May",
+        "June",
+        "July",
+        "August",
+        "September",
+        "October",
+        "November",
+        "December",
+        "January",
+        "February",
+    ],
+    "higher": [
+        "much higher",
+        "almost double what it normally is",
+        "way more",
+        "three times bigger",
+        "a lot more",
+        "about 80 pounds more",
+    ],
+    "fee": [
+        "late payment fee",
+        "service charge",
+        "connection fee",
+        "standing charge",
+        "admin fee",
+        "reconnection charge",
+        "paper billing fee",
+    ],
     "charged": ["charged", "billed", "debited", "invoiced"],
     "period": ["month", "quarter", "billing period", "period", "reading period"],
     "supply": ["power", "electricity", "water", "gas", "electric", "mains water"],
     "out": ["out", "off", "down", "gone", "cut off", "not working"],
-    "time": ["this morning", "last night", "6am", "yesterday evening", "two hours ago", "lunchtime",
-             "about midnight", "early today", "since the storm"],
+    "time": [
+        "this morning",
+        "last night",
+        "6am",
+        "yesterday evening",
+        "two hours ago",
+        "lunchtime",
+        "about midnight",
+        "early today",
+        "since the storm",
+    ],
     "fault": ["outage", "blackout", "power cut", "line fault", "burst main", "supply failure", "cable fault"],
-    "street": ["Alder Road", "Beacon Street", "Kestrel Lane", "Mill Row", "Orchard Close", "Quarry Hill",
-               "Station Parade", "Willow Crescent", "Harbour View", "Fenwick Avenue"],
+    "street": [
+        "Alder Road",
+        "Beacon Street",
+        "Kestrel Lane",
+        "Mill Row",
+        "Orchard Close",
+        "Quarry Hill",
+        "Station Parade",
+        "Willow Crescent",
+        "Harbour View",
+        "Fenwick Avenue",
+    ],
     "area": ["Eastfield", "Marston", "the old town", "Northgate", "Lower Brook", "Ashby"],
     "hours": ["5", "8", "12", "18", "24", "30"],
     "meter": ["meter", "gas meter", "electric meter", "water meter", "smart meter", "prepayment meter"],
-    "display": ["an error code E04", "dashes instead of numbers", "a flashing red light", "the same number for weeks",
-                "a reading that goes backwards", "ERR on the screen"],
+    "display": [
+        "an error code E04",
+        "dashes instead of numbers",
+        "a flashing red light",
+        "the same number for weeks",
+        "a reading that goes backwards",
+        "ERR on the screen",
+    ],
     "reading": ["meter reading", "reading", "current reading", "photo of the dial"],
     "num": ["04512", "18833", "00917", "23410", "7765", "55021", "31200"],
     "tech": ["engineer", "technician", "fitter", "someone"],
     "move": ["moving", "relocating", "moving house", "moving out"],
-    "date": ["the 3rd", "the 14th", "Friday", "next Monday", "the end of the month", "1 September", "the 21st"],
+    "date": [
+        "the 3rd",
+        "the 14th",
+        "Friday",
+        "next Monday",
+        "the end of the month",
+        "1 September",
+        "the 21st",
+    ],
     "transfer": ["transfer", "move", "switch over", "carry over"],
     "plan": ["payment plan", "instalment plan", "payment arrangement", "monthly arrangement"],
     "card": ["card", "debit card", "credit card", "bank card"],
@@ -244,17 +309,55 @@ TEST_TEMPLATES: dict[str, list[str]] = {  # phrasings used only in the test file
 }
 
 ASIDES: dict[str, list[str]] = {  # mentions of a topic in passing, added to tickets of *other* topics
-    "billing": ["My last bill was fine.", "I always pay the bill on time.", "I checked my statement online first."],
-    "outage": ["We had a power cut last week too.", "Since the storm everything has been a bit unreliable.",
-               "The outage map on your site wouldn't load."],
-    "meter": ["The meter was replaced in spring.", "I can send a meter photo if needed.", "We have a smart meter."],
+    "billing": [
+        "My last bill was fine.",
+        "I always pay the bill on time.",
+        "I checked my statement online first.",
+    ],
+    "outage": [
+        "We had a power cut last week too.",
+        "Since the storm everything has been a bit unreliable.",
+        "The outage map on your site wouldn't load.",
+    ],
+    "meter": [
+        "The meter was replaced in spring.",
+        "I can send a meter photo if needed.",
+        "We have a smart meter.",
+    ],
     "moving": ["I moved in last year.", "We're thinking of moving soon anyway.", "I only just moved here."],
-    "payment": ["I pay by direct debit.", "My payments are all up to date.", "I'm on a payment plan already."],
-    "complaint": ["I'm not happy about how long this is taking.", "Last time the phone queue was awful.",
-                  "I'm not trying to complain, just asking."],
+    "payment": [
+        "I pay by direct debit.",
+        "My payments are all up to date.",
+        "I'm on a payment plan already.",
+    ],
+    "complaint": [
+        "I'm not happy about how long this is taking.",
+        "Last time the phone queue was awful.",
+        "I'm not trying to complain, just asking.",
+    ],
 }
-OPENERS = ["", "", "", "Hi,", "Hello,", "Good morning.", "Dear Brightwater,", "Hi there -", "To whom it may concern,"]
-CLOSERS = ["", "", "", "Thanks.", "Please advise.", "Account {acct}.", "Regards, {name}", "Thank you!", "Cheers"]
+OPENERS = [
+    "",
+    "",
+    "",
+    "Hi,",
+    "Hello,",
+    "Good morning.",
+    "Dear Brightwater,",
+    "Hi there -",
+    "To whom it may concern,",
+]
+CLOSERS = [
+    "",
+    "",
+    "",
+    "Thanks.",
+    "Please advise.",
+    "Account {acct}.",
+    "Regards, {name}",
+    "Thank you!",
+    "Cheers",
+]
 
 
 def fill(template: str, rng: random.Random) -> str:
@@ -262,7 +365,7 @@ def fill(template: str, rng: random.Random) -> str:
     while "{" in out:
         start = out.index("{")
         end = out.index("}", start)
-        out = out[:start] + rng.choice(SLOTS[out[start + 1: end]]) + out[end + 1:]
+        out = out[:start] + rng.choice(SLOTS[out[start + 1 : end]]) + out[end + 1 :]
     return out
 
 
@@ -300,7 +403,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out-dir", type=Path, default=EXAMPLES)
     args = parser.parse_args()
-    for name, counts, templates, seed in (("train", COUNTS, TEMPLATES, SEED), ("test", TEST_COUNTS, TEST_TEMPLATES, SEED + 1)):
+    for name, counts, templates, seed in (
+        ("train", COUNTS, TEMPLATES, SEED),
+        ("test", TEST_COUNTS, TEST_TEMPLATES, SEED + 1),
+    ):
         rows = generate(counts, templates, seed)
         path = args.out_dir / f"support_tickets_{name}.jsonl"
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -41,9 +41,13 @@ REDUCED = {
 # SemEval: seeded samples written to temporary files instead of data.max_samples, because a test label
 # that the training sample lacks is (rightly) a data error; such test rows are left out and counted.
 SEMEVAL_SAMPLE = {"train": 800, "test": 800}
-SYSTEMS = (("lora", "LoRA (adapter + head)"), ("full_finetune", "full fine-tuning"),
-           ("tfidf_logreg", "TF-IDF + logistic regression"), ("base_model", "frozen MiniLM + linear probe"),
-           ("majority", "majority class"))
+SYSTEMS = (
+    ("lora", "LoRA (adapter + head)"),
+    ("full_finetune", "full fine-tuning"),
+    ("tfidf_logreg", "TF-IDF + logistic regression"),
+    ("base_model", "frozen MiniLM + linear probe"),
+    ("majority", "majority class"),
+)
 
 
 def run_one(name: str, full: bool, extra: list[str], echo) -> dict[str, Any]:
@@ -54,15 +58,26 @@ def run_one(name: str, full: bool, extra: list[str], echo) -> dict[str, Any]:
     path = REPO / "recipes" / "tasks" / f"{name}.yaml"
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix=f"tasks-bench-{name}-") as out:
-        sampled, notes = ([], []) if full or name != "semeval2010_re" else semeval_sample(load_recipe(path), Path(out))
+        sampled, notes = (
+            ([], []) if full or name != "semeval2010_re" else semeval_sample(load_recipe(path), Path(out))
+        )
         recipe = load_recipe(path, [*overrides, *sampled, f"output.dir={out}"])
         result = run(recipe, overwrite=True, echo=echo)
     wall = round(time.perf_counter() - start, 1)
-    return {"dataset": name, "extra": extra, "overrides": overrides, "notes": notes, "wall_s": wall, "metrics": _slim(result.metrics),
-            "manifest": {k: result.manifest.get(k) for k in ("task", "adapter", "data", "timings", "versions")}}
+    return {
+        "dataset": name,
+        "extra": extra,
+        "overrides": overrides,
+        "notes": notes,
+        "wall_s": wall,
+        "metrics": _slim(result.metrics),
+        "manifest": {k: result.manifest.get(k) for k in ("task", "adapter", "data", "timings", "versions")},
+    }
 
 
-def semeval_sample(recipe, folder: Path, sizes: dict[str, int] = SEMEVAL_SAMPLE) -> tuple[list[str], list[str]]:
+def semeval_sample(
+    recipe, folder: Path, sizes: dict[str, int] = SEMEVAL_SAMPLE
+) -> tuple[list[str], list[str]]:
     """Seeded samples of the SemEval files; test rows whose label the training sample lacks are left out."""
     import random
 
@@ -74,9 +89,11 @@ def semeval_sample(recipe, folder: Path, sizes: dict[str, int] = SEMEVAL_SAMPLE)
     kept = [block for block in test if block[1].strip() in known]
     for split, chosen in (("train", train), ("test", kept)):
         (folder / f"{split}.txt").write_text("".join("\n".join(block) + "\n\n" for block in chosen))
-    notes = [f"seeded samples: {len(train)} of {len(blocks['train'])} training and {len(test)} of "
-             f"{len(blocks['test'])} test sentences; {len(test) - len(kept)} sampled test sentence(s) left out "
-             "because their label does not occur in the training sample (the official scorer would count them as misses)"]
+    notes = [
+        f"seeded samples: {len(train)} of {len(blocks['train'])} training and {len(test)} of "
+        f"{len(blocks['test'])} test sentences; {len(test) - len(kept)} sampled test sentence(s) left out "
+        "because their label does not occur in the training sample (the official scorer would count them as misses)"
+    ]
     return [f"data.train={folder / 'train.txt'}", f"data.test={folder / 'test.txt'}"], notes
 
 
@@ -107,7 +124,11 @@ def verdict(result: dict[str, Any]) -> dict[str, Any]:
     share = result["manifest"]["adapter"]["trainable_share"]
     lora, full, tfidf = scores.get("lora"), scores.get("full_finetune"), scores.get("tfidf_logreg")
     return {
-        "metric": key, "lora": lora, "full_finetune": full, "tfidf_logreg": tfidf, "trainable_share": share,
+        "metric": key,
+        "lora": lora,
+        "full_finetune": full,
+        "tfidf_logreg": tfidf,
+        "trainable_share": share,
         "gap_to_full_points": None if lora is None or full is None else round(100 * (lora - full), 2),
         "within_1_point_of_full": None if lora is None or full is None else lora >= full - 0.01,
         "share_at_most_2_percent": share is not None and share <= 0.02,
@@ -116,19 +137,28 @@ def verdict(result: dict[str, Any]) -> dict[str, Any]:
 
 
 def render(report: dict[str, Any]) -> str:
-    lines = ["# Domain tasks on CPU: LoRA vs full fine-tuning vs baselines (MiniLM-L6)", "",
-             "Commands, in order: " + "; ".join(f"`{c}`" for c in report.get("commands", [report["command"]])), "",
-             f"Machine: {report['machine']}; torch {report['versions'].get('torch')}, transformers "
-             f"{report['versions'].get('transformers')}, peft {report['versions'].get('peft')}. Date: {report['date']}.", "",
-             *[f"{note}" for note in report.get("notes", [])],
-             "Every number below was produced by those commands; nothing is copied from elsewhere.", ""]
+    lines = [
+        "# Domain tasks on CPU: LoRA vs full fine-tuning vs baselines (MiniLM-L6)",
+        "",
+        "Commands, in order: " + "; ".join(f"`{c}`" for c in report.get("commands", [report["command"]])),
+        "",
+        f"Machine: {report['machine']}; torch {report['versions'].get('torch')}, transformers "
+        f"{report['versions'].get('transformers')}, peft {report['versions'].get('peft')}. Date: {report['date']}.",
+        "",
+        *[f"{note}" for note in report.get("notes", [])],
+        "Every number below was produced by those commands; nothing is copied from elsewhere.",
+        "",
+    ]
     if not report.get("full"):
-        lines += ["**Reduced run** (2 CPU cores): per dataset, `data.max_samples` caps *every* split (train, "
-                  "validation and test) to a seeded sample, and the epochs are cut - see the overrides under each "
-                  "table. Scores are therefore on a test subsample and below what the full recipes reach. With a "
-                  "few hundred optimizer steps the fine-tuned heads (LoRA and full fine-tuning alike) may still be "
-                  "far from converged; judge the issue's "
-                  "marks (LoRA within 1 point of full fine-tuning, above TF-IDF + LR) on converged runs (`--full`).", ""]
+        lines += [
+            "**Reduced run** (2 CPU cores): per dataset, `data.max_samples` caps *every* split (train, "
+            "validation and test) to a seeded sample, and the epochs are cut - see the overrides under each "
+            "table. Scores are therefore on a test subsample and below what the full recipes reach. With a "
+            "few hundred optimizer steps the fine-tuned heads (LoRA and full fine-tuning alike) may still be "
+            "far from converged; judge the issue's "
+            "marks (LoRA within 1 point of full fine-tuning, above TF-IDF + LR) on converged runs (`--full`).",
+            "",
+        ]
     lines += _summary_table(report["results"]), ""
     for result in report["results"]:
         lines += _dataset_section(result)
@@ -136,13 +166,18 @@ def render(report: dict[str, Any]) -> str:
 
 
 def _summary_table(results: list[dict[str, Any]]) -> str:
-    rows = ["| dataset | metric | LoRA | full FT | TF-IDF+LR | LoRA - full FT (points) | trainable | "
-            "within 1 pt of full FT | beats TF-IDF+LR |", "|---|---|---|---|---|---|---|---|---|"]
+    rows = [
+        "| dataset | metric | LoRA | full FT | TF-IDF+LR | LoRA - full FT (points) | trainable | "
+        "within 1 pt of full FT | beats TF-IDF+LR |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for result in results:
         v = verdict(result)
-        rows.append(f"| {_label(result)} | {v['metric']} | {_f(v['lora'])} | {_f(v['full_finetune'])} | "
-                    f"{_f(v['tfidf_logreg'])} | {v['gap_to_full_points']} | {100 * v['trainable_share']:.2f}% | "
-                    f"{_yes(v['within_1_point_of_full'])} | {_yes(v['beats_tfidf'])} |")
+        rows.append(
+            f"| {_label(result)} | {v['metric']} | {_f(v['lora'])} | {_f(v['full_finetune'])} | "
+            f"{_f(v['tfidf_logreg'])} | {v['gap_to_full_points']} | {100 * v['trainable_share']:.2f}% | "
+            f"{_yes(v['within_1_point_of_full'])} | {_yes(v['beats_tfidf'])} |"
+        )
     return "\n".join(rows)
 
 
@@ -153,13 +188,18 @@ def _dataset_section(result: dict[str, Any]) -> list[str]:
     adapter = result["manifest"]["adapter"]
     rows = result["manifest"]["data"]["rows"]
     pooling = (result["manifest"].get("task") or {}).get("pooling")
-    lines = [f"## {_label(result)}", "",
-             (f"Head pooling: {pooling}. " if pooling else "")
-             + f"Test rows scored: {info['rows']}; training rows: {rows.get('train')}; validation rows: "
-             f"{rows.get('validation')}. Overrides: `{' '.join(result['overrides']) or 'none'}`. "
-             f"Wall time (training, evaluation and all baselines): {result['wall_s']} s.",
-             *[f"Note: {note}." for note in result.get("notes", [])], "",
-             f"| system | {key} | accuracy | trainable params | train time (s) | note |", "|---|---|---|---|---|---|"]
+    lines = [
+        f"## {_label(result)}",
+        "",
+        (f"Head pooling: {pooling}. " if pooling else "")
+        + f"Test rows scored: {info['rows']}; training rows: {rows.get('train')}; validation rows: "
+        f"{rows.get('validation')}. Overrides: `{' '.join(result['overrides']) or 'none'}`. "
+        f"Wall time (training, evaluation and all baselines): {result['wall_s']} s.",
+        *[f"Note: {note}." for note in result.get("notes", [])],
+        "",
+        f"| system | {key} | accuracy | trainable params | train time (s) | note |",
+        "|---|---|---|---|---|---|",
+    ]
     labels = dict(SYSTEMS)
     for name, r in systems(result):
         if "skipped" in r or "error" in r:
@@ -167,14 +207,18 @@ def _dataset_section(result: dict[str, Any]) -> list[str]:
             continue
         trainable, seconds = _cost(name, r, adapter, m)
         acc = r.get("accuracy", r.get("token_accuracy"))
-        lines.append(f"| {labels[name]} | {_f(r.get(key))} | {_f(acc)} | {trainable} | {seconds} | {r.get('method', '')} |")
+        lines.append(
+            f"| {labels[name]} | {_f(r.get(key))} | {_f(acc)} | {trainable} | {seconds} | {r.get('method', '')} |"
+        )
     return [*lines, ""]
 
 
 def _cost(name: str, r: dict[str, Any], adapter: dict[str, Any], m: dict[str, Any]) -> tuple[str, str]:
     if name == "lora":
-        return (f"{adapter['trainable_params']:,} ({100 * adapter['trainable_share']:.2f}%)",
-                str(m["train"].get("runtime_s")))
+        return (
+            f"{adapter['trainable_params']:,} ({100 * adapter['trainable_share']:.2f}%)",
+            str(m["train"].get("runtime_s")),
+        )
     if name == "full_finetune":
         return f"{r.get('trainable_params', 0):,} (100%)", str(r.get("train_s"))
     return "–", "–"
@@ -199,13 +243,28 @@ def main() -> None:
     parser.add_argument("--full", action="store_true", help="run the recipes as written (no reduction)")
     parser.add_argument("--render", action="store_true", help="only rewrite the markdown from the JSON")
     parser.add_argument("--out", type=Path, default=RESULTS)
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 avoids thrashing on shared cores)")
-    parser.add_argument("--set", dest="extra", action="append", default=[], metavar="KEY=VALUE",
-                        help="one more recipe override for every dataset (recorded with the results)")
-    parser.add_argument("--append", action="store_true", help="add to the saved results instead of replacing them")
-    parser.add_argument("--combine", type=Path, nargs="+", metavar="DIR",
-                        help="merge the results of runs written to other --out folders (e.g. two run side by side) "
-                             "into --out, in the order given, and render")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch CPU threads (1 avoids thrashing on shared cores)"
+    )
+    parser.add_argument(
+        "--set",
+        dest="extra",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="one more recipe override for every dataset (recorded with the results)",
+    )
+    parser.add_argument(
+        "--append", action="store_true", help="add to the saved results instead of replacing them"
+    )
+    parser.add_argument(
+        "--combine",
+        type=Path,
+        nargs="+",
+        metavar="DIR",
+        help="merge the results of runs written to other --out folders (e.g. two run side by side) "
+        "into --out, in the order given, and render",
+    )
     args = parser.parse_args()
     json_path, md_path = args.out / "tasks_cpu.json", args.out / "tasks_cpu.md"
     if args.render:
@@ -213,10 +272,15 @@ def main() -> None:
         return
     if args.combine:
         parts = [json.loads((folder / "tasks_cpu.json").read_text()) for folder in args.combine]
-        combined = {**parts[0], "commands": [c for p in parts for c in p.get("commands", [p["command"]])],
-                    "results": [r for p in parts for r in p["results"]],
-                    "notes": [f"The commands ran side by side ({len(parts)} processes, one torch thread each, on the "
-                              "same machine); the train times below are from that setting."]}
+        combined = {
+            **parts[0],
+            "commands": [c for p in parts for c in p.get("commands", [p["command"]])],
+            "results": [r for p in parts for r in p["results"]],
+            "notes": [
+                f"The commands ran side by side ({len(parts)} processes, one torch thread each, on the "
+                "same machine); the train times below are from that setting."
+            ],
+        }
         args.out.mkdir(parents=True, exist_ok=True)
         json_path.write_text(json.dumps(combined, indent=2) + "\n")
         md_path.write_text(render(combined))
@@ -228,9 +292,15 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     command = "python " + " ".join(shlex.quote(a) for a in [str(Path(sys.argv[0])), *sys.argv[1:]])
-    report = {"command": command, "commands": [command],
-              "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, torch threads {_threads()}",
-              "date": time.strftime("%Y-%m-%d"), "full": args.full, "versions": package_versions(), "results": []}
+    report = {
+        "command": command,
+        "commands": [command],
+        "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, torch threads {_threads()}",
+        "date": time.strftime("%Y-%m-%d"),
+        "full": args.full,
+        "versions": package_versions(),
+        "results": [],
+    }
     if args.append and json_path.is_file():
         report = json.loads(json_path.read_text())
         report["commands"] = [*report.get("commands", [report["command"]]), command]

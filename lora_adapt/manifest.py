@@ -11,9 +11,26 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-TRACKED_PACKAGES = ("lora-adapt", "torch", "transformers", "trl", "peft", "accelerate", "datasets", "bitsandbytes",
-                    "huggingface_hub", "safetensors", "tokenizers")
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.txt", "special_tokens_map.json")
+TRACKED_PACKAGES = (
+    "lora-adapt",
+    "torch",
+    "transformers",
+    "trl",
+    "peft",
+    "accelerate",
+    "datasets",
+    "bitsandbytes",
+    "huggingface_hub",
+    "safetensors",
+    "tokenizers",
+)
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "tokenizer.model",
+    "vocab.txt",
+    "special_tokens_map.json",
+)
 
 
 def package_versions() -> dict[str, str | None]:
@@ -28,9 +45,21 @@ def package_versions() -> dict[str, str | None]:
 
 def config_sha256(config: dict[str, Any]) -> str:
     """Hash of a model config without fields that change on save (versions, paths, dtype)."""
-    volatile = {"_name_or_path", "transformers_version", "torch_dtype", "dtype", "quantization_config", "_commit_hash",
-                "id2label", "label2id", "problem_type", "num_labels", "architectures", "use_cache",
-                "pad_token_id"}  # pad is filled in at load time when the tokenizer pads with EOS
+    volatile = {
+        "_name_or_path",
+        "transformers_version",
+        "torch_dtype",
+        "dtype",
+        "quantization_config",
+        "_commit_hash",
+        "id2label",
+        "label2id",
+        "problem_type",
+        "num_labels",
+        "architectures",
+        "use_cache",
+        "pad_token_id",
+    }  # pad is filled in at load time when the tokenizer pads with EOS
     stable = {k: v for k, v in sorted(config.items()) if k not in volatile}
     return hashlib.sha256(json.dumps(stable, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -44,7 +73,11 @@ def tokenizer_sha256(folder: Path) -> str | None:
         if path.is_file():
             if name == "tokenizer.json":
                 data = json.loads(path.read_text(encoding="utf-8"))
-                h.update(json.dumps({"model": data.get("model"), "added": data.get("added_tokens")}, sort_keys=True).encode())
+                h.update(
+                    json.dumps(
+                        {"model": data.get("model"), "added": data.get("added_tokens")}, sort_keys=True
+                    ).encode()
+                )
             else:
                 h.update(path.read_bytes())
             found = True

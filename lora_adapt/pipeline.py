@@ -37,8 +37,15 @@ class Runtime:
     effective_batch_size: int
 
     def to_json(self) -> dict[str, Any]:
-        return {"device": self.device, "dtype": self.dtype, "precision": self.precision.name, "head": self.head,
-                "mode": self.mode, "world_size": self.world_size, "effective_batch_size": self.effective_batch_size}
+        return {
+            "device": self.device,
+            "dtype": self.dtype,
+            "precision": self.precision.name,
+            "head": self.head,
+            "mode": self.mode,
+            "world_size": self.world_size,
+            "effective_batch_size": self.effective_batch_size,
+        }
 
 
 @dataclass(frozen=True)
@@ -48,8 +55,11 @@ class RunResult:
     manifest: dict[str, Any]
 
 
-HEADS: dict[str, Head] = {"classification": "sequence_classification", "relation_classification": "sequence_classification",
-         "token_classification": "token_classification"}
+HEADS: dict[str, Head] = {
+    "classification": "sequence_classification",
+    "relation_classification": "sequence_classification",
+    "token_classification": "token_classification",
+}
 
 
 def resolve_runtime(recipe: Recipe) -> Runtime:
@@ -64,13 +74,26 @@ def resolve_runtime(recipe: Recipe) -> Runtime:
     head: Head = HEADS[task.type] if mode == "head" else "causal_lm"
     world = int(os.environ.get("WORLD_SIZE", "1"))
     t = recipe.training
-    return Runtime(device, dtype_name(resolve_dtype(recipe.model.dtype, device)),
-                   resolve_precision(t.precision, device, bf16_supported(device)), head, mode, world,
-                   t.batch_size * t.gradient_accumulation_steps * world)
+    return Runtime(
+        device,
+        dtype_name(resolve_dtype(recipe.model.dtype, device)),
+        resolve_precision(t.precision, device, bf16_supported(device)),
+        head,
+        mode,
+        world,
+        t.batch_size * t.gradient_accumulation_steps * world,
+    )
 
 
-def run(recipe: Recipe, *, resume: bool = False, dry_run: bool = False,
-        overwrite: bool | None = None, callbacks: Sequence[Any] = (), echo: Echo = print) -> RunResult:
+def run(
+    recipe: Recipe,
+    *,
+    resume: bool = False,
+    dry_run: bool = False,
+    overwrite: bool | None = None,
+    callbacks: Sequence[Any] = (),
+    echo: Echo = print,
+) -> RunResult:
     """Load, prepare, attach, train, evaluate and write ``<output_dir>/<name>/``."""
     timings: dict[str, float] = {}
     clock = _Clock(timings)
@@ -92,7 +115,9 @@ def run(recipe: Recipe, *, resume: bool = False, dry_run: bool = False,
         shutil.rmtree(stage)
     with A.staged_dir(final) as stage:
         with clock("train_s"):
-            model, train_result, lm_metrics = _train(recipe, runtime, loaded, prepared, stage, resume, callbacks, echo)
+            model, train_result, lm_metrics = _train(
+                recipe, runtime, loaded, prepared, stage, resume, callbacks, echo
+            )
         with clock("eval_s"):
             task_metrics = _evaluate_task(recipe, runtime, model, loaded, prepared, stage, echo)
         metrics = {"train": train_result.to_json(), **lm_metrics, **task_metrics}
@@ -108,6 +133,7 @@ def run(recipe: Recipe, *, resume: bool = False, dry_run: bool = False,
 
 
 # --- stages ----------------------------------------------------------------------------------
+
 
 def _check_target(final: Path, *, overwrite: bool, resume: bool, dry_run: bool) -> None:
     if dry_run or not final.exists() or overwrite:
@@ -141,16 +167,27 @@ def load_model_and_data(recipe: Recipe, runtime: Runtime, echo: Echo):
         tokenizer.chat_template = chat_template(recipe.data.chat_template)
     prepared = prepare_data(recipe.data, recipe.task, tokenizer, head=runtime.mode == "head")
     echo(_data_line(prepared))
-    loaded = load_model(recipe.model, recipe.quantization, head=runtime.head, labels=prepared.labels,
-                        multi_label=recipe.task.multi_label, tokenizer=tokenizer,
-                        pooling=recipe.task.pooling, task_type=recipe.task.type)
+    loaded = load_model(
+        recipe.model,
+        recipe.quantization,
+        head=runtime.head,
+        labels=prepared.labels,
+        multi_label=recipe.task.multi_label,
+        tokenizer=tokenizer,
+        pooling=recipe.task.pooling,
+        task_type=recipe.task.type,
+    )
     pooled = f" ({loaded.pooling} pooling)" if runtime.head == "sequence_classification" else ""
-    echo(f"model: {recipe.model.name_or_path} ({loaded.source.kind}) on {loaded.device}, "
-         f"dtype {runtime.dtype}, quantization {loaded.quantization}, head {runtime.head}{pooled}")
+    echo(
+        f"model: {recipe.model.name_or_path} ({loaded.source.kind}) on {loaded.device}, "
+        f"dtype {runtime.dtype}, quantization {loaded.quantization}, head {runtime.head}{pooled}"
+    )
     return loaded, prepared
 
 
-def _train(recipe: Recipe, runtime: Runtime, loaded, prepared, stage: Path, resume: bool, callbacks, echo: Echo):
+def _train(
+    recipe: Recipe, runtime: Runtime, loaded, prepared, stage: Path, resume: bool, callbacks, echo: Echo
+):
     from transformers import set_seed
 
     from .modeling import attach_adapter, parameter_counts
@@ -163,29 +200,46 @@ def _train(recipe: Recipe, runtime: Runtime, loaded, prepared, stage: Path, resu
     )
 
     set_seed(recipe.training.seed)  # adapter (and new head) initialisation is random: seed it
-    model = attach_adapter(loaded, recipe.adapter, gradient_checkpointing=recipe.training.gradient_checkpointing)
+    model = attach_adapter(
+        loaded, recipe.adapter, gradient_checkpointing=recipe.training.gradient_checkpointing
+    )
     counts = parameter_counts(model)
-    echo(f"adapter: {recipe.adapter.method} r={recipe.adapter.rank}, trainable {counts['trainable']:,} of "
-         f"{counts['total']:,} parameters ({100 * counts['share']:.3f}%)")
+    echo(
+        f"adapter: {recipe.adapter.method} r={recipe.adapter.rank}, trainable {counts['trainable']:,} of "
+        f"{counts['total']:,} parameters ({100 * counts['share']:.3f}%)"
+    )
     checkpoints = stage / A.CHECKPOINTS_DIR
-    all_callbacks = [*early_stopping_callbacks(recipe.training),
-                     *logging_callbacks(recipe.training, stage / A.LOGS_DIR), *callbacks]
+    all_callbacks = [
+        *early_stopping_callbacks(recipe.training),
+        *logging_callbacks(recipe.training, stage / A.LOGS_DIR),
+        *callbacks,
+    ]
     trainer = make_trainer(recipe, runtime, model, loaded.tokenizer, prepared, checkpoints, all_callbacks)
     lm_metrics: dict[str, Any] = {}
     measure_lm = runtime.mode == "generative" and recipe.evaluation.perplexity
-    splits = {name: ds for name, ds in (("validation", prepared.validation), ("test", prepared.test)) if ds is not None and len(ds)}
+    splits = {
+        name: ds
+        for name, ds in (("validation", prepared.validation), ("test", prepared.test))
+        if ds is not None and len(ds)
+    }
     if measure_lm:
         with model.disable_adapter():
-            lm_metrics = {name: {"before": evaluate_loss(trainer, ds, f"{name}_before")} for name, ds in splits.items()}
-    result = run_trainer(trainer, checkpoints=checkpoints, resume=resume, max_steps_hint=recipe.training.max_steps)
+            lm_metrics = {
+                name: {"before": evaluate_loss(trainer, ds, f"{name}_before")} for name, ds in splits.items()
+            }
+    result = run_trainer(
+        trainer, checkpoints=checkpoints, resume=resume, max_steps_hint=recipe.training.max_steps
+    )
     if measure_lm:
         for name, ds in splits.items():
             lm_metrics[name]["after"] = evaluate_loss(trainer, ds, f"{name}_after")
     discard_checkpoints(checkpoints)
     model = trainer.model
     model.lora_adapt_counts = counts
-    echo(f"trained {result.global_step} steps: train loss {result.final_train_loss} (last logged), "
-         f"{result.mean_train_loss} (mean over the run)")
+    echo(
+        f"trained {result.global_step} steps: train loss {result.final_train_loss} (last logged), "
+        f"{result.mean_train_loss} (mean over the run)"
+    )
     return model, result, lm_metrics
 
 
@@ -199,26 +253,52 @@ def make_trainer(recipe: Recipe, runtime: Runtime, model, tokenizer, prepared, c
 
         from .training.heads import make_head_trainer
 
-        args = TrainingArguments(**common_args(recipe.training, runtime.precision, checkpoints,
-                                               has_validation=has_val, device=runtime.device))
+        args = TrainingArguments(
+            **common_args(
+                recipe.training, runtime.precision, checkpoints, has_validation=has_val, device=runtime.device
+            )
+        )
         return make_head_trainer(model, tokenizer, prepared, args, callbacks, recipe.task)
-    args = sft_config(recipe.training, recipe.data, runtime.precision, checkpoints, has_validation=has_val,
-                      device=runtime.device)
+    args = sft_config(
+        recipe.training,
+        recipe.data,
+        runtime.precision,
+        checkpoints,
+        has_validation=has_val,
+        device=runtime.device,
+    )
     return make_sft_trainer(model, tokenizer, prepared.train, eval_ds, args, callbacks)
 
 
-def _evaluate_task(recipe: Recipe, runtime: Runtime, model, loaded, prepared, stage: Path, echo: Echo) -> dict[str, Any]:
+def _evaluate_task(
+    recipe: Recipe, runtime: Runtime, model, loaded, prepared, stage: Path, echo: Echo
+) -> dict[str, Any]:
     if recipe.task.type == "sft" or not recipe.evaluation.enabled:
         return {}
     from .evaluation import evaluate_task
 
-    result = evaluate_task(recipe=recipe, mode=runtime.mode, model=model, tokenizer=loaded.tokenizer,
-                           prepared=prepared, run_dir=stage, echo=echo)
+    result = evaluate_task(
+        recipe=recipe,
+        mode=runtime.mode,
+        model=model,
+        tokenizer=loaded.tokenizer,
+        prepared=prepared,
+        run_dir=stage,
+        echo=echo,
+    )
     return result
 
 
-def _write_run(recipe: Recipe, runtime: Runtime, loaded, prepared, model, metrics: dict[str, Any],
-               timings: dict[str, float], stage: Path) -> dict[str, Any]:
+def _write_run(
+    recipe: Recipe,
+    runtime: Runtime,
+    loaded,
+    prepared,
+    model,
+    metrics: dict[str, Any],
+    timings: dict[str, float],
+    stage: Path,
+) -> dict[str, Any]:
     from .evaluation.report import render_report
     from .export.checks import check_adapter_weights
     from .hub import render_model_card
@@ -264,21 +344,42 @@ def _manifest(recipe: Recipe, runtime: Runtime, loaded, prepared, model, timings
         "lora_adapt_version": package_versions()["lora-adapt"],
         "created_utc": utc_now(),
         "name": recipe.name,
-        "task": {"type": recipe.task.type, "mode": runtime.mode, "labels": list(prepared.labels or []),
-                 "pooling": loaded.pooling},
+        "task": {
+            "type": recipe.task.type,
+            "mode": runtime.mode,
+            "labels": list(prepared.labels or []),
+            "pooling": loaded.pooling,
+        },
         "base_model": {
-            "name_or_path": recipe.model.name_or_path, "hub_id": loaded.source.hub_id,
-            "revision": loaded.source.revision, "resolved_path": loaded.source.load_path, "kind": loaded.source.kind,
-            "model_type": cfg.get("model_type"), "architectures": cfg.get("architectures"),
-            "auto_class": auto_class(runtime.head).__name__, "config_sha256": config_sha256(cfg),
-            "tokenizer_sha256": tokenizer_sha256(Path(loaded.source.load_path)) if loaded.source.is_local else None,
-            "num_parameters": counts.get("total"), "trust_remote_code": recipe.model.trust_remote_code,
+            "name_or_path": recipe.model.name_or_path,
+            "hub_id": loaded.source.hub_id,
+            "revision": loaded.source.revision,
+            "resolved_path": loaded.source.load_path,
+            "kind": loaded.source.kind,
+            "model_type": cfg.get("model_type"),
+            "architectures": cfg.get("architectures"),
+            "auto_class": auto_class(runtime.head).__name__,
+            "config_sha256": config_sha256(cfg),
+            "tokenizer_sha256": tokenizer_sha256(Path(loaded.source.load_path))
+            if loaded.source.is_local
+            else None,
+            "num_parameters": counts.get("total"),
+            "trust_remote_code": recipe.model.trust_remote_code,
         },
         "quantization": recipe.quantization.model_dump(mode="json"),
-        "adapter": {"method": a.method, "rank": a.rank, "alpha": a.alpha, "scaling": a.scaling,
-                    "target_modules": a.target_modules if isinstance(a.target_modules, str) else list(a.target_modules),
-                    "modules_to_save": sorted(_modules_to_save(model)), "trainable_params": counts.get("trainable"),
-                    "total_params": counts.get("total"), "trainable_share": counts.get("share")},
+        "adapter": {
+            "method": a.method,
+            "rank": a.rank,
+            "alpha": a.alpha,
+            "scaling": a.scaling,
+            "target_modules": a.target_modules
+            if isinstance(a.target_modules, str)
+            else list(a.target_modules),
+            "modules_to_save": sorted(_modules_to_save(model)),
+            "trainable_params": counts.get("trainable"),
+            "total_params": counts.get("total"),
+            "trainable_share": counts.get("share"),
+        },
         "runtime": runtime.to_json() | {"device_info": device_info(runtime.device)},
         "versions": package_versions(),
         "data": {"files": prepared.stats.get("files", {}), "rows": _rows(prepared), "stats": prepared.stats},
@@ -293,8 +394,15 @@ def _modules_to_save(model) -> set[str]:
 
 
 def _rows(prepared) -> dict[str, int]:
-    return {name: len(ds) for name, ds in (("train", prepared.train), ("validation", prepared.validation),
-                                           ("test", prepared.test)) if ds is not None}
+    return {
+        name: len(ds)
+        for name, ds in (
+            ("train", prepared.train),
+            ("validation", prepared.validation),
+            ("test", prepared.test),
+        )
+        if ds is not None
+    }
 
 
 def _publish(recipe: Recipe, final: Path, echo: Echo) -> None:
@@ -304,11 +412,19 @@ def _publish(recipe: Recipe, final: Path, echo: Echo) -> None:
     if pub is None:
         return
     try:
-        info = push_run(final, pub.repo_id, private=pub.private, revision=pub.revision, merged=pub.merged,
-                        endpoint=pub.endpoint)
+        info = push_run(
+            final,
+            pub.repo_id,
+            private=pub.private,
+            revision=pub.revision,
+            merged=pub.merged,
+            endpoint=pub.endpoint,
+        )
     except LoraAdaptError as exc:
-        raise LoraAdaptError(f"the run finished at {final}, but publishing failed: {exc.message}",
-                             hint=f"fix the cause, then `lora-adapt push {final} --repo-id {pub.repo_id}`") from None
+        raise LoraAdaptError(
+            f"the run finished at {final}, but publishing failed: {exc.message}",
+            hint=f"fix the cause, then `lora-adapt push {final} --repo-id {pub.repo_id}`",
+        ) from None
     echo(f"published: {info}")
 
 
@@ -318,8 +434,10 @@ def _dry_run_summary(recipe: Recipe, runtime: Runtime, loaded, prepared, echo: E
     counts = parameter_counts(loaded.model)
     t = recipe.training
     steps = t.max_steps or int(-(-len(prepared.train) // runtime.effective_batch_size) * t.epochs)
-    echo(f"dry run: {counts['total']:,} base parameters; {len(prepared.train)} training rows, "
-         f"effective batch {runtime.effective_batch_size}, about {steps} optimizer steps; nothing written")
+    echo(
+        f"dry run: {counts['total']:,} base parameters; {len(prepared.train)} training rows, "
+        f"effective batch {runtime.effective_batch_size}, about {steps} optimizer steps; nothing written"
+    )
     return RunResult(None, {}, {"runtime": runtime.to_json(), "data": prepared.stats})
 
 

@@ -23,8 +23,15 @@ class _RowsOnly:
     test: Any = None
 
 
-def evaluate_run(run_dir: Path, *, data_file: Path | None, split: str, baselines: tuple[str, ...],
-                 max_samples: int | None, echo) -> dict[str, Any]:
+def evaluate_run(
+    run_dir: Path,
+    *,
+    data_file: Path | None,
+    split: str,
+    baselines: tuple[str, ...],
+    max_samples: int | None,
+    echo,
+) -> dict[str, Any]:
     """Reload base + adapter from ``run_dir`` and score them (the `eval` command without printing)."""
     from .errors import UsageError
     from .evaluation import evaluate_task
@@ -32,12 +39,16 @@ def evaluate_run(run_dir: Path, *, data_file: Path | None, split: str, baselines
 
     run = load_run(run_dir)
     if run.recipe is None:
-        raise UsageError(f"{run_dir} has no readable recipe.resolved.yaml", hint="rerun the recipe with this version")
+        raise UsageError(
+            f"{run_dir} has no readable recipe.resolved.yaml", hint="rerun the recipe with this version"
+        )
     recipe = _eval_recipe(run, max_samples)
     mode = (run.manifest.get("task") or {}).get("mode") or "generative"
     if recipe.task.type == "sft":
-        raise UsageError("`lora-adapt eval` scores task runs (classification, tagging, relations, extraction)",
-                         hint="an sft run's held-out loss and perplexity are in its metrics.json")
+        raise UsageError(
+            "`lora-adapt eval` scores task runs (classification, tagging, relations, extraction)",
+            hint="an sft run's held-out loss and perplexity are in its metrics.json",
+        )
     model, tokenizer = _load_adapted(run, recipe, mode)
     echo(f"loaded {recipe.model.name_or_path} + adapter from {run.adapter_dir}")
     prepared: Any = _RowsOnly(labels=recipe.task.labels)
@@ -46,9 +57,19 @@ def evaluate_run(run_dir: Path, *, data_file: Path | None, split: str, baselines
 
         prepared = prepare_data(recipe.data, recipe.task, tokenizer, head=mode == "head")
     rows, dataset = _file_rows(data_file, recipe, mode, tokenizer) if data_file is not None else (None, None)
-    return evaluate_task(recipe=recipe, mode=mode, model=model, tokenizer=tokenizer, prepared=prepared, run_dir=None,
-                         echo=echo, split=data_file.stem if data_file else split, rows=rows, dataset=dataset,
-                         baselines=baselines)
+    return evaluate_task(
+        recipe=recipe,
+        mode=mode,
+        model=model,
+        tokenizer=tokenizer,
+        prepared=prepared,
+        run_dir=None,
+        echo=echo,
+        split=data_file.stem if data_file else split,
+        rows=rows,
+        dataset=dataset,
+        baselines=baselines,
+    )
 
 
 def _eval_recipe(run, max_samples: int | None):
@@ -73,8 +94,15 @@ def _load_adapted(run, recipe, mode: str):
     has_own = (run.adapter_dir / "tokenizer_config.json").is_file()
     spec = recipe.model.model_copy(update={"tokenizer": str(run.adapter_dir)}) if has_own else recipe.model
     tokenizer = load_tokenizer(spec)
-    loaded = load_model(recipe.model, recipe.quantization, head=run.head, labels=run.labels,
-                        multi_label=recipe.task.multi_label, tokenizer=tokenizer, pooling=run.pooling)
+    loaded = load_model(
+        recipe.model,
+        recipe.quantization,
+        head=run.head,
+        labels=run.labels,
+        multi_label=recipe.task.multi_label,
+        tokenizer=tokenizer,
+        pooling=run.pooling,
+    )
     model = PeftModel.from_pretrained(loaded.model, str(run.adapter_dir))
     model.eval()
     return model, tokenizer
@@ -93,6 +121,7 @@ def _file_rows(path: Path, recipe, mode: str, tokenizer) -> tuple[list[dict] | N
     from .data.tokenization import tokenize_head
 
     layout = "tagging" if recipe.task.type == "token_classification" else "classification"
-    counts = tokenize_head(rows, layout, tuple(recipe.task.labels or ()),
-                           {"spec": recipe.data, "tokenizer": tokenizer})
+    counts = tokenize_head(
+        rows, layout, tuple(recipe.task.labels or ()), {"spec": recipe.data, "tokenizer": tokenizer}
+    )
     return rows, datasets.Dataset.from_dict(counts.columns)

@@ -162,12 +162,25 @@ class HubHandler(BaseHTTPRequestHandler):
     def whoami(self) -> None:
         info = self.token_info(required=True)
         assert info is not None
-        self._json(200, {
-            "type": "user", "id": hashlib.md5(info.user.encode()).hexdigest()[:24], "name": info.user,
-            "fullname": info.user.title(), "email": f"{info.user}@example.org", "emailVerified": True,
-            "orgs": [{"type": "org", "name": org, "fullname": org, "roleInOrg": role} for org, role in info.orgs.items()],
-            "auth": {"type": "access_token", "accessToken": {"displayName": "test", "role": info.role, "createdAt": utc_now()}},
-        })
+        self._json(
+            200,
+            {
+                "type": "user",
+                "id": hashlib.md5(info.user.encode()).hexdigest()[:24],
+                "name": info.user,
+                "fullname": info.user.title(),
+                "email": f"{info.user}@example.org",
+                "emailVerified": True,
+                "orgs": [
+                    {"type": "org", "name": org, "fullname": org, "roleInOrg": role}
+                    for org, role in info.orgs.items()
+                ],
+                "auth": {
+                    "type": "access_token",
+                    "accessToken": {"displayName": "test", "role": info.role, "createdAt": utc_now()},
+                },
+            },
+        )
 
     def validate_yaml(self) -> None:
         content = (self._json_body() or {}).get("content", "")
@@ -185,7 +198,10 @@ class HubHandler(BaseHTTPRequestHandler):
         if errors:
             self._json(400, {"errors": [{"message": e} for e in errors], "warnings": []})
         else:
-            self._json(200, {"errors": [], "warnings": [] if match else [{"message": "empty or missing yaml metadata"}]})
+            self._json(
+                200,
+                {"errors": [], "warnings": [] if match else [{"message": "empty or missing yaml metadata"}]},
+            )
 
     # -- repositories -------------------------------------------------------------------------
     def create_repo(self) -> None:
@@ -204,17 +220,31 @@ class HubHandler(BaseHTTPRequestHandler):
             repo = self.state.get_repo(repo_id, self.token_info())
             sha = repo.resolve(rev)
             files = repo.commits[sha]
-        self._json(200, {
-            "id": repo_id, "_id": hashlib.md5(repo_id.encode()).hexdigest()[:24], "author": repo_id.split("/")[0],
-            "sha": sha, "private": repo.private, "gated": False, "disabled": False, "downloads": 0, "likes": 0,
-            "tags": [], "createdAt": repo.created, "lastModified": utc_now(),
-            "siblings": [{"rfilename": p} for p in sorted(files)],
-        })
+        self._json(
+            200,
+            {
+                "id": repo_id,
+                "_id": hashlib.md5(repo_id.encode()).hexdigest()[:24],
+                "author": repo_id.split("/")[0],
+                "sha": sha,
+                "private": repo.private,
+                "gated": False,
+                "disabled": False,
+                "downloads": 0,
+                "likes": 0,
+                "tags": [],
+                "createdAt": repo.created,
+                "lastModified": utc_now(),
+                "siblings": [{"rfilename": p} for p in sorted(files)],
+            },
+        )
 
     def refs(self, repo_id: str) -> None:
         with self.state.lock:
             repo = self.state.get_repo(repo_id, self.token_info())
-            branches = [{"name": b, "ref": f"refs/heads/{b}", "targetCommit": s} for b, s in repo.branches.items()]
+            branches = [
+                {"name": b, "ref": f"refs/heads/{b}", "targetCommit": s} for b, s in repo.branches.items()
+            ]
         self._json(200, {"branches": branches, "converts": [], "tags": [], "pullRequests": []})
 
     def create_branch(self, repo_id: str, branch: str) -> None:
@@ -249,7 +279,11 @@ class HubHandler(BaseHTTPRequestHandler):
                 entry: dict[str, Any] = {"oid": obj["oid"], "size": obj["size"], "authenticated": True}
                 if obj["oid"] not in self.state.lfs_objects:
                     entry["actions"] = {
-                        "upload": {"href": f"{self.endpoint}/_lfs/{obj['oid']}", "header": {}, "expires_in": 3600},
+                        "upload": {
+                            "href": f"{self.endpoint}/_lfs/{obj['oid']}",
+                            "header": {},
+                            "expires_in": 3600,
+                        },
                         "verify": {"href": f"{self.endpoint}/_lfs/{obj['oid']}/verify", "header": {}},
                     }
                 objects.append(entry)
@@ -296,8 +330,16 @@ class HubHandler(BaseHTTPRequestHandler):
             if header.get("parentCommit") not in (None, parent):
                 raise HubHTTPError(412, "A commit has happened since. Please refresh and try again.")
             sha = self.state.commit(repo, parent, add, delete, header.get("summary", ""), branch=rev)
-        self._json(200, {"success": True, "commitOid": sha, "commitUrl": f"{self.endpoint}/{repo_id}/commit/{sha}",
-                         "hookOutput": "", "pullRequestUrl": None})
+        self._json(
+            200,
+            {
+                "success": True,
+                "commitOid": sha,
+                "commitUrl": f"{self.endpoint}/{repo_id}/commit/{sha}",
+                "hookOutput": "",
+                "pullRequestUrl": None,
+            },
+        )
 
     def _parse_commit(self, lines: list[dict]) -> tuple[dict, dict[str, Blob], list[str]]:
         header: dict = {}
@@ -312,7 +354,9 @@ class HubHandler(BaseHTTPRequestHandler):
             elif key == "lfsFile":
                 data = self.state.lfs_objects.get(value["oid"])
                 if data is None:
-                    raise HubHTTPError(400, f"LFS pointer for {value['path']} points to an object that was never uploaded")
+                    raise HubHTTPError(
+                        400, f"LFS pointer for {value['path']} points to an object that was never uploaded"
+                    )
                 add[value["path"]] = Blob(data, True)
             elif key in ("deletedFile", "deletedFolder"):
                 delete.append(value["path"])
@@ -336,7 +380,9 @@ class HubHandler(BaseHTTPRequestHandler):
             blob = self.state.repos[repo_id].commits[sha].get(path)
         headers = {"X-Repo-Commit": sha, "Accept-Ranges": "bytes"}
         if blob is None:
-            self._send(404, b"", {**headers, "X-Error-Code": "EntryNotFound", "X-Error-Message": "Entry not found"})
+            self._send(
+                404, b"", {**headers, "X-Error-Code": "EntryNotFound", "X-Error-Message": "Entry not found"}
+            )
             return
         headers["ETag"] = f'"{blob.etag}"'
         if blob.lfs:
@@ -361,23 +407,26 @@ def _range_start(header: str | None) -> int:
 
 
 _REPO = r"(?P<repo_id>[^/]+/[^/]+?)"
-ROUTES = [(re.compile(p), m, h) for p, m, h in [
-    (r"/api/whoami-v2", "GET", HubHandler.whoami),
-    (r"/api/validate-yaml", "POST", HubHandler.validate_yaml),
-    (r"/api/repos/create", "POST", HubHandler.create_repo),
-    (rf"/api/models/{_REPO}", "GET", HubHandler.repo_info),
-    (rf"/api/models/{_REPO}/revision/(?P<rev>[^/]+)", "GET", HubHandler.repo_info),
-    (rf"/api/models/{_REPO}/refs", "GET", HubHandler.refs),
-    (rf"/api/models/{_REPO}/branch/(?P<branch>[^/]+)", "POST", HubHandler.create_branch),
-    (rf"/api/models/{_REPO}/preupload/(?P<rev>[^/]+)", "POST", HubHandler.preupload),
-    (rf"/api/models/{_REPO}/commit/(?P<rev>[^/]+)", "POST", HubHandler.commit),
-    (rf"/api/models/{_REPO}/tree/(?P<rev>[^/]+)(?:/(?P<path>.+))?", "GET", HubHandler.tree),
-    (rf"/api/models/{_REPO}/xet-(?P<kind>read|write)-token/(?P<rev>.+)", "GET", HubHandler.no_xet),
-    (rf"/{_REPO}\.git/info/lfs/objects/batch", "POST", HubHandler.lfs_batch),
-    (r"/_lfs/(?P<oid>[0-9a-f]{64})", "PUT", HubHandler.lfs_put),
-    (r"/_lfs/(?P<oid>[0-9a-f]{64})/verify", "POST", HubHandler.lfs_verify),
-    (rf"/{_REPO}/resolve/(?P<rev>[^/]+)/(?P<path>.+)", "GET", HubHandler.resolve),
-]]
+ROUTES = [
+    (re.compile(p), m, h)
+    for p, m, h in [
+        (r"/api/whoami-v2", "GET", HubHandler.whoami),
+        (r"/api/validate-yaml", "POST", HubHandler.validate_yaml),
+        (r"/api/repos/create", "POST", HubHandler.create_repo),
+        (rf"/api/models/{_REPO}", "GET", HubHandler.repo_info),
+        (rf"/api/models/{_REPO}/revision/(?P<rev>[^/]+)", "GET", HubHandler.repo_info),
+        (rf"/api/models/{_REPO}/refs", "GET", HubHandler.refs),
+        (rf"/api/models/{_REPO}/branch/(?P<branch>[^/]+)", "POST", HubHandler.create_branch),
+        (rf"/api/models/{_REPO}/preupload/(?P<rev>[^/]+)", "POST", HubHandler.preupload),
+        (rf"/api/models/{_REPO}/commit/(?P<rev>[^/]+)", "POST", HubHandler.commit),
+        (rf"/api/models/{_REPO}/tree/(?P<rev>[^/]+)(?:/(?P<path>.+))?", "GET", HubHandler.tree),
+        (rf"/api/models/{_REPO}/xet-(?P<kind>read|write)-token/(?P<rev>.+)", "GET", HubHandler.no_xet),
+        (rf"/{_REPO}\.git/info/lfs/objects/batch", "POST", HubHandler.lfs_batch),
+        (r"/_lfs/(?P<oid>[0-9a-f]{64})", "PUT", HubHandler.lfs_put),
+        (r"/_lfs/(?P<oid>[0-9a-f]{64})/verify", "POST", HubHandler.lfs_verify),
+        (rf"/{_REPO}/resolve/(?P<rev>[^/]+)/(?P<path>.+)", "GET", HubHandler.resolve),
+    ]
+]
 
 
 class HubHTTPServer(ThreadingHTTPServer):
@@ -440,8 +489,9 @@ class HubServer:
 
 
 @contextmanager
-def serve_hub(monkeypatch: pytest.MonkeyPatch, users: dict[str, TokenInfo] | None = None, *,
-              lfs: bool = True) -> Iterator[HubServer]:
+def serve_hub(
+    monkeypatch: pytest.MonkeyPatch, users: dict[str, TokenInfo] | None = None, *, lfs: bool = True
+) -> Iterator[HubServer]:
     """A fresh Hub on 127.0.0.1 with the client configured to reach it: no Xet, no telemetry, online,
     no token from the environment or the user's token file. For a fixture::
 

@@ -13,7 +13,18 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-LFS_PATTERNS = ("*.safetensors", "*.bin", "*.pt", "*.pth", "*.ckpt", "*.h5", "*.onnx", "*.gguf", "*.msgpack", "*.model")
+LFS_PATTERNS = (
+    "*.safetensors",
+    "*.bin",
+    "*.pt",
+    "*.pth",
+    "*.ckpt",
+    "*.h5",
+    "*.onnx",
+    "*.gguf",
+    "*.msgpack",
+    "*.model",
+)
 LFS_THRESHOLD = 10 * 1024 * 1024
 GITATTRIBUTES = "".join(f"{p} filter=lfs diff=lfs merge=lfs -text\n" for p in LFS_PATTERNS).encode()
 WRITE_ROLES = ("write", "admin", "contributor")
@@ -28,7 +39,9 @@ class HubHTTPError(Exception):
 @dataclass(frozen=True)
 class TokenInfo:
     user: str
-    orgs: dict[str, str] = field(default_factory=dict)  # org name -> role in org (read/contributor/write/admin)
+    orgs: dict[str, str] = field(
+        default_factory=dict
+    )  # org name -> role in org (read/contributor/write/admin)
     role: str = "write"  # token role: "read" or "write"
 
 
@@ -117,16 +130,27 @@ class HubState:
     def create_repo(self, repo_id: str, private: bool, info: TokenInfo, url: str) -> Repo:
         namespace = repo_id.split("/")[0]
         if namespace not in self.writable_namespaces(info):
-            raise HubHTTPError(403, f'You don\'t have the rights to create a model under the namespace "{namespace}"')
+            raise HubHTTPError(
+                403, f'You don\'t have the rights to create a model under the namespace "{namespace}"'
+            )
         if repo_id in self.repos:
             raise HubHTTPError(409, "You already created this model repo", url=url)
         repo = Repo(repo_id, private, utc_now())
         self.repos[repo_id] = repo
-        self.commit(repo, None, {".gitattributes": Blob(GITATTRIBUTES, False)}, [], "initial commit", branch="main")
+        self.commit(
+            repo, None, {".gitattributes": Blob(GITATTRIBUTES, False)}, [], "initial commit", branch="main"
+        )
         return repo
 
-    def commit(self, repo: Repo, parent: str | None, add: dict[str, Blob], delete: list[str], message: str,
-               branch: str) -> str:
+    def commit(
+        self,
+        repo: Repo,
+        parent: str | None,
+        add: dict[str, Blob],
+        delete: list[str],
+        message: str,
+        branch: str,
+    ) -> str:
         files = dict(repo.commits[parent]) if parent else {}
         for path in delete:
             files = {p: b for p, b in files.items() if p != path and not p.startswith(path.rstrip("/") + "/")}
@@ -143,8 +167,11 @@ class HubState:
         if not self.lfs:
             return "regular"
         name = path.rsplit("/", 1)[-1]
-        return "lfs" if size >= LFS_THRESHOLD or any(fnmatch.fnmatch(name, p) for p in LFS_PATTERNS) else "regular"
-
+        return (
+            "lfs"
+            if size >= LFS_THRESHOLD or any(fnmatch.fnmatch(name, p) for p in LFS_PATTERNS)
+            else "regular"
+        )
 
 
 def tree_entries(files: dict[str, Blob], prefix: str, recursive: bool) -> list[dict]:
@@ -153,11 +180,18 @@ def tree_entries(files: dict[str, Blob], prefix: str, recursive: bool) -> list[d
     for path, blob in sorted(files.items()):
         if not path.startswith(base):
             continue
-        parts = path[len(base):].split("/")
+        parts = path[len(base) :].split("/")
         for depth in range(1, len(parts)):
             folder = base + "/".join(parts[:depth])
-            entries.setdefault(folder, {"type": "directory", "oid": hashlib.sha1(folder.encode()).hexdigest(),
-                                        "size": 0, "path": folder})
+            entries.setdefault(
+                folder,
+                {
+                    "type": "directory",
+                    "oid": hashlib.sha1(folder.encode()).hexdigest(),
+                    "size": 0,
+                    "path": folder,
+                },
+            )
             if not recursive:
                 break
         if len(parts) == 1 or recursive:
@@ -196,5 +230,3 @@ def default_users() -> dict[str, TokenInfo]:
         "alice_read": TokenInfo("alice", {"acme": "write"}, "read"),
         "bob": TokenInfo("bob", {}, "write"),
     }
-
-

@@ -87,7 +87,9 @@ def test_pickle_only_model_is_refused(good_data, tmp_path, tiny_llama_dir):
 
 def test_four_bit_without_bitsandbytes(tiny_llama_dir, good_data, tmp_path, monkeypatch):
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "bitsandbytes" else real(name, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "bitsandbytes" else real(name, *a)
+    )
     recipe = write_recipe(tmp_path, tiny_llama_dir, good_data, quantization={"method": "nf4"})
     result = run_cli("run", str(recipe))
     assert result.exit_code == 2

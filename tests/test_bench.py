@@ -22,15 +22,25 @@ from lora_adapt.cli import main
 
 def test_arms_are_interleavable_and_peers_fit_the_task():
     generative = arms_for(("full", "lora", "qlora"), ("trainer", "trl"), packing=True, generative=True)
-    assert [a.name for a in generative] == ["lora-adapt/full", "lora-adapt/lora", "lora-adapt/qlora",
-                                            "peer-trainer/lora", "peer-trl/lora", "lora-adapt/lora+packing"]
+    assert [a.name for a in generative] == [
+        "lora-adapt/full",
+        "lora-adapt/lora",
+        "lora-adapt/qlora",
+        "peer-trainer/lora",
+        "peer-trl/lora",
+        "lora-adapt/lora+packing",
+    ]
     head = arms_for(("lora",), ("trainer", "trl"), packing=True, generative=False)
     assert [a.name for a in head] == ["lora-adapt/lora", "peer-trainer/lora"]  # no TRL, no packing for heads
 
 
 def fake_run(arm: str, repeat: int, tokens_per_s: float, peak: int, flops: float) -> dict:
-    return {"spec": {"arm": arm, "repeat": repeat}, "tokens_per_s": tokens_per_s, "peak_rss": peak,
-            "model_flops_per_token": flops}
+    return {
+        "spec": {"arm": arm, "repeat": repeat},
+        "tokens_per_s": tokens_per_s,
+        "peak_rss": peak,
+        "model_flops_per_token": flops,
+    }
 
 
 def test_ratios_are_paired_by_repeat_with_median_and_range():
@@ -44,8 +54,11 @@ def test_ratios_are_paired_by_repeat_with_median_and_range():
 
 
 def test_gpu_marks_are_never_claimed_from_a_cpu_run():
-    runs = [fake_run("lora-adapt/full", 0, 100.0, 1000, 6.0), fake_run("lora-adapt/lora", 0, 200.0, 300, 4.0),
-            fake_run("lora-adapt/qlora", 0, 150.0, 200, 3.0)]
+    runs = [
+        fake_run("lora-adapt/full", 0, 100.0, 1000, 6.0),
+        fake_run("lora-adapt/lora", 0, 200.0, 300, 4.0),
+        fake_run("lora-adapt/qlora", 0, 150.0, 200, 3.0),
+    ]
     summary = {"device": "cpu", "ratios": ratios(runs, "cpu"), "arms": {}}
     by_mark = {m["mark"]: m for m in marks(summary)}
     assert by_mark["LoRA tokens/s >= 1.3x full (GPU)"]["status"] == "not measured here"
@@ -59,8 +72,14 @@ def test_flops_ratio_lora_over_full_is_in_the_published_band():
     from torch.utils.flop_counter import FlopCounterMode
     from transformers import LlamaConfig
 
-    config = LlamaConfig(hidden_size=512, intermediate_size=1376, num_hidden_layers=2, num_attention_heads=8,
-                         num_key_value_heads=8, vocab_size=4096)
+    config = LlamaConfig(
+        hidden_size=512,
+        intermediate_size=1376,
+        num_hidden_layers=2,
+        num_attention_heads=8,
+        num_key_value_heads=8,
+        vocab_size=4096,
+    )
     ids = torch.randint(0, 4096, (1, 32), generator=torch.Generator().manual_seed(0))
 
     def flops(model) -> int:
@@ -70,8 +89,12 @@ def test_flops_ratio_lora_over_full_is_in_the_published_band():
 
     torch.manual_seed(0)
     full = flops(AutoModelForCausalLM.from_config(config))
-    lora = flops(get_peft_model(AutoModelForCausalLM.from_config(config),
-                                LoraConfig(r=8, lora_alpha=16, target_modules="all-linear")))
+    lora = flops(
+        get_peft_model(
+            AutoModelForCausalLM.from_config(config),
+            LoraConfig(r=8, lora_alpha=16, target_modules="all-linear"),
+        )
+    )
     assert 0.64 <= lora / full <= 0.70
 
 
@@ -84,10 +107,23 @@ def test_probe_counts_real_tokens_saved_bytes_and_flops(tiny_llama_dir, tmp_path
     lengths = [8, 30, 17, 5, 26, 12, 40, 9] * 3  # length-varied rows: batches carry padding
     data = Dataset.from_list([{"input_ids": [5 + (i % 50) for i in range(n)]} for n in lengths])
     probe = StepProbe(warmup=1, timed=2)
-    args = TrainingArguments(output_dir=str(tmp_path), per_device_train_batch_size=4, max_steps=4, use_cpu=True,
-                             report_to=[], logging_steps=1, save_strategy="no", disable_tqdm=True)
-    Trainer(model=AutoModelForCausalLM.from_pretrained(tiny_llama_dir), args=args, train_dataset=data,
-            data_collator=DataCollatorForLanguageModeling(tokenizer, mlm=False), callbacks=[probe]).train()
+    args = TrainingArguments(
+        output_dir=str(tmp_path),
+        per_device_train_batch_size=4,
+        max_steps=4,
+        use_cpu=True,
+        report_to=[],
+        logging_steps=1,
+        save_strategy="no",
+        disable_tqdm=True,
+    )
+    Trainer(
+        model=AutoModelForCausalLM.from_pretrained(tiny_llama_dir),
+        args=args,
+        train_dataset=data,
+        data_collator=DataCollatorForLanguageModeling(tokenizer, mlm=False),
+        callbacks=[probe],
+    ).train()
     r = probe.result
     assert [s.step for s in r.steps] == [2, 3]  # warm-up and FLOP-counting steps are not timed
     assert all(0 < s.tokens <= s.processed for s in r.steps)
@@ -98,18 +134,40 @@ def test_probe_counts_real_tokens_saved_bytes_and_flops(tiny_llama_dir, tmp_path
 
 def test_report_renders_from_a_summary():
     summary = {
-        "model": "llama-tiny", "device": "cpu", "command": "lora-adapt bench x.yaml", "created_utc": "now",
+        "model": "llama-tiny",
+        "device": "cpu",
+        "command": "lora-adapt bench x.yaml",
+        "created_utc": "now",
         "hardware": {"cpu": "cpu", "logical_cpus": 2, "ram_bytes": 2**30, "platform": "linux"},
-        "versions": {k: "1" for k in ("python", "torch", "transformers", "trl", "peft", "bitsandbytes", "lora-adapt")},
-        "settings": {"task": "sft", "max_seq_length": 64, "batch_size": 2, "gradient_accumulation_steps": 1,
-                     "packing": False, "gradient_checkpointing": False, "optimizer": "adamw_torch",
-                     "precision": "auto", "model_dtype": "auto", "attn_implementation": "auto",
-                     "adapter": {"method": "lora", "rank": 8, "target_modules": "all-linear", "dropout": 0.05},
-                     "quantization_when_qlora": "nf4"},
-        "repeats": 1, "malloc": "default", "ratios": [], "marks": [],
-        "arms": {"lora-adapt/lora": {"errors": ["Traceback\nOutOfMemoryError: CUDA out of memory"],
-                                     "metrics": {"tokens_per_s": spread([])}, "predicted": None,
-                                     "trainable_params": None}},
+        "versions": {
+            k: "1" for k in ("python", "torch", "transformers", "trl", "peft", "bitsandbytes", "lora-adapt")
+        },
+        "settings": {
+            "task": "sft",
+            "max_seq_length": 64,
+            "batch_size": 2,
+            "gradient_accumulation_steps": 1,
+            "packing": False,
+            "gradient_checkpointing": False,
+            "optimizer": "adamw_torch",
+            "precision": "auto",
+            "model_dtype": "auto",
+            "attn_implementation": "auto",
+            "adapter": {"method": "lora", "rank": 8, "target_modules": "all-linear", "dropout": 0.05},
+            "quantization_when_qlora": "nf4",
+        },
+        "repeats": 1,
+        "malloc": "default",
+        "ratios": [],
+        "marks": [],
+        "arms": {
+            "lora-adapt/lora": {
+                "errors": ["Traceback\nOutOfMemoryError: CUDA out of memory"],
+                "metrics": {"tokens_per_s": spread([])},
+                "predicted": None,
+                "trainable_params": None,
+            }
+        },
     }
     text = markdown(summary, "chart.png")
     assert "failed: OutOfMemoryError" in text and "![charts](chart.png)" in text
@@ -117,8 +175,9 @@ def test_report_renders_from_a_summary():
 
 def test_cli_bench_rejects_unknown_modes(tmp_path):
     recipe = tmp_path / "r.yaml"
-    recipe.write_text(yaml.safe_dump({"name": "b", "model": {"name_or_path": "llama-tiny"},
-                                      "data": {"train": "t.jsonl"}}))
+    recipe.write_text(
+        yaml.safe_dump({"name": "b", "model": {"name_or_path": "llama-tiny"}, "data": {"train": "t.jsonl"}})
+    )
     result = CliRunner().invoke(main, ["bench", str(recipe), "--modes", "full,lorra"])
     assert result.exit_code == 2 and "lorra" in result.output
 
@@ -127,15 +186,36 @@ def test_cli_bench_rejects_unknown_modes(tmp_path):
 def test_two_step_bench_end_to_end(tiny_llama_dir, tmp_path):
     data = write_jsonl(synthetic_rows(48), tmp_path / "train.jsonl")
     recipe = tmp_path / "bench.yaml"
-    recipe.write_text(yaml.safe_dump({
-        "name": "bench-tiny", "model": {"name_or_path": str(tiny_llama_dir)}, "adapter": {"rank": 8},
-        "data": {"train": str(data), "format": "instruction", "max_seq_length": 64,
-                 "cleaning": {"overlength": "truncate"}},
-        "training": {"batch_size": 4}}))
+    recipe.write_text(
+        yaml.safe_dump(
+            {
+                "name": "bench-tiny",
+                "model": {"name_or_path": str(tiny_llama_dir)},
+                "adapter": {"rank": 8},
+                "data": {
+                    "train": str(data),
+                    "format": "instruction",
+                    "max_seq_length": 64,
+                    "cleaning": {"overlength": "truncate"},
+                },
+                "training": {"batch_size": 4},
+            }
+        )
+    )
     out = tmp_path / "results"
-    summary = run_bench(recipe, modes=("full", "lora", "qlora"), peers=("trainer", "trl"), steps=2, warmup=1,
-                        repeats=1, out_dir=out, workdir=tmp_path / "work", packing=True, label="tiny",
-                        echo=lambda _: None)
+    summary = run_bench(
+        recipe,
+        modes=("full", "lora", "qlora"),
+        peers=("trainer", "trl"),
+        steps=2,
+        warmup=1,
+        repeats=1,
+        out_dir=out,
+        workdir=tmp_path / "work",
+        packing=True,
+        label="tiny",
+        echo=lambda _: None,
+    )
     assert {p.name for p in out.iterdir()} == {"tiny.json", "tiny.md", "tiny.png"}
     assert all(not arm["errors"] for arm in summary["arms"].values()), summary["arms"]
     saved = json.loads(Path(out / "tiny.json").read_text())

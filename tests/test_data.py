@@ -50,11 +50,14 @@ def bert_tok():
     tok.normalizer = normalizers.BertNormalizer(lowercase=True)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]"]
-    tok.train_from_iterator(["john smith lives in paris", "the bank charged my card twice"] * 5,
-                            trainers.WordPieceTrainer(vocab_size=80, special_tokens=specials, show_progress=False))
+    tok.train_from_iterator(
+        ["john smith lives in paris", "the bank charged my card twice"] * 5,
+        trainers.WordPieceTrainer(vocab_size=80, special_tokens=specials, show_progress=False),
+    )
     tok.post_processor = processors.BertProcessing(("[SEP]", 3), ("[CLS]", 2))
-    return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
-                                   sep_token="[SEP]")
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]"
+    )
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> Path:
@@ -68,7 +71,7 @@ def rows_of(path: Path, task: TaskSpec = SFT, **spec) -> list[dict]:
 
 # --- sources -----------------------------------------------------------------------------------
 
-CLS_ROWS = [{"text": "good service", "label": "pos"}, {"text": "bad \"service\"", "label": "neg"}]
+CLS_ROWS = [{"text": "good service", "label": "pos"}, {"text": 'bad "service"', "label": "neg"}]
 
 
 def test_jsonl_json_csv_tsv_parquet_round_trip(tmp_path):
@@ -95,9 +98,12 @@ def test_saved_dataset_directory_and_its_splits(tmp_path):
     datasets.Dataset.from_list(CLS_ROWS).save_to_disk(str(tmp_path / "one"))
     assert rows_of(tmp_path / "one", CLS) == CLS_ROWS
     more = [{"text": f"text {i}", "label": "pos" if i % 2 else "neg"} for i in range(6)]
-    datasets.DatasetDict({"train": datasets.Dataset.from_list(more),
-                          "test": datasets.Dataset.from_list(CLS_ROWS)}).save_to_disk(str(tmp_path / "dict"))
-    raw, stats = load_split_rows(DataSpec(path=tmp_path / "dict", split=SplitSpec(validation=0.3, test=0.2)), CLS)
+    datasets.DatasetDict(
+        {"train": datasets.Dataset.from_list(more), "test": datasets.Dataset.from_list(CLS_ROWS)}
+    ).save_to_disk(str(tmp_path / "dict"))
+    raw, stats = load_split_rows(
+        DataSpec(path=tmp_path / "dict", split=SplitSpec(validation=0.3, test=0.2)), CLS
+    )
     assert raw["test"] == CLS_ROWS and len(raw["validation"]) == 2 and len(raw["train"]) == 4
     assert stats["split"]["carved"] == ["validation"]
 
@@ -110,15 +116,19 @@ def test_text_file_blocks_or_lines(tmp_path):
 
 
 CONLL = "-DOCSTART- -X- -X- O\n\nEU NNP B-NP B-ORG\nrejects VBZ B-VP O\n\nPeter NNP B-NP B-PER\nBlackburn NNP I-NP I-PER\n"
-SEMEVAL = ('1\t"The <e1>child</e1> was wrapped into the <e2>cradle</e2>."\nOther\nComment:\n\n'
-           '2\t"The <e1>author</e1> of a keygen uses a <e2>disassembler</e2>."\nInstrument-Agency(e2,e1)\nComment: x\n\n')
+SEMEVAL = (
+    '1\t"The <e1>child</e1> was wrapped into the <e2>cradle</e2>."\nOther\nComment:\n\n'
+    '2\t"The <e1>author</e1> of a keygen uses a <e2>disassembler</e2>."\nInstrument-Agency(e2,e1)\nComment: x\n\n'
+)
 
 
 def test_conll_and_semeval_parse_and_auto_detect(tmp_path):
     (tmp_path / "ner.txt").write_text(CONLL)
     rows = rows_of(tmp_path / "ner.txt", NER)
-    assert rows == [{"tokens": ["EU", "rejects"], "tags": ["B-ORG", "O"]},
-                    {"tokens": ["Peter", "Blackburn"], "tags": ["B-PER", "I-PER"]}]
+    assert rows == [
+        {"tokens": ["EU", "rejects"], "tags": ["B-ORG", "O"]},
+        {"tokens": ["Peter", "Blackburn"], "tags": ["B-PER", "I-PER"]},
+    ]
     (tmp_path / "re.TXT").write_text(SEMEVAL)
     rel = rows_of(tmp_path / "re.TXT", REL)
     assert [r["label"] for r in rel] == ["Other", "Instrument-Agency(e2,e1)"] and rel[1]["id"] == "2"
@@ -145,26 +155,35 @@ def test_missing_file_and_missing_column(tmp_path):
 
 # --- layouts -----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("row", "fmt"), [
-    ({"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}, "chat"),
-    ({"instruction": "q", "input": "", "output": "a"}, "instruction"),
-    ({"prompt": "q", "completion": "a"}, "prompt_completion"),
-    ({"text": "q a"}, "completion"),
-])
+
+@pytest.mark.parametrize(
+    ("row", "fmt"),
+    [
+        ({"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}, "chat"),
+        ({"instruction": "q", "input": "", "output": "a"}, "instruction"),
+        ({"prompt": "q", "completion": "a"}, "prompt_completion"),
+        ({"text": "q a"}, "completion"),
+    ],
+)
 def test_sft_format_auto_detected(tmp_path, row, fmt):
     _, stats = load_split_rows(DataSpec(train=write_jsonl(tmp_path / "t.jsonl", [row]), split=NO_SPLIT), SFT)
     assert stats["format"] == fmt
 
 
 def test_prompt_masked_completion_and_eos_trained(tmp_path, llama_tok):
-    path = write_jsonl(tmp_path / "t.jsonl", [{"prompt": "What is the capital of France?", "completion": " Paris."}])
+    path = write_jsonl(
+        tmp_path / "t.jsonl", [{"prompt": "What is the capital of France?", "completion": " Paris."}]
+    )
     data = prepare_data(DataSpec(train=path, split=NO_SPLIT), SFT, llama_tok, head=False)
     ids, mask = data.train[0]["input_ids"], data.train[0]["completion_mask"]
     assert data.layout == "prompt_completion"
     assert ids[0] == llama_tok.bos_token_id and ids[-1] == llama_tok.eos_token_id and mask[-1] == 1
     trained = [t for t, m in zip(ids, mask, strict=True) if m]
     assert llama_tok.decode(trained) == " Paris.</s>"
-    assert llama_tok.decode([t for t, m in zip(ids, mask, strict=True) if not m]) == "<s>What is the capital of France?"
+    assert (
+        llama_tok.decode([t for t, m in zip(ids, mask, strict=True) if not m])
+        == "<s>What is the capital of France?"
+    )
     assert data.stats["eos_trained"] == {"train": 1.0}
     everything = prepare_data(DataSpec(train=path, split=NO_SPLIT, loss_on="all"), SFT, llama_tok, head=False)
     assert set(everything.train[0]["completion_mask"]) == {1}
@@ -176,8 +195,12 @@ def test_completion_text_all_trained_with_eos(tmp_path, qwen_tok):
     assert set(row["completion_mask"]) == {1} and row["input_ids"][-1] == qwen_tok.eos_token_id
 
 
-CHAT = [{"role": "user", "content": "reset my password"}, {"role": "assistant", "content": "Done."},
-        {"role": "user", "content": "thanks"}, {"role": "assistant", "content": "Welcome."}]
+CHAT = [
+    {"role": "user", "content": "reset my password"},
+    {"role": "assistant", "content": "Done."},
+    {"role": "user", "content": "thanks"},
+    {"role": "assistant", "content": "Welcome."},
+]
 
 
 def trained_text(tokenizer, row) -> str:
@@ -186,11 +209,15 @@ def trained_text(tokenizer, row) -> str:
 
 def test_chat_trains_only_assistant_turns(tmp_path, qwen_tok):
     path = write_jsonl(tmp_path / "t.jsonl", [{"messages": CHAT}])
-    data = prepare_data(DataSpec(train=path, split=NO_SPLIT, system_prompt="Be brief."), SFT, qwen_tok, head=False)
+    data = prepare_data(
+        DataSpec(train=path, split=NO_SPLIT, system_prompt="Be brief."), SFT, qwen_tok, head=False
+    )
     row = data.train[0]
     assert data.layout == "chat"
     assert trained_text(qwen_tok, row) == "Done.<|im_end|>\nWelcome.<|im_end|>\n"
-    masked = qwen_tok.decode([t for t, m in zip(row["input_ids"], row["completion_mask"], strict=True) if not m])
+    masked = qwen_tok.decode(
+        [t for t, m in zip(row["input_ids"], row["completion_mask"], strict=True) if not m]
+    )
     assert masked.startswith("<|im_start|>system\nBe brief.") and "reset my password" in masked
     assert data.stats["eos_trained"]["train"] == 1.0  # eos is <|im_end|>: not appended again
     assert row["input_ids"].count(qwen_tok.eos_token_id) == 5  # one per message, none appended
@@ -201,13 +228,17 @@ def test_chat_without_template_needs_a_named_one(tmp_path, llama_tok):
     with pytest.raises(DataError, match="no chat template") as info:
         prepare_data(DataSpec(train=path, split=NO_SPLIT), SFT, llama_tok, head=False)
     assert "chat_template: chatml" in info.value.hint
-    row = prepare_data(DataSpec(train=path, split=NO_SPLIT, chat_template="llama3"), SFT, llama_tok, head=False).train[0]
+    row = prepare_data(
+        DataSpec(train=path, split=NO_SPLIT, chat_template="llama3"), SFT, llama_tok, head=False
+    ).train[0]
     assert trained_text(llama_tok, row) == "Done.<|eot_id|>Welcome.<|eot_id|></s>"  # eos appended and trained
     assert row["input_ids"][0] == llama_tok.bos_token_id
 
 
 def test_instruction_alpaca_without_template_chat_with_one(tmp_path, llama_tok, qwen_tok):
-    path = write_jsonl(tmp_path / "t.jsonl", [{"instruction": "Summarise", "input": "the clause", "output": "Late."}])
+    path = write_jsonl(
+        tmp_path / "t.jsonl", [{"instruction": "Summarise", "input": "the clause", "output": "Late."}]
+    )
     spec = DataSpec(train=path, split=NO_SPLIT)
     plain = prepare_data(spec, SFT, llama_tok, head=False)
     assert plain.layout == "prompt_completion" and trained_text(llama_tok, plain.train[0]) == "Late.</s>"
@@ -218,14 +249,23 @@ def test_instruction_alpaca_without_template_chat_with_one(tmp_path, llama_tok, 
 
 
 def test_overlength_drop_versus_truncate(tmp_path, llama_tok):
-    rows = [{"prompt": "q ", "completion": "short"}, {"prompt": "q ", "completion": "long " * 40},
-            {"prompt": "long " * 40, "completion": "x"}]
+    rows = [
+        {"prompt": "q ", "completion": "short"},
+        {"prompt": "q ", "completion": "long " * 40},
+        {"prompt": "long " * 40, "completion": "x"},
+    ]
     path = write_jsonl(tmp_path / "t.jsonl", rows)
-    dropped = prepare_data(DataSpec(train=path, split=NO_SPLIT, max_seq_length=16), SFT, llama_tok, head=False)
+    dropped = prepare_data(
+        DataSpec(train=path, split=NO_SPLIT, max_seq_length=16), SFT, llama_tok, head=False
+    )
     assert dropped.stats["dropped"]["overlength"] == {"train": 2} and dropped.stats["rows"]["train"] == 1
-    spec = DataSpec(train=path, split=NO_SPLIT, max_seq_length=16, cleaning=CleaningSpec(overlength="truncate"))
+    spec = DataSpec(
+        train=path, split=NO_SPLIT, max_seq_length=16, cleaning=CleaningSpec(overlength="truncate")
+    )
     cut = prepare_data(spec, SFT, llama_tok, head=False)
-    assert cut.stats["truncated"] == {"train": 1} and cut.stats["dropped"]["completion_truncated"] == {"train": 1}
+    assert cut.stats["truncated"] == {"train": 1} and cut.stats["dropped"]["completion_truncated"] == {
+        "train": 1
+    }
     assert len(cut.train[1]["input_ids"]) == 16 and cut.stats["eos_trained"]["train"] == 0.5
     preview = render_preview(cut, llama_tok, n=2)
     assert "truncated: yes" in preview and "[masked]" in preview and "EOS trained: yes" in preview
@@ -233,22 +273,31 @@ def test_overlength_drop_versus_truncate(tmp_path, llama_tok):
 
 # --- cleaning and splits -----------------------------------------------------------------------
 
+
 def test_normalisation_empty_rows_and_duplicates(tmp_path):
-    rows = [{"text": "Caf\u0065\u0301  au\u00a0lait \n  indented"}, {"text": "   "},
-            {"text": "Café au lait\n  indented"}, {"text": "other"}]
+    rows = [
+        {"text": "Caf\u0065\u0301  au\u00a0lait \n  indented"},
+        {"text": "   "},
+        {"text": "Café au lait\n  indented"},
+        {"text": "other"},
+    ]
     raw, stats = load_split_rows(DataSpec(train=write_jsonl(tmp_path / "t.jsonl", rows), split=NO_SPLIT), SFT)
     assert [r["text"] for r in raw["train"]] == ["Café au lait\n  indented", "other"]
     assert stats["normalized"] == {"unicode": 1, "whitespace": 2}
     assert stats["dropped"]["empty"]["train"] == 1 and stats["dropped"]["duplicate"]["train"] == 1
-    off = CleaningSpec(normalize_unicode=False, normalize_whitespace=False, drop_empty=False, deduplicate=False)
+    off = CleaningSpec(
+        normalize_unicode=False, normalize_whitespace=False, drop_empty=False, deduplicate=False
+    )
     raw, _ = load_split_rows(DataSpec(train=tmp_path / "t.jsonl", split=NO_SPLIT, cleaning=off), SFT)
     assert len(raw["train"]) == 4
 
 
 def test_duplicate_across_splits_stays_only_in_test(tmp_path):
     shared = {"text": "my card was charged twice", "label": "billing"}
-    train = write_jsonl(tmp_path / "train.jsonl", [shared, {"text": "reset password", "label": "login"},
-                                                   {"text": "late refund", "label": "billing"}])
+    train = write_jsonl(
+        tmp_path / "train.jsonl",
+        [shared, {"text": "reset password", "label": "login"}, {"text": "late refund", "label": "billing"}],
+    )
     test = write_jsonl(tmp_path / "test.jsonl", [shared, shared, {"text": "cannot log in", "label": "login"}])
     raw, stats = load_split_rows(DataSpec(train=train, test=test, split=SplitSpec(validation=0)), CLS)
     assert shared not in raw["train"] and raw["test"].count(shared) == 2
@@ -286,13 +335,18 @@ def test_empty_after_cleaning_says_why(tmp_path):
 
 # --- tasks -------------------------------------------------------------------------------------
 
+
 def test_unknown_test_label_and_empty_listed_class(tmp_path):
     train = write_jsonl(tmp_path / "train.jsonl", labelled(10))
-    test = write_jsonl(tmp_path / "test.jsonl", [{"text": "a", "label": "common"}, {"text": "b", "label": "new"}])
+    test = write_jsonl(
+        tmp_path / "test.jsonl", [{"text": "a", "label": "common"}, {"text": "b", "label": "new"}]
+    )
     with pytest.raises(DataError, match=r"test\.jsonl:2: unknown label 'new' in the test split"):
         load_split_rows(DataSpec(train=train, test=test, split=NO_SPLIT), CLS)
     listed = TaskSpec(type="classification", labels=("common", "rare", "never"))
-    with pytest.raises(DataError, match=r"task.labels lists \['never'\] but the training split has no example"):
+    with pytest.raises(
+        DataError, match=r"task.labels lists \['never'\] but the training split has no example"
+    ):
         load_split_rows(DataSpec(train=train, split=NO_SPLIT), listed)
 
 
@@ -300,7 +354,9 @@ def test_misaligned_tags_and_missing_markers_name_the_line(tmp_path):
     (tmp_path / "bad.conll").write_text("EU B-ORG\nrejects\n")
     with pytest.raises(DataError, match=r"bad\.conll:2: token without a tag"):
         rows_of(tmp_path / "bad.conll", NER)
-    path = write_jsonl(tmp_path / "t.jsonl", [{"tokens": ["a"], "tags": ["O"]}, {"tokens": ["a", "b"], "tags": ["O"]}])
+    path = write_jsonl(
+        tmp_path / "t.jsonl", [{"tokens": ["a"], "tags": ["O"]}, {"tokens": ["a", "b"], "tags": ["O"]}]
+    )
     with pytest.raises(DataError, match=r"t\.jsonl:2: 2 tokens but 1 tags"):
         rows_of(path, NER)
     (tmp_path / "re.txt").write_text(SEMEVAL + '3\t"No <e1>markers</e1> here."\nOther\nComment:\n\n')
@@ -309,8 +365,13 @@ def test_misaligned_tags_and_missing_markers_name_the_line(tmp_path):
 
 
 def test_head_classification_and_tagging(tmp_path, bert_tok):
-    train = write_jsonl(tmp_path / "c.jsonl", [{"text": "the bank charged my card", "label": "billing"},
-                                              {"text": "john smith lives in paris", "label": "other"}])
+    train = write_jsonl(
+        tmp_path / "c.jsonl",
+        [
+            {"text": "the bank charged my card", "label": "billing"},
+            {"text": "john smith lives in paris", "label": "other"},
+        ],
+    )
     data = prepare_data(DataSpec(train=train, split=NO_SPLIT), CLS, bert_tok, head=True)
     assert data.labels == ("billing", "other") and data.train["labels"] == [0, 1]
     assert set(data.train.column_names) == {"input_ids", "attention_mask", "labels"}
@@ -320,7 +381,11 @@ def test_head_classification_and_tagging(tmp_path, bert_tok):
     ids, labels = ner.train[0]["input_ids"], ner.train[0]["labels"]
     words = bert_tok(["Johnsmith", "lives", "in", "Paris"], is_split_into_words=True).word_ids()
     assert len(ids) > 6 and labels[0] == -100 and labels[-1] == -100
-    firsts = [y for y, w, prev in zip(labels, words, [None, *words[:-1]], strict=True) if w is not None and w != prev]
+    firsts = [
+        y
+        for y, w, prev in zip(labels, words, [None, *words[:-1]], strict=True)
+        if w is not None and w != prev
+    ]
     assert firsts == [2, 0, 0, 1] and labels.count(-100) == len(ids) - 4
     assert "paris/B-LOC" in render_preview(ner, bert_tok)
 
@@ -331,11 +396,23 @@ def test_multi_label_head_and_generative_prompts(tmp_path, llama_tok):
     data = prepare_data(DataSpec(train=path, split=NO_SPLIT), multi, llama_tok, head=True)
     assert data.train["labels"] == [[1.0, 1.0], [0.0, 1.0]]
     spec = DataSpec(train=path)
-    prompt, gold = generative_prompt({"tokens": ["John", "Smith", "visits", "Paris"],
-                                      "tags": ["B-PER", "I-PER", "O", "B-LOC"]}, NER, spec, ("O", "B-LOC", "B-PER", "I-PER"))
-    assert gold == " PER: John Smith\nLOC: Paris" and "Entity types: LOC, PER" in prompt and prompt.endswith("Answer:")
-    prompt, gold = generative_prompt({"text": "hi", "label": "ham"}, CLS, DataSpec(train=path, prompt_template="T={text} L={labels}"),
-                                     ("ham", "spam"))
+    prompt, gold = generative_prompt(
+        {"tokens": ["John", "Smith", "visits", "Paris"], "tags": ["B-PER", "I-PER", "O", "B-LOC"]},
+        NER,
+        spec,
+        ("O", "B-LOC", "B-PER", "I-PER"),
+    )
+    assert (
+        gold == " PER: John Smith\nLOC: Paris"
+        and "Entity types: LOC, PER" in prompt
+        and prompt.endswith("Answer:")
+    )
+    prompt, gold = generative_prompt(
+        {"text": "hi", "label": "ham"},
+        CLS,
+        DataSpec(train=path, prompt_template="T={text} L={labels}"),
+        ("ham", "spam"),
+    )
     assert (prompt, gold) == ("T=hi L=ham, spam", " ham")
     extraction = TaskSpec(type="extraction", fields=("drug", "dose"))
     _, gold = generative_prompt({"text": "t", "output": {"drug": "aspirin", "x": 1}}, extraction, spec, None)
@@ -344,12 +421,17 @@ def test_multi_label_head_and_generative_prompts(tmp_path, llama_tok):
 
 # --- real data ---------------------------------------------------------------------------------
 
+
 @needs_shared
 def test_real_sms_spam_and_banking77():
     sms = rows_of(SHARED / "sms_spam" / "SMSSpamCollection", CLS, column_names=("label", "text"))
     assert len(sms) == 5574 and {r["label"] for r in sms} == {"ham", "spam"}
-    spec = DataSpec(train=SHARED / "banking77" / "train.csv", test=SHARED / "banking77" / "test.csv",
-                    columns={"label": "category"}, split=SplitSpec(validation=0))
+    spec = DataSpec(
+        train=SHARED / "banking77" / "train.csv",
+        test=SHARED / "banking77" / "test.csv",
+        columns={"label": "category"},
+        split=SplitSpec(validation=0),
+    )
     raw, stats = load_split_rows(spec, CLS)
     assert stats["rows_read"] == {"train": 10003, "test": 3080} and len(stats["labels"]) == 77
     assert len(raw["test"]) == 3080 and len(stats["files"]) == 2
@@ -382,7 +464,9 @@ def test_row_level_problems_name_the_line(tmp_path):
     with pytest.raises(DataError, match=r"t\.jsonl:2: this row has no \['label'\]"):
         rows_of(path, CLS)
     (tmp_path / "h.tsv").write_text("label\ttext\nham\thi\n")
-    assert rows_of(tmp_path / "h.tsv", CLS, column_names=("label", "text")) == [{"label": "ham", "text": "hi"}]
+    assert rows_of(tmp_path / "h.tsv", CLS, column_names=("label", "text")) == [
+        {"label": "ham", "text": "hi"}
+    ]
     (tmp_path / "l.jsonl").write_bytes(b'{"text": "caf\xe9"}\n')
     with pytest.raises(DataError, match="not UTF-8"):
         rows_of(tmp_path / "l.jsonl")
@@ -397,12 +481,18 @@ def test_relation_head_keeps_markers(tmp_path, bert_tok):
 
 def test_generative_tagging_and_extraction(tmp_path, llama_tok):
     (tmp_path / "n.conll").write_text("John B-PER\nvisits O\nParis B-LOC\n\nno O\n")
-    ner = prepare_data(DataSpec(train=tmp_path / "n.conll", split=NO_SPLIT), TaskSpec(type="token_classification",
-                                                                                     mode="generative"), llama_tok, head=False)
+    ner = prepare_data(
+        DataSpec(train=tmp_path / "n.conll", split=NO_SPLIT),
+        TaskSpec(type="token_classification", mode="generative"),
+        llama_tok,
+        head=False,
+    )
     assert ner.layout == "tagging"
     assert [trained_text(llama_tok, r) for r in ner.train] == [" PER: John\nLOC: Paris</s>", " none</s>"]
     rows = [{"text": "took aspirin 5mg", "output": '{"drug": "aspirin", "dose": "5mg"}'}]
     task = TaskSpec(type="extraction", fields=("drug", "dose"))
-    data = prepare_data(DataSpec(train=write_jsonl(tmp_path / "e.jsonl", rows), split=NO_SPLIT), task, llama_tok, head=False)
+    data = prepare_data(
+        DataSpec(train=write_jsonl(tmp_path / "e.jsonl", rows), split=NO_SPLIT), task, llama_tok, head=False
+    )
     assert data.labels is None and data.raw["train"][0]["output"] == {"drug": "aspirin", "dose": "5mg"}
     assert trained_text(llama_tok, data.train[0]) == ' {"dose": "5mg", "drug": "aspirin"}</s>'

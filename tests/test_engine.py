@@ -21,16 +21,26 @@ def instruction_rows(n: int = 48) -> list[dict]:
     rows = []
     for i in range(n):
         topic = TOPICS[i % len(TOPICS)]
-        rows.append({"instruction": f"Summarise ticket {i} about {topic}.",
-                     "input": f"The customer writes about {topic} number {i}.",
-                     "output": f"A {topic} ticket."})
+        rows.append(
+            {
+                "instruction": f"Summarise ticket {i} about {topic}.",
+                "input": f"The customer writes about {topic} number {i}.",
+                "output": f"A {topic} ticket.",
+            }
+        )
     return rows
 
 
 def chat_rows(n: int = 40) -> list[dict]:
-    return [{"messages": [{"role": "user", "content": f"What is ticket {i} about?"},
-                          {"role": "assistant", "content": f"It is about {TOPICS[i % len(TOPICS)]}."}]}
-            for i in range(n)]
+    return [
+        {
+            "messages": [
+                {"role": "user", "content": f"What is ticket {i} about?"},
+                {"role": "assistant", "content": f"It is about {TOPICS[i % len(TOPICS)]}."},
+            ]
+        }
+        for i in range(n)
+    ]
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> Path:
@@ -43,9 +53,19 @@ def write_recipe(tmp_path: Path, model_dir: Path, data_path: Path, **sections) -
         "name": "tiny",
         "model": {"name_or_path": str(model_dir)},
         "adapter": {"rank": 4, "alpha": 8, "dropout": 0.0},
-        "data": {"path": str(data_path), "max_seq_length": 128, "split": {"validation": 0.125, "test": 0.125}},
-        "training": {"max_steps": 6, "learning_rate": 5e-3, "batch_size": 4, "logging_steps": 1,
-                     "progress_bar": False, "save_steps": 3},
+        "data": {
+            "path": str(data_path),
+            "max_seq_length": 128,
+            "split": {"validation": 0.125, "test": 0.125},
+        },
+        "training": {
+            "max_steps": 6,
+            "learning_rate": 5e-3,
+            "batch_size": 4,
+            "logging_steps": 1,
+            "progress_bar": False,
+            "save_steps": 3,
+        },
         "output": {"dir": str(tmp_path / "runs")},
     }
     return save_recipe(tmp_path, recipe, sections)
@@ -112,8 +132,12 @@ def test_adapter_reloads_and_changes_the_model(lora_run, tiny_llama_dir):
     ids = torch.tensor([[1, 40, 50, 60, 70, 80]])
     with torch.no_grad():
         base_logits = base(input_ids=ids).logits
-    adapted = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_llama_dir), run_dir / A.ADAPTER_DIR)
-    again = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_llama_dir), run_dir / A.ADAPTER_DIR)
+    adapted = PeftModel.from_pretrained(
+        AutoModelForCausalLM.from_pretrained(tiny_llama_dir), run_dir / A.ADAPTER_DIR
+    )
+    again = PeftModel.from_pretrained(
+        AutoModelForCausalLM.from_pretrained(tiny_llama_dir), run_dir / A.ADAPTER_DIR
+    )
     with torch.no_grad():
         logits = adapted(input_ids=ids).logits
         assert torch.equal(logits, again(input_ids=ids).logits)
@@ -147,8 +171,9 @@ def test_training_changes_only_adapter_weights(tiny_llama_dir):
 
 def test_qlora_nf4_run(tiny_llama_dir, tmp_path):
     data = write_jsonl(tmp_path / "train.jsonl", instruction_rows(32))
-    recipe = write_recipe(tmp_path, tiny_llama_dir, data, quantization={"method": "nf4"},
-                          training={"max_steps": 3})
+    recipe = write_recipe(
+        tmp_path, tiny_llama_dir, data, quantization={"method": "nf4"}, training={"max_steps": 3}
+    )
     result = cli("run", str(recipe))
     assert result.exit_code == 0, result.output
     run_dir = tmp_path / "runs" / "tiny"
@@ -165,7 +190,9 @@ def test_chat_run_on_qwen2_with_its_template(tiny_qwen2_dir, tmp_path):
     assert result.exit_code == 0, result.output
     manifest = json.loads((tmp_path / "runs" / "tiny" / A.MANIFEST).read_text())
     assert manifest["base_model"]["model_type"] == "qwen2"
-    assert manifest["data"]["stats"].get("format") in ("chat", None) or "chat" in json.dumps(manifest["data"]["stats"])
+    assert manifest["data"]["stats"].get("format") in ("chat", None) or "chat" in json.dumps(
+        manifest["data"]["stats"]
+    )
 
 
 def test_finished_run_is_not_overwritten(lora_run):
@@ -189,7 +216,9 @@ def test_resume_after_interruption_reaches_the_same_final_step(tiny_llama_dir, t
                 raise KeyboardInterrupt
 
     data = write_jsonl(tmp_path / "train.jsonl", instruction_rows(32))
-    recipe = load_recipe(write_recipe(tmp_path, tiny_llama_dir, data, training={"max_steps": 6, "save_steps": 2}))
+    recipe = load_recipe(
+        write_recipe(tmp_path, tiny_llama_dir, data, training={"max_steps": 6, "save_steps": 2})
+    )
     final = tmp_path / "runs" / "tiny"
     with pytest.raises(KeyboardInterrupt):
         run(recipe, callbacks=[Interrupt()], echo=lambda s: None)
@@ -213,8 +242,13 @@ def test_dry_run_writes_nothing(tiny_llama_dir, tmp_path):
 
 def test_merge_at_the_end_of_a_run_is_verified(tiny_llama_dir, tmp_path):
     data = write_jsonl(tmp_path / "train.jsonl", instruction_rows(24))
-    recipe = write_recipe(tmp_path, tiny_llama_dir, data, training={"max_steps": 2},
-                          output={"merge": True, "merge_dtype": "fp32"})
+    recipe = write_recipe(
+        tmp_path,
+        tiny_llama_dir,
+        data,
+        training={"max_steps": 2},
+        output={"merge": True, "merge_dtype": "fp32"},
+    )
     result = cli("run", str(recipe))
     assert result.exit_code == 0, result.output
     run_dir = tmp_path / "runs" / "tiny"
@@ -226,9 +260,18 @@ def test_merge_at_the_end_of_a_run_is_verified(tiny_llama_dir, tmp_path):
 
 def test_early_stopping_keeps_the_best_adapter(tiny_llama_dir, tmp_path):
     data = write_jsonl(tmp_path / "train.jsonl", instruction_rows(40))
-    recipe = write_recipe(tmp_path, tiny_llama_dir, data,
-                          training={"max_steps": 12, "eval_steps": 2, "save_steps": None, "learning_rate": 0.3,
-                                    "early_stopping": {"patience": 1}})
+    recipe = write_recipe(
+        tmp_path,
+        tiny_llama_dir,
+        data,
+        training={
+            "max_steps": 12,
+            "eval_steps": 2,
+            "save_steps": None,
+            "learning_rate": 0.3,
+            "early_stopping": {"patience": 1},
+        },
+    )
     result = cli("run", str(recipe))
     assert result.exit_code == 0, result.output
     metrics = json.loads((tmp_path / "runs" / "tiny" / A.METRICS).read_text())

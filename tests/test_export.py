@@ -25,9 +25,18 @@ from lora_adapt.recipe import dump_recipe, recipe_from_dict
 PROMPTS = ["The patient was admitted with chest pain.", "Refunds are processed within five business days."]
 
 
-def make_run(root: Path, base: Path, *, quantization: str = "none", rank: int = 4, dora: bool = False,
-             modules_to_save: tuple[str, ...] = (), target_modules: list[str] | str = "all-linear",
-             test_rows: list[dict] | None = None, name: str = "run") -> Path:
+def make_run(
+    root: Path,
+    base: Path,
+    *,
+    quantization: str = "none",
+    rank: int = 4,
+    dora: bool = False,
+    modules_to_save: tuple[str, ...] = (),
+    target_modules: list[str] | str = "all-linear",
+    test_rows: list[dict] | None = None,
+    name: str = "run",
+) -> Path:
     """A finished run directory as the pipeline writes it, with a randomly initialised (non-zero) adapter."""
     from peft import LoraConfig, get_peft_model
 
@@ -35,31 +44,62 @@ def make_run(root: Path, base: Path, *, quantization: str = "none", rank: int = 
     if test_rows is not None:
         (root / "test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in test_rows))
         data["test"] = str(root / "test.jsonl")
-    recipe = recipe_from_dict({
-        "name": name, "model": {"name_or_path": str(base), "device": "cpu"},
-        "quantization": {"method": quantization},
-        "adapter": {"method": "dora" if dora else "lora", "rank": rank, "alpha": 2 * rank,
-                    "target_modules": target_modules, "modules_to_save": list(modules_to_save)},
-        "data": data, "output": {"dir": str(root)},
-    })
+    recipe = recipe_from_dict(
+        {
+            "name": name,
+            "model": {"name_or_path": str(base), "device": "cpu"},
+            "quantization": {"method": quantization},
+            "adapter": {
+                "method": "dora" if dora else "lora",
+                "rank": rank,
+                "alpha": 2 * rank,
+                "target_modules": target_modules,
+                "modules_to_save": list(modules_to_save),
+            },
+            "data": data,
+            "output": {"dir": str(root)},
+        }
+    )
     loaded = load_model(recipe.model, recipe.quantization)
     torch.manual_seed(1)
-    config = LoraConfig(r=rank, lora_alpha=2 * rank, target_modules=target_modules, use_dora=dora,
-                        modules_to_save=list(modules_to_save) or None, init_lora_weights=False, task_type="CAUSAL_LM")
+    config = LoraConfig(
+        r=rank,
+        lora_alpha=2 * rank,
+        target_modules=target_modules,
+        use_dora=dora,
+        modules_to_save=list(modules_to_save) or None,
+        init_lora_weights=False,
+        task_type="CAUSAL_LM",
+    )
     model = get_peft_model(loaded.model, config)
     run = root / name
     model.save_pretrained(run / A.ADAPTER_DIR)
     loaded.tokenizer.save_pretrained(run / A.ADAPTER_DIR)
     cfg = model.get_base_model().config.to_dict()
     manifest = {
-        "name": name, "task": {"type": "sft", "mode": "generative", "labels": []},
-        "base_model": {"name_or_path": str(base), "hub_id": None, "revision": None, "resolved_path": str(base),
-                       "kind": "local", "model_type": cfg["model_type"], "architectures": cfg["architectures"],
-                       "auto_class": "AutoModelForCausalLM", "config_sha256": config_sha256(cfg),
-                       "tokenizer_sha256": tokenizer_sha256(base), "trust_remote_code": False},
+        "name": name,
+        "task": {"type": "sft", "mode": "generative", "labels": []},
+        "base_model": {
+            "name_or_path": str(base),
+            "hub_id": None,
+            "revision": None,
+            "resolved_path": str(base),
+            "kind": "local",
+            "model_type": cfg["model_type"],
+            "architectures": cfg["architectures"],
+            "auto_class": "AutoModelForCausalLM",
+            "config_sha256": config_sha256(cfg),
+            "tokenizer_sha256": tokenizer_sha256(base),
+            "trust_remote_code": False,
+        },
         "quantization": recipe.quantization.model_dump(mode="json"),
-        "adapter": {"method": recipe.adapter.method, "rank": rank, "alpha": 2 * rank,
-                    "target_modules": target_modules, "modules_to_save": list(modules_to_save)},
+        "adapter": {
+            "method": recipe.adapter.method,
+            "rank": rank,
+            "alpha": 2 * rank,
+            "target_modules": target_modules,
+            "modules_to_save": list(modules_to_save),
+        },
     }
     A.atomic_write_json(run / A.MANIFEST, manifest)
     A.atomic_write_text(run / A.RESOLVED_RECIPE, dump_recipe(recipe))
@@ -69,8 +109,11 @@ def make_run(root: Path, base: Path, *, quantization: str = "none", rank: int = 
 
 @pytest.fixture(scope="module")
 def llama_run(tmp_path_factory, tiny_llama_dir) -> Path:
-    return make_run(tmp_path_factory.mktemp("runs"), tiny_llama_dir,
-                    test_rows=[{"prompt": p, "completion": " ok"} for p in PROMPTS])
+    return make_run(
+        tmp_path_factory.mktemp("runs"),
+        tiny_llama_dir,
+        test_rows=[{"prompt": p, "completion": " ok"} for p in PROMPTS],
+    )
 
 
 def invoke(*args: str):
@@ -86,6 +129,7 @@ def copy_adapter_run(run: Path, dest: Path) -> Path:
 
 # --- merge ------------------------------------------------------------------------------------
 
+
 def test_llama_merge_fp32_equals_base_plus_adapter(llama_run, tmp_path):
     out = tmp_path / "merged"
     report = merge_run(llama_run, out, dtype="fp32")
@@ -93,12 +137,21 @@ def test_llama_merge_fp32_equals_base_plus_adapter(llama_run, tmp_path):
     assert report["merge"]["max_logit_diff"] < 1e-4 and report["saved"]["max_logit_diff"] < 1e-4
     assert report["merge"]["greedy_agreement"] == 1.0 and report["merge"]["mean_kl"] < 1e-8
     assert report["adapter_effect"]["max_logit_diff"] > 1e-2  # the adapter does change the model
-    assert report["prompts"] == {"source": "test_file", "path": str(llama_run.parent / "test.jsonl"), "count": 2,
-                                 "note": None}
+    assert report["prompts"] == {
+        "source": "test_file",
+        "path": str(llama_run.parent / "test.jsonl"),
+        "count": 2,
+        "note": None,
+    }
     assert report["qlora_gap"] is None and report["base"]["checked"]["config_sha256"] == "ok"
     names = {p.name for p in out.iterdir()}
-    assert {"config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
-            A.MERGE_VERIFICATION} <= names
+    assert {
+        "config.json",
+        "generation_config.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        A.MERGE_VERIFICATION,
+    } <= names
     assert any(n.endswith(".safetensors") for n in names) and not any("adapter" in n for n in names)
     assert json.loads((out / A.MERGE_VERIFICATION).read_text())["passed"] is True
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging folder left behind
@@ -116,7 +169,10 @@ def test_qwen2_merge_bf16_keeps_chat_template_and_unties_an_adapted_head(tmp_pat
     assert 0 < report["saved"]["max_logit_diff"] < report["adapter_effect"]["max_logit_diff"]
     assert report["prompts"]["source"] == "builtin"
     assert len(list(out.glob("*.safetensors"))) > 1 and (out / "model.safetensors.index.json").is_file()
-    assert AutoTokenizer.from_pretrained(out).chat_template == AutoTokenizer.from_pretrained(tiny_qwen2_dir).chat_template
+    assert (
+        AutoTokenizer.from_pretrained(out).chat_template
+        == AutoTokenizer.from_pretrained(tiny_qwen2_dir).chat_template
+    )
     assert (out / "generation_config.json").is_file()
     model = AutoModelForCausalLM.from_pretrained(out)
     assert report["untied_embeddings"] and not model.config.tie_word_embeddings
@@ -124,7 +180,9 @@ def test_qwen2_merge_bf16_keeps_chat_template_and_unties_an_adapted_head(tmp_pat
 
 
 def test_qlora_adapter_merges_unquantized_and_reports_gap(tmp_path, tiny_llama_dir):
-    run = make_run(tmp_path, tiny_llama_dir, quantization="nf4", target_modules=["q_proj", "v_proj", "down_proj"])
+    run = make_run(
+        tmp_path, tiny_llama_dir, quantization="nf4", target_modules=["q_proj", "v_proj", "down_proj"]
+    )
     report = merge_run(run, tmp_path / "merged", dtype="fp32", prompts=PROMPTS)
     gap = report["qlora_gap"]
     print("qlora:", report["merge"]["max_logit_diff"], gap)
@@ -157,7 +215,9 @@ def test_merge_refuses_a_quantized_base(llama_run, tmp_path, tiny_llama_dir):
 
 
 def test_failed_verification_writes_nothing(llama_run, tmp_path):
-    result = invoke("merge", llama_run, "--out", tmp_path / "merged", "--dtype", "fp32", "--max-logit-diff", "0")
+    result = invoke(
+        "merge", llama_run, "--out", tmp_path / "merged", "--dtype", "fp32", "--max-logit-diff", "0"
+    )
     assert result.exit_code == 1 and "merge verification failed" in result.output
     assert list(tmp_path.iterdir()) == []
 
@@ -178,6 +238,7 @@ def test_not_a_finished_run_is_a_usage_error(tmp_path):
 
 
 # --- adapter checks -----------------------------------------------------------------------------
+
 
 def test_check_adapter_weights_stats(llama_run):
     stats = check_adapter_weights(llama_run / A.ADAPTER_DIR)
@@ -211,27 +272,52 @@ def test_missing_tensors_are_refused(llama_run, tmp_path):
 
 # --- export -------------------------------------------------------------------------------------
 
+
 def test_peft_and_vllm_exports_of_a_plain_lora(llama_run, tmp_path):
     report = export_run(llama_run, tmp_path / "peft", target="peft")
     assert report["issues"] == [] and {p.name for p in (tmp_path / "peft").iterdir()} == {
-        A.ADAPTER_CONFIG, A.ADAPTER_WEIGHTS, "tokenizer.json", "tokenizer_config.json", A.EXPORT_REPORT}
+        A.ADAPTER_CONFIG,
+        A.ADAPTER_WEIGHTS,
+        "tokenizer.json",
+        "tokenizer_config.json",
+        A.EXPORT_REPORT,
+    }
     result = invoke("export", llama_run, "--target", "vllm", "--out", tmp_path / "vllm")
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "vllm" / A.EXPORT_REPORT).read_text())
-    assert [i for i in report["issues"] if i["severity"] == "reject"] == [] and "--enable-lora" in report["serve"]
+    assert [i for i in report["issues"] if i["severity"] == "reject"] == [] and "--enable-lora" in report[
+        "serve"
+    ]
 
 
 def test_vllm_export_flags_dora_rank_and_modules_to_save(tmp_path, tiny_llama_dir):
-    run = make_run(tmp_path, tiny_llama_dir, rank=512, dora=True, modules_to_save=("lm_head",),
-                   target_modules=["q_proj", "v_proj"])
+    run = make_run(
+        tmp_path,
+        tiny_llama_dir,
+        rank=512,
+        dora=True,
+        modules_to_save=("lm_head",),
+        target_modules=["q_proj", "v_proj"],
+    )
     result = invoke("export", run, "--target", "vllm", "--out", tmp_path / "vllm")
     assert result.exit_code == 2 and not (tmp_path / "vllm").exists()
-    for words in ("DoRA", "rank 512 is greater than max_lora_rank 16", "--max-lora-rank 512", "modules_to_save ['lm_head']"):
+    for words in (
+        "DoRA",
+        "rank 512 is greater than max_lora_rank 16",
+        "--max-lora-rank 512",
+        "modules_to_save ['lm_head']",
+    ):
         assert words in result.output, words
     report = export_run(run, tmp_path / "vllm", target="vllm", force=True)
-    assert check_adapter_weights(run / A.ADAPTER_DIR)["magnitude_vectors"] == 4  # DoRA passes the weight check
+    assert (
+        check_adapter_weights(run / A.ADAPTER_DIR)["magnitude_vectors"] == 4
+    )  # DoRA passes the weight check
     checks = {i["check"]: i["severity"] for i in report["issues"]}
     assert checks == {"rank": "reject", "dora": "reject", "modules_to_save": "reject"}
     assert report["forced"] and (tmp_path / "vllm" / A.ADAPTER_WEIGHTS).is_file()
-    declared = export_run(run, tmp_path / "vllm", target="vllm", force=True, max_lora_rank=512, overwrite=True)
-    assert "rank" not in {i["check"] for i in declared["issues"]} and "--max-lora-rank 512" in declared["serve"]
+    declared = export_run(
+        run, tmp_path / "vllm", target="vllm", force=True, max_lora_rank=512, overwrite=True
+    )
+    assert (
+        "rank" not in {i["check"] for i in declared["issues"]} and "--max-lora-rank 512" in declared["serve"]
+    )

@@ -18,14 +18,24 @@ def test_classification_metrics_by_hand_with_an_invalid_answer():
     m = M.classification_metrics(gold, pred, ["a", "b", "c"])
     assert m["n"] == 5 and m["invalid"] == 1
     assert m["accuracy"] == 0.6  # the invalid answer is wrong, not dropped
-    assert m["per_class"]["a"] == {"precision": 1.0, "recall": 0.5, "f1": 0.666667, "support": 2, "predicted": 1, "correct": 1}
+    assert m["per_class"]["a"] == {
+        "precision": 1.0,
+        "recall": 0.5,
+        "f1": 0.666667,
+        "support": 2,
+        "predicted": 1,
+        "correct": 1,
+    }
     assert m["per_class"]["b"]["precision"] == 0.5 and m["per_class"]["b"]["recall"] == 0.5
     assert m["f1_macro"] == pytest.approx((2 / 3 + 0.5 + 1) / 3, abs=1e-6)
     assert (m["precision_micro"], m["recall_micro"]) == (0.75, 0.6)  # invalid: a miss, not a false positive
     assert m["f1_micro"] == pytest.approx(2 * 0.75 * 0.6 / 1.35, abs=1e-6)
     assert m["f1_weighted"] == pytest.approx((2 / 3 * 2 + 0.5 * 2 + 1) / 5, abs=1e-6)
-    assert m["confusion_matrix"] == {"labels": ["a", "b", "c"], "columns": ["a", "b", "c", "(invalid)"],
-                                     "matrix": [[1, 1, 0, 0], [0, 1, 0, 1], [0, 0, 1, 0]]}
+    assert m["confusion_matrix"] == {
+        "labels": ["a", "b", "c"],
+        "columns": ["a", "b", "c", "(invalid)"],
+        "matrix": [[1, 1, 0, 0], [0, 1, 0, 1], [0, 0, 1, 0]],
+    }
 
 
 def test_classification_metrics_match_sklearn_without_invalid_answers():
@@ -46,7 +56,9 @@ def test_multilabel_metrics_by_hand():
     assert m["per_class"]["x"]["recall"] == 0.5 and m["per_class"]["y"]["f1"] == 1.0
     assert m["f1_macro"] == pytest.approx((2 / 3 + 1) / 2, abs=1e-6)
     assert (m["precision_micro"], m["recall_micro"]) == (1.0, pytest.approx(2 / 3, abs=1e-6))
-    assert m["f1_samples"] == pytest.approx((1 + 2 / 3 + 0) / 3, abs=1e-6)  # invalid row scores 0, even with empty gold
+    assert m["f1_samples"] == pytest.approx(
+        (1 + 2 / 3 + 0) / 3, abs=1e-6
+    )  # invalid row scores 0, even with empty gold
 
 
 def test_relation_metrics_follow_the_semeval_scorer():
@@ -56,8 +68,14 @@ def test_relation_metrics_follow_the_semeval_scorer():
     m = M.relation_metrics(gold, pred, labels, "Other")
     # (9+1)-way with direction: C-E: 1 exact of 2 predicted C-E (one with the wrong direction) and 2 gold;
     # C-W: 0 correct of 1 predicted; Other left out of the average.
-    assert m["per_relation_official"]["C-E"] == {"precision": 0.5, "recall": 0.5, "f1": 0.5, "correct": 1,
-                                                      "predicted": 2, "support": 2}
+    assert m["per_relation_official"]["C-E"] == {
+        "precision": 0.5,
+        "recall": 0.5,
+        "f1": 0.5,
+        "correct": 1,
+        "predicted": 2,
+        "support": 2,
+    }
     assert m["per_relation_official"]["C-W"]["f1"] == 0.0
     assert set(m["per_relation_official"]) == {"C-E", "C-W"}
     assert m["f1_macro_official"] == 0.25
@@ -111,7 +129,10 @@ def test_parsing_is_strict():
     assert parsing.parse_multilabel("outage|billing", labels, "|") == ["billing", "outage"]
     assert parsing.parse_multilabel("outage|weather", labels, "|") is None
     assert parsing.parse_multilabel("none", labels, "|") == []
-    assert parsing.parse_entities("PER: John  Smith\nLOC: Paris", ["PER", "LOC"]) == [("PER", "John Smith"), ("LOC", "Paris")]
+    assert parsing.parse_entities("PER: John  Smith\nLOC: Paris", ["PER", "LOC"]) == [
+        ("PER", "John Smith"),
+        ("LOC", "Paris"),
+    ]
     assert parsing.parse_entities("PER John", ["PER"]) is None
     assert parsing.parse_entities("none", ["PER"]) == []
     assert parsing.parse_json_object('{"a": 1} trailing') == {"a": 1}
@@ -120,15 +141,24 @@ def test_parsing_is_strict():
 
 def test_spans_from_tags_and_word_shapes():
     assert spans_from_tags(["John", "Smith", "in", "Paris"], ["B-PER", "I-PER", "O", "B-LOC"]) == [
-        ("PER", "John Smith"), ("LOC", "Paris")]
+        ("PER", "John Smith"),
+        ("LOC", "Paris"),
+    ]
     assert shape("McDonald") == "XxXx" and shape("AB-12") == "X-d"
 
 
 def test_statistical_baselines():
     task = TaskSpec(type="classification")
-    train = [{"text": t, "label": lab} for t, lab in [
-        ("my bill is too high", "billing"), ("charged twice on my bill", "billing"), ("refund my bill", "billing"),
-        ("power is out", "outage"), ("no power since morning", "outage")]]
+    train = [
+        {"text": t, "label": lab}
+        for t, lab in [
+            ("my bill is too high", "billing"),
+            ("charged twice on my bill", "billing"),
+            ("refund my bill", "billing"),
+            ("power is out", "outage"),
+            ("no power since morning", "outage"),
+        ]
+    ]
     test = [{"text": "the bill doubled", "label": "billing"}, {"text": "power cut again", "label": "outage"}]
     assert majority(train, test, "single", task) == ["billing", "billing"]
     assert tfidf_logreg(train, [], test, "single", task) == ["billing", "outage"]
@@ -137,10 +167,14 @@ def test_statistical_baselines():
 
 
 def test_comparison_table_lists_every_system():
-    metrics = {"evaluation": {"kind": "single", "mode": "head"},
-               "task": {"accuracy": 0.9, "f1_macro": 0.8, "method": "lora r=8"},
-               "baselines": {"majority": {"accuracy": 0.5, "f1_macro": 0.2, "method": "most frequent"},
-                             "full_finetune": {"skipped": "not asked"}}}
+    metrics = {
+        "evaluation": {"kind": "single", "mode": "head"},
+        "task": {"accuracy": 0.9, "f1_macro": 0.8, "method": "lora r=8"},
+        "baselines": {
+            "majority": {"accuracy": 0.5, "f1_macro": 0.2, "method": "most frequent"},
+            "full_finetune": {"skipped": "not asked"},
+        },
+    }
     table = comparison_table(metrics)
     assert "| **adapted (LoRA)** | 0.9000 | 0.8000 |" in table
     assert "majority class" in table and "not asked" in table

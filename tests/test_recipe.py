@@ -107,7 +107,9 @@ def test_json_schema_is_strict_and_documented():
     json.dumps(schema)
 
 
-@pytest.mark.parametrize("path", sorted((REPO / "recipes").rglob("*.yaml")), ids=lambda p: str(p.relative_to(REPO)))
+@pytest.mark.parametrize(
+    "path", sorted((REPO / "recipes").rglob("*.yaml")), ids=lambda p: str(p.relative_to(REPO))
+)
 def test_every_shipped_recipe_validates_and_has_a_header(path):
     load_recipe(path)
     head = path.read_text().splitlines()[:6]
@@ -131,9 +133,11 @@ def test_validate_command_exit_codes(tmp_path):
 
 def test_validate_does_not_import_torch(tmp_path):
     good = write(tmp_path, MINIMAL)
-    code = ("import sys; from lora_adapt.cli import main\n"
-            f"try: main(['validate', {str(good)!r}])\nexcept SystemExit: pass\n"
-            "assert 'torch' not in sys.modules, 'validate imported torch'")
+    code = (
+        "import sys; from lora_adapt.cli import main\n"
+        f"try: main(['validate', {str(good)!r}])\nexcept SystemExit: pass\n"
+        "assert 'torch' not in sys.modules, 'validate imported torch'"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
@@ -146,7 +150,16 @@ def test_schema_command_prints_json():
 def test_recipe_keys_documented_in_schema_defaults_only():
     # defaults live in the schema: a minimal recipe dumped back has every section
     data = yaml.safe_load(dump_recipe(load_recipe_from_text(MINIMAL)))
-    assert set(data) >= {"task", "model", "quantization", "adapter", "data", "training", "evaluation", "output"}
+    assert set(data) >= {
+        "task",
+        "model",
+        "quantization",
+        "adapter",
+        "data",
+        "training",
+        "evaluation",
+        "output",
+    }
 
 
 def load_recipe_from_text(text: str):
@@ -158,11 +171,18 @@ def load_recipe_from_text(text: str):
 def test_full_finetune_baseline_learning_rate():
     from lora_adapt.evaluation.full_finetune import derived_training
 
-    base = {"name": "x", "model": {"name_or_path": "m"}, "data": {"train": "t.jsonl"},
-            "task": {"type": "classification"}, "training": {"learning_rate": 2e-3}}
+    base = {
+        "name": "x",
+        "model": {"name_or_path": "m"},
+        "data": {"train": "t.jsonl"},
+        "task": {"type": "classification"},
+        "training": {"learning_rate": 2e-3},
+    }
     default = recipe_from_dict({**base, "evaluation": {"baselines": ["full_finetune"]}})
     assert derived_training(default).learning_rate == pytest.approx(2e-4)  # 0.1 x the adapter's
-    chosen = recipe_from_dict({**base, "evaluation": {"baselines": ["full_finetune"], "full_finetune_learning_rate": 5e-5}})
+    chosen = recipe_from_dict(
+        {**base, "evaluation": {"baselines": ["full_finetune"], "full_finetune_learning_rate": 5e-5}}
+    )
     assert derived_training(chosen).learning_rate == 5e-5 and chosen.training.learning_rate == 2e-3
     with pytest.raises(RecipeError, match="'full_finetune' is not in evaluation.baselines"):
         recipe_from_dict({**base, "evaluation": {"full_finetune_learning_rate": 5e-5}})

@@ -18,8 +18,20 @@ TOPICS = {
     "meter": ["the meter reading looks wrong", "please read my meter", "the meter display is blank"],
 }
 TASK_KEYS = {"evaluation", "task", "baselines", "samples", "summary"}
-SINGLE_LABEL_KEYS = {"n", "invalid", "accuracy", "f1_macro", "f1_micro", "f1_weighted", "precision_macro",
-                     "recall_macro", "per_class", "confusion_matrix", "method", "seconds"}
+SINGLE_LABEL_KEYS = {
+    "n",
+    "invalid",
+    "accuracy",
+    "f1_macro",
+    "f1_micro",
+    "f1_weighted",
+    "precision_macro",
+    "recall_macro",
+    "per_class",
+    "confusion_matrix",
+    "method",
+    "seconds",
+}
 
 
 def ticket_rows(n: int, offset: int = 0) -> list[dict]:
@@ -32,10 +44,18 @@ def ticket_rows(n: int, offset: int = 0) -> list[dict]:
 
 def write_recipe(tmp_path: Path, model_dir: Path, data: dict, task: dict, **sections) -> Path:
     recipe = {
-        "name": "task", "task": task, "model": {"name_or_path": str(model_dir)},
+        "name": "task",
+        "task": task,
+        "model": {"name_or_path": str(model_dir)},
         "adapter": {"rank": 4, "alpha": 8, "dropout": 0.0},
         "data": {"max_seq_length": 96, **data},
-        "training": {"epochs": 2, "learning_rate": 5e-3, "batch_size": 8, "logging_steps": 5, "progress_bar": False},
+        "training": {
+            "epochs": 2,
+            "learning_rate": 5e-3,
+            "batch_size": 8,
+            "logging_steps": 5,
+            "progress_bar": False,
+        },
         "evaluation": {"baselines": ["majority", "tfidf_logreg", "base_model"], "samples_in_report": 4},
         "output": {"dir": str(tmp_path / "runs")},
     }
@@ -54,8 +74,12 @@ def read_metrics(tmp_path: Path) -> dict:
 
 def test_head_classification_run_and_eval_on_new_data(tmp_path, tiny_bert_dir):
     data = write_jsonl(tmp_path / "tickets.jsonl", ticket_rows(42))
-    recipe = write_recipe(tmp_path, tiny_bert_dir, {"path": str(data), "split": {"validation": 0.15, "test": 0.3}},
-                          {"type": "classification"})
+    recipe = write_recipe(
+        tmp_path,
+        tiny_bert_dir,
+        {"path": str(data), "split": {"validation": 0.15, "test": 0.3}},
+        {"type": "classification"},
+    )
     out = run_cli("run", str(recipe)).output
     assert "| **adapted (LoRA)** |" in out and "TF-IDF + logistic regression" in out
     run_dir = tmp_path / "runs" / "task"
@@ -71,7 +95,9 @@ def test_head_classification_run_and_eval_on_new_data(tmp_path, tiny_bert_dir):
     assert "linear probe" in metrics["baselines"]["base_model"]["method"]
     assert len(metrics["samples"]) == 4 and metrics["summary"].startswith("test (13 rows), f1_macro")
     report = (run_dir / A.REPORT).read_text()
-    assert "## Results on the test split" in report and "majority class" in report and "## Per class" in report
+    assert (
+        "## Results on the test split" in report and "majority class" in report and "## Per class" in report
+    )
 
     new = write_jsonl(tmp_path / "new.jsonl", ticket_rows(9, offset=100))
     out_json = tmp_path / "eval.json"
@@ -85,8 +111,14 @@ def test_head_classification_run_and_eval_on_new_data(tmp_path, tiny_bert_dir):
 
 def test_eval_rejects_an_unknown_label_in_new_data(tmp_path, tiny_bert_dir):
     data = write_jsonl(tmp_path / "tickets.jsonl", ticket_rows(30))
-    recipe = write_recipe(tmp_path, tiny_bert_dir, {"path": str(data)}, {"type": "classification"},
-                          training={"max_steps": 2}, evaluation={"baselines": []})
+    recipe = write_recipe(
+        tmp_path,
+        tiny_bert_dir,
+        {"path": str(data)},
+        {"type": "classification"},
+        training={"max_steps": 2},
+        evaluation={"baselines": []},
+    )
     run_cli("run", str(recipe))
     bad = write_jsonl(tmp_path / "bad.jsonl", [{"text": "gas smell in the kitchen", "label": "gas_leak"}])
     result = CliRunner().invoke(main, ["eval", str(tmp_path / "runs" / "task"), "--data", str(bad)])
@@ -95,9 +127,14 @@ def test_eval_rejects_an_unknown_label_in_new_data(tmp_path, tiny_bert_dir):
 
 def test_generative_classification_counts_unparseable_answers(tmp_path, tiny_llama_dir):
     data = write_jsonl(tmp_path / "tickets.jsonl", ticket_rows(30))
-    recipe = write_recipe(tmp_path, tiny_llama_dir, {"path": str(data), "max_seq_length": 256},
-                          {"type": "classification", "mode": "generative"},
-                          training={"max_steps": 3}, evaluation={"baselines": ["majority", "base_model"]})
+    recipe = write_recipe(
+        tmp_path,
+        tiny_llama_dir,
+        {"path": str(data), "max_seq_length": 256},
+        {"type": "classification", "mode": "generative"},
+        training={"max_steps": 3},
+        evaluation={"baselines": ["majority", "base_model"]},
+    )
     run_cli("run", str(recipe))
     metrics = read_metrics(tmp_path)
     task = metrics["task"]
@@ -124,8 +161,13 @@ def tagging_rows(n: int) -> list[dict]:
 
 def test_token_classification_head_scores_entities(tmp_path, tiny_bert_dir):
     data = write_jsonl(tmp_path / "ner.jsonl", tagging_rows(30))
-    recipe = write_recipe(tmp_path, tiny_bert_dir, {"path": str(data)}, {"type": "token_classification"},
-                          training={"max_steps": 4})
+    recipe = write_recipe(
+        tmp_path,
+        tiny_bert_dir,
+        {"path": str(data)},
+        {"type": "token_classification"},
+        training={"max_steps": 4},
+    )
     run_cli("run", str(recipe))
     metrics = read_metrics(tmp_path)
     assert metrics["evaluation"]["kind"] == "tagging" and metrics["evaluation"]["headline"] == "f1"
@@ -138,10 +180,10 @@ def test_token_classification_head_scores_entities(tmp_path, tiny_bert_dir):
 
 
 SEMEVAL = [
-    ('The <e1>fire</e1> was caused by a <e2>spark</e2> in the wiring.', "Cause-Effect(e2,e1)"),
-    ('The <e1>storm</e1> caused heavy <e2>damage</e2> along the coast.', "Cause-Effect(e1,e2)"),
-    ('The <e1>keys</e1> are in the <e2>drawer</e2> by the door.', "Content-Container(e1,e2)"),
-    ('We walked through the <e1>park</e1> after <e2>lunch</e2> today.', "Other"),
+    ("The <e1>fire</e1> was caused by a <e2>spark</e2> in the wiring.", "Cause-Effect(e2,e1)"),
+    ("The <e1>storm</e1> caused heavy <e2>damage</e2> along the coast.", "Cause-Effect(e1,e2)"),
+    ("The <e1>keys</e1> are in the <e2>drawer</e2> by the door.", "Content-Container(e1,e2)"),
+    ("We walked through the <e1>park</e1> after <e2>lunch</e2> today.", "Other"),
 ]
 
 
@@ -157,10 +199,13 @@ def write_semeval(path: Path, n: int) -> Path:
 
 def test_relation_classification_from_a_semeval_file(tmp_path, tiny_bert_dir):
     data = write_semeval(tmp_path / "TRAIN_FILE.TXT", 40)
-    recipe = write_recipe(tmp_path, tiny_bert_dir, {"path": str(data), "file_format": "semeval",
-                                                   "split": {"validation": 0.1, "test": 0.3}},
-                          {"type": "relation_classification", "negative_label": "Other"},
-                          training={"max_steps": 4})
+    recipe = write_recipe(
+        tmp_path,
+        tiny_bert_dir,
+        {"path": str(data), "file_format": "semeval", "split": {"validation": 0.1, "test": 0.3}},
+        {"type": "relation_classification", "negative_label": "Other"},
+        training={"max_steps": 4},
+    )
     run_cli("run", str(recipe))
     metrics = read_metrics(tmp_path)
     task = metrics["task"]
@@ -175,12 +220,24 @@ def test_relation_classification_from_a_semeval_file(tmp_path, tiny_bert_dir):
 # Real data through the shipped recipes (recipes/tasks/*.yaml, data paths ../shared/data): a short LoRA run
 # per dataset must beat the majority class on the headline metric. Seconds each on 2 cores.
 REAL_DATA_RUNS = {
-    "sms_spam": ["data.max_samples=200", "data.max_seq_length=48", "training.max_steps=40",
-                 "training.learning_rate=3e-3"],
-    "banking77": ["data.max_samples=400", "data.max_seq_length=32", "training.max_steps=40",
-                  "training.learning_rate=3e-3"],
-    "conll2003_ner": ["data.max_samples=200", "data.max_seq_length=64", "training.max_steps=40",
-                      "training.learning_rate=3e-3"],
+    "sms_spam": [
+        "data.max_samples=200",
+        "data.max_seq_length=48",
+        "training.max_steps=40",
+        "training.learning_rate=3e-3",
+    ],
+    "banking77": [
+        "data.max_samples=400",
+        "data.max_seq_length=32",
+        "training.max_steps=40",
+        "training.learning_rate=3e-3",
+    ],
+    "conll2003_ner": [
+        "data.max_samples=200",
+        "data.max_seq_length=64",
+        "training.max_steps=40",
+        "training.learning_rate=3e-3",
+    ],
     "semeval2010_re": ["data.max_seq_length=64", "training.max_steps=40", "training.learning_rate=3e-3"],
 }
 
@@ -193,7 +250,12 @@ def test_task_recipe_on_real_data_beats_majority(tmp_path, shared_data, dataset)
     from lora_adapt.recipe import load_recipe
 
     path = Path(__file__).resolve().parents[1] / "recipes" / "tasks" / f"{dataset}.yaml"
-    overrides = [*REAL_DATA_RUNS[dataset], "training.batch_size=16", "evaluation.baselines=[majority]", f"output.dir={tmp_path}"]
+    overrides = [
+        *REAL_DATA_RUNS[dataset],
+        "training.batch_size=16",
+        "evaluation.baselines=[majority]",
+        f"output.dir={tmp_path}",
+    ]
     if dataset == "semeval2010_re":  # seeded samples that keep every test label inside the training sample
         sys.path.insert(0, str(path.parents[2] / "benchmarks"))
         from tasks_bench import semeval_sample

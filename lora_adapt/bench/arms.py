@@ -25,11 +25,17 @@ def mode_recipe(recipe: Recipe, mode: str) -> Recipe:
     from ..evaluation.full_finetune import derived_training
 
     if mode == "full":
-        return recipe.model_copy(update={"quantization": recipe.quantization.model_copy(update={"method": "none"}),
-                                         "training": derived_training(recipe)})
+        return recipe.model_copy(
+            update={
+                "quantization": recipe.quantization.model_copy(update={"method": "none"}),
+                "training": derived_training(recipe),
+            }
+        )
     own = recipe.quantization.method
     method = "none" if mode == "lora" else (own if own != "none" else "nf4")
-    return recipe.model_copy(update={"quantization": recipe.quantization.model_copy(update={"method": method})})
+    return recipe.model_copy(
+        update={"quantization": recipe.quantization.model_copy(update={"method": method})}
+    )
 
 
 def build_trainer(kind: str, recipe: Recipe, mode: str, workdir: Path, callbacks: list[Any]):
@@ -49,10 +55,16 @@ def lora_adapt_trainer(recipe: Recipe, mode: str, workdir: Path, callbacks: list
 
     runtime = pipeline.resolve_runtime(recipe)
     loaded, prepared = pipeline.load_model_and_data(recipe, runtime, echo=lambda _: None)
-    model = loaded.model if mode == "full" else attach_adapter(
-        loaded, recipe.adapter, gradient_checkpointing=recipe.training.gradient_checkpointing)
-    return pipeline.make_trainer(recipe, runtime, model, loaded.tokenizer, prepared, workdir / "checkpoints",
-                                  callbacks)
+    model = (
+        loaded.model
+        if mode == "full"
+        else attach_adapter(
+            loaded, recipe.adapter, gradient_checkpointing=recipe.training.gradient_checkpointing
+        )
+    )
+    return pipeline.make_trainer(
+        recipe, runtime, model, loaded.tokenizer, prepared, workdir / "checkpoints", callbacks
+    )
 
 
 def _shared_inputs(recipe: Recipe):
@@ -64,9 +76,16 @@ def _shared_inputs(recipe: Recipe):
     runtime = pipeline.resolve_runtime(recipe)
     tokenizer = load_tokenizer(recipe.model)
     prepared = prepare_data(recipe.data, recipe.task, tokenizer, head=runtime.mode == "head")
-    loaded = load_model(recipe.model, recipe.quantization, head=runtime.head, labels=prepared.labels,
-                        multi_label=recipe.task.multi_label, tokenizer=tokenizer,
-                        pooling=recipe.task.pooling, task_type=recipe.task.type)
+    loaded = load_model(
+        recipe.model,
+        recipe.quantization,
+        head=runtime.head,
+        labels=prepared.labels,
+        multi_label=recipe.task.multi_label,
+        tokenizer=tokenizer,
+        pooling=recipe.task.pooling,
+        task_type=recipe.task.type,
+    )
     return runtime, tokenizer, prepared, loaded.model
 
 
@@ -74,21 +93,44 @@ def _peft_config(recipe: Recipe, head: str):
     from peft import LoraConfig
 
     a = recipe.adapter
-    task = {"causal_lm": "CAUSAL_LM", "sequence_classification": "SEQ_CLS", "token_classification": "TOKEN_CLS"}[head]
+    task = {
+        "causal_lm": "CAUSAL_LM",
+        "sequence_classification": "SEQ_CLS",
+        "token_classification": "TOKEN_CLS",
+    }[head]
     targets = a.target_modules if isinstance(a.target_modules, str) else list(a.target_modules)
-    heads = ["classifier", "score"] if head != "causal_lm" else None  # as peft's docs show for classifier heads
-    return LoraConfig(r=a.rank, lora_alpha=a.alpha, lora_dropout=a.dropout,  # type: ignore[arg-type]
-                      target_modules=targets, task_type=task, modules_to_save=heads)
+    heads = (
+        ["classifier", "score"] if head != "causal_lm" else None
+    )  # as peft's docs show for classifier heads
+    return LoraConfig(
+        r=a.rank,
+        lora_alpha=a.alpha,
+        lora_dropout=a.dropout,  # type: ignore[arg-type]
+        target_modules=targets,
+        task_type=task,
+        modules_to_save=heads,
+    )
 
 
 def _plain_args(recipe: Recipe, runtime, workdir: Path) -> dict[str, Any]:
     t = recipe.training
-    return dict(output_dir=str(workdir / "peer"), per_device_train_batch_size=t.batch_size,
-                gradient_accumulation_steps=t.gradient_accumulation_steps, learning_rate=t.learning_rate,
-                max_steps=t.max_steps or -1, bf16=runtime.precision.bf16, fp16=runtime.precision.fp16,
-                gradient_checkpointing=t.gradient_checkpointing, optim=t.optimizer, logging_steps=1,
-                save_strategy="no", report_to=[], use_cpu=runtime.device == "cpu", seed=t.seed,
-                dataloader_num_workers=0)
+    return dict(
+        output_dir=str(workdir / "peer"),
+        per_device_train_batch_size=t.batch_size,
+        gradient_accumulation_steps=t.gradient_accumulation_steps,
+        learning_rate=t.learning_rate,
+        max_steps=t.max_steps or -1,
+        bf16=runtime.precision.bf16,
+        fp16=runtime.precision.fp16,
+        gradient_checkpointing=t.gradient_checkpointing,
+        optim=t.optimizer,
+        logging_steps=1,
+        save_strategy="no",
+        report_to=[],
+        use_cpu=runtime.device == "cpu",
+        seed=t.seed,
+        dataloader_num_workers=0,
+    )
 
 
 def peer_trainer(recipe: Recipe, workdir: Path, callbacks: list[Any]):
@@ -120,5 +162,11 @@ def peer_trl(recipe: Recipe, workdir: Path, callbacks: list[Any]):
     if runtime.head != "causal_lm":
         raise ValueError("the TRL peer trains generative (SFT) recipes only")
     args = SFTConfig(**_plain_args(recipe, runtime, workdir), max_length=recipe.data.max_seq_length)
-    return SFTTrainer(model=model, args=args, train_dataset=prepared.train, processing_class=tokenizer,
-                      peft_config=_peft_config(recipe, "causal_lm"), callbacks=callbacks)
+    return SFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=prepared.train,
+        processing_class=tokenizer,
+        peft_config=_peft_config(recipe, "causal_lm"),
+        callbacks=callbacks,
+    )

@@ -21,15 +21,24 @@ def draw_charts(summary: dict[str, Any], path: Path) -> None:
     _bars(axes[0], summary, arms, "peak_memory", MIB, "peak memory (MiB)", predicted=True)
     _bars(axes[1], summary, arms, "tokens_per_s", 1, "tokens / s (padding excluded)")
     _bars(axes[2], summary, arms, "model_flops_per_token", 1e6, "model MFLOPs per token (forward + backward)")
-    fig.suptitle(f"{summary['model']} on {summary['device']} - medians, bars span min-max over "
-                 f"{summary['repeats']} interleaved repeats")
+    fig.suptitle(
+        f"{summary['model']} on {summary['device']} - medians, bars span min-max over "
+        f"{summary['repeats']} interleaved repeats"
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
-def _bars(ax, summary: dict[str, Any], arms: list[str], metric: str, unit: float, title: str,
-          predicted: bool = False) -> None:
+def _bars(
+    ax,
+    summary: dict[str, Any],
+    arms: list[str],
+    metric: str,
+    unit: float,
+    title: str,
+    predicted: bool = False,
+) -> None:
     stats = [summary["arms"][a]["metrics"][metric] for a in arms]
     med = [(s["median"] or 0) / unit for s in stats]
     low = [m - (s["min"] or 0) / unit for m, s in zip(med, stats, strict=True)]
@@ -40,8 +49,14 @@ def _bars(ax, summary: dict[str, Any], arms: list[str], metric: str, unit: float
         preds = [(summary["arms"][a].get("predicted") or {}).get("peak") for a in arms]
         points = [(i, p / unit) for i, p in enumerate(preds) if p]
         if points:
-            ax.scatter([p[0] for p in points], [p[1] for p in points], color="#DD8452", marker="D", zorder=3,
-                       label="planner")
+            ax.scatter(
+                [p[0] for p in points],
+                [p[1] for p in points],
+                color="#DD8452",
+                marker="D",
+                zorder=3,
+                label="planner",
+            )
             ax.legend(loc="upper right", fontsize=8)
     ax.set_xticks(list(x))
     ax.set_xticklabels([a.replace("lora-adapt/", "la/") for a in arms], rotation=30, ha="right", fontsize=8)

@@ -28,8 +28,10 @@ def medquad_rows(folder: Path) -> Rows:
     return rows
 
 
-WORDS = ("the patient was seen for headache and the scan showed no bleeding while treatment with rest and fluids "
-         "helped most symptoms but some cases need surgery or long term therapy with physical exercise").split()
+WORDS = (
+    "the patient was seen for headache and the scan showed no bleeding while treatment with rest and fluids "
+    "helped most symptoms but some cases need surgery or long term therapy with physical exercise"
+).split()
 
 
 def synthetic_rows(n: int = 64, seed: int = 0) -> Rows:
@@ -38,8 +40,12 @@ def synthetic_rows(n: int = 64, seed: int = 0) -> Rows:
     rows = []
     for i in range(n):
         length = int(rng.lognormvariate(3.5, 0.9)) + 3
-        rows.append({"instruction": f"Question {i}: what is known about condition {rng.randint(1, 999)}?",
-                     "output": " ".join(rng.choice(WORDS) for _ in range(length))})
+        rows.append(
+            {
+                "instruction": f"Question {i}: what is known about condition {rng.randint(1, 999)}?",
+                "output": " ".join(rng.choice(WORDS) for _ in range(length)),
+            }
+        )
     return rows
 
 

@@ -50,8 +50,10 @@ class StepProbe(TrainerCallback):
     # -- trainer events --------------------------------------------------------------------------
     def on_train_begin(self, args, state, control, model=None, **kwargs):
         self._params = {p.untyped_storage().data_ptr() for p in model.parameters()}
-        self._handles = [model.register_forward_pre_hook(self._before_forward, with_kwargs=True),
-                         model.register_forward_hook(self._after_forward)]
+        self._handles = [
+            model.register_forward_pre_hook(self._before_forward, with_kwargs=True),
+            model.register_forward_hook(self._after_forward),
+        ]
 
     def on_step_begin(self, args, state, control, **kwargs):
         self._tokens = self._processed = 0

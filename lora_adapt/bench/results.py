@@ -15,8 +15,16 @@ from ..manifest import package_versions, utc_now
 from ..recipe import Recipe, load_recipe
 
 MIB = 2**20
-METRICS = ("tokens_per_s", "peak_memory", "cuda_max_reserved", "saved_bytes", "model_flops_per_token",
-           "flops_per_token", "final_loss", "padding_share")
+METRICS = (
+    "tokens_per_s",
+    "peak_memory",
+    "cuda_max_reserved",
+    "saved_bytes",
+    "model_flops_per_token",
+    "flops_per_token",
+    "final_loss",
+    "padding_share",
+)
 RATIOS = (  # (numerator arm, denominator arm, metric)
     ("lora-adapt/lora", "lora-adapt/full", "tokens_per_s"),
     ("lora-adapt/qlora", "lora-adapt/lora", "tokens_per_s"),
@@ -39,27 +47,48 @@ def spread(values: Sequence[float | None]) -> dict[str, float | None]:
     return {"median": statistics.median(present), "min": min(present), "max": max(present), "n": len(present)}
 
 
-def summarize(results: list[dict[str, Any]], arms: list[Any], *, recipe: Recipe, device: str, command: str,
-              source_model: str, repeats: int, recipe_path: Path | None = None,
-              malloc: str | None = None) -> dict[str, Any]:
+def summarize(
+    results: list[dict[str, Any]],
+    arms: list[Any],
+    *,
+    recipe: Recipe,
+    device: str,
+    command: str,
+    source_model: str,
+    repeats: int,
+    recipe_path: Path | None = None,
+    malloc: str | None = None,
+) -> dict[str, Any]:
     per_arm = {}
     for arm in arms:
         runs = [r for r in results if r["spec"]["arm"] == arm.name]
         ok = [_with_peak(r, device) for r in runs if "error" not in r]
         per_arm[arm.name] = {
-            "kind": arm.kind, "mode": arm.mode, "overrides": list(arm.overrides),
+            "kind": arm.kind,
+            "mode": arm.mode,
+            "overrides": list(arm.overrides),
             "errors": [r["error"] for r in runs if "error" in r],
             "metrics": {m: spread([r.get(m) for r in ok]) for m in METRICS},
             "trainable_params": ok[0]["trainable_params"] if ok else None,
             "predicted": _predict(recipe_path, arm, device, ok) if ok and recipe_path else None,
         }
     summary = {
-        "created_utc": utc_now(), "command": command, "device": device, "hardware": hardware(device),
-        "versions": package_versions(), "model": source_model, "repeats": repeats, "malloc": malloc,
+        "created_utc": utc_now(),
+        "command": command,
+        "device": device,
+        "hardware": hardware(device),
+        "versions": package_versions(),
+        "model": source_model,
+        "repeats": repeats,
+        "malloc": malloc,
         "torch_threads": next((r.get("torch_threads") for r in results if r.get("torch_threads")), None),
-        "gpu_memory_cap_bytes": next((r["gpu_memory_cap_bytes"] for r in results if r.get("gpu_memory_cap_bytes")),
-                                     None),
-        "settings": _settings(recipe), "arms": per_arm, "ratios": ratios(results, device), "runs": results,
+        "gpu_memory_cap_bytes": next(
+            (r["gpu_memory_cap_bytes"] for r in results if r.get("gpu_memory_cap_bytes")), None
+        ),
+        "settings": _settings(recipe),
+        "arms": per_arm,
+        "ratios": ratios(results, device),
+        "runs": results,
     }
     summary["marks"] = marks(summary)
     return summary
@@ -107,36 +136,61 @@ def _predict(recipe_path: Path, arm: Any, device: str, runs: list[dict[str, Any]
     estimator = Estimator(load_config(variant.model.name_or_path))
 
     def settings(batch: tuple[int, int]):
-        return settings_for(variant, arm.mode, device=device, seq_len=batch[1], micro_batch=batch[0],
-                            loss_path=loss_path)
+        return settings_for(
+            variant, arm.mode, device=device, seq_len=batch[1], micro_batch=batch[0], loss_path=loss_path
+        )
 
     st = settings((rows, length))
     est = estimator(st)
     saved_at = tuple(runs[0].get("saved_batch") or (rows, length))
     act = activation_bytes(estimator.skeleton(st), settings(saved_at))
     comparable = max(est.phases.values()) if device == "cuda" else est.peak  # same footing as peak_memory
-    return {"peak": comparable, "peak_with_overheads": est.peak, "peak_phase": est.peak_phase,
-            "saved_bytes": act.saved + act.logits, "terms": est.terms, "overhead": est.overhead,
-            "batch": [rows, length], "saved_batch": list(saved_at)}
+    return {
+        "peak": comparable,
+        "peak_with_overheads": est.peak,
+        "peak_phase": est.peak_phase,
+        "saved_bytes": act.saved + act.logits,
+        "terms": est.terms,
+        "overhead": est.overhead,
+        "batch": [rows, length],
+        "saved_batch": list(saved_at),
+    }
 
 
 def _settings(recipe: Recipe) -> dict[str, Any]:
     t = recipe.training
-    return {"max_seq_length": recipe.data.max_seq_length, "batch_size": t.batch_size,
-            "gradient_accumulation_steps": t.gradient_accumulation_steps, "packing": t.packing,
-            "gradient_checkpointing": t.gradient_checkpointing, "optimizer": t.optimizer, "precision": t.precision,
-            "model_dtype": recipe.model.dtype, "attn_implementation": recipe.model.attn_implementation,
-            "adapter": {"method": recipe.adapter.method, "rank": recipe.adapter.rank,
-                        "target_modules": recipe.adapter.target_modules, "dropout": recipe.adapter.dropout},
-            "quantization_when_qlora": recipe.quantization.method if recipe.quantization.method != "none" else "nf4",
-            "task": recipe.task.type}
+    return {
+        "max_seq_length": recipe.data.max_seq_length,
+        "batch_size": t.batch_size,
+        "gradient_accumulation_steps": t.gradient_accumulation_steps,
+        "packing": t.packing,
+        "gradient_checkpointing": t.gradient_checkpointing,
+        "optimizer": t.optimizer,
+        "precision": t.precision,
+        "model_dtype": recipe.model.dtype,
+        "attn_implementation": recipe.model.attn_implementation,
+        "adapter": {
+            "method": recipe.adapter.method,
+            "rank": recipe.adapter.rank,
+            "target_modules": recipe.adapter.target_modules,
+            "dropout": recipe.adapter.dropout,
+        },
+        "quantization_when_qlora": recipe.quantization.method
+        if recipe.quantization.method != "none"
+        else "nf4",
+        "task": recipe.task.type,
+    }
 
 
 def hardware(device: str) -> dict[str, Any]:
     import os
 
-    info: dict[str, Any] = {"platform": platform.platform(), "machine": platform.machine(),
-                            "cpu": _cpu_name(), "logical_cpus": os.cpu_count()}
+    info: dict[str, Any] = {
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpu": _cpu_name(),
+        "logical_cpus": os.cpu_count(),
+    }
     try:
         import psutil
 
@@ -163,6 +217,7 @@ def _cpu_name() -> str:
 
 # --- marks ------------------------------------------------------------------------------------------
 
+
 def marks(summary: dict[str, Any]) -> list[dict[str, Any]]:
     """The issue's marks: a verdict where this run measures them, `not measured here` otherwise."""
     gpu = summary["device"] == "cuda"
@@ -174,22 +229,43 @@ def marks(summary: dict[str, Any]) -> list[dict[str, Any]]:
             why = "needs a GPU run" if needs_gpu and not gpu else "arm not run"
             cpu = f" (CPU run, for information: {r['median']:.2f})" if r and needs_gpu and not gpu else ""
             return {"mark": text, "status": "not measured here", "detail": why + cpu}
-        return {"mark": text, "status": "met" if ok(r["median"]) else "missed",
-                "detail": f"median {r['median']:.3f} (range {r['min']:.3f}-{r['max']:.3f}, n={r['n']})"}
+        return {
+            "mark": text,
+            "status": "met" if ok(r["median"]) else "missed",
+            "detail": f"median {r['median']:.3f} (range {r['min']:.3f}-{r['max']:.3f}, n={r['n']})",
+        }
 
     out = [
-        ratio_mark("LoRA/full FLOPs per token 0.67 +- 0.03",
-                   ("lora-adapt/lora", "lora-adapt/full", "model_flops_per_token"),
-                   lambda v: abs(v - 0.67) <= 0.03, False),
-        ratio_mark("QLoRA peak memory <= 0.30x bf16 full fine-tune",
-                   ("lora-adapt/qlora", "lora-adapt/full", "peak_memory"),
-                   lambda v: v <= 0.30, True),
-        ratio_mark("LoRA tokens/s >= 1.3x full (GPU)", ("lora-adapt/lora", "lora-adapt/full", "tokens_per_s"),
-                   lambda v: v >= 1.3, True),
-        ratio_mark("QLoRA tokens/s >= 0.65x LoRA (GPU)", ("lora-adapt/qlora", "lora-adapt/lora", "tokens_per_s"),
-                   lambda v: v >= 0.65, True),
-        ratio_mark("packing >= 1.4x tokens/s of the hand-written peer",
-                   ("lora-adapt/lora+packing", "peer-trainer/lora", "tokens_per_s"), lambda v: v >= 1.4, False),
+        ratio_mark(
+            "LoRA/full FLOPs per token 0.67 +- 0.03",
+            ("lora-adapt/lora", "lora-adapt/full", "model_flops_per_token"),
+            lambda v: abs(v - 0.67) <= 0.03,
+            False,
+        ),
+        ratio_mark(
+            "QLoRA peak memory <= 0.30x bf16 full fine-tune",
+            ("lora-adapt/qlora", "lora-adapt/full", "peak_memory"),
+            lambda v: v <= 0.30,
+            True,
+        ),
+        ratio_mark(
+            "LoRA tokens/s >= 1.3x full (GPU)",
+            ("lora-adapt/lora", "lora-adapt/full", "tokens_per_s"),
+            lambda v: v >= 1.3,
+            True,
+        ),
+        ratio_mark(
+            "QLoRA tokens/s >= 0.65x LoRA (GPU)",
+            ("lora-adapt/qlora", "lora-adapt/lora", "tokens_per_s"),
+            lambda v: v >= 0.65,
+            True,
+        ),
+        ratio_mark(
+            "packing >= 1.4x tokens/s of the hand-written peer",
+            ("lora-adapt/lora+packing", "peer-trainer/lora", "tokens_per_s"),
+            lambda v: v >= 1.4,
+            False,
+        ),
     ]
     return out + _planner_marks(summary)
 
@@ -201,14 +277,19 @@ def _planner_marks(summary: dict[str, Any]) -> list[dict[str, Any]]:
         if not pred or not measured:
             continue
         error = pred["peak"] / measured - 1
-        out.append({"mark": f"planner peak within 15% of measured: {name}",
-                    "status": "met" if abs(error) <= 0.15 else "missed",
-                    "detail": f"predicted {pred['peak'] / MIB:.0f} MiB, measured {measured / MIB:.0f} MiB "
-                              f"({error:+.1%})"})
+        out.append(
+            {
+                "mark": f"planner peak within 15% of measured: {name}",
+                "status": "met" if abs(error) <= 0.15 else "missed",
+                "detail": f"predicted {pred['peak'] / MIB:.0f} MiB, measured {measured / MIB:.0f} MiB "
+                f"({error:+.1%})",
+            }
+        )
     return out
 
 
 # --- files ------------------------------------------------------------------------------------------
+
 
 def write_results(summary: dict[str, Any], out_dir: Path, prefix: str) -> None:
     from .charts import draw_charts

@@ -46,10 +46,22 @@ def arms_for(modes: tuple[str, ...], peers: tuple[str, ...], *, packing: bool, g
     return arms
 
 
-def run_bench(recipe_path: Path, *, modes: tuple[str, ...], peers: tuple[str, ...] = PEERS, steps: int = 3,
-              warmup: int = 1, repeats: int = 3, out_dir: Path, workdir: Path | None = None, packing: bool = False,
-              label: str | None = None, command: str = "", threads: int | None = None,
-              echo: Echo = print) -> dict[str, Any]:
+def run_bench(
+    recipe_path: Path,
+    *,
+    modes: tuple[str, ...],
+    peers: tuple[str, ...] = PEERS,
+    steps: int = 3,
+    warmup: int = 1,
+    repeats: int = 3,
+    out_dir: Path,
+    workdir: Path | None = None,
+    packing: bool = False,
+    label: str | None = None,
+    command: str = "",
+    threads: int | None = None,
+    echo: Echo = print,
+) -> dict[str, Any]:
     """Run every arm `repeats` times, interleaved; write JSON, markdown and charts to `out_dir`."""
     from ..modeling.hardware import resolve_device
     from .results import summarize, write_results
@@ -58,17 +70,36 @@ def run_bench(recipe_path: Path, *, modes: tuple[str, ...], peers: tuple[str, ..
     work = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="lora-adapt-bench-"))
     device = resolve_device(recipe.model.device)
     bench_recipe = prepare_inputs(recipe, work, total_steps=warmup + steps + 1, device=device, echo=echo)
-    generative = load_recipe(bench_recipe).task.type in ("sft", "extraction") or recipe.task.mode == "generative"
+    generative = (
+        load_recipe(bench_recipe).task.type in ("sft", "extraction") or recipe.task.mode == "generative"
+    )
     arms = arms_for(modes, peers, packing=packing, generative=generative)
     results = []
     for repeat in range(repeats):
         for arm in arms:
-            spec = ArmSpec(arm.name, arm.kind, arm.mode, str(bench_recipe), str(work / "arms"), warmup, steps,
-                           repeat, arm.overrides)
+            spec = ArmSpec(
+                arm.name,
+                arm.kind,
+                arm.mode,
+                str(bench_recipe),
+                str(work / "arms"),
+                warmup,
+                steps,
+                repeat,
+                arm.overrides,
+            )
             results.append(run_worker(spec, work, echo, cpu=device == "cpu", threads=threads))
-    summary = summarize(results, arms, recipe=load_recipe(bench_recipe), device=device, command=command,
-                        source_model=recipe.model.name_or_path, repeats=repeats, recipe_path=bench_recipe,
-                        malloc=None if device == "cuda" else _malloc_setting())
+    summary = summarize(
+        results,
+        arms,
+        recipe=load_recipe(bench_recipe),
+        device=device,
+        command=command,
+        source_model=recipe.model.name_or_path,
+        repeats=repeats,
+        recipe_path=bench_recipe,
+        malloc=None if device == "cuda" else _malloc_setting(),
+    )
     prefix = label or f"{'gpu' if device == 'cuda' else 'cpu'}_{_slug(recipe.model.name_or_path)}"
     write_results(summary, Path(out_dir), prefix)
     echo(f"results: {Path(out_dir) / prefix}.json / .md / .png")
@@ -90,46 +121,80 @@ def prepare_inputs(recipe: Recipe, work: Path, *, total_steps: int, device: str,
     if needs_materializing(model.name_or_path):
         folder = model_folder(work, model.name_or_path)
         source = data.train or data.path
-        corpus = corpus or (source.read_text(encoding="utf-8").splitlines() if source and source.is_file() else [])
+        corpus = corpus or (
+            source.read_text(encoding="utf-8").splitlines() if source and source.is_file() else []
+        )
         if not (folder / "config.json").exists():
             echo(f"model: materialising {model.name_or_path} with random weights in {folder}")
         materialize(model.name_or_path, folder, corpus, device=device)
         model = model.model_copy(update={"name_or_path": str(folder)})
-    training = recipe.training.model_copy(update={
-        "max_steps": total_steps, "logging_steps": 1, "progress_bar": False, "eval_steps": None,
-        "early_stopping": None, "report_to": "none"})
-    bench = recipe.model_copy(update={
-        "model": model, "data": data, "training": training,
-        "evaluation": recipe.evaluation.model_copy(update={"enabled": False, "perplexity": False}),
-        "output": recipe.output.model_copy(update={"dir": work / "runs", "publish": None})})
+    training = recipe.training.model_copy(
+        update={
+            "max_steps": total_steps,
+            "logging_steps": 1,
+            "progress_bar": False,
+            "eval_steps": None,
+            "early_stopping": None,
+            "report_to": "none",
+        }
+    )
+    bench = recipe.model_copy(
+        update={
+            "model": model,
+            "data": data,
+            "training": training,
+            "evaluation": recipe.evaluation.model_copy(update={"enabled": False, "perplexity": False}),
+            "output": recipe.output.model_copy(update={"dir": work / "runs", "publish": None}),
+        }
+    )
     path = work / "bench-recipe.yaml"
     path.write_text(dump_recipe(bench), encoding="utf-8")
     load_recipe(path)  # the bench recipe must still be valid
     return path
 
 
-def run_worker(spec: ArmSpec, work: Path, echo: Echo, *, cpu: bool = False,
-               threads: int | None = None) -> dict[str, Any]:
+def run_worker(
+    spec: ArmSpec, work: Path, echo: Echo, *, cpu: bool = False, threads: int | None = None
+) -> dict[str, Any]:
     """One arm in a fresh process; a failure is recorded, not raised, so the other arms still run."""
     stem = f"{spec.arm.replace('/', '_').replace('+', '_')}_r{spec.repeat}"
-    spec_path, out_path, log_path = (work / "specs" / f"{stem}{ext}" for ext in (".json", ".result.json", ".log"))
+    spec_path, out_path, log_path = (
+        work / "specs" / f"{stem}{ext}" for ext in (".json", ".result.json", ".log")
+    )
     spec_path.parent.mkdir(parents=True, exist_ok=True)
     spec_path.write_text(json.dumps(spec.to_json()))
-    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1",
-           **(CPU_MALLOC_ENV if cpu and os.environ.get("LORA_ADAPT_BENCH_MALLOC") != "default" else {}),
-           **({"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)} if threads else {})}
+    env = {
+        **os.environ,
+        "TOKENIZERS_PARALLELISM": "false",
+        "HF_HUB_OFFLINE": "1",
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+        **(CPU_MALLOC_ENV if cpu and os.environ.get("LORA_ADAPT_BENCH_MALLOC") != "default" else {}),
+        **({"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)} if threads else {}),
+    }
     start = time.perf_counter()
     with log_path.open("w") as log:
-        proc = subprocess.run([sys.executable, "-m", "lora_adapt.bench.worker", str(spec_path), str(out_path)],
-                              stdout=log, stderr=subprocess.STDOUT, env=env, timeout=WORKER_TIMEOUT_S)
+        proc = subprocess.run(
+            [sys.executable, "-m", "lora_adapt.bench.worker", str(spec_path), str(out_path)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            timeout=WORKER_TIMEOUT_S,
+        )
     wall = time.perf_counter() - start
     if proc.returncode != 0 or not out_path.exists():
         tail = log_path.read_text(errors="replace").strip().splitlines()[-3:]
         echo(f"  {spec.arm} repeat {spec.repeat}: FAILED (exit {proc.returncode}): {' | '.join(tail)}")
-        return {"spec": spec.to_json(), "error": "\n".join(tail), "returncode": proc.returncode, "wall_s": wall}
+        return {
+            "spec": spec.to_json(),
+            "error": "\n".join(tail),
+            "returncode": proc.returncode,
+            "wall_s": wall,
+        }
     result = json.loads(out_path.read_text()) | {"wall_s": wall}
-    echo(f"  {spec.arm} repeat {spec.repeat}: {_fmt_rate(result.get('tokens_per_s'))} tokens/s, "
-         f"peak RSS {result['peak_rss'] / 2**20:.0f} MiB ({wall:.0f} s)")
+    echo(
+        f"  {spec.arm} repeat {spec.repeat}: {_fmt_rate(result.get('tokens_per_s'))} tokens/s, "
+        f"peak RSS {result['peak_rss'] / 2**20:.0f} MiB ({wall:.0f} s)"
+    )
     return result
 
 

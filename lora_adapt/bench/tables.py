@@ -30,9 +30,14 @@ def _context(s: dict[str, Any]) -> list[str]:
         f"{st['model_dtype']}, attention {st['attn_implementation']}; adapter {st['adapter']['method']} "
         f"r={st['adapter']['rank']} on {st['adapter']['target_modules']} (dropout {st['adapter']['dropout']}); "
         f"qlora = {st['quantization_when_qlora']}",
-        *([f"- GPU memory capped at {s['gpu_memory_cap_bytes'] / 2**30:.1f} GiB per process "
-           "(`torch.cuda.set_per_process_memory_fraction`) to emulate a smaller card"]
-          if s.get("gpu_memory_cap_bytes") else []),
+        *(
+            [
+                f"- GPU memory capped at {s['gpu_memory_cap_bytes'] / 2**30:.1f} GiB per process "
+                "(`torch.cuda.set_per_process_memory_fraction`) to emulate a smaller card"
+            ]
+            if s.get("gpu_memory_cap_bytes")
+            else []
+        ),
         f"- Each arm ran {s['repeats']} times in its own process, arms interleaved (A B C ... A B C); figures are "
         "medians with [min-max].",
     ]
@@ -40,9 +45,11 @@ def _context(s: dict[str, Any]) -> list[str]:
 
 def _arm_table(s: dict[str, Any]) -> list[str]:
     memory = "peak allocated MiB" if s["device"] == "cuda" else "peak RSS MiB"
-    rows = [f"| arm | {memory} | planner MiB (error) | saved for backward MiB (planner) | tokens/s | "
-            "model FLOPs/token | in-step FLOPs/token | final loss | trainable |",
-            "|---|---|---|---|---|---|---|---|---|"]
+    rows = [
+        f"| arm | {memory} | planner MiB (error) | saved for backward MiB (planner) | tokens/s | "
+        "model FLOPs/token | in-step FLOPs/token | final loss | trainable |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for name, arm in s["arms"].items():
         m, pred = arm["metrics"], arm.get("predicted") or {}
         if arm["errors"] and not m["tokens_per_s"]["n"]:
@@ -50,18 +57,24 @@ def _arm_table(s: dict[str, Any]) -> list[str]:
             continue
         peak = m["peak_memory"]["median"]
         planner = f"{pred['peak'] / MIB:.0f} ({pred['peak'] / peak - 1:+.0%})" if pred and peak else "-"
-        saved = f"{_mib(m['saved_bytes'])} ({pred['saved_bytes'] / MIB:.0f})" if pred else _mib(m["saved_bytes"])
-        rows.append(f"| {name} | {_mib(m['peak_memory'])} | {planner} | {saved} | {_num(m['tokens_per_s'])} | "
-                    f"{_sci(m['model_flops_per_token'])} | {_sci(m['flops_per_token'])} | {_num(m['final_loss'], 3)} | "
-                    f"{arm['trainable_params']:,} |")
+        saved = (
+            f"{_mib(m['saved_bytes'])} ({pred['saved_bytes'] / MIB:.0f})" if pred else _mib(m["saved_bytes"])
+        )
+        rows.append(
+            f"| {name} | {_mib(m['peak_memory'])} | {planner} | {saved} | {_num(m['tokens_per_s'])} | "
+            f"{_sci(m['model_flops_per_token'])} | {_sci(m['flops_per_token'])} | {_num(m['final_loss'], 3)} | "
+            f"{arm['trainable_params']:,} |"
+        )
     return rows
 
 
 def _ratio_table(s: dict[str, Any]) -> list[str]:
     rows = ["| ratio | metric | median [min-max] |", "|---|---|---|"]
     for r in s["ratios"]:
-        rows.append(f"| {r['numerator']} / {r['denominator']} | {r['metric']} | "
-                    f"{r['median']:.3f} [{r['min']:.3f}-{r['max']:.3f}] |")
+        rows.append(
+            f"| {r['numerator']} / {r['denominator']} | {r['metric']} | "
+            f"{r['median']:.3f} [{r['min']:.3f}-{r['max']:.3f}] |"
+        )
     return rows
 
 
@@ -72,22 +85,30 @@ def _marks(s: dict[str, Any]) -> list[str]:
 
 
 def _notes(s: dict[str, Any]) -> list[str]:
-    notes = ["Notes:",
-             "- tokens/s counts real tokens (attention-mask ones), excludes warm-up and the FLOP-counting step.",
-             "- FLOPs/token (`torch.utils.flop_counter.FlopCounterMode`, matmul and attention kernels only): "
-             "*model* = the model's own forward + backward at the benchmark's batch shape (the LoRA/full mark uses "
-             "it); *in-step* = one whole training step as executed, which misses the in-place `addmm_` gradient "
-             "accumulation of TRL's fused LM head and bitsandbytes' 4-bit kernels (QLoRA is undercounted in both).",
-             "- saved for backward: unique storage bytes packed by `torch.autograd.graph.saved_tensors_hooks` "
-             "during one forward (parameters excluded)."]
+    notes = [
+        "Notes:",
+        "- tokens/s counts real tokens (attention-mask ones), excludes warm-up and the FLOP-counting step.",
+        "- FLOPs/token (`torch.utils.flop_counter.FlopCounterMode`, matmul and attention kernels only): "
+        "*model* = the model's own forward + backward at the benchmark's batch shape (the LoRA/full mark uses "
+        "it); *in-step* = one whole training step as executed, which misses the in-place `addmm_` gradient "
+        "accumulation of TRL's fused LM head and bitsandbytes' 4-bit kernels (QLoRA is undercounted in both).",
+        "- saved for backward: unique storage bytes packed by `torch.autograd.graph.saved_tensors_hooks` "
+        "during one forward (parameters excluded).",
+    ]
     if s["device"] == "cuda":
-        notes.append("- GPU: peak = `torch.cuda.max_memory_allocated` (reserved in the JSON); the planner column is "
-                     "its allocated peak, without the CUDA context and allocator slack it adds for a fit verdict.")
+        notes.append(
+            "- GPU: peak = `torch.cuda.max_memory_allocated` (reserved in the JSON); the planner column is "
+            "its allocated peak, without the CUDA context and allocator slack it adds for a fit verdict."
+        )
     else:
-        notes.append("- CPU: peak RSS of the arm's process (`ru_maxrss`), which includes python and the libraries "
-                     "(the planner's `process` term); CPU training runs in fp32, so bf16 marks are not measured here.")
-        notes.append(f"- CPU allocator: {s.get('malloc')}: freed tensors return to the OS at once, so RSS follows the "
-                     "bytes held; glibc's default keeps freed memory cached (a trial measured ~15% more RSS).")
+        notes.append(
+            "- CPU: peak RSS of the arm's process (`ru_maxrss`), which includes python and the libraries "
+            "(the planner's `process` term); CPU training runs in fp32, so bf16 marks are not measured here."
+        )
+        notes.append(
+            f"- CPU allocator: {s.get('malloc')}: freed tensors return to the OS at once, so RSS follows the "
+            "bytes held; glibc's default keeps freed memory cached (a trial measured ~15% more RSS)."
+        )
     return notes
 
 

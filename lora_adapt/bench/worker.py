@@ -42,12 +42,21 @@ def run_arm(spec: ArmSpec) -> dict[str, Any]:
     if cuda:
         torch.cuda.reset_peak_memory_stats()
     trainer.train()
-    out = {"spec": spec.to_json(), "gpu_memory_cap_bytes": cap, "torch_threads": torch.get_num_threads(),
-           "rss_after_imports": rss_imports, "rss_before_train": rss_before,
-           "peak_rss": peak_rss_bytes(), **_params(trainer.model), **_timings(probe)}
+    out = {
+        "spec": spec.to_json(),
+        "gpu_memory_cap_bytes": cap,
+        "torch_threads": torch.get_num_threads(),
+        "rss_after_imports": rss_imports,
+        "rss_before_train": rss_before,
+        "peak_rss": peak_rss_bytes(),
+        **_params(trainer.model),
+        **_timings(probe),
+    }
     if cuda:
-        out |= {"cuda_max_allocated": torch.cuda.max_memory_allocated(),
-                "cuda_max_reserved": torch.cuda.max_memory_reserved()}
+        out |= {
+            "cuda_max_allocated": torch.cuda.max_memory_allocated(),
+            "cuda_max_reserved": torch.cuda.max_memory_reserved(),
+        }
     out["model_flops_per_token"] = model_flops_per_token(trainer.model, probe.result.longest_batch)
     return out
 
@@ -65,7 +74,9 @@ def model_flops_per_token(model, batch: tuple[int, int]) -> float | None:
         return None
     config = model.get_base_model().config if hasattr(model, "get_base_model") else model.config
     device = next(model.parameters()).device
-    ids = torch.randint(0, config.vocab_size, (rows, length), generator=torch.Generator().manual_seed(0)).to(device)
+    ids = torch.randint(0, config.vocab_size, (rows, length), generator=torch.Generator().manual_seed(0)).to(
+        device
+    )
     model.train()
     model.zero_grad(set_to_none=True)
     with FlopCounterMode(display=False) as counter:
@@ -86,7 +97,9 @@ def _cap_gpu_memory() -> int | None:
     from ..planner.units import parse_size
 
     cap = parse_size(text)
-    torch.cuda.set_per_process_memory_fraction(min(1.0, cap / torch.cuda.get_device_properties(0).total_memory))
+    torch.cuda.set_per_process_memory_fraction(
+        min(1.0, cap / torch.cuda.get_device_properties(0).total_memory)
+    )
     return cap
 
 
@@ -101,13 +114,20 @@ def _timings(probe) -> dict[str, Any]:
     tokens = sum(s.tokens for s in r.steps)
     processed = sum(s.processed for s in r.steps)
     return {
-        "steps": [asdict(s) for s in r.steps], "timed_seconds": seconds, "tokens": tokens, "processed": processed,
+        "steps": [asdict(s) for s in r.steps],
+        "timed_seconds": seconds,
+        "tokens": tokens,
+        "processed": processed,
         "tokens_per_s": tokens / seconds if seconds else None,
         "padding_share": 1 - tokens / processed if processed else None,
-        "longest_batch": list(r.longest_batch), "saved_bytes": r.saved_bytes, "saved_batch": list(r.saved_batch),
-        "flops": r.flops, "flop_tokens": r.flop_tokens,
+        "longest_batch": list(r.longest_batch),
+        "saved_bytes": r.saved_bytes,
+        "saved_batch": list(r.saved_batch),
+        "flops": r.flops,
+        "flop_tokens": r.flop_tokens,
         "flops_per_token": r.flops / r.flop_tokens if r.flop_tokens else None,
-        "final_loss": r.losses[-1] if r.losses else None, "losses": r.losses,
+        "final_loss": r.losses[-1] if r.losses else None,
+        "losses": r.losses,
     }
 
 

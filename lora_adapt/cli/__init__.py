@@ -29,7 +29,9 @@ class Group(click.Group):
                 click.echo(f"hint: {exc.hint}", err=True)
             ctx.exit(exc.exit_code)
         except KeyboardInterrupt:
-            click.echo("interrupted: the unfinished run is left as <name>.incomplete; rerun with --resume", err=True)
+            click.echo(
+                "interrupted: the unfinished run is left as <name>.incomplete; rerun with --resume", err=True
+            )
             ctx.exit(130)
         except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise

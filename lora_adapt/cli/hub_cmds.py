@@ -16,13 +16,26 @@ ENDPOINT_HELP = "Hub endpoint (default: HF_ENDPOINT, else https://huggingface.co
 
 @main.command()
 @click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--repo-id", required=True, metavar="NAMESPACE/NAME", help="Hub repository (created if missing).")
-@click.option("--private/--public", default=True, show_default=True,
-              help="Visibility of a new repository; --private also refuses to push into an existing public one.")
-@click.option("--revision", default=None, metavar="BRANCH", help="Branch to push to (created if missing). Default: main.")
+@click.option(
+    "--repo-id", required=True, metavar="NAMESPACE/NAME", help="Hub repository (created if missing)."
+)
+@click.option(
+    "--private/--public",
+    default=True,
+    show_default=True,
+    help="Visibility of a new repository; --private also refuses to push into an existing public one.",
+)
+@click.option(
+    "--revision",
+    default=None,
+    metavar="BRANCH",
+    help="Branch to push to (created if missing). Default: main.",
+)
 @click.option("--merged", is_flag=True, help="Push the merged model (RUN_DIR/merged) instead of the adapter.")
 @click.option("--endpoint", default=None, metavar="URL", help=ENDPOINT_HELP)
-def push(run_dir: Path, repo_id: str, private: bool, revision: str | None, merged: bool, endpoint: str | None) -> None:
+def push(
+    run_dir: Path, repo_id: str, private: bool, revision: str | None, merged: bool, endpoint: str | None
+) -> None:
     """Publish a finished run: adapter (or merged model), model card, metrics and recipe."""
     from ..hub import push_run
 
@@ -35,8 +48,13 @@ def push(run_dir: Path, repo_id: str, private: bool, revision: str | None, merge
 @main.command()
 @click.argument("repo_id", metavar="NAMESPACE/NAME[@REVISION]")
 @click.option("--revision", default=None, metavar="REV", help="Branch, tag or commit sha (default: main).")
-@click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Folder to write the files to (default: the Hugging Face cache).")
+@click.option(
+    "--out",
+    "out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Folder to write the files to (default: the Hugging Face cache).",
+)
 @click.option("--endpoint", default=None, metavar="URL", help=ENDPOINT_HELP)
 def pull(repo_id: str, revision: str | None, out: Path | None, endpoint: str | None) -> None:
     """Download an adapter from the Hub, pinned to a revision; prints its local folder."""

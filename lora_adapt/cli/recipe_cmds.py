@@ -16,8 +16,10 @@ from . import main
 def validate(recipe: str, overrides: tuple[str, ...]) -> None:
     """Check a recipe (and overrides) without loading any model."""
     r = load_recipe(recipe, overrides)
-    click.echo(f"ok: {recipe} is a valid recipe (name={r.name}, task={r.task.type}, model={r.model.name_or_path}, "
-               f"quantization={r.quantization.method}, adapter={r.adapter.method} r={r.adapter.rank})")
+    click.echo(
+        f"ok: {recipe} is a valid recipe (name={r.name}, task={r.task.type}, model={r.model.name_or_path}, "
+        f"quantization={r.quantization.method}, adapter={r.adapter.method} r={r.adapter.rank})"
+    )
 
 
 @main.command()

@@ -15,12 +15,24 @@ SET_HELP = "Override a recipe value, e.g. --set training.learning_rate=1e-4 (rep
 @main.command()
 @click.argument("recipe", type=click.Path(dir_okay=False))
 @click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE", help=SET_HELP)
-@click.option("--output-dir", type=click.Path(file_okay=False, path_type=Path), help="Parent folder of the run (default: output.dir).")
+@click.option(
+    "--output-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Parent folder of the run (default: output.dir).",
+)
 @click.option("--resume", is_flag=True, help="Continue an interrupted run from its last checkpoint.")
-@click.option("--dry-run", is_flag=True, help="Load the model and data, report what would happen, write nothing.")
+@click.option(
+    "--dry-run", is_flag=True, help="Load the model and data, report what would happen, write nothing."
+)
 @click.option("--overwrite", is_flag=True, default=None, help="Replace a finished run of the same name.")
-def run(recipe: str, overrides: tuple[str, ...], output_dir: Path | None, resume: bool, dry_run: bool,
-        overwrite: bool | None) -> None:
+def run(
+    recipe: str,
+    overrides: tuple[str, ...],
+    output_dir: Path | None,
+    resume: bool,
+    dry_run: bool,
+    overwrite: bool | None,
+) -> None:
     """Train an adapter from RECIPE and write the run directory."""
     from ..pipeline import run as run_pipeline
 
@@ -37,8 +49,10 @@ def _summary(metrics: dict) -> str:
     for split in ("validation", "test"):
         m = metrics.get(split) or {}
         if "before" in m and "after" in m and m["before"] and m["after"]:
-            lines.append(f"{split}: loss {m['before']['loss']:.4f} -> {m['after']['loss']:.4f}, "
-                         f"perplexity {m['before']['perplexity']:.2f} -> {m['after']['perplexity']:.2f}")
+            lines.append(
+                f"{split}: loss {m['before']['loss']:.4f} -> {m['after']['loss']:.4f}, "
+                f"perplexity {m['before']['perplexity']:.2f} -> {m['after']['perplexity']:.2f}"
+            )
     if "summary" in metrics:
         lines.append(metrics["summary"])
     return "\n".join(lines)
@@ -52,7 +66,9 @@ def data() -> None:
 @data.command()
 @click.argument("recipe", type=click.Path(dir_okay=False))
 @click.option("-n", "count", default=3, show_default=True, help="How many examples to show.")
-@click.option("--split", type=click.Choice(["train", "validation", "test"]), default="train", show_default=True)
+@click.option(
+    "--split", type=click.Choice(["train", "validation", "test"]), default="train", show_default=True
+)
 @click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE", help=SET_HELP)
 def preview(recipe: str, count: int, split: str, overrides: tuple[str, ...]) -> None:
     """Render prepared examples, marking trained and masked tokens."""

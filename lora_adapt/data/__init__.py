@@ -19,6 +19,11 @@ from .prompts import generative_prompt
 from .templates import CHAT_TEMPLATES
 
 __all__ = [
-    "CHAT_TEMPLATES", "PreparedData", "generative_prompt", "load_rows_from_file", "load_split_rows",
-    "prepare_data", "render_preview",
+    "CHAT_TEMPLATES",
+    "PreparedData",
+    "generative_prompt",
+    "load_rows_from_file",
+    "load_split_rows",
+    "prepare_data",
+    "render_preview",
 ]

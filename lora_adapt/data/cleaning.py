@@ -59,13 +59,21 @@ def tidy_inside(text: str) -> str:
     if not core:
         return tidy_whitespace(text)
     start = text.index(core[0])
-    return text[:start] + tidy_whitespace(core) + text[start + len(core):]
+    return text[:start] + tidy_whitespace(core) + text[start + len(core) :]
 
 
-def normalize_rows(rows: list[dict[str, Any]], cleaning: CleaningSpec, counts: dict[str, int]) -> list[dict[str, Any]]:
+def normalize_rows(
+    rows: list[dict[str, Any]], cleaning: CleaningSpec, counts: dict[str, int]
+) -> list[dict[str, Any]]:
     """NFC and whitespace normalisation; counts rows changed by each rule."""
-    rules = [(name, on) for name, on in (("unicode", cleaning.normalize_unicode),
-                                         ("whitespace", cleaning.normalize_whitespace)) if on]
+    rules = [
+        (name, on)
+        for name, on in (
+            ("unicode", cleaning.normalize_unicode),
+            ("whitespace", cleaning.normalize_whitespace),
+        )
+        if on
+    ]
     out = []
     for row in rows:
         for name, _ in rules:

@@ -17,19 +17,32 @@ from ..recipe.schema import CANONICAL_COLUMNS, DataSpec, TaskSpec
 from .sources import WHERE
 
 TASK_LAYOUTS = {
-    "classification": "classification", "token_classification": "tagging",
-    "relation_classification": "relation", "extraction": "extraction",
+    "classification": "classification",
+    "token_classification": "tagging",
+    "relation_classification": "relation",
+    "extraction": "extraction",
 }
 REQUIRED = {
-    "completion": ("text",), "prompt_completion": ("prompt", "completion"), "instruction": ("instruction", "output"),
-    "chat": ("messages",), "classification": ("text", "label"), "tagging": ("tokens", "tags"),
-    "relation": ("text", "label"), "extraction": ("text", "output"),
+    "completion": ("text",),
+    "prompt_completion": ("prompt", "completion"),
+    "instruction": ("instruction", "output"),
+    "chat": ("messages",),
+    "classification": ("text", "label"),
+    "tagging": ("tokens", "tags"),
+    "relation": ("text", "label"),
+    "extraction": ("text", "output"),
 }
 KEEP = {layout: cols + ("id", "system") for layout, cols in REQUIRED.items()}
 KEEP["instruction"] += ("input",)
 E1 = re.compile(r"<e1>.+?</e1>", re.S)
 E2 = re.compile(r"<e2>.+?</e2>", re.S)
-SHAREGPT_ROLES = {"human": "user", "gpt": "assistant", "system": "system", "user": "user", "assistant": "assistant"}
+SHAREGPT_ROLES = {
+    "human": "user",
+    "gpt": "assistant",
+    "system": "system",
+    "user": "user",
+    "assistant": "assistant",
+}
 
 
 def detect_sft_format(row: dict[str, Any]) -> str:
@@ -59,7 +72,9 @@ def rename_columns(rows: list[dict[str, Any]], spec: DataSpec, source: str) -> l
         if user not in rows[0] and canonical not in rows[0]:
             raise DataError(
                 f"{source}: data.columns maps '{canonical}' to '{user}', but the data has no column '{user}' "
-                f"(columns: {', '.join(have)})", hint="fix data.columns to name one of the columns above")
+                f"(columns: {', '.join(have)})",
+                hint="fix data.columns to name one of the columns above",
+            )
     back = {user: canonical for canonical, user in spec.columns.items()}
     return [{back.get(k, k): v for k, v in row.items()} for row in rows]
 
@@ -75,18 +90,28 @@ def check_columns(rows: list[dict[str, Any]], layout: str, spec: DataSpec, sourc
     reverse = {v: k for k, v in spec.columns.items()}
     shown = ", ".join(f"{reverse[c]} (mapped to {c})" if c in reverse else c for c in have) or "none"
     unmapped = [c for c in have if c not in CANONICAL_COLUMNS]
-    example = ", ".join(f"{m}: {u}" for m, u in zip(missing, unmapped, strict=False)) or f"{missing[0]}: YOUR_COLUMN"
+    example = (
+        ", ".join(f"{m}: {u}" for m, u in zip(missing, unmapped, strict=False))
+        or f"{missing[0]}: YOUR_COLUMN"
+    )
     hint = f"map your column names with data.columns, e.g. `columns: {{{example}}}`"
     if layout in ("completion", "prompt_completion", "instruction", "chat"):
-        hint += "; sft data needs text, prompt+completion, instruction(+input)+output, or messages (data.format)"
-    raise DataError(f"{source}: missing column(s) {missing} for the {layout} layout; the data has: {shown}", hint=hint)
+        hint += (
+            "; sft data needs text, prompt+completion, instruction(+input)+output, or messages (data.format)"
+        )
+    raise DataError(
+        f"{source}: missing column(s) {missing} for the {layout} layout; the data has: {shown}", hint=hint
+    )
 
 
 def to_canonical(rows: list[dict[str, Any]], layout: str, task: TaskSpec) -> list[dict[str, Any]]:
     """Keep the layout's canonical columns and coerce their values (errors name file:line)."""
     convert = {
-        "chat": _chat_row, "classification": _classification_row, "tagging": _tagging_row,
-        "relation": _relation_row, "extraction": _extraction_row,
+        "chat": _chat_row,
+        "classification": _classification_row,
+        "tagging": _tagging_row,
+        "relation": _relation_row,
+        "extraction": _extraction_row,
     }.get(layout, _text_row)
     out = []
     for row in rows:
@@ -94,8 +119,10 @@ def to_canonical(rows: list[dict[str, Any]], layout: str, task: TaskSpec) -> lis
         kept[WHERE] = row.get(WHERE, "?")
         missing = [c for c in REQUIRED[layout] if c not in kept]
         if missing:
-            raise DataError(f"{kept[WHERE]}: this row has no {missing} (the first row has them)",
-                            hint="every row needs the same columns; fix or remove the row")
+            raise DataError(
+                f"{kept[WHERE]}: this row has no {missing} (the first row has them)",
+                hint="every row needs the same columns; fix or remove the row",
+            )
         out.append(convert(kept, task))
     return out
 
@@ -136,7 +163,12 @@ def _message(message: dict[str, Any], where: str) -> dict[str, str]:
 
 def _label_value(value: Any, task: TaskSpec, where: str) -> str:
     """A label as a string; an integer indexes task.labels when those are given and it is not one of them."""
-    if isinstance(value, bool) or not isinstance(value, int) or task.labels is None or str(value) in task.labels:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int)
+        or task.labels is None
+        or str(value) in task.labels
+    ):
         return _as_text(value).strip()
     if not 0 <= value < len(task.labels):
         raise DataError(f"{where}: label index {value} is outside task.labels (0..{len(task.labels) - 1})")
@@ -157,10 +189,15 @@ def _classification_row(row: dict[str, Any], task: TaskSpec) -> dict[str, Any]:
 
 def _relation_row(row: dict[str, Any], task: TaskSpec) -> dict[str, Any]:
     row = _classification_row(row, task)
-    missing = [m for m, pattern in (("<e1>..</e1>", E1), ("<e2>..</e2>", E2)) if not pattern.search(row["text"])]
+    missing = [
+        m for m, pattern in (("<e1>..</e1>", E1), ("<e2>..</e2>", E2)) if not pattern.search(row["text"])
+    ]
     if missing:
-        raise DataError(f"{row[WHERE]}: relation sentence lacks entity marker(s) {' and '.join(missing)}: "
-                        f"{row['text'][:80]!r}", hint="mark both entities, e.g. 'the <e1>cup</e1> in the <e2>box</e2>'")
+        raise DataError(
+            f"{row[WHERE]}: relation sentence lacks entity marker(s) {' and '.join(missing)}: "
+            f"{row['text'][:80]!r}",
+            hint="mark both entities, e.g. 'the <e1>cup</e1> in the <e2>box</e2>'",
+        )
     return row
 
 
@@ -169,8 +206,10 @@ def _tagging_row(row: dict[str, Any], task: TaskSpec) -> dict[str, Any]:
     tokens = tokens.split() if isinstance(tokens, str) else list(tokens or [])
     tags = tags.split() if isinstance(tags, str) else list(tags or [])
     if len(tokens) != len(tags):
-        raise DataError(f"{where}: {len(tokens)} tokens but {len(tags)} tags; every token needs exactly one tag",
-                        hint="check the token and tag lists (CoNLL: one 'TOKEN ... TAG' per line)")
+        raise DataError(
+            f"{where}: {len(tokens)} tokens but {len(tags)} tags; every token needs exactly one tag",
+            hint="check the token and tag lists (CoNLL: one 'TOKEN ... TAG' per line)",
+        )
     row["tokens"] = [_as_text(t) for t in tokens]
     row["tags"] = [_label_value(t, task, where) for t in tags]
     return row
@@ -182,8 +221,10 @@ def _extraction_row(row: dict[str, Any], task: TaskSpec) -> dict[str, Any]:
         try:
             output = json.loads(output) if output.strip() else {}
         except json.JSONDecodeError as exc:
-            raise DataError(f"{where}: 'output' is not valid JSON: {exc.msg}",
-                            hint="extraction outputs are JSON objects, e.g. {\"drug\": \"aspirin\"}") from None
+            raise DataError(
+                f"{where}: 'output' is not valid JSON: {exc.msg}",
+                hint='extraction outputs are JSON objects, e.g. {"drug": "aspirin"}',
+            ) from None
     if not isinstance(output, dict):
         raise DataError(f"{where}: 'output' must be a JSON object, got {type(output).__name__}")
     row["output"] = output

@@ -57,7 +57,8 @@ def check_known(splits: dict[str, Rows], labels: tuple[str, ...], task: TaskSpec
             if unknown:
                 raise DataError(
                     f"{row[WHERE]}: unknown label {unknown[0]!r} in the {name} split (not in {origin})",
-                    hint="add it to task.labels and give the training split examples of it, or fix/remove the row")
+                    hint="add it to task.labels and give the training split examples of it, or fix/remove the row",
+                )
 
 
 def _empty_classes(train: Rows, labels: tuple[str, ...], task: TaskSpec, layout: str) -> list[str]:

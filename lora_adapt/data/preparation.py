@@ -20,8 +20,13 @@ if TYPE_CHECKING:
     import datasets
 
 SPLITS = ("train", "validation", "test")
-SPLIT_ALIASES = {"train": "train", "validation": "validation", "valid": "validation", "dev": "validation",
-                 "test": "test"}
+SPLIT_ALIASES = {
+    "train": "train",
+    "validation": "validation",
+    "valid": "validation",
+    "dev": "validation",
+    "test": "test",
+}
 Rows = list[dict[str, Any]]
 
 
@@ -38,6 +43,7 @@ class PreparedData:
 
 # --- reading -----------------------------------------------------------------------------------
 
+
 def _read(path: Path, origin: str, spec: DataSpec, task: TaskSpec, stats: dict) -> Rows:
     check_exists(path, origin)
     fmt = spec.file_format if spec.file_format != "auto" else detect_file_format(path, task.type)
@@ -46,7 +52,9 @@ def _read(path: Path, origin: str, spec: DataSpec, task: TaskSpec, stats: dict) 
     return read_file(path, fmt, spec.column_names)
 
 
-def _canonical(rows: Rows, spec: DataSpec, task: TaskSpec, source: str, layout: str | None) -> tuple[Rows, str]:
+def _canonical(
+    rows: Rows, spec: DataSpec, task: TaskSpec, source: str, layout: str | None
+) -> tuple[Rows, str]:
     rows = rename_columns(rows, spec, source)
     layout = layout or rows_layout(spec, task, rows[0] if rows else {})
     check_columns(rows, layout, spec, source)
@@ -65,14 +73,19 @@ def _sources(spec: DataSpec, task: TaskSpec, stats: dict) -> dict[str, tuple[Row
         stats["files"][str(spec.path)] = file_sha256(spec.path)
         stats["file_formats"][str(spec.path)] = "hf_dataset"
         saved = read_saved_splits(spec.path)
-        given = {SPLIT_ALIASES[n]: (rows, f"{spec.path}/{n}") for n, rows in saved.items() if n in SPLIT_ALIASES}
+        given = {
+            SPLIT_ALIASES[n]: (rows, f"{spec.path}/{n}") for n, rows in saved.items() if n in SPLIT_ALIASES
+        }
         if "train" not in given:
             raise DataError(f"{spec.path}: the saved dataset has no 'train' split (splits: {sorted(saved)})")
         return given
     if spec.path is not None:
         return {"train": (_read(spec.path, "data.path", spec, task, stats), str(spec.path))}
-    return {name: (_read(path, f"data.{name}", spec, task, stats), str(path))
-            for name in SPLITS if (path := getattr(spec, name)) is not None}
+    return {
+        name: (_read(path, f"data.{name}", spec, task, stats), str(path))
+        for name in SPLITS
+        if (path := getattr(spec, name)) is not None
+    }
 
 
 def _assemble(spec: DataSpec, task: TaskSpec, stats: dict) -> tuple[dict[str, Rows], str]:
@@ -89,13 +102,18 @@ def _assemble(spec: DataSpec, task: TaskSpec, stats: dict) -> tuple[dict[str, Ro
     strata = _stratify_labels(train, layout, spec, task)
     carved, notes = split_by_ratio(train, spec.split, strata, missing)
     splits.update(carved)
-    stats["split"] = {"method": "ratio" if spec.path is not None and len(given) == 1 else "files",
-                      "carved": [n for n in missing if n in carved], "seed": spec.split.seed,
-                      "stratified": strata is not None and any(n in carved for n in missing), "notes": notes}
+    stats["split"] = {
+        "method": "ratio" if spec.path is not None and len(given) == 1 else "files",
+        "carved": [n for n in missing if n in carved],
+        "seed": spec.split.seed,
+        "stratified": strata is not None and any(n in carved for n in missing),
+        "notes": notes,
+    }
     return {name: splits[name] for name in SPLITS if name in splits}, layout
 
 
 # --- cleaning ----------------------------------------------------------------------------------
+
 
 def _clean(splits: dict[str, Rows], layout: str, spec: DataSpec, stats: dict) -> None:
     rules = spec.cleaning
@@ -111,21 +129,31 @@ def _clean(splits: dict[str, Rows], layout: str, spec: DataSpec, stats: dict) ->
         cross = cleaning.drop_cross_split(splits)
         dropped["cross_split"] = {name: cross[name] for name in splits}
     for name, rows in splits.items():
-        splits[name], dropped["max_samples"][name] = cleaning.cap_rows(rows, spec.max_samples, spec.split.seed)
+        splits[name], dropped["max_samples"][name] = cleaning.cap_rows(
+            rows, spec.max_samples, spec.split.seed
+        )
     stats["dropped"] = dropped
     if not splits["train"]:
-        raise DataError(f"the training data is empty after cleaning: {_drop_story('train', stats)}",
-                        hint="check the file and data.columns; cleaning rules can be switched off under data.cleaning")
+        raise DataError(
+            f"the training data is empty after cleaning: {_drop_story('train', stats)}",
+            hint="check the file and data.columns; cleaning rules can be switched off under data.cleaning",
+        )
 
 
 def _drop_story(split: str, stats: dict) -> str:
     read = stats["rows_read"].get(split, 0)
-    rules = {"empty": "empty (cleaning.drop_empty)", "duplicate": "exact duplicates (cleaning.deduplicate)",
-             "cross_split": "also in validation/test (cleaning.deduplicate)",
-             "overlength": "longer than data.max_seq_length (cleaning.overlength: drop)",
-             "completion_truncated": "with the whole completion truncated away (cleaning.overlength: truncate)"}
-    parts = [f"{stats['dropped'].get(rule, {}).get(split, 0)} {text}" for rule, text in rules.items()
-             if stats["dropped"].get(rule, {}).get(split, 0)]
+    rules = {
+        "empty": "empty (cleaning.drop_empty)",
+        "duplicate": "exact duplicates (cleaning.deduplicate)",
+        "cross_split": "also in validation/test (cleaning.deduplicate)",
+        "overlength": "longer than data.max_seq_length (cleaning.overlength: drop)",
+        "completion_truncated": "with the whole completion truncated away (cleaning.overlength: truncate)",
+    }
+    parts = [
+        f"{stats['dropped'].get(rule, {}).get(split, 0)} {text}"
+        for rule, text in rules.items()
+        if stats["dropped"].get(rule, {}).get(split, 0)
+    ]
     return f"{read} row(s) read, dropped: " + (", ".join(parts) or "none")
 
 
@@ -155,7 +183,10 @@ def _load(spec: DataSpec, task: TaskSpec) -> tuple[dict[str, Rows], str, tuple[s
 
 
 def _strip(splits: dict[str, Rows]) -> dict[str, list[dict]]:
-    return {name: [{k: v for k, v in row.items() if k != WHERE} for row in splits.get(name, [])] for name in SPLITS}
+    return {
+        name: [{k: v for k, v in row.items() if k != WHERE} for row in splits.get(name, [])]
+        for name in SPLITS
+    }
 
 
 def load_split_rows(spec: DataSpec, task: TaskSpec) -> tuple[dict[str, list[dict]], dict]:
@@ -171,7 +202,9 @@ def load_rows_from_file(path: str | Path, spec: DataSpec, task: TaskSpec) -> lis
     """
     path = Path(path)
     stats = _new_stats()
-    rows, layout = _canonical(_read(path, "the file to evaluate", spec, task, stats), spec, task, str(path), None)
+    rows, layout = _canonical(
+        _read(path, "the file to evaluate", spec, task, stats), spec, task, str(path), None
+    )
     rows = cleaning.normalize_rows(rows, spec.cleaning, stats["normalized"])
     if spec.cleaning.drop_empty:
         rows, _ = cleaning.drop_empty(rows, layout)
@@ -182,16 +215,24 @@ def load_rows_from_file(path: str | Path, spec: DataSpec, task: TaskSpec) -> lis
 
 # --- tokenizing --------------------------------------------------------------------------------
 
+
 def prepare_data(spec: DataSpec, task: TaskSpec, tokenizer, *, head: bool) -> PreparedData:
     """Read, clean, split, check and tokenize the recipe's data for training."""
     import datasets
 
     splits, layout, labels, stats = _load(spec, task)
     if head and labels is None:
-        raise DataError(f"a classifier head needs a labelled task, not the {layout} layout",
-                        hint="use task.mode: generative, or a classification / token_classification task")
-    ctx = {"spec": spec, "task": task, "tokenizer": tokenizer, "labels": labels,
-           "template": resolve_chat_template(tokenizer, spec.chat_template)}
+        raise DataError(
+            f"a classifier head needs a labelled task, not the {layout} layout",
+            hint="use task.mode: generative, or a classification / token_classification task",
+        )
+    ctx = {
+        "spec": spec,
+        "task": task,
+        "tokenizer": tokenizer,
+        "labels": labels,
+        "template": resolve_chat_template(tokenizer, spec.chat_template),
+    }
     trained_layout = layout if head else generative_layout(layout, ctx["template"])
     built: dict[str, datasets.Dataset | None] = {}
     per_split: dict[str, dict] = {}
@@ -208,19 +249,34 @@ def prepare_data(spec: DataSpec, task: TaskSpec, tokenizer, *, head: bool) -> Pr
         built[name] = datasets.Dataset.from_dict(counts.columns) if counts.examples else None
     _tokenization_stats(stats, per_split, spec, head, trained_layout)
     if built["train"] is None:
-        raise DataError(f"the training data is empty after tokenization: {_drop_story('train', stats)}",
-                        hint="raise data.max_seq_length or set data.cleaning.overlength: truncate")
-    return PreparedData(train=built["train"], validation=built["validation"], test=built["test"],
-                        raw=_strip(splits), layout=trained_layout, labels=labels, stats=stats)
+        raise DataError(
+            f"the training data is empty after tokenization: {_drop_story('train', stats)}",
+            hint="raise data.max_seq_length or set data.cleaning.overlength: truncate",
+        )
+    return PreparedData(
+        train=built["train"],
+        validation=built["validation"],
+        test=built["test"],
+        raw=_strip(splits),
+        layout=trained_layout,
+        labels=labels,
+        stats=stats,
+    )
 
 
-def _tokenization_stats(stats: dict, per_split: dict[str, dict], spec: DataSpec, head: bool, layout: str) -> None:
+def _tokenization_stats(
+    stats: dict, per_split: dict[str, dict], spec: DataSpec, head: bool, layout: str
+) -> None:
     stats["layout"] = layout
     stats["mode"] = "head" if head else "generative"
     stats["max_seq_length"] = spec.max_seq_length
     stats["dropped"]["overlength"] = {n: s["dropped_overlength"] for n, s in per_split.items()}
-    stats["dropped"]["completion_truncated"] = {n: s["dropped_completion_truncated"] for n, s in per_split.items()}
+    stats["dropped"]["completion_truncated"] = {
+        n: s["dropped_completion_truncated"] for n, s in per_split.items()
+    }
     stats["truncated"] = {n: s["truncated"] for n, s in per_split.items()}
     stats["eos_trained"] = None if head else {n: s["eos_trained_share"] for n, s in per_split.items()}
-    stats["tokens"] = {n: {k: s[k] for k in ("tokens", "trained_tokens", "max_length")} for n, s in per_split.items()}
+    stats["tokens"] = {
+        n: {k: s[k] for k in ("tokens", "trained_tokens", "max_length")} for n, s in per_split.items()
+    }
     stats["rows"] = {name: per_split.get(name, {}).get("examples", 0) for name in SPLITS}

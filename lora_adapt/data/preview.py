@@ -25,11 +25,15 @@ def render_preview(prepared, tokenizer, n: int = 3, split: str = "train") -> str
 
 
 def _summary(stats: dict[str, Any], layout: str, labels) -> list[str]:
-    lines = [f"layout: {layout} (format: {stats.get('format')}, mode: {stats.get('mode')})",
-             f"rows read: {_per_split(stats.get('rows_read', {}))}",
-             f"rows kept: {_per_split(stats.get('rows', {}))}"]
+    lines = [
+        f"layout: {layout} (format: {stats.get('format')}, mode: {stats.get('mode')})",
+        f"rows read: {_per_split(stats.get('rows_read', {}))}",
+        f"rows kept: {_per_split(stats.get('rows', {}))}",
+    ]
     normalized = stats.get("normalized", {})
-    lines.append(f"normalised: unicode {normalized.get('unicode', 0)}, whitespace {normalized.get('whitespace', 0)} row(s)")
+    lines.append(
+        f"normalised: unicode {normalized.get('unicode', 0)}, whitespace {normalized.get('whitespace', 0)} row(s)"
+    )
     for rule, counts in stats.get("dropped", {}).items():
         if any(counts.values()):
             lines.append(f"dropped ({rule}): {_per_split(counts)}")
@@ -60,18 +64,25 @@ def _generative(example: dict[str, Any], tokenizer, limit: int | None) -> list[s
     eos_trained = any(t == eos and m for t, m in zip(ids, mask, strict=True))
     truncated = limit is not None and len(ids) >= limit and ids[-1] != eos
     trained = sum(mask)
-    return ["".join(pieces),
-            f"[tokens: {len(ids)}, trained {trained}, masked {len(ids) - trained} | "
-            f"truncated: {'yes' if truncated else 'no'} | EOS trained: {'yes' if eos_trained else 'no'}]"]
+    return [
+        "".join(pieces),
+        f"[tokens: {len(ids)}, trained {trained}, masked {len(ids) - trained} | "
+        f"truncated: {'yes' if truncated else 'no'} | EOS trained: {'yes' if eos_trained else 'no'}]",
+    ]
 
 
 def _head(example: dict[str, Any], tokenizer, labels, layout: str) -> list[str]:
     ids, target = example["input_ids"], example["labels"]
     if layout == "tagging":
-        words = [f"{tokenizer.decode([t])}/{labels[y]}" for t, y in zip(ids, target, strict=True) if y != -100]
+        words = [
+            f"{tokenizer.decode([t])}/{labels[y]}" for t, y in zip(ids, target, strict=True) if y != -100
+        ]
         return [" ".join(words), f"[tokens: {len(ids)}, labelled sub-words: {len(words)}]"]
     if isinstance(target, list):
         names = [labels[i] for i, v in enumerate(target) if v] or ["(none)"]
     else:
         names = [labels[target]]
-    return [tokenizer.decode(ids, skip_special_tokens=False), f"[tokens: {len(ids)} | label: {', '.join(names)}]"]
+    return [
+        tokenizer.decode(ids, skip_special_tokens=False),
+        f"[tokens: {len(ids)} | label: {', '.join(names)}]",
+    ]

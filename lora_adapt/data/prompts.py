@@ -19,11 +19,11 @@ NO_ENTITIES = "none"
 INSTRUCTIONS = {
     "classification": "Classify the text. Answer with exactly one of these labels: {labels}.",
     "multi_label": "Classify the text. Answer with every label that applies, separated by '{sep}', "
-                   "from: {labels}. Answer 'none' if no label applies.",
+    "from: {labels}. Answer 'none' if no label applies.",
     "relation": "Classify the semantic relation between the entities marked <e1>...</e1> and <e2>...</e2> "
-                "in the text. Answer with exactly one of these labels: {labels}.",
+    "in the text. Answer with exactly one of these labels: {labels}.",
     "tagging": "List the named entities in the text, one per line as 'TYPE: span'. Entity types: {labels}. "
-               "Answer 'none' if there are none.",
+    "Answer 'none' if there are none.",
     "extraction": "Extract these fields from the text and answer with a JSON object: {labels}.",
 }
 
@@ -42,8 +42,10 @@ def instruction_messages(row: dict[str, Any], spec: DataSpec) -> list[dict[str, 
     """An instruction row as a chat: [system?, user, assistant]."""
     system = system_of(row, spec)
     messages = [{"role": "system", "content": system}] if system else []
-    return messages + [{"role": "user", "content": instruction_user_text(row)},
-                       {"role": "assistant", "content": row["output"]}]
+    return messages + [
+        {"role": "user", "content": instruction_user_text(row)},
+        {"role": "assistant", "content": row["output"]},
+    ]
 
 
 def alpaca_prompt(row: dict[str, Any], spec: DataSpec) -> tuple[str, str]:
@@ -94,7 +96,9 @@ def gold_completion(row: dict[str, Any], layout: str, task: TaskSpec) -> str:
 def _layout_of(row: dict[str, Any], task: TaskSpec) -> str:
     if task.type == "token_classification":
         return "tagging"
-    return {"relation_classification": "relation", "extraction": "extraction"}.get(task.type, "classification")
+    return {"relation_classification": "relation", "extraction": "extraction"}.get(
+        task.type, "classification"
+    )
 
 
 def generative_prompt(row: dict[str, Any], task: TaskSpec, spec: DataSpec, labels) -> tuple[str, str]:

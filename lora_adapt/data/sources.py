@@ -24,8 +24,17 @@ from ..errors import DataError
 WHERE = "_where"
 SEMEVAL_LINE = re.compile(r'^(\d+)\t"(.*)"\s*$')
 EXTENSIONS = {
-    ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv", ".tsv": "tsv", ".tab": "tsv",
-    ".parquet": "parquet", ".pq": "parquet", ".conll": "conll", ".bio": "conll", ".iob": "conll",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "json",
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".tab": "tsv",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".conll": "conll",
+    ".bio": "conll",
+    ".iob": "conll",
 }
 
 
@@ -88,16 +97,23 @@ def _first_lines(path: Path, n: int) -> list[str]:
 def read_file(path: Path, fmt: str, column_names: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
     """Rows of one file in its own column names (each with ``_where``)."""
     readers = {
-        "jsonl": _read_jsonl, "json": _read_json, "parquet": _read_parquet, "text": _read_text,
-        "conll": _read_conll, "semeval": _read_semeval, "hf_dataset": _read_saved_dataset,
+        "jsonl": _read_jsonl,
+        "json": _read_json,
+        "parquet": _read_parquet,
+        "text": _read_text,
+        "conll": _read_conll,
+        "semeval": _read_semeval,
+        "hf_dataset": _read_saved_dataset,
     }
     try:
         if fmt in ("csv", "tsv"):
             return _read_delimited(path, "\t" if fmt == "tsv" else ",", column_names)
         return readers[fmt](path)
     except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason})",
-                        hint="convert the file to UTF-8, e.g. `iconv -f latin1 -t utf-8`") from None
+        raise DataError(
+            f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason})",
+            hint="convert the file to UTF-8, e.g. `iconv -f latin1 -t utf-8`",
+        ) from None
 
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -109,11 +125,15 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
             try:
                 obj = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise DataError(f"{path}:{lineno}: not valid JSON: {exc.msg} (column {exc.colno})",
-                                hint="each line of a .jsonl file must be one JSON object") from None
+                raise DataError(
+                    f"{path}:{lineno}: not valid JSON: {exc.msg} (column {exc.colno})",
+                    hint="each line of a .jsonl file must be one JSON object",
+                ) from None
             if not isinstance(obj, dict):
-                raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}",
-                                hint="each line of a .jsonl file must be one JSON object like {\"text\": ...}")
+                raise DataError(
+                    f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}",
+                    hint='each line of a .jsonl file must be one JSON object like {"text": ...}',
+                )
             obj[WHERE] = f"{path}:{lineno}"
             rows.append(obj)
     return rows
@@ -132,8 +152,10 @@ def _read_json(path: Path) -> list[dict[str, Any]]:
     elif isinstance(data, dict) and data and all(isinstance(v, dict) for v in data.values()):
         data = [{"id": key, **value} for key, value in data.items()]  # {id: {fields}} (e.g. PubMedQA)
     if not isinstance(data, list):
-        raise DataError(f"{path}: expected a JSON list of objects, {{\"data\": [...]}} or {{id: {{...}}}}, "
-                        f"got {type(data).__name__}")
+        raise DataError(
+            f'{path}: expected a JSON list of objects, {{"data": [...]}} or {{id: {{...}}}}, '
+            f"got {type(data).__name__}"
+        )
     rows = []
     for i, obj in enumerate(data):
         if not isinstance(obj, dict):
@@ -155,15 +177,19 @@ def _read_delimited(path: Path, delimiter: str, column_names: tuple[str, ...] | 
         if header is None:
             return []
         for fields in reader:
-            if not any(f.strip() for f in fields) or (column_names and reader.line_num == 1 and fields == header):
+            if not any(f.strip() for f in fields) or (
+                column_names and reader.line_num == 1 and fields == header
+            ):
                 continue  # blank line, or a header line equal to data.column_names
             rows.append(_fields_to_row(path, reader.line_num, header, fields, delimiter))
     return rows
 
 
-def _fields_to_row(path: Path, lineno: int, header: list[str], fields: list[str], delimiter: str) -> dict[str, Any]:
+def _fields_to_row(
+    path: Path, lineno: int, header: list[str], fields: list[str], delimiter: str
+) -> dict[str, Any]:
     if len(fields) > len(header):  # extra delimiters belong to the last column (free text)
-        fields = fields[: len(header) - 1] + [delimiter.join(fields[len(header) - 1:])]
+        fields = fields[: len(header) - 1] + [delimiter.join(fields[len(header) - 1 :])]
     if len(fields) < len(header):
         raise DataError(
             f"{path}:{lineno}: {len(fields)} field(s) but {len(header)} columns {header}",
@@ -216,8 +242,10 @@ def _read_conll(path: Path) -> list[dict[str, Any]]:
                 tokens, tags, first = [], [], 0
                 continue
             if len(parts) < 2:
-                raise DataError(f"{path}:{lineno}: token without a tag: {line.strip()!r}",
-                                hint="CoNLL lines are 'TOKEN [other columns] TAG', a blank line between sentences")
+                raise DataError(
+                    f"{path}:{lineno}: token without a tag: {line.strip()!r}",
+                    hint="CoNLL lines are 'TOKEN [other columns] TAG', a blank line between sentences",
+                )
             first = first or lineno
             tokens.append(parts[0])
             tags.append(parts[-1])
@@ -237,11 +265,19 @@ def _read_semeval(path: Path) -> list[dict[str, Any]]:
             continue
         match = SEMEVAL_LINE.match(lines[i])
         if match is None:
-            raise DataError(f"{path}:{i + 1}: expected a SemEval line 'ID<TAB>\"sentence\"', got {lines[i][:60]!r}")
+            raise DataError(
+                f"{path}:{i + 1}: expected a SemEval line 'ID<TAB>\"sentence\"', got {lines[i][:60]!r}"
+            )
         if i + 1 >= len(lines) or not lines[i + 1].strip():
             raise DataError(f"{path}:{i + 2}: missing the relation label line after example {match.group(1)}")
-        rows.append({"id": match.group(1), "text": match.group(2), "label": lines[i + 1].strip(),
-                     WHERE: f"{path}:{i + 1}"})
+        rows.append(
+            {
+                "id": match.group(1),
+                "text": match.group(2),
+                "label": lines[i + 1].strip(),
+                WHERE: f"{path}:{i + 1}",
+            }
+        )
         i += 2
         if i < len(lines) and lines[i].startswith("Comment"):
             i += 1
@@ -251,8 +287,10 @@ def _read_semeval(path: Path) -> list[dict[str, Any]]:
 def _read_saved_dataset(path: Path) -> list[dict[str, Any]]:
     splits = read_saved_splits(path)
     if len(splits) != 1:
-        raise DataError(f"{path}: saved DatasetDict has splits {sorted(splits)}; one file needs one split",
-                        hint="point data.path at the DatasetDict to use its splits, or save the split you want alone")
+        raise DataError(
+            f"{path}: saved DatasetDict has splits {sorted(splits)}; one file needs one split",
+            hint="point data.path at the DatasetDict to use its splits, or save the split you want alone",
+        )
     return next(iter(splits.values()))
 
 
@@ -263,7 +301,12 @@ def read_saved_splits(path: Path) -> dict[str, list[dict[str, Any]]]:
     try:
         loaded = datasets.load_from_disk(str(path))
     except Exception as exc:  # datasets raises FileNotFoundError/ValueError variants
-        raise DataError(f"{path}: not a saved `datasets` directory: {exc}",
-                        hint="write it with Dataset.save_to_disk(), or set data.file_format") from None
+        raise DataError(
+            f"{path}: not a saved `datasets` directory: {exc}",
+            hint="write it with Dataset.save_to_disk(), or set data.file_format",
+        ) from None
     parts = dict(loaded) if isinstance(loaded, datasets.DatasetDict) else {"train": loaded}
-    return {name: [{**row, WHERE: f"{path}/{name}[row {i}]"} for i, row in enumerate(ds)] for name, ds in parts.items()}
+    return {
+        name: [{**row, WHERE: f"{path}/{name}[row {i}]"} for i, row in enumerate(ds)]
+        for name, ds in parts.items()
+    }

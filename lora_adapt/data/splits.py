@@ -44,7 +44,9 @@ def _stratified_pick(labels: list[str], count: int, seed: int) -> tuple[set[int]
     total = sum(len(idx) for idx in usable.values())
     if total == 0:
         return set(), notes
-    quotas = _largest_remainder({k: len(v) * count / total for k, v in sorted(usable.items())}, min(count, total))
+    quotas = _largest_remainder(
+        {k: len(v) * count / total for k, v in sorted(usable.items())}, min(count, total)
+    )
     rng = random.Random(seed)
     picked: set[int] = set()
     for label in sorted(usable):
@@ -62,14 +64,18 @@ def _largest_remainder(exact: dict[str, float], count: int) -> dict[str, int]:
     return quotas
 
 
-def split_by_ratio(rows: Rows, spec: SplitSpec, labels: list[str] | None,
-                   missing: tuple[str, ...] = ("validation", "test")) -> tuple[dict[str, Rows], list[str]]:
+def split_by_ratio(
+    rows: Rows, spec: SplitSpec, labels: list[str] | None, missing: tuple[str, ...] = ("validation", "test")
+) -> tuple[dict[str, Rows], list[str]]:
     """Carve the missing splits from ``rows``: {train, validation?, test?} and notes."""
     out: dict[str, Rows] = {}
     notes: list[str] = []
     rest, rest_labels = rows, labels
     test_share = spec.test if "test" in missing else 0.0
-    for name, share in (("test", test_share), ("validation", spec.validation if "validation" in missing else 0.0)):
+    for name, share in (
+        ("test", test_share),
+        ("validation", spec.validation if "validation" in missing else 0.0),
+    ):
         if name not in missing or share <= 0:
             continue
         relative = share if name == "test" else share / (1 - test_share)

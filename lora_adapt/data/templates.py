@@ -37,8 +37,10 @@ def chat_template(name: str) -> str:
         return CHAT_TEMPLATES[name]
     if "{{" in name or "{%" in name:
         return name
-    raise DataError(f"data.chat_template: unknown template {name!r}",
-                    hint=f"use one of {', '.join(CHAT_TEMPLATES)} or a Jinja template string")
+    raise DataError(
+        f"data.chat_template: unknown template {name!r}",
+        hint=f"use one of {', '.join(CHAT_TEMPLATES)} or a Jinja template string",
+    )
 
 
 def resolve_chat_template(tokenizer, override: str | None) -> str | None:

@@ -67,8 +67,10 @@ def example_spans(row: dict[str, Any], layout: str, ctx: dict[str, Any]) -> tupl
         prompt = f"{system}\n\n{row['prompt']}" if system else row["prompt"]
         completion = row["completion"]
     elif layout == "chat":
-        raise DataError("the data is chat messages but the tokenizer has no chat template",
-                        hint="set `data.chat_template: chatml` (or llama3, zephyr)")
+        raise DataError(
+            "the data is chat messages but the tokenizer has no chat template",
+            hint="set `data.chat_template: chatml` (or llama3, zephyr)",
+        )
     else:
         prompt, completion = generative_prompt(row, ctx["task"], spec, ctx["labels"])
     return prompt + completion, [(len(prompt), len(prompt) + len(completion))], False
@@ -104,11 +106,16 @@ def chat_spans(messages: list[dict[str, str]], tokenizer, template: str) -> tupl
 
 def _render(tokenizer, messages: list[dict[str, str]], generation: bool, template: str) -> str:
     try:
-        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation,
-                                             chat_template=template)
-    except Exception as exc:  # jinja2 raises TemplateError subclasses and plain exceptions from raise_exception()
-        raise DataError(f"the chat template failed on a conversation: {exc}",
-                        hint="check the roles the template accepts (some reject 'system'), or set data.chat_template") from None
+        return tokenizer.apply_chat_template(
+            messages, tokenize=False, add_generation_prompt=generation, chat_template=template
+        )
+    except (
+        Exception
+    ) as exc:  # jinja2 raises TemplateError subclasses and plain exceptions from raise_exception()
+        raise DataError(
+            f"the chat template failed on a conversation: {exc}",
+            hint="check the roles the template accepts (some reject 'system'), or set data.chat_template",
+        ) from None
 
 
 def _common_prefix(a: str, b: str) -> int:
@@ -161,8 +168,10 @@ def tokenize_generative(rows: Rows, layout: str, ctx: dict[str, Any]) -> SplitCo
     tokenizer = ctx["tokenizer"]
     eos = tokenizer.eos_token_id
     if eos is None:
-        raise DataError("the tokenizer has no eos_token, so the model could not learn to stop",
-                        hint="set tokenizer.eos_token (model.tokenizer) to the model's end-of-text token")
+        raise DataError(
+            "the tokenizer has no eos_token, so the model could not learn to stop",
+            hint="set tokenizer.eos_token (model.tokenizer) to the model's end-of-text token",
+        )
     counts = SplitCounts(columns={"input_ids": [], "completion_mask": []})
     for row in rows:
         try:
@@ -213,9 +222,13 @@ def tokenize_head(rows: Rows, layout: str, labels: tuple[str, ...], ctx: dict[st
         counts = _tokenize_tags(rows, tokenizer, limit, index)
     else:
         enc = tokenizer([row["text"] for row in rows], truncation=True, max_length=limit)
-        counts = SplitCounts(columns={"input_ids": list(enc["input_ids"]),
-                                      "attention_mask": list(enc["attention_mask"]),
-                                      "labels": [_label_target(row["label"], index) for row in rows]})
+        counts = SplitCounts(
+            columns={
+                "input_ids": list(enc["input_ids"]),
+                "attention_mask": list(enc["attention_mask"]),
+                "labels": [_label_target(row["label"], index) for row in rows],
+            }
+        )
         counts.truncated = _count_truncated(enc, limit)
     ids = counts.columns["input_ids"]
     counts.examples = len(ids)
@@ -243,9 +256,13 @@ def _count_truncated(enc, limit: int) -> int:
 def _tokenize_tags(rows: Rows, tokenizer, limit: int, index: dict[str, int]) -> SplitCounts:
     """Word-level tags -> sub-word labels: the first sub-word of a word carries its tag, the rest -100."""
     if not getattr(tokenizer, "is_fast", False):
-        raise DataError("token classification needs a fast tokenizer (word_ids() maps sub-words to words)",
-                        hint="use a model whose tokenizer has a tokenizer.json (a fast tokenizer)")
-    enc = tokenizer([row["tokens"] for row in rows], is_split_into_words=True, truncation=True, max_length=limit)
+        raise DataError(
+            "token classification needs a fast tokenizer (word_ids() maps sub-words to words)",
+            hint="use a model whose tokenizer has a tokenizer.json (a fast tokenizer)",
+        )
+    enc = tokenizer(
+        [row["tokens"] for row in rows], is_split_into_words=True, truncation=True, max_length=limit
+    )
     targets, truncated = [], 0
     for i, row in enumerate(rows):
         words = enc.word_ids(i)
@@ -256,7 +273,12 @@ def _tokenize_tags(rows: Rows, tokenizer, limit: int, index: dict[str, int]) -> 
             previous = word
         targets.append(target)
         truncated += max((w for w in words if w is not None), default=-1) < len(row["tokens"]) - 1
-    counts = SplitCounts(columns={"input_ids": list(enc["input_ids"]), "attention_mask": list(enc["attention_mask"]),
-                                  "labels": targets})
+    counts = SplitCounts(
+        columns={
+            "input_ids": list(enc["input_ids"]),
+            "attention_mask": list(enc["attention_mask"]),
+            "labels": targets,
+        }
+    )
     counts.truncated = truncated
     return counts

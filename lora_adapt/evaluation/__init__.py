@@ -32,9 +32,20 @@ Echo = Callable[[str], None]
 __all__ = ["evaluate_task"]
 
 
-def evaluate_task(*, recipe, mode: str, model, tokenizer, prepared, run_dir: Path | None, echo: Echo = print,
-                  split: str = "test", rows: list[dict] | None = None, dataset=None,
-                  baselines: Sequence[str] | None = None) -> dict[str, Any]:
+def evaluate_task(
+    *,
+    recipe,
+    mode: str,
+    model,
+    tokenizer,
+    prepared,
+    run_dir: Path | None,
+    echo: Echo = print,
+    split: str = "test",
+    rows: list[dict] | None = None,
+    dataset=None,
+    baselines: Sequence[str] | None = None,
+) -> dict[str, Any]:
     """Score ``model`` and the baselines on ``split`` of ``prepared`` (or on ``rows``/``dataset`` given).
 
     ``rows`` are canonical rows (and ``dataset`` their tokenized form in head mode) for scoring data
@@ -42,11 +53,23 @@ def evaluate_task(*, recipe, mode: str, model, tokenizer, prepared, run_dir: Pat
     ``recipe.evaluation.baselines``."""
     started = time.perf_counter()
     ctx = _context(recipe, mode, tokenizer, prepared, split, rows, dataset)
-    info = {"split": split, "rows": len(ctx.rows), "kind": ctx.kind, "mode": mode, "headline": HEADLINE[ctx.kind],
-            "labels": list(ctx.labels or []), "notes": _notes(recipe, ctx)}
+    info = {
+        "split": split,
+        "rows": len(ctx.rows),
+        "kind": ctx.kind,
+        "mode": mode,
+        "headline": HEADLINE[ctx.kind],
+        "labels": list(ctx.labels or []),
+        "notes": _notes(recipe, ctx),
+    }
     if not ctx.rows:
-        return {"evaluation": info, "task": None, "baselines": {}, "samples": [],
-                "summary": f"no {split} rows to score: task metrics skipped"}
+        return {
+            "evaluation": info,
+            "task": None,
+            "baselines": {},
+            "samples": [],
+            "summary": f"no {split} rows to score: task metrics skipped",
+        }
     gold = gold_of(ctx.rows, ctx.kind, ctx.task)
     echo(f"evaluating the adapted model on {len(ctx.rows)} {split} rows ...")
     adapted = _timed(lambda: run_model(model, ctx))
@@ -58,8 +81,12 @@ def evaluate_task(*, recipe, mode: str, model, tokenizer, prepared, run_dir: Pat
 
         save_confusion_png(task_metrics["confusion_matrix"], Path(run_dir) / A.CONFUSION_PNG)
     info["seconds"] = round(time.perf_counter() - started, 2)
-    out = {"evaluation": info, "task": task_metrics, "baselines": results,
-           "samples": _samples(ctx, gold, adapted[0], recipe.evaluation.samples_in_report)}
+    out = {
+        "evaluation": info,
+        "task": task_metrics,
+        "baselines": results,
+        "samples": _samples(ctx, gold, adapted[0], recipe.evaluation.samples_in_report),
+    }
     out["summary"] = _summary(out)
     echo(comparison_table(out))
     return out
@@ -71,27 +98,45 @@ def _context(recipe, mode: str, tokenizer, prepared, split: str, rows, dataset) 
         rows = list(prepared.raw.get(split) or [])
         dataset = getattr(prepared, split, None) if mode == "head" else None
     if mode == "head" and rows and (dataset is None or len(dataset) != len(rows)):
-        raise LoraAdaptError(f"internal: the tokenized {split} split has {0 if dataset is None else len(dataset)} rows "
-                             f"but the cleaned split has {len(rows)}; head-mode evaluation needs them aligned")
+        raise LoraAdaptError(
+            f"internal: the tokenized {split} split has {0 if dataset is None else len(dataset)} rows "
+            f"but the cleaned split has {len(rows)}; head-mode evaluation needs them aligned"
+        )
     available = len(rows)
     limit = recipe.evaluation.max_samples
     if limit is not None and len(rows) > limit:
         import numpy as np
 
-        keep = sorted(np.random.default_rng(recipe.training.seed).choice(len(rows), limit, replace=False).tolist())
+        keep = sorted(
+            np.random.default_rng(recipe.training.seed).choice(len(rows), limit, replace=False).tolist()
+        )
         rows = [rows[i] for i in keep]
         dataset = dataset.select(keep) if dataset is not None else None
-    return EvalContext(task=recipe.task, data=recipe.data, evaluation=recipe.evaluation, kind=kind, mode=mode,
-                       labels=prepared.labels, tokenizer=tokenizer, rows=rows, dataset=dataset, seed=recipe.training.seed,
-                       available=available)
+    return EvalContext(
+        task=recipe.task,
+        data=recipe.data,
+        evaluation=recipe.evaluation,
+        kind=kind,
+        mode=mode,
+        labels=prepared.labels,
+        tokenizer=tokenizer,
+        rows=rows,
+        dataset=dataset,
+        seed=recipe.training.seed,
+        available=available,
+    )
 
 
 def _notes(recipe, ctx: EvalContext) -> list[str]:
     notes = []
     if ctx.available > len(ctx.rows):
-        notes.append(f"scored a seeded sample of {len(ctx.rows)} of the {ctx.available} rows (evaluation.max_samples)")
+        notes.append(
+            f"scored a seeded sample of {len(ctx.rows)} of the {ctx.available} rows (evaluation.max_samples)"
+        )
     if recipe.data.max_samples is not None:
-        notes.append(f"data.max_samples = {recipe.data.max_samples}: every split was capped to at most that many rows")
+        notes.append(
+            f"data.max_samples = {recipe.data.max_samples}: every split was capped to at most that many rows"
+        )
     return notes
 
 
@@ -101,8 +146,14 @@ def _timed(fn: Callable[[], SystemOutput]) -> tuple[SystemOutput, float]:
     return out, round(time.perf_counter() - start, 2)
 
 
-def _metrics(ctx: EvalContext, gold: list, output: SystemOutput, seconds: float, method: str = "",
-             keep_confusion: bool = True) -> dict[str, Any]:
+def _metrics(
+    ctx: EvalContext,
+    gold: list,
+    output: SystemOutput,
+    seconds: float,
+    method: str = "",
+    keep_confusion: bool = True,
+) -> dict[str, Any]:
     m = score(ctx.kind, gold, output.predictions, ctx.labels, ctx.task)
     if not keep_confusion:
         m.pop("confusion_matrix", None)
@@ -117,7 +168,9 @@ def _metrics(ctx: EvalContext, gold: list, output: SystemOutput, seconds: float,
 
 def _adapter_note(recipe) -> str:
     a = recipe.adapter
-    return f"{a.method} r={a.rank}" + (f", {recipe.quantization.method}" if recipe.quantization.method != "none" else "")
+    return f"{a.method} r={a.rank}" + (
+        f", {recipe.quantization.method}" if recipe.quantization.method != "none" else ""
+    )
 
 
 def _baseline(name: str, recipe, ctx: EvalContext, gold: list, model, prepared, echo: Echo) -> dict[str, Any]:
@@ -140,7 +193,11 @@ def _run_baseline(name: str, recipe, ctx: EvalContext, model, prepared) -> tuple
     if name == "majority":
         return SystemOutput(B.majority(train, ctx.rows, ctx.kind, ctx.task)), "most frequent training label"
     if name == "tfidf_logreg":
-        method = "token-level LR on word features" if ctx.kind in ("tagging", "entities") else "word 1-2 + char 3-5 grams"
+        method = (
+            "token-level LR on word features"
+            if ctx.kind in ("tagging", "entities")
+            else "word 1-2 + char 3-5 grams"
+        )
         return SystemOutput(B.tfidf_logreg(train, validation, ctx.rows, ctx.kind, ctx.task)), method
     if name == "base_model":
         if ctx.mode == "generative":
@@ -174,9 +231,12 @@ def _samples(ctx: EvalContext, gold: list, output: SystemOutput, count: int) -> 
     samples = []
     for i in picked:
         row = ctx.rows[i]
-        sample = {"input": row["text"] if "text" in row else " ".join(row.get("tokens", [])),
-                  "gold": _show(ctx.kind, row, gold[i]), "prediction": _show(ctx.kind, row, pred[i]),
-                  "correct": correct[i]}
+        sample = {
+            "input": row["text"] if "text" in row else " ".join(row.get("tokens", [])),
+            "gold": _show(ctx.kind, row, gold[i]),
+            "prediction": _show(ctx.kind, row, pred[i]),
+            "correct": correct[i],
+        }
         if output.answers is not None:
             sample["output"] = output.answers[i]
         samples.append(sample)
@@ -189,7 +249,9 @@ def _same(kind: str, gold: Any, pred: Any) -> bool:
     if kind == "entities":
         return sorted(gold) == sorted(pred)
     if kind == "extraction":
-        return all(normalize_value(gold.get(k)) == normalize_value(pred.get(k)) for k in set(gold) | set(pred))
+        return all(
+            normalize_value(gold.get(k)) == normalize_value(pred.get(k)) for k in set(gold) | set(pred)
+        )
     return list(gold) == list(pred) if isinstance(gold, list) else gold == pred
 
 
@@ -213,7 +275,9 @@ def _summary(out: dict[str, Any]) -> str:
     key = info["headline"]
     parts = [f"{info['split']} ({info['rows']} rows), {key}: adapted {_fmt(out['task'].get(key))}"]
     for name, result in out["baselines"].items():
-        parts.append(f"{name} {_fmt(result.get(key)) if 'skipped' not in result and 'error' not in result else 'n/a'}")
+        parts.append(
+            f"{name} {_fmt(result.get(key)) if 'skipped' not in result and 'error' not in result else 'n/a'}"
+        )
     invalid = out["task"].get("invalid")
     tail = f" ({invalid} invalid answers)" if info["mode"] == "generative" else ""
     return " | ".join(parts) + tail

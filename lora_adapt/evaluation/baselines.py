@@ -36,6 +36,7 @@ WORD = re.compile(r"\w+")
 
 # --- majority -------------------------------------------------------------------------------
 
+
 def majority(train: Rows, test: Rows, kind: str, task: TaskSpec) -> list[Any]:
     n = len(test)
     if kind in ("single", "relation"):
@@ -46,7 +47,11 @@ def majority(train: Rows, test: Rows, kind: str, task: TaskSpec) -> list[Any]:
     if kind in ("tagging", "entities"):
         tag = Counter(t for r in train for t in r["tags"]).most_common(1)[0][0]
         tags = [[tag] * len(r["tokens"]) for r in test]
-        return tags if kind == "tagging" else [spans_from_tags(r["tokens"], t) for r, t in zip(test, tags, strict=True)]
+        return (
+            tags
+            if kind == "tagging"
+            else [spans_from_tags(r["tokens"], t) for r, t in zip(test, tags, strict=True)]
+        )
     return [_majority_object(train, task)] * n
 
 
@@ -61,6 +66,7 @@ def _majority_object(train: Rows, task: TaskSpec) -> dict[str, Any]:
 
 # --- TF-IDF + logistic regression -------------------------------------------------------------
 
+
 def tfidf_logreg(train: Rows, validation: Rows, test: Rows, kind: str, task: TaskSpec) -> list[Any]:
     """Fit on ``train`` (C picked on ``validation``) and predict ``test``."""
     if kind in ("tagging", "entities"):
@@ -71,15 +77,23 @@ def tfidf_logreg(train: Rows, validation: Rows, test: Rows, kind: str, task: Tas
     from sklearn.pipeline import FeatureUnion
 
     text = relation_text if kind == "relation" else (lambda s: s)
-    vectorizer = FeatureUnion([
-        ("word", TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1, lowercase=True)),
-        ("char", TfidfVectorizer(analyzer="char_wb", ngram_range=(3, 5), sublinear_tf=True, min_df=2)),
-    ])
+    vectorizer = FeatureUnion(
+        [
+            ("word", TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1, lowercase=True)),
+            ("char", TfidfVectorizer(analyzer="char_wb", ngram_range=(3, 5), sublinear_tf=True, min_df=2)),
+        ]
+    )
     x_train = vectorizer.fit_transform([text(r["text"]) for r in train])
     x_val = vectorizer.transform([text(r["text"]) for r in validation]) if validation else None
     x_test = vectorizer.transform([text(r["text"]) for r in test])
-    return fit_predict(x_train, [r["label"] for r in train], x_val, [r["label"] for r in validation],
-                       x_test, multi=kind == "multi")
+    return fit_predict(
+        x_train,
+        [r["label"] for r in train],
+        x_val,
+        [r["label"] for r in validation],
+        x_test,
+        multi=kind == "multi",
+    )
 
 
 def relation_text(text: str) -> str:
@@ -89,7 +103,7 @@ def relation_text(text: str) -> str:
     if e1 is None or e2 is None:
         return plain
     first, second = sorted((e1, e2), key=lambda m: m.start())
-    between = re.sub(r"</?e[12]>", " ", text[first.end(): second.start()])
+    between = re.sub(r"</?e[12]>", " ", text[first.end() : second.start()])
     parts = [plain, "order_" + ("e1e2" if first is e1 else "e2e1")]
     parts += [f"e1_{w}" for w in WORD.findall(e1.group(1).lower())]
     parts += [f"e2_{w}" for w in WORD.findall(e2.group(1).lower())]
@@ -97,7 +111,9 @@ def relation_text(text: str) -> str:
     return " ".join(parts)
 
 
-def fit_predict(x_train, y_train: Sequence[Any], x_val, y_val: Sequence[Any], x_test, *, multi: bool = False) -> list[Any]:
+def fit_predict(
+    x_train, y_train: Sequence[Any], x_val, y_val: Sequence[Any], x_test, *, multi: bool = False
+) -> list[Any]:
     """Logistic regression with C chosen on the validation split (macro-F1); multi-label: one-vs-rest."""
     from sklearn.metrics import f1_score
     from sklearn.preprocessing import MultiLabelBinarizer
@@ -110,7 +126,12 @@ def fit_predict(x_train, y_train: Sequence[Any], x_val, y_val: Sequence[Any], x_
     if x_val is not None and len(y_val) and len(set(map(str, y_train))) > 1:
         gold_val = binarizer.transform(y_val) if binarizer is not None else list(y_val)
         for c in C_GRID:
-            f1 = f1_score(gold_val, _logreg(c, multi).fit(x_train, targets).predict(x_val), average="macro", zero_division=0)
+            f1 = f1_score(
+                gold_val,
+                _logreg(c, multi).fit(x_train, targets).predict(x_val),
+                average="macro",
+                zero_division=0,
+            )
             if f1 > best_f1:
                 best_c, best_f1 = c, f1
     model = _logreg(best_c, multi).fit(x_train, targets)
@@ -130,6 +151,7 @@ def _logreg(c: float, multi: bool):
 
 # --- tagging: token-level logistic regression -------------------------------------------------
 
+
 def token_logreg(train: Rows, validation: Rows, test: Rows, kind: str) -> list[Any]:
     """Per-token logistic regression on word features; tags (tagging) or entity spans (entities)."""
     from sklearn.feature_extraction import DictVectorizer
@@ -137,15 +159,23 @@ def token_logreg(train: Rows, validation: Rows, test: Rows, kind: str) -> list[A
     vectorizer = DictVectorizer()
     x_train = vectorizer.fit_transform([f for r in train for f in sentence_features(r["tokens"])])
     y_train = [t for r in train for t in r["tags"]]
-    x_val = vectorizer.transform([f for r in validation for f in sentence_features(r["tokens"])]) if validation else None
+    x_val = (
+        vectorizer.transform([f for r in validation for f in sentence_features(r["tokens"])])
+        if validation
+        else None
+    )
     y_val = [t for r in validation for t in r["tags"]]
     x_test = vectorizer.transform([f for r in test for f in sentence_features(r["tokens"])])
     flat = fit_predict(x_train, y_train, x_val, y_val, x_test)
     tags, start = [], 0
     for r in test:
-        tags.append(list(flat[start: start + len(r["tokens"])]))
+        tags.append(list(flat[start : start + len(r["tokens"])]))
         start += len(r["tokens"])
-    return tags if kind == "tagging" else [spans_from_tags(r["tokens"], t) for r, t in zip(test, tags, strict=True)]
+    return (
+        tags
+        if kind == "tagging"
+        else [spans_from_tags(r["tokens"], t) for r, t in zip(test, tags, strict=True)]
+    )
 
 
 def sentence_features(tokens: Sequence[str]) -> list[dict[str, float]]:
@@ -155,9 +185,17 @@ def sentence_features(tokens: Sequence[str]) -> list[dict[str, float]]:
 def word_features(tokens: Sequence[str], i: int) -> dict[str, float]:
     word = tokens[i]
     low = word.lower()
-    feats = {f"w={low}": 1.0, f"suf2={low[-2:]}": 1.0, f"suf3={low[-3:]}": 1.0, f"pre3={low[:3]}": 1.0,
-             f"shape={shape(word)}": 1.0, "title": float(word.istitle()), "upper": float(word.isupper()),
-             "digit": float(any(ch.isdigit() for ch in word)), "first": float(i == 0)}
+    feats = {
+        f"w={low}": 1.0,
+        f"suf2={low[-2:]}": 1.0,
+        f"suf3={low[-3:]}": 1.0,
+        f"pre3={low[:3]}": 1.0,
+        f"shape={shape(word)}": 1.0,
+        "title": float(word.istitle()),
+        "upper": float(word.isupper()),
+        "digit": float(any(ch.isdigit() for ch in word)),
+        "first": float(i == 0),
+    }
     for offset in (-2, -1, 1, 2):
         j = i + offset
         other = tokens[j] if 0 <= j < len(tokens) else "<pad>"

@@ -38,9 +38,16 @@ def train_full_model(recipe: Recipe, mode: str, tokenizer, prepared) -> tuple[An
     if recipe.quantization.method != "none":
         raise NotImplementedError("full fine-tuning cannot train a quantized model")
     head = _head(recipe, mode)
-    loaded = load_model(recipe.model, recipe.quantization, head=head, labels=prepared.labels,
-                        multi_label=recipe.task.multi_label, tokenizer=tokenizer,
-                        pooling=recipe.task.pooling, task_type=recipe.task.type)
+    loaded = load_model(
+        recipe.model,
+        recipe.quantization,
+        head=head,
+        labels=prepared.labels,
+        multi_label=recipe.task.multi_label,
+        tokenizer=tokenizer,
+        pooling=recipe.task.pooling,
+        task_type=recipe.task.type,
+    )
     training = derived_training(recipe)
     with tempfile.TemporaryDirectory(prefix="lora-adapt-full-ft-") as tmp:
         trainer = _trainer(recipe, training, mode, loaded, tokenizer, prepared, Path(tmp))
@@ -48,9 +55,14 @@ def train_full_model(recipe: Recipe, mode: str, tokenizer, prepared) -> tuple[An
 
         result = run_trainer(trainer, checkpoints=Path(tmp), resume=False, max_steps_hint=training.max_steps)
     counts = parameter_counts(trainer.model)
-    info = {"learning_rate": training.learning_rate, "steps": result.global_step,
-            "final_train_loss": result.final_train_loss, "train_s": round(result.runtime_s, 2),
-            "trainable_params": counts["trainable"], "trainable_share": round(counts["share"], 6)}
+    info = {
+        "learning_rate": training.learning_rate,
+        "steps": result.global_step,
+        "final_train_loss": result.final_train_loss,
+        "train_s": round(result.runtime_s, 2),
+        "trainable_params": counts["trainable"],
+        "trainable_share": round(counts["share"], 6),
+    }
     return trainer.model, info
 
 
@@ -79,8 +91,11 @@ def _trainer(recipe: Recipe, training, mode: str, loaded, tokenizer, prepared, c
 
         from ..training.heads import make_head_trainer
 
-        args = TrainingArguments(**common_args(training, precision, checkpoints, has_validation=has_val, device=device))
+        args = TrainingArguments(
+            **common_args(training, precision, checkpoints, has_validation=has_val, device=device)
+        )
         return make_head_trainer(loaded.model, tokenizer, prepared, args, callbacks, recipe.task)
     args = sft_config(training, recipe.data, precision, checkpoints, has_validation=has_val, device=device)
-    return make_sft_trainer(loaded.model, tokenizer, prepared.train, prepared.validation if has_val else None,
-                            args, callbacks)
+    return make_sft_trainer(
+        loaded.model, tokenizer, prepared.train, prepared.validation if has_val else None, args, callbacks
+    )

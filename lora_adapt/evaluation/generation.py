@@ -32,37 +32,53 @@ def left_padding(tokenizer) -> Iterator[None]:
 
 
 @torch.no_grad()
-def generate_answers(model, tokenizer, prompts: Sequence[str], *, max_new_tokens: int, batch_size: int) -> list[str]:
+def generate_answers(
+    model, tokenizer, prompts: Sequence[str], *, max_new_tokens: int, batch_size: int
+) -> list[str]:
     """Greedy continuations of ``prompts`` (special tokens removed), in order."""
     model.eval()
     device = model_device(model)
     answers: list[str] = []
     with left_padding(tokenizer):
         for start in range(0, len(prompts), batch_size):
-            enc = tokenizer(list(prompts[start: start + batch_size]), return_tensors="pt", padding=True,
-                            add_special_tokens=True).to(device)
-            out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
-                                 pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
-            new = out[:, enc["input_ids"].shape[1]:]
+            enc = tokenizer(
+                list(prompts[start : start + batch_size]),
+                return_tensors="pt",
+                padding=True,
+                add_special_tokens=True,
+            ).to(device)
+            out = model.generate(
+                **enc,
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                num_beams=1,
+                pad_token_id=tokenizer.pad_token_id,
+                eos_token_id=tokenizer.eos_token_id,
+            )
+            new = out[:, enc["input_ids"].shape[1] :]
             answers.extend(tokenizer.batch_decode(new, skip_special_tokens=True))
     return answers
 
 
 def answer_budget(tokenizer, choices: Sequence[str], max_new_tokens: int, slack: int = 4) -> int:
     """New tokens needed to write the longest choice (and stop), capped by ``max_new_tokens``."""
-    longest = max((len(tokenizer(" " + c, add_special_tokens=False)["input_ids"]) for c in choices), default=0)
+    longest = max(
+        (len(tokenizer(" " + c, add_special_tokens=False)["input_ids"]) for c in choices), default=0
+    )
     return max(1, min(max_new_tokens, longest + slack))
 
 
 @torch.no_grad()
-def rank_choices(model, tokenizer, prompts: Sequence[str], choices: Sequence[str], *, batch_size: int) -> list[str]:
+def rank_choices(
+    model, tokenizer, prompts: Sequence[str], choices: Sequence[str], *, batch_size: int
+) -> list[str]:
     """For each prompt, the choice with the highest log P(" " + choice + EOS | prompt)."""
     model.eval()
     best: list[str] = []
     for prompt in prompts:
         scores: list[float] = []
         for start in range(0, len(choices), batch_size):
-            scores += _completion_logprobs(model, tokenizer, prompt, choices[start: start + batch_size])
+            scores += _completion_logprobs(model, tokenizer, prompt, choices[start : start + batch_size])
         best.append(choices[max(range(len(choices)), key=scores.__getitem__)])
     return best
 
@@ -83,7 +99,7 @@ def _completion_logprobs(model, tokenizer, prompt: str, choices: Sequence[str]) 
     out = []
     for row, (seq, start) in enumerate(zip(seqs, starts, strict=True)):
         positions = torch.arange(start, len(seq), device=device)
-        targets = batch[row, start: len(seq)]
+        targets = batch[row, start : len(seq)]
         out.append(float(logprobs[row, positions - 1, targets].sum()))
     return out
 

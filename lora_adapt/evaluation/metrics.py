@@ -36,25 +36,39 @@ def prf(correct: int, predicted: int, gold: int) -> dict[str, float]:
 
 # --- single-label classification ------------------------------------------------------------
 
+
 def classification_metrics(gold: Sequence[str], pred: Sequence[str | None], labels: Sequence[str]) -> Metrics:
     """Accuracy; P/R/F1 macro, micro, weighted and per class; confusion matrix (rows gold, columns predicted)."""
     n = len(gold)
     correct = sum(g == p for g, p in zip(gold, pred, strict=True))
     per_class = per_class_counts(gold, pred, labels)
-    out: Metrics = {"n": n, "invalid": sum(p is None for p in pred), "accuracy": _r(correct / n) if n else 0.0}
+    out: Metrics = {
+        "n": n,
+        "invalid": sum(p is None for p in pred),
+        "accuracy": _r(correct / n) if n else 0.0,
+    }
     out.update(averaged(per_class))
     out["per_class"] = per_class
     out["confusion_matrix"] = confusion_matrix(gold, pred, labels)
     return out
 
 
-def per_class_counts(gold: Sequence[str], pred: Sequence[str | None], labels: Sequence[str]) -> dict[str, dict]:
+def per_class_counts(
+    gold: Sequence[str], pred: Sequence[str | None], labels: Sequence[str]
+) -> dict[str, dict]:
     """{label: {precision, recall, f1, support, predicted, correct}} for each label in ``labels``."""
     gold_n = Counter(gold)
     pred_n = Counter(p for p in pred if p is not None)
     hit = Counter(g for g, p in zip(gold, pred, strict=True) if g == p)
-    return {label: {**prf(hit[label], pred_n[label], gold_n[label]), "support": gold_n[label],
-                    "predicted": pred_n[label], "correct": hit[label]} for label in labels}
+    return {
+        label: {
+            **prf(hit[label], pred_n[label], gold_n[label]),
+            "support": gold_n[label],
+            "predicted": pred_n[label],
+            "correct": hit[label],
+        }
+        for label in labels
+    }
 
 
 def averaged(per_class: dict[str, dict], prefix: str = "") -> dict[str, float]:
@@ -62,13 +76,19 @@ def averaged(per_class: dict[str, dict], prefix: str = "") -> dict[str, float]:
     rows = list(per_class.values())
     out: dict[str, float] = {}
     if not rows:
-        return {f"{prefix}{m}_{avg}": 0.0 for m in ("precision", "recall", "f1") for avg in ("macro", "micro", "weighted")}
+        return {
+            f"{prefix}{m}_{avg}": 0.0
+            for m in ("precision", "recall", "f1")
+            for avg in ("macro", "micro", "weighted")
+        }
     support = sum(r["support"] for r in rows)
     micro = prf(sum(r["correct"] for r in rows), sum(r["predicted"] for r in rows), support)
     for metric in ("precision", "recall", "f1"):
         out[f"{prefix}{metric}_macro"] = _r(sum(r[metric] for r in rows) / len(rows))
         out[f"{prefix}{metric}_micro"] = micro[metric]
-        out[f"{prefix}{metric}_weighted"] = _r(sum(r[metric] * r["support"] for r in rows) / support) if support else 0.0
+        out[f"{prefix}{metric}_weighted"] = (
+            _r(sum(r[metric] * r["support"] for r in rows) / support) if support else 0.0
+        )
     return out
 
 
@@ -88,8 +108,10 @@ def confusion_matrix(gold: Sequence[str], pred: Sequence[str | None], labels: Se
 
 # --- multi-label classification -------------------------------------------------------------
 
-def multilabel_metrics(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str] | None],
-                       labels: Sequence[str]) -> Metrics:
+
+def multilabel_metrics(
+    gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str] | None], labels: Sequence[str]
+) -> Metrics:
     """Subset accuracy, P/R/F1 micro / macro / weighted / samples, per class. Invalid = empty set, never correct."""
     n = len(gold)
     sets = [(set(g), set(p) if p is not None else None) for g, p in zip(gold, pred, strict=True)]
@@ -99,8 +121,11 @@ def multilabel_metrics(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[st
         npred = sum(p is not None and label in p for _, p in sets)
         ngold = sum(label in g for g, _ in sets)
         per_class[label] = {**prf(tp, npred, ngold), "support": ngold, "predicted": npred, "correct": tp}
-    out: Metrics = {"n": n, "invalid": sum(p is None for _, p in sets),
-                    "subset_accuracy": _r(sum(p is not None and g == p for g, p in sets) / n) if n else 0.0}
+    out: Metrics = {
+        "n": n,
+        "invalid": sum(p is None for _, p in sets),
+        "subset_accuracy": _r(sum(p is not None and g == p for g, p in sets) / n) if n else 0.0,
+    }
     out.update(averaged(per_class))
     out["f1_samples"] = _r(sum(_sample_f1(g, p) for g, p in sets) / n) if n else 0.0
     out["per_class"] = per_class
@@ -117,8 +142,10 @@ def _sample_f1(gold: set[str], pred: set[str] | None) -> float:
 
 # --- relation classification (SemEval-2010 Task 8 scorer semantics) --------------------------
 
-def relation_metrics(gold: Sequence[str], pred: Sequence[str | None], labels: Sequence[str],
-                     negative_label: str | None) -> Metrics:
+
+def relation_metrics(
+    gold: Sequence[str], pred: Sequence[str | None], labels: Sequence[str], negative_label: str | None
+) -> Metrics:
     """Classification metrics on the directed labels, plus the SemEval-2010 Task 8 scores.
 
     ``f1_macro_official``: the official "(9+1)-way, directionality taken into account" macro-F1
@@ -144,24 +171,47 @@ def strip_direction(label: str) -> str:
     return DIRECTION.sub("", label)
 
 
-def _relation_scores(gold: Sequence[str], pred: Sequence[str | None], negative: str | None, *,
-                     relation_type: Callable[[str], str]) -> dict[str, Any]:
+def _relation_scores(
+    gold: Sequence[str],
+    pred: Sequence[str | None],
+    negative: str | None,
+    *,
+    relation_type: Callable[[str], str],
+) -> dict[str, Any]:
     key = relation_type
     types = sorted({key(g) for g in gold} - {negative})
     per: dict[str, dict] = {}
     for t in types:
         correct = sum(g == p for g, p in zip(gold, pred, strict=True) if key(g) == t)
         predicted = sum(p is not None and key(p) == t for p in pred)
-        per[t] = {**prf(correct, predicted, sum(key(g) == t for g in gold)), "correct": correct,
-                  "predicted": predicted, "support": sum(key(g) == t for g in gold)}
-    avg = {m: _r(sum(r[m] for r in per.values()) / len(per)) if per else 0.0 for m in ("precision", "recall", "f1")}
-    micro = prf(sum(r["correct"] for r in per.values()), sum(r["predicted"] for r in per.values()),
-                sum(r["support"] for r in per.values()))
-    return {"avg": {"precision_macro": avg["precision"], "recall_macro": avg["recall"], "f1_macro": avg["f1"],
-                    "f1_micro": micro["f1"]}, "per": per}
+        per[t] = {
+            **prf(correct, predicted, sum(key(g) == t for g in gold)),
+            "correct": correct,
+            "predicted": predicted,
+            "support": sum(key(g) == t for g in gold),
+        }
+    avg = {
+        m: _r(sum(r[m] for r in per.values()) / len(per)) if per else 0.0
+        for m in ("precision", "recall", "f1")
+    }
+    micro = prf(
+        sum(r["correct"] for r in per.values()),
+        sum(r["predicted"] for r in per.values()),
+        sum(r["support"] for r in per.values()),
+    )
+    return {
+        "avg": {
+            "precision_macro": avg["precision"],
+            "recall_macro": avg["recall"],
+            "f1_macro": avg["f1"],
+            "f1_micro": micro["f1"],
+        },
+        "per": per,
+    }
 
 
 # --- entities -----------------------------------------------------------------------------
+
 
 def entity_metrics(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]]) -> Metrics:
     """Entity-level P/R/F1 with exact span matching, from BIO / IOB2 tag sequences.
@@ -181,7 +231,9 @@ def entity_metrics(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]])
     return _entity_summary(counts, len(gold), 0, token_accuracy=_r(token_hits / tokens) if tokens else 0.0)
 
 
-def entity_set_metrics(gold: Sequence[Sequence[tuple[str, str]]], pred: Sequence[Sequence[tuple[str, str]] | None]) -> Metrics:
+def entity_set_metrics(
+    gold: Sequence[Sequence[tuple[str, str]]], pred: Sequence[Sequence[tuple[str, str]] | None]
+) -> Metrics:
     """Entity-level P/R/F1 for generated answers: (type, text) pairs matched exactly, as multisets per example.
 
     Used for generative NER, where the model lists entities rather than tagging positions; an
@@ -206,15 +258,30 @@ def _span_counts(gold: Sequence, pred: Sequence) -> dict[str, Counter]:
     return counts
 
 
-def _entity_summary(counts: dict[str, Counter], n: int, invalid: int, token_accuracy: float | None) -> Metrics:
+def _entity_summary(
+    counts: dict[str, Counter], n: int, invalid: int, token_accuracy: float | None
+) -> Metrics:
     types = sorted(set(counts["gold"]) | set(counts["pred"]))
-    per = {t: {**prf(counts["correct"][t], counts["pred"][t], counts["gold"][t]), "support": counts["gold"][t],
-               "predicted": counts["pred"][t], "correct": counts["correct"][t]} for t in types}
+    per = {
+        t: {
+            **prf(counts["correct"][t], counts["pred"][t], counts["gold"][t]),
+            "support": counts["gold"][t],
+            "predicted": counts["pred"][t],
+            "correct": counts["correct"][t],
+        }
+        for t in types
+    }
     overall = prf(sum(counts["correct"].values()), sum(counts["pred"].values()), sum(counts["gold"].values()))
     gold_types = [t for t in types if counts["gold"][t]]
     macro = _r(sum(per[t]["f1"] for t in gold_types) / len(gold_types)) if gold_types else 0.0
-    out: Metrics = {"n": n, "invalid": invalid, **overall, "f1_macro": macro,
-                    "entities_gold": sum(counts["gold"].values()), "entities_predicted": sum(counts["pred"].values())}
+    out: Metrics = {
+        "n": n,
+        "invalid": invalid,
+        **overall,
+        "f1_macro": macro,
+        "entities_gold": sum(counts["gold"].values()),
+        "entities_predicted": sum(counts["pred"].values()),
+    }
     if token_accuracy is not None:
         out["token_accuracy"] = token_accuracy
     out["per_class"] = per
@@ -223,8 +290,10 @@ def _entity_summary(counts: dict[str, Counter], n: int, invalid: int, token_accu
 
 # --- structured extraction -------------------------------------------------------------------
 
-def extraction_metrics(gold: Sequence[dict[str, Any]], pred: Sequence[dict[str, Any] | None],
-                       fields: Sequence[str] | None = None) -> Metrics:
+
+def extraction_metrics(
+    gold: Sequence[dict[str, Any]], pred: Sequence[dict[str, Any] | None], fields: Sequence[str] | None = None
+) -> Metrics:
     """Exact match of the whole object and field-level P/R/F1 (values compared after normalisation).
 
     A field counts as predicted when its value is non-empty, as gold when the gold value is
@@ -236,17 +305,31 @@ def extraction_metrics(gold: Sequence[dict[str, Any]], pred: Sequence[dict[str, 
         g_vals = [normalize_value(g.get(key)) for g in gold]
         p_vals = [normalize_value(p.get(key)) if p is not None else None for p in pred]
         correct = sum(g is not None and g == p for g, p in zip(g_vals, p_vals, strict=True))
-        per[key] = {**prf(correct, sum(p is not None for p in p_vals), sum(g is not None for g in g_vals)),
-                    "support": sum(g is not None for g in g_vals), "predicted": sum(p is not None for p in p_vals),
-                    "correct": correct}
-    exact = sum(p is not None and all(normalize_value(g.get(k)) == normalize_value(p.get(k)) for k in keys)
-                for g, p in zip(gold, pred, strict=True))
-    pooled = prf(sum(r["correct"] for r in per.values()), sum(r["predicted"] for r in per.values()),
-                 sum(r["support"] for r in per.values()))
+        per[key] = {
+            **prf(correct, sum(p is not None for p in p_vals), sum(g is not None for g in g_vals)),
+            "support": sum(g is not None for g in g_vals),
+            "predicted": sum(p is not None for p in p_vals),
+            "correct": correct,
+        }
+    exact = sum(
+        p is not None and all(normalize_value(g.get(k)) == normalize_value(p.get(k)) for k in keys)
+        for g, p in zip(gold, pred, strict=True)
+    )
+    pooled = prf(
+        sum(r["correct"] for r in per.values()),
+        sum(r["predicted"] for r in per.values()),
+        sum(r["support"] for r in per.values()),
+    )
     n = len(gold)
-    return {"n": n, "invalid": sum(p is None for p in pred), "exact_match": _r(exact / n) if n else 0.0,
-            "field_precision": pooled["precision"], "field_recall": pooled["recall"], "field_f1": pooled["f1"],
-            "per_field": per}
+    return {
+        "n": n,
+        "invalid": sum(p is None for p in pred),
+        "exact_match": _r(exact / n) if n else 0.0,
+        "field_precision": pooled["precision"],
+        "field_recall": pooled["recall"],
+        "field_f1": pooled["f1"],
+        "per_field": per,
+    }
 
 
 def normalize_value(value: Any) -> str | None:

@@ -18,14 +18,16 @@ import torch
 MODEL_COLUMNS = ("input_ids", "attention_mask", "token_type_ids")
 
 
-def batches(dataset, tokenizer, batch_size: int, device) -> Iterator[tuple[dict[str, torch.Tensor], list[Any]]]:
+def batches(
+    dataset, tokenizer, batch_size: int, device
+) -> Iterator[tuple[dict[str, torch.Tensor], list[Any]]]:
     """Padded model inputs and the raw ``labels`` values of each batch, in dataset order."""
     from transformers import DataCollatorWithPadding
 
     collate = DataCollatorWithPadding(tokenizer)
     columns = [c for c in MODEL_COLUMNS if c in dataset.column_names]
     for start in range(0, len(dataset), batch_size):
-        chunk = dataset[start: start + batch_size]
+        chunk = dataset[start : start + batch_size]
         features = [{c: chunk[c][i] for c in columns} for i in range(len(chunk["input_ids"]))]
         inputs = {k: v.to(device) for k, v in collate(features).items()}
         yield inputs, list(chunk["labels"]) if "labels" in chunk else [None] * len(features)
@@ -89,7 +91,9 @@ def decode_multi(logits: Sequence[np.ndarray], labels: Sequence[str]) -> list[li
     return [[labels[i] for i, x in enumerate(row) if x > 0] for row in logits]  # sigmoid(x) > 0.5
 
 
-def decode_tags(logits: Sequence[np.ndarray], labels: Sequence[str], lengths: Sequence[int]) -> list[list[str]]:
+def decode_tags(
+    logits: Sequence[np.ndarray], labels: Sequence[str], lengths: Sequence[int]
+) -> list[list[str]]:
     """Tag per word; words beyond the model's (truncated) input are tagged ``O``."""
     out = []
     for row, n in zip(logits, lengths, strict=True):

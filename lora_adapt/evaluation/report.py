@@ -17,8 +17,12 @@ DESCRIPTIONS = {
 
 
 def render_report(manifest: dict[str, Any], metrics: dict[str, Any]) -> str:
-    parts = [f"# {manifest.get('name', 'run')}: {manifest.get('task', {}).get('type', 'sft')} run report", "",
-             *_overview(manifest, metrics), ""]
+    parts = [
+        f"# {manifest.get('name', 'run')}: {manifest.get('task', {}).get('type', 'sft')} run report",
+        "",
+        *_overview(manifest, metrics),
+        "",
+    ]
     if metrics.get("task"):
         parts += _task_sections(metrics)
     else:
@@ -27,17 +31,23 @@ def render_report(manifest: dict[str, Any], metrics: dict[str, Any]) -> str:
 
 
 def _overview(manifest: dict[str, Any], metrics: dict[str, Any]) -> list[str]:
-    task, base, adapter = manifest.get("task", {}), manifest.get("base_model", {}), manifest.get("adapter", {})
+    task, base, adapter = (
+        manifest.get("task", {}),
+        manifest.get("base_model", {}),
+        manifest.get("adapter", {}),
+    )
     rows = manifest.get("data", {}).get("rows", {})
     train = metrics.get("train", {})
     labels = task.get("labels") or []
     share = adapter.get("trainable_share")
     lines = [
-        f"- **Task:** {task.get('type')} ({task.get('mode')} mode)" + (f", {len(labels)} labels" if labels else ""),
+        f"- **Task:** {task.get('type')} ({task.get('mode')} mode)"
+        + (f", {len(labels)} labels" if labels else ""),
         f"- **Base model:** {base.get('name_or_path')} ({base.get('model_type')})",
         f"- **Adapter:** {adapter.get('method')} r={adapter.get('rank')} alpha={adapter.get('alpha')}, targets "
         f"{adapter.get('target_modules')}; trainable {_int(adapter.get('trainable_params'))} of "
-        f"{_int(adapter.get('total_params'))} parameters" + (f" ({100 * share:.2f}%)" if share is not None else ""),
+        f"{_int(adapter.get('total_params'))} parameters"
+        + (f" ({100 * share:.2f}%)" if share is not None else ""),
         f"- **Quantization:** {manifest.get('quantization', {}).get('method', 'none')}",
         "- **Data rows:** " + ", ".join(f"{k} {v}" for k, v in rows.items()),
         f"- **Training:** {train.get('global_step')} steps, final train loss {_num(train.get('final_loss'))}, "
@@ -49,9 +59,14 @@ def _overview(manifest: dict[str, Any], metrics: dict[str, Any]) -> list[str]:
 def _task_sections(metrics: dict[str, Any]) -> list[str]:
     info = metrics.get("evaluation", {})
     kind = info.get("kind", "single")
-    parts = [f"## Results on the {info.get('split', 'test')} split ({info.get('rows')} rows)", "",
-             comparison_table(metrics), "",
-             f"Headline metric: `{HEADLINE[kind]}`. {_kind_note(kind)}", ""]
+    parts = [
+        f"## Results on the {info.get('split', 'test')} split ({info.get('rows')} rows)",
+        "",
+        comparison_table(metrics),
+        "",
+        f"Headline metric: `{HEADLINE[kind]}`. {_kind_note(kind)}",
+        "",
+    ]
     parts += [f"- {note}" for note in info.get("notes", [])]
     parts += ["", *_per_class(metrics["task"], kind), *_samples(metrics.get("samples", []))]
     return parts
@@ -91,8 +106,8 @@ def _kind_note(kind: str) -> str:
         "single": "Macro averages weight every class equally; invalid generative answers count as wrong.",
         "multi": "Subset accuracy needs the exact label set; F1 is computed per label.",
         "relation": "`f1_macro_official` is the SemEval-2010 Task 8 official score: macro-F1 over the relation "
-                    "types, direction must be right, the negative label left out; `f1_macro_directed` averages "
-                    "the directed labels instead.",
+        "types, direction must be right, the negative label left out; `f1_macro_directed` averages "
+        "the directed labels instead.",
         "tagging": "Entity-level exact span matching (seqeval default mode = conlleval); `f1` is micro over entities.",
         "entities": "Generated entities are matched to gold as exact (type, text) pairs per sentence.",
         "extraction": "Exact match needs every field right; field-level scores compare normalised values.",
@@ -106,10 +121,17 @@ def _per_class(task: dict[str, Any], kind: str) -> list[str]:
     if not per:
         return []
     title = {"relation": "Per relation (official scoring)", "extraction": "Per field"}.get(kind, "Per class")
-    lines = [f"## {title} (adapted model)", "", "| label | precision | recall | f1 | support |", "|---|---|---|---|---|"]
+    lines = [
+        f"## {title} (adapted model)",
+        "",
+        "| label | precision | recall | f1 | support |",
+        "|---|---|---|---|---|",
+    ]
     ranked = sorted(per.items(), key=lambda kv: -kv[1].get("support", 0))
     for label, row in ranked[:PER_CLASS_MAX_ROWS]:
-        lines.append(f"| {label} | {_cell(row['precision'])} | {_cell(row['recall'])} | {_cell(row['f1'])} | {row['support']} |")
+        lines.append(
+            f"| {label} | {_cell(row['precision'])} | {_cell(row['recall'])} | {_cell(row['f1'])} | {row['support']} |"
+        )
     if len(per) > PER_CLASS_MAX_ROWS:
         lines.append(f"\n({len(per) - PER_CLASS_MAX_ROWS} more in metrics.json)")
     return [*lines, ""]
@@ -121,8 +143,10 @@ def _samples(samples: list[dict[str, Any]]) -> list[str]:
     lines = ["## Samples", ""]
     for s in samples:
         mark = "correct" if s.get("correct") else "wrong"
-        lines.append(f"- ({mark}) `{_short(s.get('input', ''))}` → gold: `{s.get('gold')}`, predicted: `{s.get('prediction')}`"
-                     + (f", generated: `{_short(s['output'], 80)}`" if s.get("output") is not None else ""))
+        lines.append(
+            f"- ({mark}) `{_short(s.get('input', ''))}` → gold: `{s.get('gold')}`, predicted: `{s.get('prediction')}`"
+            + (f", generated: `{_short(s['output'], 80)}`" if s.get("output") is not None else "")
+        )
     return [*lines, ""]
 
 
@@ -132,12 +156,19 @@ def _lm_section(metrics: dict[str, Any]) -> list[str]:
         m = metrics.get(split) or {}
         before, after = m.get("before") or {}, m.get("after") or {}
         if before or after:
-            rows.append(f"| {split} | {_num(before.get('loss'))} | {_num(after.get('loss'))} | "
-                        f"{_num(before.get('perplexity'), 2)} | {_num(after.get('perplexity'), 2)} |")
+            rows.append(
+                f"| {split} | {_num(before.get('loss'))} | {_num(after.get('loss'))} | "
+                f"{_num(before.get('perplexity'), 2)} | {_num(after.get('perplexity'), 2)} |"
+            )
     if not rows:
         return ["No held-out loss was measured (no validation/test split, or evaluation.perplexity is off)."]
-    return ["## Loss and perplexity (base model → adapted)", "",
-            "| split | loss before | loss after | perplexity before | perplexity after |", "|---|---|---|---|---|", *rows]
+    return [
+        "## Loss and perplexity (base model → adapted)",
+        "",
+        "| split | loss before | loss after | perplexity before | perplexity after |",
+        "|---|---|---|---|---|",
+        *rows,
+    ]
 
 
 def _cell(value: Any) -> str:

@@ -22,8 +22,14 @@ from ..recipe.schema import TaskSpec
 from . import metrics as M
 from . import parsing
 
-HEADLINE = {"single": "f1_macro", "multi": "f1_macro", "relation": "f1_macro_official", "tagging": "f1",
-            "entities": "f1", "extraction": "field_f1"}
+HEADLINE = {
+    "single": "f1_macro",
+    "multi": "f1_macro",
+    "relation": "f1_macro_official",
+    "tagging": "f1",
+    "entities": "f1",
+    "extraction": "field_f1",
+}
 TABLE_COLUMNS = {
     "single": ("accuracy", "f1_macro", "f1_micro", "f1_weighted", "precision_macro", "recall_macro"),
     "multi": ("subset_accuracy", "f1_macro", "f1_micro", "f1_samples", "precision_micro", "recall_micro"),
@@ -51,7 +57,7 @@ def spans_from_tags(tokens: Sequence[str], tags: Sequence[str]) -> list[tuple[st
     """(type, text) entities of a BIO/IOB2 sentence, decoded as conlleval does (seqeval default mode)."""
     from seqeval.metrics.sequence_labeling import get_entities
 
-    return [(kind, " ".join(tokens[start: end + 1])) for kind, start, end in get_entities(list(tags))]
+    return [(kind, " ".join(tokens[start : end + 1])) for kind, start, end in get_entities(list(tags))]
 
 
 def entity_type_names(labels: Sequence[str]) -> list[str]:
@@ -89,8 +95,9 @@ def parse_answer(text: str, kind: str, labels: Sequence[str], task: TaskSpec) ->
     raise ValueError(f"no generative parsing for kind {kind!r}")
 
 
-def score(kind: str, gold: Sequence[Any], pred: Sequence[Any], labels: Sequence[str] | None,
-          task: TaskSpec) -> dict[str, Any]:
+def score(
+    kind: str, gold: Sequence[Any], pred: Sequence[Any], labels: Sequence[str] | None, task: TaskSpec
+) -> dict[str, Any]:
     """The full metric dict of one system."""
     labels = list(labels or ())
     if kind == "single":

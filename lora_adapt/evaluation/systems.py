@@ -83,7 +83,9 @@ def _generative(model, ctx: EvalContext) -> SystemOutput:
     return out
 
 
-def linear_probe(model, ctx: EvalContext, train, train_rows: list[dict], validation, validation_rows: list[dict]) -> SystemOutput:
+def linear_probe(
+    model, ctx: EvalContext, train, train_rows: list[dict], validation, validation_rows: list[dict]
+) -> SystemOutput:
     """Logistic regression on the frozen base model's last hidden states (mean-pooled per row, or per
     word for tagging); C picked on the validation split."""
     from sklearn.preprocessing import StandardScaler
@@ -96,19 +98,30 @@ def linear_probe(model, ctx: EvalContext, train, train_rows: list[dict], validat
     if validation is not None and len(validation):
         x_val, y_val = _probe_xy(model, ctx, validation, validation_rows, token_level)
         x_val = scaler.transform(x_val)
-    feats = prediction.frozen_features(model, ctx.dataset, ctx.tokenizer, batch_size=ctx.evaluation.batch_size,
-                                       token_level=token_level)
-    flat = fit_predict(scaler.transform(x_train), y_train, x_val, y_val,
-                       scaler.transform(np.concatenate(feats) if token_level else np.stack(feats)),
-                       multi=ctx.kind == "multi")
+    feats = prediction.frozen_features(
+        model, ctx.dataset, ctx.tokenizer, batch_size=ctx.evaluation.batch_size, token_level=token_level
+    )
+    flat = fit_predict(
+        scaler.transform(x_train),
+        y_train,
+        x_val,
+        y_val,
+        scaler.transform(np.concatenate(feats) if token_level else np.stack(feats)),
+        multi=ctx.kind == "multi",
+    )
     info = {"train_rows": len(train_rows), "capped": capped}
     if not token_level:
         return SystemOutput(flat, info=info)
     sizes = [len(f) for f in feats]
     starts = np.cumsum([0, *sizes])
-    tags = [flat[starts[i]: starts[i + 1]] for i in range(len(feats))]
-    return SystemOutput([(list(t) + ["O"] * len(r["tokens"]))[: len(r["tokens"])] for t, r in zip(tags, ctx.rows, strict=True)],
-                        info=info)
+    tags = [flat[starts[i] : starts[i + 1]] for i in range(len(feats))]
+    return SystemOutput(
+        [
+            (list(t) + ["O"] * len(r["tokens"]))[: len(r["tokens"])]
+            for t, r in zip(tags, ctx.rows, strict=True)
+        ],
+        info=info,
+    )
 
 
 def _cap(dataset, rows: list[dict], seed: int):
@@ -119,8 +132,9 @@ def _cap(dataset, rows: list[dict], seed: int):
 
 
 def _probe_xy(model, ctx: EvalContext, dataset, rows: list[dict], token_level: bool):
-    feats = prediction.frozen_features(model, dataset, ctx.tokenizer, batch_size=ctx.evaluation.batch_size,
-                                       token_level=token_level)
+    feats = prediction.frozen_features(
+        model, dataset, ctx.tokenizer, batch_size=ctx.evaluation.batch_size, token_level=token_level
+    )
     if not token_level:
         return np.stack(feats), [r["label"] for r in rows]
     labels = list(ctx.labels or ())

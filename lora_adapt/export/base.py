@@ -27,12 +27,20 @@ def base_spec(run: RunInfo, base: Path | None = None, *, device: Device = "auto"
     else:
         raise ModelLoadError(
             f"the base model recorded in the manifest ({recorded.get('resolved_path') or recorded.get('name_or_path')}) "
-            "is no longer there", hint="pass --base PATH pointing at the same model the run was trained on")
+            "is no longer there",
+            hint="pass --base PATH pointing at the same model the run was trained on",
+        )
     if run.recipe is not None:
         return run.recipe.model.model_copy(
-            update={"name_or_path": ref, "revision": revision, "dtype": "fp32", "device": device})
-    return ModelSpec(name_or_path=ref, revision=revision, dtype="fp32", device=device,
-                     trust_remote_code=bool(recorded.get("trust_remote_code")))
+            update={"name_or_path": ref, "revision": revision, "dtype": "fp32", "device": device}
+        )
+    return ModelSpec(
+        name_or_path=ref,
+        revision=revision,
+        dtype="fp32",
+        device=device,
+        trust_remote_code=bool(recorded.get("trust_remote_code")),
+    )
 
 
 def check_base(run: RunInfo, spec: ModelSpec, pad_token_id: int | None) -> dict[str, str]:
@@ -45,17 +53,22 @@ def check_base(run: RunInfo, spec: ModelSpec, pad_token_id: int | None) -> dict[
         method = config["quantization_config"].get("quant_method", "a quantization method")
         raise LoraAdaptError(
             f"{spec.name_or_path} is a quantized checkpoint ({method}); merging into quantized weights re-quantizes "
-            "the LoRA update and changes the model", exit_code=2,
-            hint="pass --base pointing at the original unquantized model (fp16/bf16/fp32 weights)")
+            "the LoRA update and changes the model",
+            exit_code=2,
+            hint="pass --base pointing at the original unquantized model (fp16/bf16/fp32 weights)",
+        )
     checked = _compare(run.manifest["base_model"], config, spec, pad_token_id)
     bad = {k: v for k, v in checked.items() if v.startswith("differs")}
     if bad:
         recorded = run.manifest["base_model"]
         what = "; ".join(f"{k} {v}" for k, v in bad.items())
         raise LoraAdaptError(
-            f"{spec.name_or_path} is not the base this adapter was trained on: {what}", exit_code=2,
+            f"{spec.name_or_path} is not the base this adapter was trained on: {what}",
+            exit_code=2,
             hint=f"pass --base pointing at the model the run used ({recorded.get('name_or_path')}"
-            + (f" @ {recorded['revision']}" if recorded.get("revision") else "") + ")")
+            + (f" @ {recorded['revision']}" if recorded.get("revision") else "")
+            + ")",
+        )
     return checked
 
 
@@ -63,16 +76,20 @@ def _config_dict(spec: ModelSpec) -> dict[str, Any]:
     from transformers import AutoConfig
 
     try:
-        config = AutoConfig.from_pretrained(spec.name_or_path, revision=spec.revision,
-                                            trust_remote_code=spec.trust_remote_code)
+        config = AutoConfig.from_pretrained(
+            spec.name_or_path, revision=spec.revision, trust_remote_code=spec.trust_remote_code
+        )
     except (OSError, ValueError) as exc:
-        raise ModelLoadError(f"cannot read the config of {spec.name_or_path}: {str(exc).splitlines()[0]}",
-                             hint="pass --base PATH pointing at a model folder with config.json") from None
+        raise ModelLoadError(
+            f"cannot read the config of {spec.name_or_path}: {str(exc).splitlines()[0]}",
+            hint="pass --base PATH pointing at a model folder with config.json",
+        ) from None
     return config.to_dict()
 
 
-def _compare(recorded: dict[str, Any], config: dict[str, Any], spec: ModelSpec,
-             pad_token_id: int | None) -> dict[str, str]:
+def _compare(
+    recorded: dict[str, Any], config: dict[str, Any], spec: ModelSpec, pad_token_id: int | None
+) -> dict[str, str]:
     from ..manifest import config_sha256, tokenizer_sha256
 
     checked = {"model_type": _same(recorded.get("model_type"), config.get("model_type"))}
@@ -80,14 +97,21 @@ def _compare(recorded: dict[str, Any], config: dict[str, Any], spec: ModelSpec,
         checked["architectures"] = _same(recorded["architectures"], config["architectures"])
     hashes = {config_sha256(config), config_sha256({**config, "pad_token_id": pad_token_id})}
     want = recorded.get("config_sha256")
-    checked["config_sha256"] = "not recorded" if not want else ("ok" if want in hashes else
-                                                                f"differs (recorded {want[:12]}, found {min(hashes)[:12]})")
+    checked["config_sha256"] = (
+        "not recorded"
+        if not want
+        else ("ok" if want in hashes else f"differs (recorded {want[:12]}, found {min(hashes)[:12]})")
+    )
     want_tok = recorded.get("tokenizer_sha256")
     found_tok = tokenizer_sha256(Path(spec.name_or_path)) if Path(spec.name_or_path).is_dir() else None
     if not want_tok or not found_tok:
-        checked["tokenizer_sha256"] = "not recorded" if not want_tok else "not checked (base is not a local folder)"
+        checked["tokenizer_sha256"] = (
+            "not recorded" if not want_tok else "not checked (base is not a local folder)"
+        )
     else:
-        checked["tokenizer_sha256"] = "ok" if want_tok == found_tok else f"differs (recorded {want_tok[:12]}, found {found_tok[:12]})"
+        checked["tokenizer_sha256"] = (
+            "ok" if want_tok == found_tok else f"differs (recorded {want_tok[:12]}, found {found_tok[:12]})"
+        )
     return checked
 
 

@@ -63,14 +63,18 @@ def tensor_names(adapter_dir: Path) -> list[str]:
 def lora_module_paths(adapter_dir: Path) -> list[str]:
     """Module paths (``model.layers.0.self_attn.q_proj``) that carry LoRA weights, read from the tensor names."""
     markers = (LORA_A, EMBED_A)
-    return sorted({_module_path(key.split(m)[0]) for key in tensor_names(adapter_dir) for m in markers if m in key})
+    return sorted(
+        {_module_path(key.split(m)[0]) for key in tensor_names(adapter_dir) for m in markers if m in key}
+    )
 
 
 def _read_config(adapter_dir: Path) -> dict[str, Any]:
     path = adapter_dir / A.ADAPTER_CONFIG
     if not path.is_file():
-        raise LoraAdaptError(f"no {A.ADAPTER_CONFIG} in {adapter_dir}",
-                             hint="point at the adapter/ folder of a finished run (PEFT save_pretrained output)")
+        raise LoraAdaptError(
+            f"no {A.ADAPTER_CONFIG} in {adapter_dir}",
+            hint="point at the adapter/ folder of a finished run (PEFT save_pretrained output)",
+        )
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except ValueError as exc:
@@ -82,14 +86,22 @@ def _read_tensors(adapter_dir: Path) -> dict[str, Any]:
 
     path = adapter_dir / A.ADAPTER_WEIGHTS
     if not path.is_file():
-        legacy = " (found adapter_model.bin: pickle weights are not read)" if (adapter_dir / "adapter_model.bin").exists() else ""
-        raise LoraAdaptError(f"no {A.ADAPTER_WEIGHTS} in {adapter_dir}{legacy}",
-                             hint="the adapter was not saved, or the save was interrupted; rerun training")
+        legacy = (
+            " (found adapter_model.bin: pickle weights are not read)"
+            if (adapter_dir / "adapter_model.bin").exists()
+            else ""
+        )
+        raise LoraAdaptError(
+            f"no {A.ADAPTER_WEIGHTS} in {adapter_dir}{legacy}",
+            hint="the adapter was not saved, or the save was interrupted; rerun training",
+        )
     try:
         with safe_open(str(path), framework="pt") as f:
             return {key: f.get_tensor(key) for key in f.keys()}
     except (SafetensorError, OSError) as exc:
-        raise LoraAdaptError(f"cannot read {path}: {exc}", hint="the file is damaged; rerun training") from None
+        raise LoraAdaptError(
+            f"cannot read {path}: {exc}", hint="the file is damaged; rerun training"
+        ) from None
 
 
 def _lora_pairs(tensors: dict[str, Any], adapter_dir: Path) -> dict[str, tuple[Any, Any]]:
@@ -102,18 +114,23 @@ def _lora_pairs(tensors: dict[str, Any], adapter_dir: Path) -> dict[str, tuple[A
                 bucket[_module_path(key.split(marker)[0])] = tensor
     lonely = sorted(set(a_parts) ^ set(b_parts))
     if lonely:
-        raise LoraAdaptError(f"the adapter in {adapter_dir} has unpaired LoRA tensors (A without B or B without A) "
-                             f"for {_few(lonely)}", hint="the adapter file is incomplete; save it again from training")
+        raise LoraAdaptError(
+            f"the adapter in {adapter_dir} has unpaired LoRA tensors (A without B or B without A) "
+            f"for {_few(lonely)}",
+            hint="the adapter file is incomplete; save it again from training",
+        )
     if not a_parts:
-        raise LoraAdaptError(f"the adapter in {adapter_dir} holds no LoRA tensors ({len(tensors)} other tensors)",
-                             hint="target_modules matched nothing, or the file is not a LoRA adapter")
+        raise LoraAdaptError(
+            f"the adapter in {adapter_dir} holds no LoRA tensors ({len(tensors)} other tensors)",
+            hint="target_modules matched nothing, or the file is not a LoRA adapter",
+        )
     return {name: (a_parts[name], b_parts[name]) for name in sorted(a_parts)}
 
 
 def _module_path(key_prefix: str) -> str:
     """``base_model.model.model.layers.0.self_attn.q_proj`` -> ``model.layers.0.self_attn.q_proj``."""
     prefix = "base_model.model."
-    return key_prefix[len(prefix):] if key_prefix.startswith(prefix) else key_prefix
+    return key_prefix[len(prefix) :] if key_prefix.startswith(prefix) else key_prefix
 
 
 def _check_targets(config: dict[str, Any], pairs: dict[str, Any], adapter_dir: Path) -> None:
@@ -121,12 +138,20 @@ def _check_targets(config: dict[str, Any], pairs: dict[str, Any], adapter_dir: P
     targets = config.get("target_modules")
     if not isinstance(targets, list):  # a regex or "all-linear" left unresolved: nothing to enumerate
         return
-    heads = set(config.get("modules_to_save") or [])  # a classifier head listed here is trained in full, not LoRA'd
-    missing = [t for t in targets if t not in heads and not any(name == t or name.endswith("." + t) for name in pairs)]
+    heads = set(
+        config.get("modules_to_save") or []
+    )  # a classifier head listed here is trained in full, not LoRA'd
+    missing = [
+        t
+        for t in targets
+        if t not in heads and not any(name == t or name.endswith("." + t) for name in pairs)
+    ]
     if missing:
         raise LoraAdaptError(
             f"the adapter in {adapter_dir} is missing LoRA tensors for target module(s) {_few(missing)} "
-            f"named in {A.ADAPTER_CONFIG}", hint="the weights file does not match its config; save the adapter again")
+            f"named in {A.ADAPTER_CONFIG}",
+            hint="the weights file does not match its config; save the adapter again",
+        )
 
 
 def _check_finite(tensors: dict[str, Any], adapter_dir: Path) -> None:
@@ -134,11 +159,15 @@ def _check_finite(tensors: dict[str, Any], adapter_dir: Path) -> None:
 
     bad = [key for key, t in tensors.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
     if bad:
-        raise LoraAdaptError(f"the adapter in {adapter_dir} has NaN/inf values in {_few(bad)}",
-                             hint="training diverged: lower training.learning_rate or use precision fp32/bf16")
+        raise LoraAdaptError(
+            f"the adapter in {adapter_dir} has NaN/inf values in {_few(bad)}",
+            hint="training diverged: lower training.learning_rate or use precision fp32/bf16",
+        )
 
 
-def _stats(config: dict[str, Any], tensors: dict[str, Any], pairs: dict[str, tuple[Any, Any]]) -> dict[str, Any]:
+def _stats(
+    config: dict[str, Any], tensors: dict[str, Any], pairs: dict[str, tuple[Any, Any]]
+) -> dict[str, Any]:
     b_norms = [float(b.float().norm()) for _, b in pairs.values()]
     a_norms = [float(a.float().norm()) for a, _ in pairs.values()]
     zero_b = [name for name, (_, b) in pairs.items() if not bool(b.any())]

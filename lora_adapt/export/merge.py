@@ -39,10 +39,20 @@ MERGE_DTYPES = ("bf16", "fp16", "fp32")
 Echo = Callable[[str], None]
 
 
-def merge_run(run_dir: Path, out_dir: Path, *, dtype: str = "bf16", base: Path | None = None,
-              max_logit_diff: float = DEFAULT_MAX_LOGIT_DIFF, max_kl: float = DEFAULT_MAX_KL,
-              prompts: list[str] | None = None, max_shard_size: str = "5GB", device: Device = "auto",
-              overwrite: bool = False, echo: Echo = lambda _: None) -> dict[str, Any]:
+def merge_run(
+    run_dir: Path,
+    out_dir: Path,
+    *,
+    dtype: str = "bf16",
+    base: Path | None = None,
+    max_logit_diff: float = DEFAULT_MAX_LOGIT_DIFF,
+    max_kl: float = DEFAULT_MAX_KL,
+    prompts: list[str] | None = None,
+    max_shard_size: str = "5GB",
+    device: Device = "auto",
+    overwrite: bool = False,
+    echo: Echo = lambda _: None,
+) -> dict[str, Any]:
     """Write ``out_dir`` (sharded safetensors, config, generation config, tokenizer, verification).
 
     Refuses (exit 2) a quantized base or one other than the run's; fails (exit 1, nothing written)
@@ -51,10 +61,12 @@ def merge_run(run_dir: Path, out_dir: Path, *, dtype: str = "bf16", base: Path |
         raise UsageError(f"--dtype {dtype!r} is not one of {', '.join(MERGE_DTYPES)}")
     run = load_run(run_dir)
     if run.pooling == "entity_start":
-        raise UsageError("a head with entity_start pooling cannot be merged into a transformers model: "
-                         "BertForSequenceClassification has no place for its two-entity classifier",
-                         hint="use the adapter as it is (`lora-adapt eval`, or PeftModel on the base loaded with "
-                              "lora_adapt.modeling.load_model(..., pooling='entity_start'))")
+        raise UsageError(
+            "a head with entity_start pooling cannot be merged into a transformers model: "
+            "BertForSequenceClassification has no place for its two-entity classifier",
+            hint="use the adapter as it is (`lora-adapt eval`, or PeftModel on the base loaded with "
+            "lora_adapt.modeling.load_model(..., pooling='entity_start'))",
+        )
     out_dir = check_output_dir(Path(out_dir), run.run_dir, overwrite)
     adapter = check_adapter_weights(run.adapter_dir)
     spec = base_spec(run, base, device=device)
@@ -64,9 +76,11 @@ def merge_run(run_dir: Path, out_dir: Path, *, dtype: str = "bf16", base: Path |
     echo(f"base {spec.name_or_path}: " + ", ".join(f"{k} {v}" for k, v in identity.items()))
     with staged_output(out_dir) as stage:
         report = _merge_and_verify(run, spec, tokenizer, probe, dtype, stage, max_shard_size, echo)
-        report.update(base={"name_or_path": spec.name_or_path, "revision": spec.revision, "checked": identity},
-                      adapter={k: adapter.get(k) for k in ("n_lora_pairs", "zero_b_pairs", "use_dora", "b_norm")},
-                      thresholds={"max_logit_diff": max_logit_diff, "max_kl": max_kl})
+        report.update(
+            base={"name_or_path": spec.name_or_path, "revision": spec.revision, "checked": identity},
+            adapter={k: adapter.get(k) for k in ("n_lora_pairs", "zero_b_pairs", "use_dora", "b_norm")},
+            thresholds={"max_logit_diff": max_logit_diff, "max_kl": max_kl},
+        )
         report["warnings"] = _warnings(report)
         _judge(report, max_logit_diff, max_kl)
         report["passed"] = True
@@ -76,8 +90,10 @@ def merge_run(run_dir: Path, out_dir: Path, *, dtype: str = "bf16", base: Path |
 
 def describe(report: dict[str, Any]) -> list[str]:
     """Human lines for the CLI (and logs)."""
-    lines = [f"prompts: {report['prompts']['count']} from {report['prompts']['source']}"
-             + (f" ({report['prompts']['path']})" if report["prompts"].get("path") else "")]
+    lines = [
+        f"prompts: {report['prompts']['count']} from {report['prompts']['source']}"
+        + (f" ({report['prompts']['path']})" if report["prompts"].get("path") else "")
+    ]
     for key in ("merge", "saved", "adapter_effect", "qlora_gap"):
         part = report.get(key)
         if part and part.get("available", True):
@@ -95,16 +111,31 @@ def _adapter_tokenizer(run: RunInfo, spec: ModelSpec):
     return load_tokenizer(spec.model_copy(update={"tokenizer": str(run.adapter_dir)}) if has_own else spec)
 
 
-def _merge_and_verify(run: RunInfo, spec: ModelSpec, tokenizer, probe: Prompts, dtype: str, stage: Path,
-                      max_shard_size: str, echo: Echo) -> dict[str, Any]:
+def _merge_and_verify(
+    run: RunInfo,
+    spec: ModelSpec,
+    tokenizer,
+    probe: Prompts,
+    dtype: str,
+    stage: Path,
+    max_shard_size: str,
+    echo: Echo,
+) -> dict[str, Any]:
     from peft import PeftModel
 
     from ..modeling import load_model
     from ..recipe.schema import QuantizationSpec
 
     echo(f"loading {spec.name_or_path} unquantized in fp32 and applying the adapter")
-    loaded = load_model(spec, QuantizationSpec(), head=run.head, labels=run.labels, multi_label=run.multi_label,
-                        tokenizer=tokenizer, pooling=run.pooling)
+    loaded = load_model(
+        spec,
+        QuantizationSpec(),
+        head=run.head,
+        labels=run.labels,
+        multi_label=run.multi_label,
+        tokenizer=tokenizer,
+        pooling=run.pooling,
+    )
     untied = _untie_embeddings_if_adapted(loaded.model, run)
     model = PeftModel.from_pretrained(loaded.model, str(run.adapter_dir))
     reference = collect_logits(model, tokenizer, probe.texts)
@@ -122,13 +153,20 @@ def _merge_and_verify(run: RunInfo, spec: ModelSpec, tokenizer, probe: Prompts, 
     gc.collect()
     saved_logits = _reload_logits(run, stage, tokenizer, probe, spec.device)
     report: dict[str, Any] = {
-        "dtype": dtype, "prompts": probe.to_json(),
+        "dtype": dtype,
+        "prompts": probe.to_json(),
         "reference": "base (unquantized, fp32) + adapter, unmerged, computed in fp32",
-        "merge": _part(compare_logits(reference, merged_logits), "merged in fp32 vs reference: the merge alone"),
-        "saved": _part(compare_logits(reference, saved_logits),
-                       f"saved {dtype} weights reloaded, computed in fp32, vs reference: merge + rounding to {dtype}"),
-        "adapter_effect": _part(compare_logits(reference, base_logits),
-                                "base without adapter vs reference: how much the adapter changes the model"),
+        "merge": _part(
+            compare_logits(reference, merged_logits), "merged in fp32 vs reference: the merge alone"
+        ),
+        "saved": _part(
+            compare_logits(reference, saved_logits),
+            f"saved {dtype} weights reloaded, computed in fp32, vs reference: merge + rounding to {dtype}",
+        ),
+        "adapter_effect": _part(
+            compare_logits(reference, base_logits),
+            "base without adapter vs reference: how much the adapter changes the model",
+        ),
         "untied_embeddings": untied,
         "pooling": run.pooling if run.head == "sequence_classification" else None,
         "qlora_gap": _qlora_gap(run, spec, tokenizer, probe, merged_logits, echo) if run.quantized else None,
@@ -149,9 +187,16 @@ def _untie_embeddings_if_adapted(model, run: RunInfo) -> bool:
     if inputs is None or outputs is None or outputs.weight is not inputs.weight:
         return False
     names = {module: name for name, module in model.named_modules()}
-    touched = [*lora_module_paths(run.adapter_dir), *(adapter_config(run.adapter_dir).get("modules_to_save") or [])]
+    touched = [
+        *lora_module_paths(run.adapter_dir),
+        *(adapter_config(run.adapter_dir).get("modules_to_save") or []),
+    ]
     tied = (names[inputs], names[outputs])
-    if not any(path == name or path.endswith("." + name) or name.endswith("." + path) for path in touched for name in tied):
+    if not any(
+        path == name or path.endswith("." + name) or name.endswith("." + path)
+        for path in touched
+        for name in tied
+    ):
         return False
     outputs.weight = torch.nn.Parameter(inputs.weight.detach().clone())
     model.config.tie_word_embeddings = False
@@ -185,7 +230,9 @@ def _reload_logits(run: RunInfo, stage: Path, tokenizer, probe: Prompts, device:
     return logits
 
 
-def _qlora_gap(run: RunInfo, spec: ModelSpec, tokenizer, probe: Prompts, merged_logits, echo: Echo) -> dict[str, Any]:
+def _qlora_gap(
+    run: RunInfo, spec: ModelSpec, tokenizer, probe: Prompts, merged_logits, echo: Echo
+) -> dict[str, Any]:
     """The quantized base + adapter, loaded as the run trained it, against the fp32 merge."""
     from peft import PeftModel
 
@@ -198,12 +245,23 @@ def _qlora_gap(run: RunInfo, spec: ModelSpec, tokenizer, probe: Prompts, merged_
     echo(f"loading the {run.quantization} base as in training to measure the QLoRA gap")
     try:
         quant = QuantizationSpec(**run.manifest["quantization"])
-        loaded = load_model(train_spec, quant, head=run.head, labels=run.labels, multi_label=run.multi_label,
-                            tokenizer=tokenizer, pooling=run.pooling)
+        loaded = load_model(
+            train_spec,
+            quant,
+            head=run.head,
+            labels=run.labels,
+            multi_label=run.multi_label,
+            tokenizer=tokenizer,
+            pooling=run.pooling,
+        )
         model = PeftModel.from_pretrained(loaded.model, str(run.adapter_dir))
         quantized_logits = collect_logits(model, tokenizer, probe.texts)
     except Exception as exc:  # report, never fail: the merge itself is already verified
-        return {"available": False, "what": what, "reason": f"{type(exc).__name__}: {str(exc).splitlines()[0]}"}
+        return {
+            "available": False,
+            "what": what,
+            "reason": f"{type(exc).__name__}: {str(exc).splitlines()[0]}",
+        }
     del model, loaded
     gc.collect()
     return {"available": True, **_part(compare_logits(quantized_logits, merged_logits), what)}
@@ -217,15 +275,25 @@ def _warnings(report: dict[str, Any]) -> list[str]:
     saved, effect = report["saved"], report["adapter_effect"]
     out = []
     if report.get("pooling") not in (None, "model"):
-        out.append(f"the head reads the encoder with {report['pooling']} pooling (config.json: lora_adapt_pooling); "
-                   "transformers' AutoModelForSequenceClassification ignores that and pools [CLS]: load the merged "
-                   "model with lora_adapt.modeling.load_model, or pool the hidden states the same way yourself")
+        out.append(
+            f"the head reads the encoder with {report['pooling']} pooling (config.json: lora_adapt_pooling); "
+            "transformers' AutoModelForSequenceClassification ignores that and pools [CLS]: load the merged "
+            "model with lora_adapt.modeling.load_model, or pool the hidden states the same way yourself"
+        )
     if effect.get("finite") and effect["mean_kl"] < 1e-6 and effect["greedy_agreement"] == 1.0:
-        out.append(f"the adapter barely changes the base on these prompts (mean KL {effect['mean_kl']:.2g}); "
-                   "the verification cannot tell a good merge from a lost adapter")
-    elif saved.get("finite") and effect.get("finite") and saved["mean_kl"] > ROUNDING_WARN_SHARE * effect["mean_kl"]:
-        out.append(f"rounding to {report['dtype']} moves the model by {saved['mean_kl']:.2g} mean KL, more than "
-                   f"{ROUNDING_WARN_SHARE:.0%} of the adapter's own effect ({effect['mean_kl']:.2g}); consider --dtype fp32")
+        out.append(
+            f"the adapter barely changes the base on these prompts (mean KL {effect['mean_kl']:.2g}); "
+            "the verification cannot tell a good merge from a lost adapter"
+        )
+    elif (
+        saved.get("finite")
+        and effect.get("finite")
+        and saved["mean_kl"] > ROUNDING_WARN_SHARE * effect["mean_kl"]
+    ):
+        out.append(
+            f"rounding to {report['dtype']} moves the model by {saved['mean_kl']:.2g} mean KL, more than "
+            f"{ROUNDING_WARN_SHARE:.0%} of the adapter's own effect ({effect['mean_kl']:.2g}); consider --dtype fp32"
+        )
     return out
 
 
@@ -233,15 +301,22 @@ def _judge(report: dict[str, Any], max_logit_diff: float, max_kl: float) -> None
     merge, saved, effect = report["merge"], report["saved"], report["adapter_effect"]
     problems = []
     if not merge["finite"] or merge["max_logit_diff"] > max_logit_diff or merge["mean_kl"] > max_kl:
-        problems.append(f"the fp32 merge does not reproduce base+adapter ({format_comparison(merge)}; allowed "
-                        f"max |logit diff| {max_logit_diff:g}, mean KL {max_kl:g})")
+        problems.append(
+            f"the fp32 merge does not reproduce base+adapter ({format_comparison(merge)}; allowed "
+            f"max |logit diff| {max_logit_diff:g}, mean KL {max_kl:g})"
+        )
     if not saved["finite"]:
-        problems.append(f"the saved {report['dtype']} weights give NaN/inf logits (values overflow {report['dtype']})")
+        problems.append(
+            f"the saved {report['dtype']} weights give NaN/inf logits (values overflow {report['dtype']})"
+        )
     elif effect["finite"] and effect["mean_kl"] > 0 and saved["mean_kl"] >= effect["mean_kl"]:
-        problems.append(f"the saved {report['dtype']} model is as far from the trained model as the base without "
-                        f"adapter (mean KL {saved['mean_kl']:.3g} vs {effect['mean_kl']:.3g}): the adapter did not survive")
+        problems.append(
+            f"the saved {report['dtype']} model is as far from the trained model as the base without "
+            f"adapter (mean KL {saved['mean_kl']:.3g} vs {effect['mean_kl']:.3g}): the adapter did not survive"
+        )
     if problems:
         raise LoraAdaptError(
             "merge verification failed, nothing was written: " + "; ".join(problems),
             hint="try --dtype fp32 (rounding) or check that the adapter loads with PEFT; "
-            "--max-logit-diff / --max-kl raise the fp32 thresholds if the gap is expected")
+            "--max-logit-diff / --max-kl raise the fp32 thresholds if the gap is expected",
+        )

@@ -24,7 +24,14 @@ BUILTIN_PROMPTS = (
     "Question: Is aspirin an anticoagulant? Answer:",
 )
 MAX_PROMPTS = 8
-READABLE = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv", ".tsv": "tsv", ".txt": "txt"}
+READABLE = {
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "json",
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".txt": "txt",
+}
 
 
 @dataclass(frozen=True)
@@ -45,7 +52,9 @@ def held_out_prompts(recipe: Recipe | None, tokenizer: Any, given: list[str] | N
     if recipe is None or path is None:
         return Prompts(BUILTIN_PROMPTS, "builtin", note="the recipe names no data.test file")
     if not Path(path).is_file() or Path(path).suffix.lower() not in READABLE:
-        return Prompts(BUILTIN_PROMPTS, "builtin", str(path), note="data.test is missing or not jsonl/json/csv/tsv/txt")
+        return Prompts(
+            BUILTIN_PROMPTS, "builtin", str(path), note="data.test is missing or not jsonl/json/csv/tsv/txt"
+        )
     try:
         rows = _read_rows(Path(path))
     except (OSError, ValueError, csv.Error) as exc:

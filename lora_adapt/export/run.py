@@ -20,9 +20,18 @@ if TYPE_CHECKING:
 HEADS = ("causal_lm", "sequence_classification", "token_classification")
 QUANTIZED_METHODS = ("nf4", "fp4", "int8")
 # Tokenizer files a serving engine or `AutoTokenizer.from_pretrained` reads from an adapter folder.
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
-                   "chat_template.jinja", "chat_template.json", "tokenizer.model", "vocab.txt", "vocab.json",
-                   "merges.txt")
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "chat_template.jinja",
+    "chat_template.json",
+    "tokenizer.model",
+    "vocab.txt",
+    "vocab.json",
+    "merges.txt",
+)
 
 
 @dataclass(frozen=True)
@@ -42,7 +51,9 @@ class RunInfo:
         from ..modeling import auto_class
 
         name = self.manifest["base_model"].get("auto_class") or "AutoModelForCausalLM"
-        return cast("Head", next((h for h in HEADS if auto_class(cast("Head", h)).__name__ == name), "causal_lm"))
+        return cast(
+            "Head", next((h for h in HEADS if auto_class(cast("Head", h)).__name__ == name), "causal_lm")
+        )
 
     @property
     def labels(self) -> tuple[str, ...] | None:
@@ -71,7 +82,9 @@ def load_run(run_dir: Path) -> RunInfo:
     """Read a finished run; a folder without manifest.json or adapter/ is a usage error (exit 2)."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
-        raise UsageError(f"run directory {run_dir} does not exist", hint="pass the folder `lora-adapt run` printed")
+        raise UsageError(
+            f"run directory {run_dir} does not exist", hint="pass the folder `lora-adapt run` printed"
+        )
     if not (run_dir / A.MANIFEST).is_file():
         unfinished = run_dir.name.endswith(A.IN_PROGRESS_SUFFIX)
         raise UsageError(
@@ -80,8 +93,10 @@ def load_run(run_dir: Path) -> RunInfo:
             hint="finish the run first (`lora-adapt run RECIPE --resume`), or pass the folder of a finished run",
         )
     if not (run_dir / A.ADAPTER_DIR).is_dir():
-        raise UsageError(f"{run_dir} has a {A.MANIFEST} but no {A.ADAPTER_DIR}/ folder",
-                         hint="the run directory is damaged; rerun the recipe")
+        raise UsageError(
+            f"{run_dir} has a {A.MANIFEST} but no {A.ADAPTER_DIR}/ folder",
+            hint="the run directory is damaged; rerun the recipe",
+        )
     return RunInfo(run_dir.resolve(), A.read_json(run_dir / A.MANIFEST), _read_recipe(run_dir))
 
 
@@ -109,7 +124,12 @@ def copy_tokenizer_files(source: Path, dest: Path) -> list[str]:
 def check_output_dir(out_dir: Path, run_dir: Path, overwrite: bool) -> Path:
     out_dir = Path(out_dir).resolve()
     if out_dir == run_dir or run_dir.is_relative_to(out_dir) or out_dir == run_dir / A.ADAPTER_DIR:
-        raise UsageError(f"--out {out_dir} would replace the run itself", hint=f"choose a new folder, e.g. {run_dir / A.MERGED_DIR}")
+        raise UsageError(
+            f"--out {out_dir} would replace the run itself",
+            hint=f"choose a new folder, e.g. {run_dir / A.MERGED_DIR}",
+        )
     if out_dir.exists() and not overwrite:
-        raise UsageError(f"{out_dir} already exists", hint="pass --overwrite to replace it, or choose another --out")
+        raise UsageError(
+            f"{out_dir} already exists", hint="pass --overwrite to replace it, or choose another --out"
+        )
     return out_dir

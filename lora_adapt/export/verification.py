@@ -15,14 +15,20 @@ MAX_TOKENS = 64  # positions per prompt: enough to see a merge error, cheap on a
 
 
 @torch.inference_mode()
-def collect_logits(model: Any, tokenizer: Any, texts: Sequence[str], *, max_tokens: int = MAX_TOKENS) -> list[torch.Tensor]:
+def collect_logits(
+    model: Any, tokenizer: Any, texts: Sequence[str], *, max_tokens: int = MAX_TOKENS
+) -> list[torch.Tensor]:
     """One ``[positions, classes]`` fp32 CPU tensor per prompt (vocabulary logits for a causal LM)."""
     model.eval()
     device = next(model.parameters()).device
     out = []
     for text in texts:
         batch = tokenizer(text, return_tensors="pt", truncation=True, max_length=max_tokens)
-        batch = {k: v.to(device) for k, v in batch.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+        batch = {
+            k: v.to(device)
+            for k, v in batch.items()
+            if k in ("input_ids", "attention_mask", "token_type_ids")
+        }
         logits = model(**batch).logits.float().cpu()
         out.append(logits.reshape(-1, logits.shape[-1]))
     return out
@@ -44,14 +50,26 @@ def compare_logits(reference: Sequence[torch.Tensor], candidate: Sequence[torch.
         agree += int((ref.argmax(-1) == cand.argmax(-1)).sum())
         positions += ref.shape[0]
     if not finite:
-        return {"max_logit_diff": None, "mean_kl": None, "greedy_agreement": None,
-                "positions": positions, "finite": False}
-    return {"max_logit_diff": max_diff, "mean_kl": kl_sum / max(positions, 1),
-            "greedy_agreement": agree / max(positions, 1), "positions": positions, "finite": True}
+        return {
+            "max_logit_diff": None,
+            "mean_kl": None,
+            "greedy_agreement": None,
+            "positions": positions,
+            "finite": False,
+        }
+    return {
+        "max_logit_diff": max_diff,
+        "mean_kl": kl_sum / max(positions, 1),
+        "greedy_agreement": agree / max(positions, 1),
+        "positions": positions,
+        "finite": True,
+    }
 
 
 def format_comparison(numbers: dict[str, Any]) -> str:
     if not numbers.get("finite", True):
         return "non-finite logits (NaN/inf)"
-    return (f"max |logit diff| {numbers['max_logit_diff']:.3g}, mean KL {numbers['mean_kl']:.3g}, "
-            f"greedy agreement {100 * numbers['greedy_agreement']:.1f}% over {numbers['positions']} positions")
+    return (
+        f"max |logit diff| {numbers['max_logit_diff']:.3g}, mean KL {numbers['mean_kl']:.3g}, "
+        f"greedy agreement {100 * numbers['greedy_agreement']:.1f}% over {numbers['positions']} positions"
+    )

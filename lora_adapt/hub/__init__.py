@@ -12,6 +12,16 @@ from .transfer import PullResult, PushResult, fetch_adapter, pull_adapter, push_
 from .validation import validate_model_card
 
 __all__ = [
-    "PullResult", "PushResult", "check_write_access", "fetch_adapter", "parse_repo_id", "pull_adapter", "push_run",
-    "render_model_card", "resolve_adapter_path", "resolve_endpoint", "resolve_token", "validate_model_card",
+    "PullResult",
+    "PushResult",
+    "check_write_access",
+    "fetch_adapter",
+    "parse_repo_id",
+    "pull_adapter",
+    "push_run",
+    "render_model_card",
+    "resolve_adapter_path",
+    "resolve_endpoint",
+    "resolve_token",
+    "validate_model_card",
 ]

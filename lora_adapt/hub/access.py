@@ -14,7 +14,9 @@ from ..errors import HubError
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 REPO_ID = re.compile(r"^(?P<namespace>[A-Za-z0-9][\w.-]{0,95})/(?P<name>[A-Za-z0-9][\w.-]{0,95})$")
-TOKEN_HINT = "set HF_TOKEN, or run `hf auth login` (a token with write access: https://huggingface.co/settings/tokens)"
+TOKEN_HINT = (
+    "set HF_TOKEN, or run `hf auth login` (a token with write access: https://huggingface.co/settings/tokens)"
+)
 WRITE_ROLES = ("write", "admin", "contributor")
 
 
@@ -47,7 +49,9 @@ def resolve_token(explicit: str | None = None) -> str | None:
 def require_token(token: str | None) -> str:
     resolved = resolve_token(token)
     if not resolved:
-        raise HubError("no Hugging Face token found, so nothing can be published", hint=TOKEN_HINT, exit_code=2)
+        raise HubError(
+            "no Hugging Face token found, so nothing can be published", hint=TOKEN_HINT, exit_code=2
+        )
     return resolved
 
 
@@ -64,7 +68,9 @@ def check_write_access(repo_id: str, *, endpoint: str | None = None, token: str 
     try:
         me = HfApi(endpoint=endpoint, token=token).whoami(token=token)
     except Exception as exc:
-        raise translate_error(exc, action="checking your token", endpoint=endpoint, repo_id=repo_id, token=token) from None
+        raise translate_error(
+            exc, action="checking your token", endpoint=endpoint, repo_id=repo_id, token=token
+        ) from None
     problem = _namespace_problem(me, namespace)
     if problem:
         raise HubError(f"cannot publish to {repo_id}: {problem}", hint=_namespace_hint(me), exit_code=2)
@@ -89,28 +95,38 @@ def _namespace_problem(me: dict[str, Any], namespace: str) -> str | None:
 
 def _fine_grained_can_write(scopes: dict[str, Any], namespace: str) -> bool:
     for scope in scopes.get("scoped") or []:
-        if (scope.get("entity") or {}).get("name") == namespace and "repo.write" in (scope.get("permissions") or []):
+        if (scope.get("entity") or {}).get("name") == namespace and "repo.write" in (
+            scope.get("permissions") or []
+        ):
             return True
     return False
 
 
 def _namespace_hint(me: dict[str, Any]) -> str:
     names = [me.get("name")] + [org.get("name") for org in me.get("orgs") or []]
-    return f"push under one of: {', '.join(str(n) for n in names if n)} — or use a token with write access there"
+    return (
+        f"push under one of: {', '.join(str(n) for n in names if n)} — or use a token with write access there"
+    )
 
 
-def translate_error(exc: BaseException, *, action: str, endpoint: str, repo_id: str | None = None,
-                    token: str | None = None) -> HubError:
+def translate_error(
+    exc: BaseException, *, action: str, endpoint: str, repo_id: str | None = None, token: str | None = None
+) -> HubError:
     """One clear :class:`HubError` for a failure raised by huggingface_hub (or the HTTP layer under it)."""
     from huggingface_hub import errors as hf_errors
 
     if isinstance(exc, HubError):
         return exc
     if _in_chain(exc, (hf_errors.OfflineModeIsEnabled,)) is not None:
-        return HubError(f"{action} needs the Hub, but HF_HUB_OFFLINE is set", hint="unset HF_HUB_OFFLINE", exit_code=2)
+        return HubError(
+            f"{action} needs the Hub, but HF_HUB_OFFLINE is set", hint="unset HF_HUB_OFFLINE", exit_code=2
+        )
     if _is_offline_cache_miss(exc):
-        return HubError(f"{action}: not in the local cache, and HF_HUB_OFFLINE is set so the Hub is not asked",
-                        hint="unset HF_HUB_OFFLINE (or fetch it once while online)", exit_code=2)
+        return HubError(
+            f"{action}: not in the local cache, and HF_HUB_OFFLINE is set so the Hub is not asked",
+            hint="unset HF_HUB_OFFLINE (or fetch it once while online)",
+            exit_code=2,
+        )
     network = _in_chain(exc, _network_errors())
     if network is not None or isinstance(exc, hf_errors.LocalEntryNotFoundError):
         detail = _scrub(str(network or exc) or type(network or exc).__name__, token)
@@ -121,8 +137,10 @@ def translate_error(exc: BaseException, *, action: str, endpoint: str, repo_id: 
         )
     if isinstance(exc, hf_errors.HfHubHTTPError):
         return _http_error(exc, action=action, repo_id=repo_id, token=token)
-    return HubError(f"{action} failed: {type(exc).__name__}: {_first_line(_scrub(str(exc), token))}",
-                    hint="rerun with --debug for the full traceback")
+    return HubError(
+        f"{action} failed: {type(exc).__name__}: {_first_line(_scrub(str(exc), token))}",
+        hint="rerun with --debug for the full traceback",
+    )
 
 
 def _http_error(exc: Any, *, action: str, repo_id: str | None, token: str | None) -> HubError:
@@ -131,21 +149,35 @@ def _http_error(exc: Any, *, action: str, repo_id: str | None, token: str | None
     status = getattr(exc.response, "status_code", None)
     server = _scrub(getattr(exc, "server_message", None) or _first_line(str(exc)), token)
     if isinstance(exc, hf_errors.RevisionNotFoundError):
-        return HubError(f"{action}: revision not found in {repo_id}", hint="check --revision (a branch, tag or commit)",
-                        exit_code=2)
+        return HubError(
+            f"{action}: revision not found in {repo_id}",
+            hint="check --revision (a branch, tag or commit)",
+            exit_code=2,
+        )
     if isinstance(exc, hf_errors.RepositoryNotFoundError):
-        return HubError(f"{action}: repository {repo_id} not found, or private and not visible with this token",
-                        hint=f"check the repo id; for a private repo, {TOKEN_HINT}", exit_code=2)
+        return HubError(
+            f"{action}: repository {repo_id} not found, or private and not visible with this token",
+            hint=f"check the repo id; for a private repo, {TOKEN_HINT}",
+            exit_code=2,
+        )
     if isinstance(exc, hf_errors.RemoteEntryNotFoundError):
         return HubError(f"{action}: file not found in {repo_id}: {server}", exit_code=2)
     if status == 401:
-        return HubError(f"{action}: the Hugging Face token was rejected (401: invalid or expired)", hint=TOKEN_HINT,
-                        exit_code=2)
+        return HubError(
+            f"{action}: the Hugging Face token was rejected (401: invalid or expired)",
+            hint=TOKEN_HINT,
+            exit_code=2,
+        )
     if status == 403:
-        return HubError(f"{action}: permission denied for {repo_id} (403): {server}",
-                        hint="push to your own namespace or an organization where you have write access", exit_code=2)
-    return HubError(f"{action} failed: HTTP {status}: {server}",
-                    hint="the Hub may be having trouble; nothing local was changed, retry later")
+        return HubError(
+            f"{action}: permission denied for {repo_id} (403): {server}",
+            hint="push to your own namespace or an organization where you have write access",
+            exit_code=2,
+        )
+    return HubError(
+        f"{action} failed: HTTP {status}: {server}",
+        hint="the Hub may be having trouble; nothing local was changed, retry later",
+    )
 
 
 def _in_chain(exc: BaseException, types: tuple[type[BaseException], ...]) -> BaseException | None:

@@ -20,10 +20,28 @@ from ..errors import HubError
 TEMPLATE = Path(__file__).resolve().parents[1] / "templates" / "model_card.md"
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$")
 PATH_LIKE = re.compile(r"^(/|\./|\.\./|~|[A-Za-z]:[\\/]|package:)|\\")
-FILE_SUFFIXES = (".jsonl", ".json", ".csv", ".tsv", ".parquet", ".txt", ".conll", ".arrow", ".safetensors", ".bin")
+FILE_SUFFIXES = (
+    ".jsonl",
+    ".json",
+    ".csv",
+    ".tsv",
+    ".parquet",
+    ".txt",
+    ".conll",
+    ".arrow",
+    ".safetensors",
+    ".bin",
+)
 HEAD_TASKS = ("classification", "relation_classification", "token_classification")
-METRIC_TYPES = (("accuracy", "accuracy"), ("exact_match", "exact_match"), ("f1", "f1"), ("precision", "precision"),
-                ("recall", "recall"), ("perplexity", "perplexity"), ("loss", "loss"))
+METRIC_TYPES = (
+    ("accuracy", "accuracy"),
+    ("exact_match", "exact_match"),
+    ("f1", "f1"),
+    ("precision", "precision"),
+    ("recall", "recall"),
+    ("perplexity", "perplexity"),
+    ("loss", "loss"),
+)
 
 
 @dataclass(frozen=True)
@@ -39,8 +57,11 @@ class RunFiles:
     def read(cls, run_dir: Path) -> RunFiles:
         run_dir = Path(run_dir)
         if not (run_dir / A.MANIFEST).is_file():
-            raise HubError(f"{run_dir} is not a run directory (no {A.MANIFEST})",
-                           hint="give the folder `lora-adapt run` wrote: <output.dir>/<name>", exit_code=2)
+            raise HubError(
+                f"{run_dir} is not a run directory (no {A.MANIFEST})",
+                hint="give the folder `lora-adapt run` wrote: <output.dir>/<name>",
+                exit_code=2,
+            )
         metrics = A.read_json(run_dir / A.METRICS) if (run_dir / A.METRICS).is_file() else {}
         recipe_path = run_dir / A.RESOLVED_RECIPE
         recipe = yaml.safe_load(recipe_path.read_text(encoding="utf-8")) if recipe_path.is_file() else {}
@@ -49,8 +70,9 @@ class RunFiles:
         return cls(A.read_json(run_dir / A.MANIFEST), metrics or {}, recipe or {}, report or {})
 
 
-def render_model_card(run_dir: Path, *, repo_id: str | None = None, merged: bool = False,
-                      revision: str | None = None) -> str:
+def render_model_card(
+    run_dir: Path, *, repo_id: str | None = None, merged: bool = False, revision: str | None = None
+) -> str:
     """README.md text for ``run_dir`` (the adapter, or its ``merged/`` model when ``merged``).
 
     ``repo_id`` / ``revision`` name where it is published (used in the loading snippet)."""
@@ -103,9 +125,15 @@ def eval_results(run: RunFiles, task_type: str) -> list:
         split, scores = _loss_scores(run.metrics)
     name = run.manifest.get("name") or "run"
     return [
-        EvalResult(task_type=task_type, dataset_type="custom", dataset_name=f"{name} ({split} split)",
-                   dataset_split=split, metric_type=_metric_type(key), metric_name=_pretty(key),
-                   metric_value=round(value, 4))
+        EvalResult(
+            task_type=task_type,
+            dataset_type="custom",
+            dataset_name=f"{name} ({split} split)",
+            dataset_split=split,
+            metric_type=_metric_type(key),
+            metric_name=_pretty(key),
+            metric_value=round(value, 4),
+        )
         for key, value in scores.items()
     ]
 
@@ -151,8 +179,12 @@ def _hub_datasets(manifest: dict[str, Any]) -> list[str]:
 
 def is_hub_id(value: Any) -> bool:
     """A Hub id (``namespace/name``) and not a local path or file name."""
-    return (isinstance(value, str) and bool(HUB_ID.match(value)) and not PATH_LIKE.search(value)
-            and not value.lower().endswith(FILE_SUFFIXES))
+    return (
+        isinstance(value, str)
+        and bool(HUB_ID.match(value))
+        and not PATH_LIKE.search(value)
+        and not value.lower().endswith(FILE_SUFFIXES)
+    )
 
 
 def _get(d: Any, *keys: str) -> Any:
@@ -164,6 +196,7 @@ def _get(d: Any, *keys: str) -> Any:
 
 
 # --- body ------------------------------------------------------------------------------------
+
 
 def _body(run: RunFiles, *, repo_id: str | None, merged: bool, revision: str | None) -> dict[str, Any]:
     m, base = run.manifest, run.manifest.get("base_model") or {}
@@ -191,8 +224,11 @@ def _body(run: RunFiles, *, repo_id: str | None, merged: bool, revision: str | N
         "merge_dtype": run.merge_report.get("dtype"),
         **_usage(run, repo_id, merged, revision),
         "limitations": _limitations(run, merged),
-        "versions": {"lora_adapt": _get(m, "versions", "lora-adapt") or m.get("lora_adapt_version") or "?",
-                     "peft": _get(m, "versions", "peft") or "?", "transformers": _get(m, "versions", "transformers") or "?"},
+        "versions": {
+            "lora_adapt": _get(m, "versions", "lora-adapt") or m.get("lora_adapt_version") or "?",
+            "peft": _get(m, "versions", "peft") or "?",
+            "transformers": _get(m, "versions", "transformers") or "?",
+        },
     }
 
 
@@ -208,9 +244,16 @@ def _recipe_rows(run: RunFiles) -> list[tuple[str, Any]]:
     labels = _get(m, "task", "labels") or []
     targets = a.get("target_modules")
     rows = [
-        ("task", f"{_get(m, 'task', 'type')} ({_get(m, 'task', 'mode')})" + (f", {len(labels)} labels" if labels else "")),
+        (
+            "task",
+            f"{_get(m, 'task', 'type')} ({_get(m, 'task', 'mode')})"
+            + (f", {len(labels)} labels" if labels else ""),
+        ),
         ("quantization", _get(m, "quantization", "method") or "none"),
-        ("adapter", f"{a.get('method', 'lora')} r={a.get('rank')} alpha={a.get('alpha')} ({a.get('scaling', 'standard')})"),
+        (
+            "adapter",
+            f"{a.get('method', 'lora')} r={a.get('rank')} alpha={a.get('alpha')} ({a.get('scaling', 'standard')})",
+        ),
         ("target modules", ", ".join(targets) if isinstance(targets, list) else targets),
         ("modules saved in full", ", ".join(a.get("modules_to_save") or []) or None),
         ("trainable parameters", _share(a)),
@@ -225,7 +268,11 @@ def _recipe_rows(run: RunFiles) -> list[tuple[str, Any]]:
 
 
 def _share(adapter: dict[str, Any]) -> str | None:
-    trainable, total, share = adapter.get("trainable_params"), adapter.get("total_params"), adapter.get("trainable_share")
+    trainable, total, share = (
+        adapter.get("trainable_params"),
+        adapter.get("total_params"),
+        adapter.get("trainable_share"),
+    )
     if not trainable or not total:
         return None
     return f"{trainable:,} of {total:,}" + (f" ({100 * share:.3f}%)" if isinstance(share, float) else "")
@@ -235,13 +282,20 @@ def _data_rows(manifest: dict[str, Any]) -> list[tuple[str, Any, Any]]:
     stats = _get(manifest, "data", "stats") or {}
     used = _get(manifest, "data", "rows") or stats.get("rows") or {}
     read = stats.get("rows_read") or {}
-    return [(s, read.get(s, "-"), used.get(s, "-")) for s in ("train", "validation", "test") if s in used or s in read]
+    return [
+        (s, read.get(s, "-"), used.get(s, "-"))
+        for s in ("train", "validation", "test")
+        if s in used or s in read
+    ]
 
 
 def _cleaning(manifest: dict[str, Any]) -> str:
     stats = _get(manifest, "data", "stats") or {}
-    parts = [f"{sum(v.values()) if isinstance(v, dict) else v} {rule.replace('_', ' ')} row(s) dropped"
-             for rule, v in (stats.get("dropped") or {}).items() if (sum(v.values()) if isinstance(v, dict) else v)]
+    parts = [
+        f"{sum(v.values()) if isinstance(v, dict) else v} {rule.replace('_', ' ')} row(s) dropped"
+        for rule, v in (stats.get("dropped") or {}).items()
+        if (sum(v.values()) if isinstance(v, dict) else v)
+    ]
     normalized = {k: v for k, v in (stats.get("normalized") or {}).items() if v}
     parts += [f"{v} row(s) with {k} normalized" for k, v in normalized.items()]
     return "; ".join(parts) if parts else ("no rows dropped" if "dropped" in stats else "")
@@ -260,10 +314,20 @@ def _metric_table(metrics: dict[str, Any]) -> tuple[list[str], list[tuple[str, l
 def _loss_rows(metrics: dict[str, Any]) -> list[list[str]]:
     rows = []
     for split in ("validation", "test"):
-        before, after = scalar_metrics(_get(metrics, split, "before")), scalar_metrics(_get(metrics, split, "after"))
+        before, after = (
+            scalar_metrics(_get(metrics, split, "before")),
+            scalar_metrics(_get(metrics, split, "after")),
+        )
         if before or after:
-            rows.append([split, _fmt(before.get("loss")), _fmt(after.get("loss")), _fmt(before.get("perplexity")),
-                         _fmt(after.get("perplexity"))])
+            rows.append(
+                [
+                    split,
+                    _fmt(before.get("loss")),
+                    _fmt(after.get("loss")),
+                    _fmt(before.get("perplexity")),
+                    _fmt(after.get("perplexity")),
+                ]
+            )
     return rows
 
 
@@ -283,9 +347,15 @@ def _merge_rows(report: dict[str, Any]) -> list[list[str]]:
             rows.append([what, "-", "-", "-", str(part.get("reason") or "not measured")])
             continue
         agreement = part.get("greedy_agreement")
-        rows.append([what, f"{part.get('max_logit_diff', 0):.3g}", f"{part.get('mean_kl', 0):.3g}",
-                     f"{100 * agreement:.1f}%" if isinstance(agreement, (int, float)) else "-",
-                     str(part.get("positions", "-"))])
+        rows.append(
+            [
+                what,
+                f"{part.get('max_logit_diff', 0):.3g}",
+                f"{part.get('mean_kl', 0):.3g}",
+                f"{100 * agreement:.1f}%" if isinstance(agreement, (int, float)) else "-",
+                str(part.get("positions", "-")),
+            ]
+        )
     return rows
 
 
@@ -306,8 +376,10 @@ def _usage(run: RunFiles, repo_id: str | None, merged: bool, revision: str | Non
     auto = str(base.get("auto_class") or "")
     if not re.fullmatch(r"Auto\w+", auto):
         tag = pipeline_tag(run.manifest.get("task") or {})
-        auto = {"text-classification": "AutoModelForSequenceClassification",
-                "token-classification": "AutoModelForTokenClassification"}.get(tag, "AutoModelForCausalLM")
+        auto = {
+            "text-classification": "AutoModelForSequenceClassification",
+            "token-classification": "AutoModelForTokenClassification",
+        }.get(tag, "AutoModelForCausalLM")
     base_revision = base.get("revision")
     return {
         "auto_class": auto,
@@ -321,15 +393,23 @@ def _usage(run: RunFiles, repo_id: str | None, merged: bool, revision: str | Non
 
 def _limitations(run: RunFiles, merged: bool) -> list[str]:
     m = run.manifest
-    items = ["Scores come from a held-out split of the same data the adapter was trained on; they do not "
-             "measure performance on other domains or distributions."]
+    items = [
+        "Scores come from a held-out split of the same data the adapter was trained on; they do not "
+        "measure performance on other domains or distributions."
+    ]
     train_rows = _get(m, "data", "rows", "train")
     if isinstance(train_rows, int) and train_rows < 1000:
-        items.append(f"Trained on only {train_rows} rows: expect high variance and check outputs before relying on them.")
+        items.append(
+            f"Trained on only {train_rows} rows: expect high variance and check outputs before relying on them."
+        )
     if _get(m, "quantization", "method") in ("nf4", "fp4", "int8") and not merged:
-        items.append("Trained against a quantized base (QLoRA): load the base the same way for the closest results; "
-                     "merging goes through an unquantized base and changes outputs slightly.")
+        items.append(
+            "Trained against a quantized base (QLoRA): load the base the same way for the closest results; "
+            "merging goes through an unquantized base and changes outputs slightly."
+        )
     if merged:
-        items.append("A merged model: the adapter weights were folded into the base and cannot be removed or swapped.")
+        items.append(
+            "A merged model: the adapter weights were folded into the base and cannot be removed or swapped."
+        )
     items.append("It inherits the biases and licence terms of its base model and of the training data.")
     return items

@@ -37,15 +37,28 @@ from .card import render_model_card
 from .validation import validate_model_card
 
 HUB_PREFIX = "hub:"
-ADAPTER_REF = re.compile(r"^(?:hub:)?(?P<repo_id>[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*)(?:@(?P<revision>[^\s@]+))?$")
-REF_SYNTAX = ("give a run directory, an adapter directory (with adapter_config.json), or a Hub reference "
-              "hub:NAMESPACE/NAME[@REVISION]")
+ADAPTER_REF = re.compile(
+    r"^(?:hub:)?(?P<repo_id>[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*)(?:@(?P<revision>[^\s@]+))?$"
+)
+REF_SYNTAX = (
+    "give a run directory, an adapter directory (with adapter_config.json), or a Hub reference "
+    "hub:NAMESPACE/NAME[@REVISION]"
+)
 BRANCH = re.compile(r"^(?!-)(?!.*\.\.)(?!.*//)(?!.*\.lock$)[A-Za-z0-9._/-]+(?<![/.])$")
 COMMIT_SHA = re.compile(r"^[0-9a-f]{40}$")
 # Weight/config files a previous push may have left at the root; removed so that an adapter pushed over
 # a merged model (or the reverse) is not loaded with stale tensors next to it.
-STALE_PATTERNS = ["*.safetensors", "*.safetensors.index.json", "*.bin", "*.bin.index.json", "*.pt", "*.pth",
-                  "adapter_config.json", "config.json", "generation_config.json"]
+STALE_PATTERNS = [
+    "*.safetensors",
+    "*.safetensors.index.json",
+    "*.bin",
+    "*.bin.index.json",
+    "*.pt",
+    "*.pth",
+    "adapter_config.json",
+    "config.json",
+    "generation_config.json",
+]
 
 
 @dataclass(frozen=True)
@@ -73,8 +86,16 @@ class PullResult:
     commit_sha: str
 
 
-def push_run(run_dir: Path, repo_id: str, *, private: bool = True, revision: str | None = None, merged: bool = False,
-             endpoint: str | None = None, token: str | None = None) -> PushResult:
+def push_run(
+    run_dir: Path,
+    repo_id: str,
+    *,
+    private: bool = True,
+    revision: str | None = None,
+    merged: bool = False,
+    endpoint: str | None = None,
+    token: str | None = None,
+) -> PushResult:
     """Publish a finished run: its adapter (or ``merged/`` model) at the repo root with a model card.
 
     Order: everything local first (run files, card validation), then the token's write access, then
@@ -90,40 +111,59 @@ def push_run(run_dir: Path, repo_id: str, *, private: bool = True, revision: str
     with tempfile.TemporaryDirectory(prefix="lora-adapt-push-") as tmp:
         staging = _stage(run_dir, payload, card, Path(tmp))
         try:
-            repo_url, commit = _upload(staging, repo_id, branch=branch, private=private, endpoint=endpoint,
-                                       token=token, message=_commit_message(run_dir, merged))
+            repo_url, commit = _upload(
+                staging,
+                repo_id,
+                branch=branch,
+                private=private,
+                endpoint=endpoint,
+                token=token,
+                message=_commit_message(run_dir, merged),
+            )
         except Exception as exc:
-            raise translate_error(exc, action=f"pushing to {repo_id}", endpoint=endpoint, repo_id=repo_id,
-                                  token=token) from exc
+            raise translate_error(
+                exc, action=f"pushing to {repo_id}", endpoint=endpoint, repo_id=repo_id, token=token
+            ) from exc
     return PushResult(repo_id, branch, commit.oid, commit.commit_url, str(repo_url).rstrip("/"), user)
 
 
 def _branch(revision: str | None) -> str:
     branch = revision or "main"
     if COMMIT_SHA.match(branch) or not BRANCH.match(branch):
-        raise HubError(f"cannot push to revision {branch!r}: pushes go to a branch",
-                       hint="give a branch name such as main or experiment-2 (it is created when missing)", exit_code=2)
+        raise HubError(
+            f"cannot push to revision {branch!r}: pushes go to a branch",
+            hint="give a branch name such as main or experiment-2 (it is created when missing)",
+            exit_code=2,
+        )
     return branch
 
 
 def _payload_dir(run_dir: Path, merged: bool) -> Path:
     if not A.is_complete_run(run_dir):
         unfinished = run_dir.name.endswith(A.IN_PROGRESS_SUFFIX) or A.in_progress_dir(run_dir).exists()
-        raise HubError(f"{run_dir} is not a finished run" + (" (it did not finish)" if unfinished else ""),
-                       hint="push the folder a successful `lora-adapt run` wrote (manifest.json, metrics.json, adapter/)",
-                       exit_code=2)
+        raise HubError(
+            f"{run_dir} is not a finished run" + (" (it did not finish)" if unfinished else ""),
+            hint="push the folder a successful `lora-adapt run` wrote (manifest.json, metrics.json, adapter/)",
+            exit_code=2,
+        )
     if merged:
         folder = run_dir / A.MERGED_DIR
         if not (folder / "config.json").is_file() or not any(folder.glob("*.safetensors")):
-            raise HubError(f"{run_dir} has no merged model ({A.MERGED_DIR}/ with config.json and safetensors)",
-                           hint="merge first (output.merge: true, or `lora-adapt merge`), or push the adapter "
-                           "without --merged", exit_code=2)
+            raise HubError(
+                f"{run_dir} has no merged model ({A.MERGED_DIR}/ with config.json and safetensors)",
+                hint="merge first (output.merge: true, or `lora-adapt merge`), or push the adapter "
+                "without --merged",
+                exit_code=2,
+            )
         return folder
     folder = run_dir / A.ADAPTER_DIR
     missing = [n for n in (A.ADAPTER_CONFIG, A.ADAPTER_WEIGHTS) if not (folder / n).is_file()]
     if missing:
-        raise HubError(f"{folder} lacks {', '.join(missing)}", hint="rerun the training; nothing was uploaded",
-                       exit_code=2)
+        raise HubError(
+            f"{folder} lacks {', '.join(missing)}",
+            hint="rerun the training; nothing was uploaded",
+            exit_code=2,
+        )
     return folder
 
 
@@ -148,7 +188,9 @@ def _link(src: Path, dst: Path) -> None:
         shutil.copy2(src, dst)
 
 
-def _upload(staging: Path, repo_id: str, *, branch: str, private: bool, endpoint: str, token: str, message: str):
+def _upload(
+    staging: Path, repo_id: str, *, branch: str, private: bool, endpoint: str, token: str, message: str
+):
     from huggingface_hub import HfApi
 
     from .. import __version__
@@ -156,13 +198,20 @@ def _upload(staging: Path, repo_id: str, *, branch: str, private: bool, endpoint
     api = HfApi(endpoint=endpoint, token=token, library_name="lora-adapt", library_version=__version__)
     repo_url = api.create_repo(repo_id, private=private, exist_ok=True)
     if private and not api.repo_info(repo_id).private:
-        raise HubError(f"{repo_id} already exists and is public, but a private push was asked for",
-                       hint="pass --public (publish.private: false) to push to it, or choose another repo id",
-                       exit_code=2)
+        raise HubError(
+            f"{repo_id} already exists and is public, but a private push was asked for",
+            hint="pass --public (publish.private: false) to push to it, or choose another repo id",
+            exit_code=2,
+        )
     if branch != "main":
         api.create_branch(repo_id, branch=branch, exist_ok=True)
-    commit = api.upload_folder(repo_id=repo_id, folder_path=staging, revision=branch, commit_message=message,
-                               delete_patterns=STALE_PATTERNS)
+    commit = api.upload_folder(
+        repo_id=repo_id,
+        folder_path=staging,
+        revision=branch,
+        commit_message=message,
+        delete_patterns=STALE_PATTERNS,
+    )
     return repo_url, commit
 
 
@@ -173,19 +222,35 @@ def _commit_message(run_dir: Path, merged: bool) -> str:
 
 # --- pulling ---------------------------------------------------------------------------------
 
-def pull_adapter(repo_id: str, *, revision: str | None = None, dest: Path | None = None, endpoint: str | None = None,
-                 token: str | None = None, cache_dir: Path | None = None) -> Path:
+
+def pull_adapter(
+    repo_id: str,
+    *,
+    revision: str | None = None,
+    dest: Path | None = None,
+    endpoint: str | None = None,
+    token: str | None = None,
+    cache_dir: Path | None = None,
+) -> Path:
     """Download an adapter (or merged model) repo at ``revision`` and return its local folder.
 
     The revision (branch, tag or sha; default main) is resolved to a commit sha first and the files
     are fetched at that sha, so the folder is exactly one commit. ``dest``: a plain folder to write
     to; default: the Hugging Face cache."""
-    return fetch_adapter(repo_id, revision=revision, dest=dest, endpoint=endpoint, token=token,
-                         cache_dir=cache_dir).path
+    return fetch_adapter(
+        repo_id, revision=revision, dest=dest, endpoint=endpoint, token=token, cache_dir=cache_dir
+    ).path
 
 
-def fetch_adapter(repo_id: str, *, revision: str | None = None, dest: Path | None = None,
-                  endpoint: str | None = None, token: str | None = None, cache_dir: Path | None = None) -> PullResult:
+def fetch_adapter(
+    repo_id: str,
+    *,
+    revision: str | None = None,
+    dest: Path | None = None,
+    endpoint: str | None = None,
+    token: str | None = None,
+    cache_dir: Path | None = None,
+) -> PullResult:
     """:func:`pull_adapter`, also returning the commit sha the revision resolved to."""
     parse_repo_id(repo_id)
     endpoint, token = resolve_endpoint(endpoint), resolve_token(token)
@@ -193,21 +258,31 @@ def fetch_adapter(repo_id: str, *, revision: str | None = None, dest: Path | Non
 
     try:
         pinned = _pin_revision(repo_id, revision, endpoint, token, cache_dir)
-        path = snapshot_download(repo_id, revision=pinned, local_dir=dest, cache_dir=cache_dir, endpoint=endpoint,
-                                 token=token)
+        path = snapshot_download(
+            repo_id, revision=pinned, local_dir=dest, cache_dir=cache_dir, endpoint=endpoint, token=token
+        )
     except Exception as exc:
-        raise translate_error(exc, action=f"pulling {repo_id}@{revision or 'main'}", endpoint=endpoint,
-                              repo_id=repo_id, token=token) from exc
+        raise translate_error(
+            exc,
+            action=f"pulling {repo_id}@{revision or 'main'}",
+            endpoint=endpoint,
+            repo_id=repo_id,
+            token=token,
+        ) from exc
     folder = Path(path)
     if not (folder / A.ADAPTER_CONFIG).is_file() and not (folder / "config.json").is_file():
-        raise HubError(f"{repo_id}@{revision or 'main'} holds neither an adapter ({A.ADAPTER_CONFIG}) nor a model",
-                       hint="check the repo id and revision", exit_code=2)
+        raise HubError(
+            f"{repo_id}@{revision or 'main'} holds neither an adapter ({A.ADAPTER_CONFIG}) nor a model",
+            hint="check the repo id and revision",
+            exit_code=2,
+        )
     sha = getattr(pinned, "resolved", None) or (folder.name if COMMIT_SHA.match(folder.name) else "?")
     return PullResult(folder, repo_id, revision or "main", str(sha))
 
 
-def _pin_revision(repo_id: str, revision: str | None, endpoint: str, token: str | None,
-                  cache_dir: Path | None) -> str | None:
+def _pin_revision(
+    repo_id: str, revision: str | None, endpoint: str, token: str | None, cache_dir: Path | None
+) -> str | None:
     """Resolve a branch/tag to one commit before downloading (recorded in the cache, so that the same
     reference also resolves offline later). huggingface_hub < 2 lacks this; snapshot_download pins anyway."""
     from huggingface_hub import HfApi, constants
@@ -215,32 +290,41 @@ def _pin_revision(repo_id: str, revision: str | None, endpoint: str, token: str 
     api = HfApi(endpoint=endpoint, token=token)
     if not hasattr(api, "resolve_revision"):  # pragma: no cover
         return revision
-    return api.resolve_revision(repo_id, revision=revision, cache_dir=cache_dir,
-                                local_files_only=constants.is_offline_mode())
+    return api.resolve_revision(
+        repo_id, revision=revision, cache_dir=cache_dir, local_files_only=constants.is_offline_mode()
+    )
 
 
-def resolve_adapter_path(ref: str | Path, *, endpoint: str | None = None, token: str | None = None,
-                         cache_dir: Path | None = None) -> Path:
+def resolve_adapter_path(
+    ref: str | Path, *, endpoint: str | None = None, token: str | None = None, cache_dir: Path | None = None
+) -> Path:
     """A local adapter folder for ``ref`` (see the module docstring for the accepted forms)."""
     text = str(ref)
     if not text.startswith(HUB_PREFIX) and Path(text).expanduser().exists():
         return _local_adapter_dir(Path(text).expanduser())
     match = ADAPTER_REF.match(text)
     if match is None:
-        raise HubError(f"{text!r} is neither an existing folder nor a Hub reference", hint=REF_SYNTAX, exit_code=2)
+        raise HubError(
+            f"{text!r} is neither an existing folder nor a Hub reference", hint=REF_SYNTAX, exit_code=2
+        )
     try:
-        return pull_adapter(match["repo_id"], revision=match["revision"], endpoint=endpoint, token=token,
-                            cache_dir=cache_dir)
+        return pull_adapter(
+            match["repo_id"], revision=match["revision"], endpoint=endpoint, token=token, cache_dir=cache_dir
+        )
     except HubError as exc:
         if text.startswith(HUB_PREFIX):
             raise
-        raise HubError(f"{exc.message} (and there is no local folder {text!r})", hint=exc.hint,
-                       exit_code=exc.exit_code) from exc
+        raise HubError(
+            f"{exc.message} (and there is no local folder {text!r})", hint=exc.hint, exit_code=exc.exit_code
+        ) from exc
 
 
 def _local_adapter_dir(path: Path) -> Path:
     for folder in (path, path / A.ADAPTER_DIR):
         if (folder / A.ADAPTER_CONFIG).is_file():
             return folder
-    raise HubError(f"{path} is not an adapter: no {A.ADAPTER_CONFIG} in it or in {A.ADAPTER_DIR}/", hint=REF_SYNTAX,
-                   exit_code=2)
+    raise HubError(
+        f"{path} is not an adapter: no {A.ADAPTER_CONFIG} in it or in {A.ADAPTER_DIR}/",
+        hint=REF_SYNTAX,
+        exit_code=2,
+    )

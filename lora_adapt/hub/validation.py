@@ -17,6 +17,7 @@ from .card import is_hub_id
 TOKEN_LIKE = re.compile(r"\bhf_[A-Za-z0-9]{30,}\b")
 RELATIONS = ("adapter", "merge", "quantized", "finetune")
 
+
 def validate_model_card(text: str) -> dict[str, Any]:
     """Check a card locally (no network): front matter parses, required fields, Hub ids, model-index.
 
@@ -27,9 +28,11 @@ def validate_model_card(text: str) -> dict[str, Any]:
     if TOKEN_LIKE.search(text):
         problems.append("the card contains something that looks like a Hugging Face access token")
     if problems:
-        raise HubError("the model card is invalid:\n" + "\n".join(f"  - {p}" for p in problems),
-                       hint="fix the run's manifest.json / recipe (base_model.hub_id, output.license); nothing was uploaded",
-                       exit_code=2)
+        raise HubError(
+            "the model card is invalid:\n" + "\n".join(f"  - {p}" for p in problems),
+            hint="fix the run's manifest.json / recipe (base_model.hub_id, output.license); nothing was uploaded",
+            exit_code=2,
+        )
     assert meta is not None
     return meta
 
@@ -50,7 +53,9 @@ def _metadata_problems(meta: dict[str, Any]) -> list[str]:
     bases = meta.get("base_model")
     for base in bases if isinstance(bases, list) else ([] if bases is None else [bases]):
         if not is_hub_id(base):
-            problems.append(f"base_model must be a Hub model id (namespace/name), not {base!r} (a local path?)")
+            problems.append(
+                f"base_model must be a Hub model id (namespace/name), not {base!r} (a local path?)"
+            )
     if not meta.get("library_name"):
         problems.append("library_name is missing")
     relation = meta.get("base_model_relation")
@@ -61,8 +66,12 @@ def _metadata_problems(meta: dict[str, Any]) -> list[str]:
             problems.append(f"datasets must list Hub dataset ids, not {ref!r}")
     if not isinstance(meta.get("tags", []), list):
         problems.append("tags must be a list")
-    if "license" in meta and not (isinstance(meta["license"], str) and re.fullmatch(r"[a-z0-9.+-]+", meta["license"])):
-        problems.append(f"license must be a Hub license id such as apache-2.0 or mit, not {meta['license']!r}")
+    if "license" in meta and not (
+        isinstance(meta["license"], str) and re.fullmatch(r"[a-z0-9.+-]+", meta["license"])
+    ):
+        problems.append(
+            f"license must be a Hub license id such as apache-2.0 or mit, not {meta['license']!r}"
+        )
     return problems + _model_index_problems(meta)
 
 
@@ -75,8 +84,11 @@ def _model_index_problems(meta: dict[str, Any]) -> list[str]:
         _, results = model_index_to_eval_results(meta["model-index"])
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         return [f"model-index is malformed ({type(exc).__name__}: {exc})"]
-    return [f"model-index metric {r.metric_type!r} has a non-numeric value {r.metric_value!r}"
-            for r in results if not isinstance(r.metric_value, (int, float)) or isinstance(r.metric_value, bool)]
+    return [
+        f"model-index metric {r.metric_type!r} has a non-numeric value {r.metric_value!r}"
+        for r in results
+        if not isinstance(r.metric_value, (int, float)) or isinstance(r.metric_value, bool)
+    ]
 
 
 def _as_list(value: Any) -> list[Any]:

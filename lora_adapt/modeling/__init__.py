@@ -5,6 +5,14 @@ from .loading import LoadedModel, auto_class, bnb_config, load_model, load_token
 from .source import ModelSource, resolve_model_source
 
 __all__ = [
-    "LoadedModel", "ModelSource", "attach_adapter", "auto_class", "bnb_config", "build_lora_config",
-    "load_model", "load_tokenizer", "parameter_counts", "resolve_model_source",
+    "LoadedModel",
+    "ModelSource",
+    "attach_adapter",
+    "auto_class",
+    "bnb_config",
+    "build_lora_config",
+    "load_model",
+    "load_tokenizer",
+    "parameter_counts",
+    "resolve_model_source",
 ]

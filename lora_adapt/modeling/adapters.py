@@ -7,7 +7,11 @@ from typing import Any
 from ..recipe.schema import AdapterSpec
 from .loading import HEAD_MODULES, LoadedModel
 
-PEFT_TASK_TYPES = {"causal_lm": "CAUSAL_LM", "sequence_classification": "SEQ_CLS", "token_classification": "TOKEN_CLS"}
+PEFT_TASK_TYPES = {
+    "causal_lm": "CAUSAL_LM",
+    "sequence_classification": "SEQ_CLS",
+    "token_classification": "TOKEN_CLS",
+}
 # The new head of a classifier model (HEAD_MODULES) is trained in full and saved with the adapter. peft adds it
 # itself for SEQ_CLS and TOKEN_CLS, but for TOKEN_CLS (peft 0.21) only after injecting LoRA, so `all-linear` first
 # wraps the head in LoRA and then fails ("modules_to_save cannot be applied to modules of type lora.Linear").
@@ -22,7 +26,9 @@ def build_lora_config(spec: AdapterSpec, *, task_type: str, modules_to_save: tup
         r=spec.rank,
         lora_alpha=spec.alpha,  # type: ignore[arg-type]  # peft annotates int; a float scales the same
         lora_dropout=spec.dropout,
-        target_modules=spec.target_modules if isinstance(spec.target_modules, str) else list(spec.target_modules),
+        target_modules=spec.target_modules
+        if isinstance(spec.target_modules, str)
+        else list(spec.target_modules),
         use_rslora=spec.scaling == "rslora",
         use_dora=spec.method == "dora",
         modules_to_save=list(modules_to_save) or None,

@@ -17,9 +17,13 @@ def resolve_device(requested: str) -> str:
             return "mps"
         return "cpu"
     if requested == "cuda" and not torch.cuda.is_available():
-        raise ModelLoadError("model.device is 'cuda' but no CUDA GPU is visible", hint="set model.device: auto or cpu")
+        raise ModelLoadError(
+            "model.device is 'cuda' but no CUDA GPU is visible", hint="set model.device: auto or cpu"
+        )
     if requested == "mps" and not torch.backends.mps.is_available():
-        raise ModelLoadError("model.device is 'mps' but MPS is not available", hint="set model.device: auto or cpu")
+        raise ModelLoadError(
+            "model.device is 'mps' but MPS is not available", hint="set model.device: auto or cpu"
+        )
     return requested
 
 

@@ -50,10 +50,14 @@ def load_tokenizer(spec: ModelSpec, source: ModelSource | None = None):
     source = source or resolve_model_source(spec)
     ref = spec.tokenizer or source.load_path
     try:
-        tokenizer = AutoTokenizer.from_pretrained(ref, revision=source.revision, trust_remote_code=spec.trust_remote_code)
+        tokenizer = AutoTokenizer.from_pretrained(
+            ref, revision=source.revision, trust_remote_code=spec.trust_remote_code
+        )
     except OSError as exc:
-        raise ModelLoadError(f"cannot load the tokenizer from {ref}: {_first_line(exc)}",
-                             hint="offline? a Hub id needs network or a local cache; point model.name_or_path at a folder") from None
+        raise ModelLoadError(
+            f"cannot load the tokenizer from {ref}: {_first_line(exc)}",
+            hint="offline? a Hub id needs network or a local cache; point model.name_or_path at a folder",
+        ) from None
     if tokenizer.pad_token is None:
         # Pad with EOS: TRL builds labels from the completion mask, not from pad ids, so EOS is still trained.
         tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
@@ -73,8 +77,10 @@ def bnb_config(quant: QuantizationSpec, compute_dtype: torch.dtype, *, keep: tup
     if quant.method == "none":
         return None
     if importlib.util.find_spec("bitsandbytes") is None:
-        raise ModelLoadError(f"quantization.method '{quant.method}' needs bitsandbytes, which is not installed",
-                             hint="pip install 'lora-adapt[quant]'  (or set quantization.method: none)")
+        raise ModelLoadError(
+            f"quantization.method '{quant.method}' needs bitsandbytes, which is not installed",
+            hint="pip install 'lora-adapt[quant]'  (or set quantization.method: none)",
+        )
     from transformers import BitsAndBytesConfig
 
     skip = {"llm_int8_skip_modules": list(keep)} if keep else {}
@@ -90,9 +96,17 @@ def bnb_config(quant: QuantizationSpec, compute_dtype: torch.dtype, *, keep: tup
     )
 
 
-def load_model(spec: ModelSpec, quant: QuantizationSpec, *, head: Head = "causal_lm",
-               labels: tuple[str, ...] | None = None, multi_label: bool = False, tokenizer=None,
-               pooling: str = "model", task_type: str = "classification") -> LoadedModel:
+def load_model(
+    spec: ModelSpec,
+    quant: QuantizationSpec,
+    *,
+    head: Head = "causal_lm",
+    labels: tuple[str, ...] | None = None,
+    multi_label: bool = False,
+    tokenizer=None,
+    pooling: str = "model",
+    task_type: str = "classification",
+) -> LoadedModel:
     """Load ``spec`` as ``head``; a sequence-classification head reads the encoder as ``pooling`` says
     (``auto`` is resolved here: see modeling/pooling.py)."""
     source = resolve_model_source(spec)
@@ -101,7 +115,9 @@ def load_model(spec: ModelSpec, quant: QuantizationSpec, *, head: Head = "causal
     compute = resolve_dtype(quant.compute_dtype, device) if quant.compute_dtype != "auto" else dtype
     tokenizer = tokenizer if tokenizer is not None else load_tokenizer(spec, source)
     kwargs: dict[str, Any] = dict(
-        revision=source.revision, trust_remote_code=spec.trust_remote_code, dtype=dtype,
+        revision=source.revision,
+        trust_remote_code=spec.trust_remote_code,
+        dtype=dtype,
         use_safetensors=None if spec.allow_pickle else True,
     )
     if spec.attn_implementation != "auto":
@@ -115,8 +131,9 @@ def load_model(spec: ModelSpec, quant: QuantizationSpec, *, head: Head = "causal
     try:
         model = auto_class(head).from_pretrained(source.load_path, **kwargs)
     except (OSError, ValueError) as exc:
-        raise ModelLoadError(f"cannot load model {spec.name_or_path}: {_first_line(exc)}",
-                             hint=_load_hint(source, exc)) from None
+        raise ModelLoadError(
+            f"cannot load model {spec.name_or_path}: {_first_line(exc)}", hint=_load_hint(source, exc)
+        ) from None
     if quantization_config is None:
         model.to(device)
     if getattr(model.config, "pad_token_id", None) is None and tokenizer.pad_token_id is not None:
@@ -125,16 +142,23 @@ def load_model(spec: ModelSpec, quant: QuantizationSpec, *, head: Head = "causal
     if head == "sequence_classification":
         from .pooling import apply_pooling, resolve_pooling
 
-        resolved = resolve_pooling(pooling, task_type, source.load_path, model.config, source.revision, tokenizer)
+        resolved = resolve_pooling(
+            pooling, task_type, source.load_path, model.config, source.revision, tokenizer
+        )
         apply_pooling(model, resolved, tokenizer)
     return LoadedModel(model, tokenizer, source, quant.method, dtype, device, head, resolved)
 
 
 def _head_kwargs(head: Head, labels: tuple[str, ...] | None, multi_label: bool) -> dict[str, Any]:
     if not labels:
-        raise ModelLoadError(f"a {head} head needs the label set", hint="list task.labels or put labels in the data")
-    kwargs: dict[str, Any] = dict(num_labels=len(labels), id2label=dict(enumerate(labels)),
-                                  label2id={label: i for i, label in enumerate(labels)})
+        raise ModelLoadError(
+            f"a {head} head needs the label set", hint="list task.labels or put labels in the data"
+        )
+    kwargs: dict[str, Any] = dict(
+        num_labels=len(labels),
+        id2label=dict(enumerate(labels)),
+        label2id={label: i for i, label in enumerate(labels)},
+    )
     if multi_label:
         kwargs["problem_type"] = "multi_label_classification"
     return kwargs

@@ -39,8 +39,14 @@ CONFIG_KEY = "lora_adapt_pooling"  # written into a merged model's config.json
 ENTITY_MARKERS = ("<e1>", "<e2>")
 
 
-def resolve_pooling(requested: str, task_type: str, model_dir: str | Path | None, config: Any = None,
-                    revision: str | None = None, tokenizer: Any = None) -> str:
+def resolve_pooling(
+    requested: str,
+    task_type: str,
+    model_dir: str | Path | None,
+    config: Any = None,
+    revision: str | None = None,
+    tokenizer: Any = None,
+) -> str:
     """The concrete pooling for ``requested`` (``auto`` resolved as the module docstring says; a relation
     task whose tokenizer cannot tell ``<e1>`` from ``<e2>`` falls back to ``mean``)."""
     if requested != "auto":
@@ -72,9 +78,13 @@ def sentence_transformers_pooling(model_dir: str | Path | None, revision: str | 
         from transformers.utils import cached_file
 
         try:  # a Hub id: the file from the cache (or the Hub when online); absent is normal
-            path = cached_file(str(model_dir), "1_Pooling/config.json", revision=revision,
-                               _raise_exceptions_for_missing_entries=False,
-                               _raise_exceptions_for_connection_errors=False)
+            path = cached_file(
+                str(model_dir),
+                "1_Pooling/config.json",
+                revision=revision,
+                _raise_exceptions_for_missing_entries=False,
+                _raise_exceptions_for_connection_errors=False,
+            )
         except Exception:
             path = None
     if path is None:
@@ -83,8 +93,11 @@ def sentence_transformers_pooling(model_dir: str | Path | None, revision: str | 
         config = json.loads(Path(path).read_text())
     except (OSError, ValueError):
         return None
-    modes = [name for name, key in (("mean", "pooling_mode_mean_tokens"), ("cls", "pooling_mode_cls_token"))
-             if config.get(key)]
+    modes = [
+        name
+        for name, key in (("mean", "pooling_mode_mean_tokens"), ("cls", "pooling_mode_cls_token"))
+        if config.get(key)
+    ]
     return modes[0] if len(modes) == 1 else None
 
 
@@ -117,7 +130,9 @@ class Pooler(nn.Module):
         if ids is None:
             raise RuntimeError("entity_start pooling needs input_ids (inputs_embeds alone carry no markers)")
         rows = torch.arange(hidden.shape[0], device=hidden.device)
-        return torch.cat([hidden[rows, first_match(ids, marker.to(ids.device))] for marker in self.markers], dim=-1)
+        return torch.cat(
+            [hidden[rows, first_match(ids, marker.to(ids.device))] for marker in self.markers], dim=-1
+        )
 
     def extra_repr(self) -> str:
         return f"mode={self.mode!r}"
@@ -139,12 +154,16 @@ def marker_ids(tokenizer) -> tuple[torch.Tensor, ...]:
     for marker in ENTITY_MARKERS:
         ids = tokenizer(marker, add_special_tokens=False)["input_ids"]
         if not ids:
-            raise ModelLoadError(f"the tokenizer turns the entity marker {marker!r} into no tokens",
-                                 hint="use task.pooling: mean (or model) with this tokenizer")
+            raise ModelLoadError(
+                f"the tokenizer turns the entity marker {marker!r} into no tokens",
+                hint="use task.pooling: mean (or model) with this tokenizer",
+            )
         out.append(torch.tensor(ids, dtype=torch.long))
     if torch.equal(out[0], out[1]):
-        raise ModelLoadError("the tokenizer cannot tell the entity markers <e1> and <e2> apart",
-                             hint="use task.pooling: mean (or model) with this tokenizer")
+        raise ModelLoadError(
+            "the tokenizer cannot tell the entity markers <e1> and <e2> apart",
+            hint="use task.pooling: mean (or model) with this tokenizer",
+        )
     return tuple(out)
 
 
@@ -157,7 +176,8 @@ def apply_pooling(model, pooling: str, tokenizer=None) -> None:
         name = type(model).__name__
         raise ModelLoadError(
             f"task.pooling '{pooling}' needs a BERT-style encoder with a pooler; {name} has none",
-            hint="set task.pooling: model to use this architecture's own head (decoders pool the last token)")
+            hint="set task.pooling: model to use this architecture's own head (decoders pool the last token)",
+        )
     markers: tuple[torch.Tensor, ...] = ()
     if pooling == "entity_start":
         if tokenizer is None:
@@ -172,9 +192,14 @@ def apply_pooling(model, pooling: str, tokenizer=None) -> None:
 def _widen_classifier(model, parts: int) -> None:
     old = getattr(model, "classifier", None)
     if not isinstance(old, nn.Linear):
-        raise ModelLoadError(f"entity_start pooling expects a linear `classifier`; {type(model).__name__} has "
-                             f"{type(old).__name__}", hint="set task.pooling: mean or model")
-    new = nn.Linear(old.in_features * parts, old.out_features, device=old.weight.device, dtype=old.weight.dtype)
+        raise ModelLoadError(
+            f"entity_start pooling expects a linear `classifier`; {type(model).__name__} has "
+            f"{type(old).__name__}",
+            hint="set task.pooling: mean or model",
+        )
+    new = nn.Linear(
+        old.in_features * parts, old.out_features, device=old.weight.device, dtype=old.weight.dtype
+    )
     std = getattr(model.config, "initializer_range", 0.02)
     with torch.no_grad():
         new.weight.normal_(0.0, std)

@@ -36,7 +36,7 @@ class ModelSource:
 def resolve_model_source(spec: ModelSpec) -> ModelSource:
     ref = spec.name_or_path
     if ref.startswith(PACKAGE_PREFIX):
-        return ModelSource(str(_package_model_dir(ref[len(PACKAGE_PREFIX):])), None, None, "package")
+        return ModelSource(str(_package_model_dir(ref[len(PACKAGE_PREFIX) :])), None, None, "package")
     path = Path(ref).expanduser()
     if path.exists() or ref.startswith(("/", "./", "../", "~")):
         folder = _check_local_dir(path)
@@ -68,9 +68,15 @@ def _package_model_dir(package: str) -> Path:
 
 def _check_local_dir(path: Path) -> Path:
     if not path.exists():
-        raise ModelLoadError(f"model folder {path} does not exist", hint="check model.name_or_path (relative paths resolve against the recipe file)")
+        raise ModelLoadError(
+            f"model folder {path} does not exist",
+            hint="check model.name_or_path (relative paths resolve against the recipe file)",
+        )
     if not path.is_dir() or not (path / "config.json").is_file():
-        raise ModelLoadError(f"{path} is not a model folder (no config.json)", hint="point model.name_or_path at the folder save_pretrained wrote")
+        raise ModelLoadError(
+            f"{path} is not a model folder (no config.json)",
+            hint="point model.name_or_path at the folder save_pretrained wrote",
+        )
     return path.resolve()
 
 

@@ -11,5 +11,15 @@ from .report import ModeReport, PlanReport, Suggestion, render
 from .settings import MODES, Settings, settings_for
 from .units import parse_size
 
-__all__ = ["MODES", "Estimator", "ModeReport", "PlanReport", "Settings", "Suggestion", "parse_size", "plan",
-           "render", "settings_for"]
+__all__ = [
+    "MODES",
+    "Estimator",
+    "ModeReport",
+    "PlanReport",
+    "Settings",
+    "Suggestion",
+    "parse_size",
+    "plan",
+    "render",
+    "settings_for",
+]

@@ -54,7 +54,9 @@ class ActivationBytes:
 def activation_bytes(sk: Skeleton, st: Settings) -> ActivationBytes:
     t = st.tokens
     w = widths(st)
-    first_grad = st.mode == "full" or st.gradient_checkpointing  # enable_input_require_grads under checkpointing
+    first_grad = (
+        st.mode == "full" or st.gradient_checkpointing
+    )  # enable_input_require_grads under checkpointing
     if st.gradient_checkpointing:
         layers: float = sk.num_layers * sk.hidden * w.res
         recompute = block_bytes(sk, st, w, grad_in=True)
@@ -62,14 +64,20 @@ def activation_bytes(sk: Skeleton, st: Settings) -> ActivationBytes:
         layers = block_bytes(sk, st, w, first_grad) + (sk.num_layers - 1) * block_bytes(sk, st, w, True)
         recompute = 0
     logits, transient = _loss_bytes(sk, st, w)
-    return ActivationBytes(saved=int(t * (layers + _ends(sk, st, w))), recompute=int(t * recompute),
-                           logits=int(logits), loss_transient=int(transient))
+    return ActivationBytes(
+        saved=int(t * (layers + _ends(sk, st, w))),
+        recompute=int(t * recompute),
+        logits=int(logits),
+        loss_transient=int(transient),
+    )
 
 
 def block_bytes(sk: Skeleton, st: Settings, w: Widths, grad_in: bool) -> float:
     """Bytes saved per token by one repeated block; `grad_in`: its input requires grad."""
     full = st.mode == "full"
-    slots = {role: [s for s in sk.block if s.role == role] for role in ("attn_in", "attn_out", "mlp_in", "mlp_out")}
+    slots = {
+        role: [s for s in sk.block if s.role == role] for role in ("attn_in", "attn_out", "mlp_in", "mlp_out")
+    }
     grad_attn = grad_in or full or any(_lora(s, st) for s in slots["attn_in"] + slots["attn_out"])
     total = _norm(sk, full, w, grad_in) + _linear_inputs(slots["attn_in"], st, w, w.res, grad_in, False)
     total += _attention_core(sk, st, w)
@@ -94,8 +102,9 @@ def _norm(sk: Skeleton, full: bool, w: Widths, grad_in: bool) -> float:
     return sk.hidden * w.res + 8 if grad_in or full else 0
 
 
-def _linear_inputs(slots: list[LinearSlot], st: Settings, w: Widths, x_bytes: int, grad_x: bool,
-                   already_saved: bool) -> float:
+def _linear_inputs(
+    slots: list[LinearSlot], st: Settings, w: Widths, x_bytes: int, grad_x: bool, already_saved: bool
+) -> float:
     """What the linears reading one tensor `x` keep: a trainable weight needs `x` (a cast copy under
     autocast); a LoRA target keeps its own copy when dropout or a dtype cast makes one, plus the
     rank-r intermediate; a frozen, unwrapped linear keeps nothing."""
@@ -177,6 +186,8 @@ def _loss_bytes(sk: Skeleton, st: Settings, w: Widths) -> tuple[float, float]:
     if st.loss_path == "logits":
         return t * v * 4, t * v * (w.compute + LOGITS_GRAD_BYTES)
     tile = min(t, TRL_TOKEN_TILE) * min(v, TRL_VOCAB_TILE)
-    per_tile = CPU_TILE_BYTES if st.device == "cpu" else w.compute + 4  # GPU: the matmul tile + fp32 working set
+    per_tile = (
+        CPU_TILE_BYTES if st.device == "cpu" else w.compute + 4
+    )  # GPU: the matmul tile + fp32 working set
     head_grad = sk.output_head_numel * 4 if st.mode == "full" else 0
     return 0, tile * per_tile + t * sk.hidden * 4 + head_grad

@@ -22,7 +22,9 @@ OPT8_BLOCK = 256  # bitsandbytes 8-bit optimizer: one fp32 absmax per 256 state 
 OPT8_MIN_SIZE = 4096  # smaller tensors keep fp32 states (bitsandbytes min_8bit_size)
 CUDA_CONTEXT_BYTES = 512 * 2**20  # CUDA context + cuBLAS workspace, outside torch's allocator
 ALLOCATOR_SLACK = 0.10  # caching-allocator reserve over the allocated peak (fragmentation)
-CPU_PROCESS_BYTES = 560 * 2**20  # python + torch + transformers + trl + datasets resident (llama-tiny bench runs here)
+CPU_PROCESS_BYTES = (
+    560 * 2**20
+)  # python + torch + transformers + trl + datasets resident (llama-tiny bench runs here)
 
 ADAM_LIKE = ("adamw_torch", "paged_adamw_32bit")
 EIGHT_BIT = ("adamw_8bit", "paged_adamw_8bit")
@@ -53,17 +55,30 @@ def estimate(sk: Skeleton, st: Settings) -> Estimate:
         "weights": _weights(sk, st),
         "quantized_weights": _quantized(sk, st),
         "quant_constants": sum(quant_constant_bytes(t, st) for t in sk.tensors if _is_quantized(t, st)),
-        "adapter": sum(t.numel * _dtype_bytes(t, st) for t in sk.tensors if t.is_adapter) if st.adapter else 0,
+        "adapter": sum(t.numel * _dtype_bytes(t, st) for t in sk.tensors if t.is_adapter)
+        if st.adapter
+        else 0,
         "gradients": sum(t.numel * _dtype_bytes(t, st) for t in trainable),
-        "optimizer_states": sum(optimizer_state_bytes(t, _dtype_bytes(t, st), st.optimizer) for t in trainable),
+        "optimizer_states": sum(
+            optimizer_state_bytes(t, _dtype_bytes(t, st), st.optimizer) for t in trainable
+        ),
         "autocast_copies": _autocast_copies(sk, st),
     }
     act = activation_bytes(sk, st)
-    terms |= {"activations": act.saved, "checkpoint_recompute": act.recompute,
-              "logits_loss": act.logits + act.loss_transient, "optimizer_step": _step_temporaries(trainable, st)}
+    terms |= {
+        "activations": act.saved,
+        "checkpoint_recompute": act.recompute,
+        "logits_loss": act.logits + act.loss_transient,
+        "optimizer_step": _step_temporaries(trainable, st),
+    }
     phases = _phases(terms, st)
-    return Estimate(terms, phases, _overhead(max(phases.values()), st), sum(t.numel for t in trainable),
-                    sum(t.numel for t in sk.tensors))
+    return Estimate(
+        terms,
+        phases,
+        _overhead(max(phases.values()), st),
+        sum(t.numel for t in trainable),
+        sum(t.numel for t in sk.tensors),
+    )
 
 
 def _phases(terms: dict[str, int], st: Settings) -> dict[str, int]:
@@ -71,7 +86,9 @@ def _phases(terms: dict[str, int], st: Settings) -> dict[str, int]:
     gradients), a checkpointed block is recomputed, the backward ends (all gradients), the optimizer
     steps (gradients + its temporaries). Gradients survive between micro-batches only when
     accumulating."""
-    static = sum(terms[k] for k in ("weights", "quantized_weights", "quant_constants", "adapter", "optimizer_states"))
+    static = sum(
+        terms[k] for k in ("weights", "quantized_weights", "quant_constants", "adapter", "optimizer_states")
+    )
     held_grads = terms["gradients"] if st.grad_accum > 1 else 0
     forward = static + terms["autocast_copies"] + terms["activations"] + held_grads
     return {
@@ -110,7 +127,9 @@ def _trainable(sk: Skeleton, st: Settings) -> list[Tensor]:
 
 
 def _weights(sk: Skeleton, st: Settings) -> int:
-    return sum(t.numel * _dtype_bytes(t, st) for t in sk.tensors if not t.is_adapter and not _is_quantized(t, st))
+    return sum(
+        t.numel * _dtype_bytes(t, st) for t in sk.tensors if not t.is_adapter and not _is_quantized(t, st)
+    )
 
 
 def _quantized(sk: Skeleton, st: Settings) -> int:
@@ -148,7 +167,9 @@ def optimizer_state_bytes(t: Tensor, param_bytes: int, optimizer: str) -> int:
 def _step_temporaries(trainable: list[Tensor], st: Settings) -> int:
     """torch's multi-tensor (foreach) AdamW, the CUDA default, allocates one state-sized buffer for the
     whole group (sqrt of exp_avg_sq); the per-tensor kernels elsewhere need one tensor at a time."""
-    sizes = [t.numel * (4 if st.optimizer != "adamw_torch" else DTYPE_BYTES[st.param_dtype]) for t in trainable]
+    sizes = [
+        t.numel * (4 if st.optimizer != "adamw_torch" else DTYPE_BYTES[st.param_dtype]) for t in trainable
+    ]
     if not sizes or st.optimizer == "sgd":
         return 0
     foreach = st.device == "cuda" and st.optimizer == "adamw_torch"

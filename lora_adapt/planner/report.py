@@ -87,21 +87,30 @@ def render(report: PlanReport) -> str:
         lines += ["", f"To fit the {report.recipe_mode} run (each re-estimated alone, best first):"]
         for i, s in enumerate(report.suggestions, 1):
             verdict = "" if s.fits is None else ("  fits" if s.fits else "  still too big")
-            lines.append(f"  {i}. {s.description}: -{format_gib(s.saving_bytes)} GiB -> {format_gib(s.peak_bytes)} GiB"
-                         f"{verdict}")
+            lines.append(
+                f"  {i}. {s.description}: -{format_gib(s.saving_bytes)} GiB -> {format_gib(s.peak_bytes)} GiB"
+                f"{verdict}"
+            )
             lines.append(f"     --set {' --set '.join(s.overrides)}" if s.overrides else "")
         if report.combined is not None:
             c = report.combined
-            lines += ["", f"Together: {c.description} -> {format_gib(c.peak_bytes)} GiB"
-                      + ("" if c.fits is None else (" (fits)" if c.fits else " (still too big)"))]
+            lines += [
+                "",
+                f"Together: {c.description} -> {format_gib(c.peak_bytes)} GiB"
+                + ("" if c.fits is None else (" (fits)" if c.fits else " (still too big)")),
+            ]
     lines += [f"note: {n}" for n in report.notes]
     return "\n".join(line for line in lines if line is not None)
 
 
 def _header(report: PlanReport) -> str:
-    budget = "no budget given" if report.budget_bytes is None else f"budget {format_gib(report.budget_bytes)} GiB"
-    return (f"Memory plan for {report.model} on {report.device} ({budget}); sequence {report.seq_len} tokens, "
-            f"micro-batch {report.micro_batch}; the recipe is a {report.recipe_mode} run")
+    budget = (
+        "no budget given" if report.budget_bytes is None else f"budget {format_gib(report.budget_bytes)} GiB"
+    )
+    return (
+        f"Memory plan for {report.model} on {report.device} ({budget}); sequence {report.seq_len} tokens, "
+        f"micro-batch {report.micro_batch}; the recipe is a {report.recipe_mode} run"
+    )
 
 
 def _table(report: PlanReport) -> list[str]:
@@ -115,15 +124,20 @@ def _table(report: PlanReport) -> list[str]:
             rows.append(f"{TERM_LABELS[k]:<{width}}" + "".join(f"{format_gib(v):>10}" for v in values))
     rows.append(f"{'peak':<{width}}" + "".join(f"{format_gib(m.peak_bytes):>10}" for m in report.modes))
     rows.append(f"{'peak at':<{width}}" + "".join(f"{m.peak_phase:>10.10}" for m in report.modes))
-    rows.append(f"{'trainable params':<{width}}" + "".join(f"{_count(m.trainable_params):>10}" for m in report.modes))
+    rows.append(
+        f"{'trainable params':<{width}}" + "".join(f"{_count(m.trainable_params):>10}" for m in report.modes)
+    )
     return rows
 
 
 def _verdicts(report: PlanReport) -> list[str]:
     if report.budget_bytes is None:
         return ["No --gpu-memory given: peaks only."]
-    return [f"{m.mode}: {'fits' if m.fits else 'does NOT fit'} ({format_gib(m.peak_bytes)} of "
-            f"{format_gib(report.budget_bytes)} GiB)" for m in report.modes]
+    return [
+        f"{m.mode}: {'fits' if m.fits else 'does NOT fit'} ({format_gib(m.peak_bytes)} of "
+        f"{format_gib(report.budget_bytes)} GiB)"
+        for m in report.modes
+    ]
 
 
 def _count(n: int) -> str:

@@ -25,12 +25,16 @@ class Settings:
     precision: str = "bf16"  # mixed-precision autocast dtype; == param_dtype or "fp32" means no autocast
     quantization: str = "none"  # "none" | "nf4" | "fp4" | "int8"
     double_quant: bool = True
-    upcast_unquantized: bool = True  # prepare_model_for_kbit_training (lora-adapt calls it): unquantized -> fp32
+    upcast_unquantized: bool = (
+        True  # prepare_model_for_kbit_training (lora-adapt calls it): unquantized -> fp32
+    )
     adapter_method: str = "lora"  # "lora" | "dora" (ignored in full mode)
     rank: int = 16
     target_modules: str | tuple[str, ...] = "all-linear"
     lora_dropout: float = 0.05
-    adapter_dtype: str = "fp32"  # LoRA A/B as trained: peft upcasts them to fp32; TRL casts QLoRA ones to bf16
+    adapter_dtype: str = (
+        "fp32"  # LoRA A/B as trained: peft upcasts them to fp32; TRL casts QLoRA ones to bf16
+    )
     modules_to_save: tuple[str, ...] = ()
     optimizer: str = "adamw_torch"
     gradient_checkpointing: bool = False
@@ -40,7 +44,9 @@ class Settings:
     attention: str = "sdpa"  # "sdpa" | "eager" | "flash_attention_2"
     head: str = "causal_lm"  # "causal_lm" | "sequence_classification" | "token_classification"
     num_labels: int = 2
-    loss_path: str = "chunked"  # "chunked" (TRL's fused LM head) | "logits" (full logits + cross-entropy) | "head"
+    loss_path: str = (
+        "chunked"  # "chunked" (TRL's fused LM head) | "logits" (full logits + cross-entropy) | "head"
+    )
     padded: bool = True  # batches carry an attention mask (no packing, micro-batch > 1)
 
     @property
@@ -79,8 +85,15 @@ def head_of(recipe: Recipe) -> str:
     return "token_classification" if recipe.task.type == "token_classification" else "sequence_classification"
 
 
-def settings_for(recipe: Recipe, mode: str, *, device: str = "cuda", seq_len: int | None = None,
-                 micro_batch: int | None = None, loss_path: str | None = None) -> Settings:
+def settings_for(
+    recipe: Recipe,
+    mode: str,
+    *,
+    device: str = "cuda",
+    seq_len: int | None = None,
+    micro_batch: int | None = None,
+    loss_path: str | None = None,
+) -> Settings:
     """Resolve the recipe for `mode`: full drops the adapter and quantization, lora drops quantization,
     qlora keeps the recipe's quantization (nf4 when it has none)."""
     if mode not in MODES:
@@ -92,15 +105,26 @@ def settings_for(recipe: Recipe, mode: str, *, device: str = "cuda", seq_len: in
     param_dtype = resolve_dtype(recipe.model.dtype, device)
     batch = micro_batch or tr.batch_size
     return Settings(
-        mode=mode, device=device, param_dtype=param_dtype, precision=resolve_dtype(tr.precision, device),
-        quantization=quant, double_quant=recipe.quantization.double_quant, adapter_method=ad.method,
-        rank=ad.rank, target_modules=ad.target_modules, lora_dropout=ad.dropout, modules_to_save=ad.modules_to_save,
-        optimizer=tr.optimizer, gradient_checkpointing=tr.gradient_checkpointing,
-        seq_len=seq_len or recipe.data.max_seq_length, micro_batch=batch,
+        mode=mode,
+        device=device,
+        param_dtype=param_dtype,
+        precision=resolve_dtype(tr.precision, device),
+        quantization=quant,
+        double_quant=recipe.quantization.double_quant,
+        adapter_method=ad.method,
+        rank=ad.rank,
+        target_modules=ad.target_modules,
+        lora_dropout=ad.dropout,
+        modules_to_save=ad.modules_to_save,
+        optimizer=tr.optimizer,
+        gradient_checkpointing=tr.gradient_checkpointing,
+        seq_len=seq_len or recipe.data.max_seq_length,
+        micro_batch=batch,
         grad_accum=tr.gradient_accumulation_steps,
         attention="sdpa" if recipe.model.attn_implementation == "auto" else recipe.model.attn_implementation,
         adapter_dtype=adapter_dtype(quant, head, param_dtype),
-        head=head, num_labels=len(recipe.task.labels) if recipe.task.labels else 2,
+        head=head,
+        num_labels=len(recipe.task.labels) if recipe.task.labels else 2,
         loss_path=loss_path or ("head" if head != "causal_lm" else default_loss_path()),
         padded=batch > 1 and not tr.packing,
     )

@@ -14,20 +14,67 @@ from ..recipe.schema import ModelSpec
 
 # Public Llama dimensions, as plain LlamaConfig kwargs. `llama-60m` is the small shape used in the
 # low-memory training literature (GaLore, arXiv:2403.03507); 1B/3B are Llama-3.2, 8B is Llama-3.1.
-_LLAMA3 = {"vocab_size": 128256, "rope_theta": 500000.0, "max_position_embeddings": 131072, "num_key_value_heads": 8}
+_LLAMA3 = {
+    "vocab_size": 128256,
+    "rope_theta": 500000.0,
+    "max_position_embeddings": 131072,
+    "num_key_value_heads": 8,
+}
 SHAPES: dict[str, dict[str, Any]] = {
-    "llama-tiny": {"hidden_size": 128, "intermediate_size": 344, "num_hidden_layers": 2, "num_attention_heads": 4,
-                   "num_key_value_heads": 2, "vocab_size": 1024, "max_position_embeddings": 2048},
-    "llama-20m": {"hidden_size": 256, "intermediate_size": 688, "num_hidden_layers": 8, "num_attention_heads": 4,
-                  "num_key_value_heads": 4, "vocab_size": 32000, "max_position_embeddings": 4096},
-    "llama-60m": {"hidden_size": 512, "intermediate_size": 1376, "num_hidden_layers": 8, "num_attention_heads": 8,
-                  "num_key_value_heads": 8, "vocab_size": 32000, "max_position_embeddings": 4096},
-    "llama-1b": {**_LLAMA3, "hidden_size": 2048, "intermediate_size": 8192, "num_hidden_layers": 16,
-                 "num_attention_heads": 32, "head_dim": 64, "tie_word_embeddings": True},
-    "llama-3b": {**_LLAMA3, "hidden_size": 3072, "intermediate_size": 8192, "num_hidden_layers": 28,
-                 "num_attention_heads": 24, "head_dim": 128, "tie_word_embeddings": True},
-    "llama-8b": {**_LLAMA3, "hidden_size": 4096, "intermediate_size": 14336, "num_hidden_layers": 32,
-                 "num_attention_heads": 32, "head_dim": 128, "tie_word_embeddings": False},
+    "llama-tiny": {
+        "hidden_size": 128,
+        "intermediate_size": 344,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "vocab_size": 1024,
+        "max_position_embeddings": 2048,
+    },
+    "llama-20m": {
+        "hidden_size": 256,
+        "intermediate_size": 688,
+        "num_hidden_layers": 8,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 4,
+        "vocab_size": 32000,
+        "max_position_embeddings": 4096,
+    },
+    "llama-60m": {
+        "hidden_size": 512,
+        "intermediate_size": 1376,
+        "num_hidden_layers": 8,
+        "num_attention_heads": 8,
+        "num_key_value_heads": 8,
+        "vocab_size": 32000,
+        "max_position_embeddings": 4096,
+    },
+    "llama-1b": {
+        **_LLAMA3,
+        "hidden_size": 2048,
+        "intermediate_size": 8192,
+        "num_hidden_layers": 16,
+        "num_attention_heads": 32,
+        "head_dim": 64,
+        "tie_word_embeddings": True,
+    },
+    "llama-3b": {
+        **_LLAMA3,
+        "hidden_size": 3072,
+        "intermediate_size": 8192,
+        "num_hidden_layers": 28,
+        "num_attention_heads": 24,
+        "head_dim": 128,
+        "tie_word_embeddings": True,
+    },
+    "llama-8b": {
+        **_LLAMA3,
+        "hidden_size": 4096,
+        "intermediate_size": 14336,
+        "num_hidden_layers": 32,
+        "num_attention_heads": 32,
+        "head_dim": 128,
+        "tie_word_embeddings": False,
+    },
 }
 SHAPE_PREFIX = "shape:"
 

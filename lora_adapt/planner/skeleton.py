@@ -84,8 +84,9 @@ class AdapterShape:
     bias: Literal["none", "all", "lora_only"] = "none"
 
 
-def build_skeleton(config: Any, *, head: str = "causal_lm", num_labels: int = 2,
-                   adapter: AdapterShape | None = None) -> Skeleton:
+def build_skeleton(
+    config: Any, *, head: str = "causal_lm", num_labels: int = 2, adapter: AdapterShape | None = None
+) -> Skeleton:
     """The meta-device skeleton of `config` with `adapter` attached (cached: the planner re-estimates often)."""
     key = (config.to_json_string(use_diff=False), head, num_labels, adapter)
     return _cached(_Key(key, config))
@@ -117,9 +118,11 @@ def meta_model(config: Any, head: str = "causal_lm", num_labels: int = 2):
 
     if head not in HEADS:
         raise ValueError(f"unknown head {head!r}; expected one of {HEADS}")
-    auto = {"causal_lm": transformers.AutoModelForCausalLM,
-            "sequence_classification": transformers.AutoModelForSequenceClassification,
-            "token_classification": transformers.AutoModelForTokenClassification}[head]
+    auto = {
+        "causal_lm": transformers.AutoModelForCausalLM,
+        "sequence_classification": transformers.AutoModelForSequenceClassification,
+        "token_classification": transformers.AutoModelForTokenClassification,
+    }[head]
     if head != "causal_lm":
         config = copy.deepcopy(config)
         config.num_labels = num_labels
@@ -136,12 +139,20 @@ def lora_config(adapter: AdapterShape, head: str):
     from ..modeling.loading import HEAD_MODULES
     from ..recipe.schema import AdapterSpec
 
-    spec = AdapterSpec(method=adapter.method, rank=adapter.rank, alpha=2 * adapter.rank,  # type: ignore[arg-type]
-                       target_modules=adapter.target_modules, modules_to_save=adapter.modules_to_save,
-                       bias=adapter.bias)
+    spec = AdapterSpec(
+        method=adapter.method,
+        rank=adapter.rank,
+        alpha=2 * adapter.rank,  # type: ignore[arg-type]
+        target_modules=adapter.target_modules,
+        modules_to_save=adapter.modules_to_save,
+        bias=adapter.bias,
+    )
     heads = HEAD_MODULES if head != "causal_lm" else ()
-    return build_lora_config(spec, task_type=PEFT_TASK_TYPES[head],
-                             modules_to_save=tuple(dict.fromkeys((*adapter.modules_to_save, *heads))))
+    return build_lora_config(
+        spec,
+        task_type=PEFT_TASK_TYPES[head],
+        modules_to_save=tuple(dict.fromkeys((*adapter.modules_to_save, *heads))),
+    )
 
 
 def _make_skeleton(config: Any, head: str, num_labels: int, adapter: AdapterShape | None) -> Skeleton:
@@ -161,9 +172,15 @@ def _make_skeleton(config: Any, head: str, num_labels: int, adapter: AdapterShap
         model = get_peft_model(model, lora_config(adapter, head))
         trainable = model.get_nb_trainable_parameters()[0]
     slots, flags = _block_layout(model, config)
-    return Skeleton(**_dimensions(config), gated_mlp=flags["gated_mlp"], rms_norm=flags["rms_norm"],
-                    tensors=_tensors(model, keep, base_names, adapter is not None), block=slots,
-                    adapter_trainable=trainable, output_head_numel=head_numel)
+    return Skeleton(
+        **_dimensions(config),
+        gated_mlp=flags["gated_mlp"],
+        rms_norm=flags["rms_norm"],
+        tensors=_tensors(model, keep, base_names, adapter is not None),
+        block=slots,
+        adapter_trainable=trainable,
+        output_head_numel=head_numel,
+    )
 
 
 def _output_head_numel(model: Any, head: str) -> int:
@@ -185,8 +202,16 @@ def _tensors(model: Any, keep: tuple[str, ...], base_names: set[str], lora: bool
         is_adapter = plain not in base_names or ".modules_to_save." in name  # the trainable copy is extra
         kept = any(plain == f"{k}.weight" or plain.startswith(f"{k}.") for k in keep)
         quantized = name in linear_weights and not is_adapter and not kept and "modules_to_save" not in name
-        out.append(Tensor(plain, p.numel(), int(p.shape[0]) if p.dim() else 1, quantized,
-                          bool(lora and p.requires_grad), is_adapter))
+        out.append(
+            Tensor(
+                plain,
+                p.numel(),
+                int(p.shape[0]) if p.dim() else 1,
+                quantized,
+                bool(lora and p.requires_grad),
+                is_adapter,
+            )
+        )
     return tuple(out)
 
 
@@ -207,9 +232,15 @@ def _dimensions(config: Any) -> dict[str, Any]:
     if attn_dropout is None:
         attn_dropout = getattr(text, "attention_probs_dropout_prob", 0.0)
     return {
-        "model_type": text.model_type, "num_layers": text.num_hidden_layers, "hidden": hidden,
-        "q_dim": heads * head_dim, "kv_dim": kv_heads * head_dim, "heads": heads, "kv_heads": kv_heads,
-        "intermediate": getattr(text, "intermediate_size", None) or 4 * hidden, "vocab": text.vocab_size,
+        "model_type": text.model_type,
+        "num_layers": text.num_hidden_layers,
+        "hidden": hidden,
+        "q_dim": heads * head_dim,
+        "kv_dim": kv_heads * head_dim,
+        "heads": heads,
+        "kv_heads": kv_heads,
+        "intermediate": getattr(text, "intermediate_size", None) or 4 * hidden,
+        "vocab": text.vocab_size,
         "hidden_dropout": float(getattr(text, "hidden_dropout_prob", 0.0) or 0.0),
         "attn_dropout": float(attn_dropout or 0.0),
         "tied_embeddings": bool(getattr(text, "tie_word_embeddings", False)),
@@ -252,10 +283,16 @@ def _block_layout(model: Any, config: Any) -> tuple[tuple[LinearSlot, ...], dict
         found.append((name, dims, getattr(module, "base_layer", None) is not None))
     attention = [f for f in found if _is_attention_path(f[0])]
     mlp = [f for f in found if not _is_attention_path(f[0])]
-    slots = [LinearSlot(n, d[0], d[1], "attn_out" if i == len(attention) - 1 and len(attention) > 1 else "attn_in", t)
-             for i, (n, d, t) in enumerate(attention)]
-    slots += [LinearSlot(n, d[0], d[1], "mlp_out" if i == len(mlp) - 1 else "mlp_in", t)
-              for i, (n, d, t) in enumerate(mlp)]
+    slots = [
+        LinearSlot(
+            n, d[0], d[1], "attn_out" if i == len(attention) - 1 and len(attention) > 1 else "attn_in", t
+        )
+        for i, (n, d, t) in enumerate(attention)
+    ]
+    slots += [
+        LinearSlot(n, d[0], d[1], "mlp_out" if i == len(mlp) - 1 else "mlp_in", t)
+        for i, (n, d, t) in enumerate(mlp)
+    ]
     intermediate = _dimensions(config)["intermediate"]
     mlp_in = [s for s in slots if s.role == "mlp_in"]
     flags = {

@@ -7,8 +7,15 @@ import re
 from ..errors import UsageError
 
 _UNITS = {
-    "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
-    "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40,
+    "b": 1,
+    "kb": 10**3,
+    "mb": 10**6,
+    "gb": 10**9,
+    "tb": 10**12,
+    "kib": 2**10,
+    "mib": 2**20,
+    "gib": 2**30,
+    "tib": 2**40,
 }
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]+)\s*$")
 GIB = 2**30
@@ -19,8 +26,10 @@ def parse_size(text: str) -> int:
     match = _SIZE.match(text or "")
     unit = match.group(2).lower() if match else ""
     if not match or unit not in _UNITS:
-        raise UsageError(f"cannot read memory size {text!r}",
-                         hint="write a number and a unit, e.g. 24GiB, 24GB, 80GiB or 24000MiB")
+        raise UsageError(
+            f"cannot read memory size {text!r}",
+            hint="write a number and a unit, e.g. 24GiB, 24GB, 80GiB or 24000MiB",
+        )
     size = float(match.group(1)) * _UNITS[unit]
     if size <= 0:
         raise UsageError(f"memory size must be positive, got {text!r}", hint="e.g. --gpu-memory 24GiB")

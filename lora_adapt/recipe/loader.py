@@ -30,8 +30,10 @@ def load_recipe(path: str | Path, overrides: typing.Sequence[str] = ()) -> Recip
         path = EXAMPLES / f"{path}.yaml"  # a built-in recipe by name, e.g. `lora-adapt run quickstart`
     if not path.is_file():
         names = ", ".join(sorted(p.stem for p in EXAMPLES.glob("*.yaml")))
-        raise RecipeError([f"recipe file not found: {path}"],
-                          hint=f"check the path, or name a built-in recipe ({names})" if names else "check the path")
+        raise RecipeError(
+            [f"recipe file not found: {path}"],
+            hint=f"check the path, or name a built-in recipe ({names})" if names else "check the path",
+        )
     text = path.read_text(encoding="utf-8")
     raw, lines = _parse_yaml(text, str(path))
     raw = apply_overrides(raw, overrides)
@@ -48,13 +50,17 @@ def recipe_from_dict(raw: dict[str, Any], base_dir: Path | None = None, source: 
 
 def validate_recipe(raw: Any, source: str, lines: dict[tuple, int], overridden: set[tuple]) -> Recipe:
     if not isinstance(raw, dict):
-        raise RecipeError([f"the recipe must be a mapping of sections, got {type(raw).__name__}"], source=source)
+        raise RecipeError(
+            [f"the recipe must be a mapping of sections, got {type(raw).__name__}"], source=source
+        )
     try:
         return Recipe.model_validate(raw)
     except ValidationError as exc:
         errors = sorted(exc.errors(), key=lambda e: _line_of(_clean_loc(e["loc"]), lines))
         problems = [_describe(err, raw, source, lines, overridden) for err in errors]
-        raise RecipeError(problems, source=source, hint="`lora-adapt schema` prints every key with its type and default") from None
+        raise RecipeError(
+            problems, source=source, hint="`lora-adapt schema` prints every key with its type and default"
+        ) from None
 
 
 def dump_recipe(recipe: Recipe) -> str:
@@ -71,6 +77,7 @@ def recipe_json_schema() -> dict[str, Any]:
 
 # --- YAML with line numbers -------------------------------------------------------------------
 
+
 def _parse_yaml(text: str, source: str) -> tuple[Any, dict[tuple, int]]:
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
@@ -78,7 +85,9 @@ def _parse_yaml(text: str, source: str) -> tuple[Any, dict[tuple, int]]:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{source}:{mark.line + 1}" if mark else source
-        raise RecipeError([f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}"], source=source) from None
+        raise RecipeError(
+            [f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}"], source=source
+        ) from None
     lines: dict[tuple, int] = {}
     if node is not None:
         _collect_lines(node, (), lines)
@@ -99,6 +108,7 @@ def _collect_lines(node: yaml.Node, prefix: tuple, out: dict[tuple, int]) -> Non
 
 # --- overrides --------------------------------------------------------------------------------
 
+
 def apply_overrides(raw: Any, overrides: typing.Sequence[str]) -> Any:
     """Apply ``key.path=value`` overrides; values are parsed as YAML (``3``, ``true``, ``[a, b]``)."""
     raw = _deepcopy(raw) if isinstance(raw, dict) else {}
@@ -106,7 +116,9 @@ def apply_overrides(raw: Any, overrides: typing.Sequence[str]) -> Any:
     for item in overrides:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            problems.append(f"--set {item!r}: expected KEY.PATH=VALUE, e.g. --set training.learning_rate=1e-4")
+            problems.append(
+                f"--set {item!r}: expected KEY.PATH=VALUE, e.g. --set training.learning_rate=1e-4"
+            )
             continue
         parts = key.strip().split(".")
         try:
@@ -138,6 +150,7 @@ def _deepcopy(obj: Any) -> Any:
 
 # --- paths ------------------------------------------------------------------------------------
 
+
 def _resolve_paths(raw: dict, base: Path) -> None:
     for section, key in PATH_KEYS:
         sect = raw.get(section)
@@ -154,6 +167,7 @@ def _resolve_paths(raw: dict, base: Path) -> None:
 
 
 # --- error messages ---------------------------------------------------------------------------
+
 
 def _describe(err: Any, raw: dict, source: str, lines: dict[tuple, int], overridden: set[tuple]) -> str:
     loc = _clean_loc(err["loc"])

@@ -24,10 +24,14 @@ Device = Literal["auto", "cpu", "cuda", "mps"]
 AttnImpl = Literal["auto", "sdpa", "eager", "flash_attention_2"]
 AdapterMethod = Literal["lora", "dora"]
 LoraScaling = Literal["standard", "rslora"]
-FileFormat = Literal["auto", "jsonl", "json", "csv", "tsv", "parquet", "text", "conll", "semeval", "hf_dataset"]
+FileFormat = Literal[
+    "auto", "jsonl", "json", "csv", "tsv", "parquet", "text", "conll", "semeval", "hf_dataset"
+]
 DataFormat = Literal["auto", "completion", "prompt_completion", "instruction", "chat"]
 LossOn = Literal["completion", "all"]
-Scheduler = Literal["linear", "cosine", "constant", "constant_with_warmup", "cosine_with_restarts", "polynomial"]
+Scheduler = Literal[
+    "linear", "cosine", "constant", "constant_with_warmup", "cosine_with_restarts", "polynomial"
+]
 Optimizer = Literal[
     "adamw_torch", "adamw_8bit", "paged_adamw_8bit", "paged_adamw_32bit", "adafactor", "sgd", "lion_8bit"
 ]
@@ -37,15 +41,27 @@ OverlengthPolicy = Literal["drop", "truncate"]
 
 # Canonical column names a recipe may map from its own field names.
 CANONICAL_COLUMNS = (
-    "text", "prompt", "completion", "instruction", "input", "output", "messages", "system",
-    "label", "tokens", "tags", "id",
+    "text",
+    "prompt",
+    "completion",
+    "instruction",
+    "input",
+    "output",
+    "messages",
+    "system",
+    "label",
+    "tokens",
+    "tags",
+    "id",
 )
 
 
 class Spec(BaseModel):
     """Base for every section: unknown keys are errors and values are frozen once built."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True, use_attribute_docstrings=True)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, validate_default=True, use_attribute_docstrings=True
+    )
 
 
 class TaskSpec(Spec):
@@ -76,18 +92,26 @@ class TaskSpec(Spec):
     def _pooling_fits_task(cls, pooling: str, info: ValidationInfo) -> str:
         """A field validator (type and mode are checked first) so errors point at task.pooling itself."""
         kind, mode = info.data.get("type"), info.data.get("mode")
-        if pooling != "auto" and (kind not in ("classification", "relation_classification") or mode == "generative"):
-            raise ValueError(f"'{pooling}' applies to classification and relation_classification in head mode "
-                             "only; remove task.pooling")
+        if pooling != "auto" and (
+            kind not in ("classification", "relation_classification") or mode == "generative"
+        ):
+            raise ValueError(
+                f"'{pooling}' applies to classification and relation_classification in head mode "
+                "only; remove task.pooling"
+            )
         if pooling == "entity_start" and kind != "relation_classification":
-            raise ValueError("'entity_start' needs task.type 'relation_classification' (sentences with <e1>/<e2> "
-                             "markers); use mean or cls")
+            raise ValueError(
+                "'entity_start' needs task.type 'relation_classification' (sentences with <e1>/<e2> "
+                "markers); use mean or cls"
+            )
         return pooling
 
     @model_validator(mode="after")
     def _mode_fits_type(self) -> TaskSpec:
         if self.type in ("sft", "extraction") and self.mode == "head":
-            raise ValueError(f"task.mode 'head' does not apply to task.type '{self.type}'; use 'generative' or 'auto'")
+            raise ValueError(
+                f"task.mode 'head' does not apply to task.type '{self.type}'; use 'generative' or 'auto'"
+            )
         if self.multi_label and self.type != "classification":
             raise ValueError("task.multi_label is only for task.type 'classification'")
         if self.labels is not None and len(set(self.labels)) != len(self.labels):
@@ -122,7 +146,11 @@ class QuantizationSpec(Spec):
 
     @model_validator(mode="after")
     def _fourbit_only(self) -> QuantizationSpec:
-        if self.method in ("none", "int8") and "compute_dtype" in self.model_fields_set and self.compute_dtype != "auto":
+        if (
+            self.method in ("none", "int8")
+            and "compute_dtype" in self.model_fields_set
+            and self.compute_dtype != "auto"
+        ):
             raise ValueError(f"quantization.compute_dtype only applies to 4-bit methods, not '{self.method}'")
         return self
 
@@ -155,7 +183,9 @@ class SplitSpec(Spec):
     @model_validator(mode="after")
     def _shares(self) -> SplitSpec:
         if self.validation + self.test >= 1:
-            raise ValueError(f"data.split.validation + data.split.test must be < 1 (got {self.validation + self.test})")
+            raise ValueError(
+                f"data.split.validation + data.split.test must be < 1 (got {self.validation + self.test})"
+            )
         return self
 
 
@@ -203,12 +233,18 @@ class DataSpec(Spec):
     @model_validator(mode="after")
     def _sources(self) -> DataSpec:
         if self.path is None and self.train is None:
-            raise ValueError("data needs `path` (one source, split by ratio) or `train` (explicit split files)")
+            raise ValueError(
+                "data needs `path` (one source, split by ratio) or `train` (explicit split files)"
+            )
         if self.path is not None and self.train is not None:
-            raise ValueError("data.path and data.train are exclusive: give one source to split, or explicit files")
+            raise ValueError(
+                "data.path and data.train are exclusive: give one source to split, or explicit files"
+            )
         unknown = sorted(set(self.columns) - set(CANONICAL_COLUMNS))
         if unknown:
-            raise ValueError(f"data.columns has unknown canonical names {unknown}; known: {list(CANONICAL_COLUMNS)}")
+            raise ValueError(
+                f"data.columns has unknown canonical names {unknown}; known: {list(CANONICAL_COLUMNS)}"
+            )
         return self
 
 
@@ -256,8 +292,10 @@ class TrainingSpec(Spec):
     def _checkpoints_follow_evaluations(self) -> TrainingSpec:
         if self.early_stopping is not None and self.save_steps is not None:
             if self.eval_steps is None or self.save_steps % self.eval_steps:
-                raise ValueError("with training.early_stopping, training.save_steps must be a multiple of "
-                                 "training.eval_steps (the best adapter is kept from an evaluation checkpoint)")
+                raise ValueError(
+                    "with training.early_stopping, training.save_steps must be a multiple of "
+                    "training.eval_steps (the best adapter is kept from an evaluation checkpoint)"
+                )
         return self
 
 
@@ -325,17 +363,33 @@ class Recipe(Spec):
             problems.append("training.packing only applies to task.type 'sft'")
         if self.task.type != "sft" and self.data.format != "auto":
             problems.append(f"data.format is for sft data; task.type '{self.task.type}' fixes its own layout")
-        if self.training.early_stopping is not None and self.data.split.validation == 0 and self.data.validation is None and self.data.path is not None:
-            problems.append("training.early_stopping needs a validation split (data.split.validation > 0 or data.validation)")
-        if self.evaluation.full_finetune_learning_rate is not None and "full_finetune" not in self.evaluation.baselines:
-            problems.append("evaluation.full_finetune_learning_rate is set but 'full_finetune' is not in "
-                            "evaluation.baselines; add it there or remove the rate")
+        if (
+            self.training.early_stopping is not None
+            and self.data.split.validation == 0
+            and self.data.validation is None
+            and self.data.path is not None
+        ):
+            problems.append(
+                "training.early_stopping needs a validation split (data.split.validation > 0 or data.validation)"
+            )
+        if (
+            self.evaluation.full_finetune_learning_rate is not None
+            and "full_finetune" not in self.evaluation.baselines
+        ):
+            problems.append(
+                "evaluation.full_finetune_learning_rate is set but 'full_finetune' is not in "
+                "evaluation.baselines; add it there or remove the rate"
+            )
         if self.quantization.method != "none" and "full_finetune" in self.evaluation.baselines:
-            problems.append("evaluation.baselines 'full_finetune' cannot train a quantized model; drop it or set quantization.method: none")
+            problems.append(
+                "evaluation.baselines 'full_finetune' cannot train a quantized model; drop it or set quantization.method: none"
+            )
         relation_head = self.task.type == "relation_classification" and self.task.mode != "generative"
         if self.output.merge and relation_head and self.task.pooling in ("auto", "entity_start"):
-            problems.append("output.merge cannot merge a relation head with entity_start pooling (the default for "
-                            "relations) into a transformers model; set task.pooling: mean, or merge: false")
+            problems.append(
+                "output.merge cannot merge a relation head with entity_start pooling (the default for "
+                "relations) into a transformers model; set task.pooling: mean, or merge: false"
+            )
         if problems:
             raise ValueError("; ".join(problems))
         return self

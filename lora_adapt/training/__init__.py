@@ -12,6 +12,15 @@ from .sft import (
 )
 
 __all__ = [
-    "Precision", "TrainResult", "common_args", "discard_checkpoints", "early_stopping_callbacks", "evaluate_loss", "logging_callbacks",
-    "make_sft_trainer", "resolve_precision", "run_trainer", "sft_config",
+    "Precision",
+    "TrainResult",
+    "common_args",
+    "discard_checkpoints",
+    "early_stopping_callbacks",
+    "evaluate_loss",
+    "logging_callbacks",
+    "make_sft_trainer",
+    "resolve_precision",
+    "run_trainer",
+    "sft_config",
 ]

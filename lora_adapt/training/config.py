@@ -31,8 +31,9 @@ def resolve_precision(requested: str, device: str, bf16_ok: bool) -> Precision:
     return Precision(bf16=requested == "bf16", fp16=requested == "fp16")
 
 
-def common_args(spec: TrainingSpec, precision: Precision, output_dir: Path, *, has_validation: bool,
-                device: str) -> dict[str, Any]:
+def common_args(
+    spec: TrainingSpec, precision: Precision, output_dir: Path, *, has_validation: bool, device: str
+) -> dict[str, Any]:
     """Arguments shared by SFTConfig and TrainingArguments (heads), all explicit."""
     evaluate = has_validation
     strategy = "steps" if spec.eval_steps else "epoch"
@@ -75,13 +76,24 @@ def common_args(spec: TrainingSpec, precision: Precision, output_dir: Path, *, h
     if spec.early_stopping is not None and evaluate:
         metric = spec.early_stopping.metric
         # keeping the best adapter needs a checkpoint at every evaluation
-        args.update(load_best_model_at_end=True, metric_for_best_model=metric, save_strategy=strategy,
-                    greater_is_better=not any(word in metric for word in LOWER_IS_BETTER))
+        args.update(
+            load_best_model_at_end=True,
+            metric_for_best_model=metric,
+            save_strategy=strategy,
+            greater_is_better=not any(word in metric for word in LOWER_IS_BETTER),
+        )
     return args
 
 
-def sft_config(spec: TrainingSpec, data: DataSpec, precision: Precision, output_dir: Path, *,
-               has_validation: bool, device: str):
+def sft_config(
+    spec: TrainingSpec,
+    data: DataSpec,
+    precision: Precision,
+    output_dir: Path,
+    *,
+    has_validation: bool,
+    device: str,
+):
     from trl import SFTConfig
 
     return SFTConfig(

@@ -26,16 +26,25 @@ def make_head_trainer(model, tokenizer, prepared, args, callbacks, task: TaskSpe
     from transformers import DataCollatorForTokenClassification, DataCollatorWithPadding, Trainer
 
     tagging = prepared.layout == "tagging"
-    collator = DataCollatorForTokenClassification(tokenizer) if tagging else DataCollatorWithPadding(tokenizer)
+    collator = (
+        DataCollatorForTokenClassification(tokenizer) if tagging else DataCollatorWithPadding(tokenizer)
+    )
     has_val = prepared.validation is not None and len(prepared.validation) > 0
     return Trainer(
-        model=model, args=args, data_collator=collator, train_dataset=prepared.train,
-        eval_dataset=prepared.validation if has_val else None, processing_class=tokenizer,
-        callbacks=list(callbacks), compute_metrics=head_metrics_fn(task, prepared.labels, tagging),
+        model=model,
+        args=args,
+        data_collator=collator,
+        train_dataset=prepared.train,
+        eval_dataset=prepared.validation if has_val else None,
+        processing_class=tokenizer,
+        callbacks=list(callbacks),
+        compute_metrics=head_metrics_fn(task, prepared.labels, tagging),
     )
 
 
-def head_metrics_fn(task: TaskSpec, labels: tuple[str, ...], tagging: bool) -> Callable[[Any], dict[str, float]]:
+def head_metrics_fn(
+    task: TaskSpec, labels: tuple[str, ...], tagging: bool
+) -> Callable[[Any], dict[str, float]]:
     """The ``compute_metrics`` callable for a head task."""
     if tagging:
         return lambda pred: _tagging_scores(pred.predictions, pred.label_ids, labels)
@@ -63,8 +72,10 @@ def _multilabel_scores(predictions, label_ids) -> dict[str, float]:
 
     pred = (_logits(predictions) > 0).astype(int)  # sigmoid(x) > 0.5
     gold = np.asarray(label_ids).astype(int)
-    return {"accuracy": float((pred == gold).all(axis=1).mean()),
-            "f1": float(f1_score(gold, pred, average="micro", zero_division=0))}
+    return {
+        "accuracy": float((pred == gold).all(axis=1).mean()),
+        "f1": float(f1_score(gold, pred, average="micro", zero_division=0)),
+    }
 
 
 def _tagging_scores(predictions, label_ids, labels: tuple[str, ...]) -> dict[str, float]:
@@ -79,4 +90,7 @@ def _tagging_scores(predictions, label_ids, labels: tuple[str, ...]) -> dict[str
         pred_tags.append([labels[i] for i in p_row[keep]])
     tokens = sum(len(t) for t in gold_tags)
     hits = sum(a == b for g, p in zip(gold_tags, pred_tags, strict=True) for a, b in zip(g, p, strict=True))
-    return {"accuracy": hits / tokens if tokens else 0.0, "f1": float(f1_score(gold_tags, pred_tags, zero_division=0))}
+    return {
+        "accuracy": hits / tokens if tokens else 0.0,
+        "f1": float(f1_score(gold_tags, pred_tags, zero_division=0)),
+    }

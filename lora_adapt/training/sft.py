@@ -25,17 +25,25 @@ class TrainResult:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "global_step": self.global_step, "final_loss": self.final_train_loss, "mean_loss": self.mean_train_loss,
+            "global_step": self.global_step,
+            "final_loss": self.final_train_loss,
+            "mean_loss": self.mean_train_loss,
             "best_metric": self.best_metric,
-            "stopped_early": self.stopped_early, "runtime_s": round(self.runtime_s, 2), "history": self.history,
+            "stopped_early": self.stopped_early,
+            "runtime_s": round(self.runtime_s, 2),
+            "history": self.history,
         }
 
 
 def early_stopping_callbacks(spec) -> list[TrainerCallback]:
     if spec.early_stopping is None:
         return []
-    return [EarlyStoppingCallback(early_stopping_patience=spec.early_stopping.patience,
-                                  early_stopping_threshold=spec.early_stopping.threshold)]
+    return [
+        EarlyStoppingCallback(
+            early_stopping_patience=spec.early_stopping.patience,
+            early_stopping_threshold=spec.early_stopping.threshold,
+        )
+    ]
 
 
 def logging_callbacks(spec, logs_dir: Path) -> list[TrainerCallback]:
@@ -63,7 +71,9 @@ def run_trainer(trainer, *, checkpoints: Path, resume: bool, max_steps_hint: int
         mean_train_loss=round(output.training_loss, 6) if output.training_loss is not None else None,
         best_metric=state.best_metric,
         best_checkpoint=state.best_model_checkpoint,
-        stopped_early=state.global_step < planned and max_steps_hint is None and bool(trainer.args.load_best_model_at_end),
+        stopped_early=state.global_step < planned
+        and max_steps_hint is None
+        and bool(trainer.args.load_best_model_at_end),
         runtime_s=output.metrics.get("train_runtime", 0.0),
         extra={"resumed_from": str(last.name) if last else None, "planned_steps": planned},
     )
@@ -72,8 +82,14 @@ def run_trainer(trainer, *, checkpoints: Path, resume: bool, max_steps_hint: int
 def make_sft_trainer(model, tokenizer, train_ds, eval_ds, args, callbacks: list[TrainerCallback]):
     from trl import SFTTrainer
 
-    return SFTTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
-                      processing_class=tokenizer, callbacks=callbacks)
+    return SFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=train_ds,
+        eval_dataset=eval_ds,
+        processing_class=tokenizer,
+        callbacks=callbacks,
+    )
 
 
 def evaluate_loss(trainer, dataset, prefix: str) -> dict[str, float]:
