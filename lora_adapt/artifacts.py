@@ -25,12 +25,14 @@ CHECKPOINTS_DIR = "checkpoints"  # only inside the in-progress directory; remove
 CONFUSION_PNG = "confusion_matrix.png"
 LOGS_DIR = "logs"
 
-# Files every finished run has. Task-specific extras (confusion matrix, logs) are listed below.
+# Files every finished run has (task-specific extras: CONFUSION_PNG, LOGS_DIR, MERGED_DIR).
 RUN_FILES = frozenset({RESOLVED_RECIPE, MANIFEST, METRICS, REPORT, MODEL_CARD, ADAPTER_DIR})
-OPTIONAL_RUN_FILES = frozenset({CONFUSION_PNG, LOGS_DIR, MERGED_DIR})
 
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 ADAPTER_CONFIG = "adapter_config.json"
+ADAPTER_RECORD = (
+    "lora_adapt.json"  # in adapter/: task, head, labels, pooling, base identity (self-describing)
+)
 
 # Written by `lora-adapt merge` / `export` next to what they produce (and read by the model card).
 MERGE_VERIFICATION = "merge_verification.json"
@@ -46,10 +48,6 @@ def run_dir(output_dir: Path, name: str) -> Path:
 def in_progress_dir(final: Path) -> Path:
     """Where a run is written until it finishes; renamed to ``final`` at the very end."""
     return final.with_name(final.name + IN_PROGRESS_SUFFIX)
-
-
-def is_complete_run(path: Path) -> bool:
-    return (path / MANIFEST).is_file() and (path / ADAPTER_DIR).is_dir() and (path / METRICS).is_file()
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -114,14 +112,6 @@ def replace_dir(stage: Path, final: Path) -> None:
     if final.exists():
         shutil.rmtree(final)
     os.replace(stage, final)
-
-
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def sha256_text(text: str) -> str:

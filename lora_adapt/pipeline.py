@@ -5,47 +5,18 @@ recipe -> Runtime -> LoadedModel -> PreparedData -> peft model -> TrainResult ->
 
 from __future__ import annotations
 
-import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from . import artifacts as A
 from .errors import LoraAdaptError, RunExistsError
 from .recipe import Recipe, dump_recipe
-
-if TYPE_CHECKING:
-    from .modeling.loading import Head
-
-Echo = Callable[[str], None]
-log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Runtime:
-    """Values derived once from the recipe and the machine; never written back into the Recipe."""
-
-    device: str
-    dtype: str
-    precision: Any  # training.Precision
-    head: Head
-    mode: str  # "generative" | "head"
-    world_size: int
-    effective_batch_size: int
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "device": self.device,
-            "dtype": self.dtype,
-            "precision": self.precision.name,
-            "head": self.head,
-            "mode": self.mode,
-            "world_size": self.world_size,
-            "effective_batch_size": self.effective_batch_size,
-        }
+from .recipe.derived import AUTO_CLASSES
+from .runtime import Echo, Runtime, load_model_and_data, make_trainer, resolve_runtime, rows_per_split
 
 
 @dataclass(frozen=True)
@@ -53,36 +24,6 @@ class RunResult:
     run_dir: Path | None
     metrics: dict[str, Any]
     manifest: dict[str, Any]
-
-
-HEADS: dict[str, Head] = {
-    "classification": "sequence_classification",
-    "relation_classification": "sequence_classification",
-    "token_classification": "token_classification",
-}
-
-
-def resolve_runtime(recipe: Recipe) -> Runtime:
-    import os
-
-    from .modeling.hardware import bf16_supported, dtype_name, resolve_device, resolve_dtype
-    from .training import resolve_precision
-
-    device = resolve_device(recipe.model.device)
-    task = recipe.task
-    mode = task.mode if task.mode != "auto" else ("head" if task.type in HEADS else "generative")
-    head: Head = HEADS[task.type] if mode == "head" else "causal_lm"
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    t = recipe.training
-    return Runtime(
-        device,
-        dtype_name(resolve_dtype(recipe.model.dtype, device)),
-        resolve_precision(t.precision, device, bf16_supported(device)),
-        head,
-        mode,
-        world,
-        t.batch_size * t.gradient_accumulation_steps * world,
-    )
 
 
 def run(
@@ -152,39 +93,6 @@ def _check_publish_access(recipe: Recipe) -> None:
         check_write_access(pub.repo_id, endpoint=pub.endpoint)
 
 
-def load_model_and_data(recipe: Recipe, runtime: Runtime, echo: Echo):
-    from transformers import set_seed
-
-    from .data import prepare_data
-    from .modeling import load_model, load_tokenizer
-
-    _quiet_libraries()
-    set_seed(recipe.training.seed)
-    tokenizer = load_tokenizer(recipe.model)
-    if recipe.data.chat_template:
-        from .data.templates import chat_template
-
-        tokenizer.chat_template = chat_template(recipe.data.chat_template)
-    prepared = prepare_data(recipe.data, recipe.task, tokenizer, head=runtime.mode == "head")
-    echo(_data_line(prepared))
-    loaded = load_model(
-        recipe.model,
-        recipe.quantization,
-        head=runtime.head,
-        labels=prepared.labels,
-        multi_label=recipe.task.multi_label,
-        tokenizer=tokenizer,
-        pooling=recipe.task.pooling,
-        task_type=recipe.task.type,
-    )
-    pooled = f" ({loaded.pooling} pooling)" if runtime.head == "sequence_classification" else ""
-    echo(
-        f"model: {recipe.model.name_or_path} ({loaded.source.kind}) on {loaded.device}, "
-        f"dtype {runtime.dtype}, quantization {loaded.quantization}, head {runtime.head}{pooled}"
-    )
-    return loaded, prepared
-
-
 def _train(
     recipe: Recipe, runtime: Runtime, loaded, prepared, stage: Path, resume: bool, callbacks, echo: Echo
 ):
@@ -214,7 +122,9 @@ def _train(
         *logging_callbacks(recipe.training, stage / A.LOGS_DIR),
         *callbacks,
     ]
-    trainer = make_trainer(recipe, runtime, model, loaded.tokenizer, prepared, checkpoints, all_callbacks)
+    trainer = make_trainer(
+        recipe, runtime, model, loaded.tokenizer, prepared, checkpoints, all_callbacks, echo=echo
+    )
     lm_metrics: dict[str, Any] = {}
     measure_lm = runtime.mode == "generative" and recipe.evaluation.perplexity
     splits = {
@@ -243,41 +153,15 @@ def _train(
     return model, result, lm_metrics
 
 
-def make_trainer(recipe: Recipe, runtime: Runtime, model, tokenizer, prepared, checkpoints: Path, callbacks):
-    from .training import common_args, make_sft_trainer, sft_config
-
-    has_val = prepared.validation is not None and len(prepared.validation) > 0
-    eval_ds = prepared.validation if has_val else None
-    if runtime.mode == "head":
-        from transformers import TrainingArguments
-
-        from .training.heads import make_head_trainer
-
-        args = TrainingArguments(
-            **common_args(
-                recipe.training, runtime.precision, checkpoints, has_validation=has_val, device=runtime.device
-            )
-        )
-        return make_head_trainer(model, tokenizer, prepared, args, callbacks, recipe.task)
-    args = sft_config(
-        recipe.training,
-        recipe.data,
-        runtime.precision,
-        checkpoints,
-        has_validation=has_val,
-        device=runtime.device,
-    )
-    return make_sft_trainer(model, tokenizer, prepared.train, eval_ds, args, callbacks)
-
-
 def _evaluate_task(
     recipe: Recipe, runtime: Runtime, model, loaded, prepared, stage: Path, echo: Echo
 ) -> dict[str, Any]:
     if recipe.task.type == "sft" or not recipe.evaluation.enabled:
         return {}
     from .evaluation import evaluate_task
+    from .full_finetune import trained_baselines
 
-    result = evaluate_task(
+    return evaluate_task(
         recipe=recipe,
         mode=runtime.mode,
         model=model,
@@ -285,8 +169,8 @@ def _evaluate_task(
         prepared=prepared,
         run_dir=stage,
         echo=echo,
+        trained=trained_baselines(recipe, runtime, loaded.tokenizer, prepared, echo),
     )
-    return result
 
 
 def _write_run(
@@ -302,6 +186,7 @@ def _write_run(
     from .evaluation.report import render_report
     from .export.checks import check_adapter_weights
     from .hub import render_model_card
+    from .rundir import adapter_record
 
     adapter_dir = stage / A.ADAPTER_DIR
     model.save_pretrained(adapter_dir)
@@ -310,6 +195,9 @@ def _write_run(
     manifest = _manifest(recipe, runtime, loaded, prepared, model, timings)
     resolved = dump_recipe(recipe)
     manifest["recipe_sha256"] = A.sha256_text(resolved)
+    A.atomic_write_json(
+        adapter_dir / A.ADAPTER_RECORD, adapter_record(manifest, multi_label=recipe.task.multi_label)
+    )
     A.atomic_write_text(stage / A.RESOLVED_RECIPE, resolved)
     A.atomic_write_json(stage / A.MANIFEST, manifest)
     A.atomic_write_json(stage / A.METRICS, metrics)
@@ -333,8 +221,17 @@ def _merge(recipe: Recipe, stage: Path, echo: Echo) -> None:
 
 
 def _manifest(recipe: Recipe, runtime: Runtime, loaded, prepared, model, timings) -> dict[str, Any]:
-    from .manifest import config_sha256, device_info, package_versions, tokenizer_sha256, utc_now
-    from .modeling import auto_class
+    from .manifest import (
+        config_sha256,
+        device_info,
+        package_versions,
+        tokenizer_sha256,
+        utc_now,
+        weights_fingerprint,
+    )
+    from .modeling.identity import local_files
+
+    files = local_files(recipe.model)
 
     base = loaded.model.config if not hasattr(model, "get_base_model") else model.get_base_model().config
     cfg = base.to_dict()
@@ -347,8 +244,10 @@ def _manifest(recipe: Recipe, runtime: Runtime, loaded, prepared, model, timings
         "task": {
             "type": recipe.task.type,
             "mode": runtime.mode,
+            "head": runtime.head,
             "labels": list(prepared.labels or []),
             "pooling": loaded.pooling,
+            "multi_label": recipe.task.multi_label,
         },
         "base_model": {
             "name_or_path": recipe.model.name_or_path,
@@ -358,11 +257,10 @@ def _manifest(recipe: Recipe, runtime: Runtime, loaded, prepared, model, timings
             "kind": loaded.source.kind,
             "model_type": cfg.get("model_type"),
             "architectures": cfg.get("architectures"),
-            "auto_class": auto_class(runtime.head).__name__,
+            "auto_class": AUTO_CLASSES[runtime.head],
             "config_sha256": config_sha256(cfg),
-            "tokenizer_sha256": tokenizer_sha256(Path(loaded.source.load_path))
-            if loaded.source.is_local
-            else None,
+            "tokenizer_sha256": tokenizer_sha256(files) if files else None,
+            "weights_fingerprint": weights_fingerprint(files) if files else None,
             "num_parameters": counts.get("total"),
             "trust_remote_code": recipe.model.trust_remote_code,
         },
@@ -382,7 +280,11 @@ def _manifest(recipe: Recipe, runtime: Runtime, loaded, prepared, model, timings
         },
         "runtime": runtime.to_json() | {"device_info": device_info(runtime.device)},
         "versions": package_versions(),
-        "data": {"files": prepared.stats.get("files", {}), "rows": _rows(prepared), "stats": prepared.stats},
+        "data": {
+            "files": prepared.stats.get("files", {}),
+            "rows": rows_per_split(prepared),
+            "stats": prepared.stats,
+        },
         "seed": recipe.training.seed,
         "timings": timings,
     }
@@ -391,18 +293,6 @@ def _manifest(recipe: Recipe, runtime: Runtime, loaded, prepared, model, timings
 def _modules_to_save(model) -> set[str]:
     config = getattr(model, "peft_config", {}).get("default")
     return set(getattr(config, "modules_to_save", None) or [])
-
-
-def _rows(prepared) -> dict[str, int]:
-    return {
-        name: len(ds)
-        for name, ds in (
-            ("train", prepared.train),
-            ("validation", prepared.validation),
-            ("test", prepared.test),
-        )
-        if ds is not None
-    }
 
 
 def _publish(recipe: Recipe, final: Path, echo: Echo) -> None:
@@ -439,26 +329,6 @@ def _dry_run_summary(recipe: Recipe, runtime: Runtime, loaded, prepared, echo: E
         f"effective batch {runtime.effective_batch_size}, about {steps} optimizer steps; nothing written"
     )
     return RunResult(None, {}, {"runtime": runtime.to_json(), "data": prepared.stats})
-
-
-def _data_line(prepared) -> str:
-    rows = ", ".join(f"{k} {v}" for k, v in _rows(prepared).items())
-    return f"data: {prepared.layout} layout; rows {rows}"
-
-
-def _quiet_libraries() -> None:
-    import transformers
-
-    transformers.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
-    for name in ("datasets", "huggingface_hub"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-    try:
-        import datasets
-
-        datasets.disable_progress_bars()
-    except ImportError:  # pragma: no cover
-        pass
 
 
 class _Clock:

@@ -36,11 +36,6 @@ def tiny_bert_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def tiny_tokenizer_dir(tiny_llama_dir) -> Path:
-    return tiny_llama_dir
-
-
-@pytest.fixture(scope="session")
 def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip("../shared/data is not present")

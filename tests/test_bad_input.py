@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from test_engine import instruction_rows, write_jsonl, write_recipe
+from helpers import instruction_rows, sft_recipe, write_jsonl
 
 from lora_adapt.cli import main
 
@@ -30,7 +30,7 @@ def good_data(tmp_path) -> Path:
 
 
 def test_missing_data_file(tiny_llama_dir, tmp_path):
-    recipe = write_recipe(tmp_path, tiny_llama_dir, tmp_path / "nope.jsonl")
+    recipe = sft_recipe(tmp_path, tiny_llama_dir, tmp_path / "nope.jsonl")
     result = run_cli("run", str(recipe))
     assert result.exit_code == 2
     assert "nope.jsonl" in result.output and "hint:" in result.output
@@ -41,7 +41,7 @@ def test_malformed_jsonl_line_is_named(tiny_llama_dir, tmp_path):
     data = write_jsonl(tmp_path / "train.jsonl", instruction_rows(8))
     with data.open("a") as f:
         f.write('{"instruction": "broken", "output": \n')
-    recipe = write_recipe(tmp_path, tiny_llama_dir, data)
+    recipe = sft_recipe(tmp_path, tiny_llama_dir, data)
     result = run_cli("run", str(recipe))
     assert result.exit_code == 2
     assert "train.jsonl:9" in result.output
@@ -50,7 +50,7 @@ def test_malformed_jsonl_line_is_named(tiny_llama_dir, tmp_path):
 
 def test_missing_column_lists_what_exists(tiny_llama_dir, tmp_path):
     data = write_jsonl(tmp_path / "train.jsonl", [{"question": "q", "answer": "a"}] * 8)
-    recipe = write_recipe(tmp_path, tiny_llama_dir, data, data={"format": "instruction"})
+    recipe = sft_recipe(tmp_path, tiny_llama_dir, data, data={"format": "instruction"})
     result = run_cli("run", str(recipe))
     assert result.exit_code == 2
     assert "question" in result.output and "data.columns" in result.output
@@ -59,7 +59,7 @@ def test_missing_column_lists_what_exists(tiny_llama_dir, tmp_path):
 
 def test_dataset_empty_after_cleaning(tiny_llama_dir, tmp_path):
     data = write_jsonl(tmp_path / "train.jsonl", [{"text": "   "}] * 8)
-    recipe = write_recipe(tmp_path, tiny_llama_dir, data)
+    recipe = sft_recipe(tmp_path, tiny_llama_dir, data)
     result = run_cli("run", str(recipe))
     assert result.exit_code == 2
     assert "empty" in result.output.lower()
@@ -67,7 +67,7 @@ def test_dataset_empty_after_cleaning(tiny_llama_dir, tmp_path):
 
 
 def test_model_path_that_does_not_exist(good_data, tmp_path):
-    recipe = write_recipe(tmp_path, tmp_path / "no-such-model", good_data)
+    recipe = sft_recipe(tmp_path, tmp_path / "no-such-model", good_data)
     result = run_cli("run", str(recipe))
     assert result.exit_code == 2
     assert "does not exist" in result.output and "hint:" in result.output
@@ -79,7 +79,7 @@ def test_pickle_only_model_is_refused(good_data, tmp_path, tiny_llama_dir):
     folder.mkdir()
     (folder / "config.json").write_text((tiny_llama_dir / "config.json").read_text())
     (folder / "pytorch_model.bin").write_bytes(b"not really")
-    recipe = write_recipe(tmp_path, folder, good_data)
+    recipe = sft_recipe(tmp_path, folder, good_data)
     result = run_cli("run", str(recipe))
     assert result.exit_code == 2
     assert "safetensors" in result.output and "allow_pickle" in result.output
@@ -90,7 +90,7 @@ def test_four_bit_without_bitsandbytes(tiny_llama_dir, good_data, tmp_path, monk
     monkeypatch.setattr(
         importlib.util, "find_spec", lambda name, *a: None if name == "bitsandbytes" else real(name, *a)
     )
-    recipe = write_recipe(tmp_path, tiny_llama_dir, good_data, quantization={"method": "nf4"})
+    recipe = sft_recipe(tmp_path, tiny_llama_dir, good_data, quantization={"method": "nf4"})
     result = run_cli("run", str(recipe))
     assert result.exit_code == 2
     assert "bitsandbytes" in result.output and "pip install" in result.output
@@ -98,7 +98,7 @@ def test_four_bit_without_bitsandbytes(tiny_llama_dir, good_data, tmp_path, monk
 
 
 def test_bad_recipe_key_exit_2(tiny_llama_dir, good_data, tmp_path):
-    recipe = write_recipe(tmp_path, tiny_llama_dir, good_data, training={"learning_rat": 0.1})
+    recipe = sft_recipe(tmp_path, tiny_llama_dir, good_data, training={"learning_rat": 0.1})
     result = run_cli("run", str(recipe))
     assert result.exit_code == 2
     assert "did you mean 'learning_rate'" in result.output
@@ -106,14 +106,14 @@ def test_bad_recipe_key_exit_2(tiny_llama_dir, good_data, tmp_path):
 
 
 def test_bad_override_exit_2(tiny_llama_dir, good_data, tmp_path):
-    recipe = write_recipe(tmp_path, tiny_llama_dir, good_data)
+    recipe = sft_recipe(tmp_path, tiny_llama_dir, good_data)
     result = run_cli("run", str(recipe), "--set", "adapter.rank=zero")
     assert result.exit_code == 2
     assert "--set adapter.rank" in result.output
 
 
 def test_debug_shows_traceback(tiny_llama_dir, tmp_path):
-    recipe = write_recipe(tmp_path, tiny_llama_dir, tmp_path / "nope.jsonl")
+    recipe = sft_recipe(tmp_path, tiny_llama_dir, tmp_path / "nope.jsonl")
     result = CliRunner().invoke(main, ["--debug", "run", str(recipe)])
     assert result.exit_code == 2
     assert "Traceback" in result.output or result.exc_info is not None
@@ -124,7 +124,7 @@ def test_runtime_failure_exit_1_without_traceback(tiny_llama_dir, good_data, tmp
     # run directory for `eval` style commands is: use a file where a folder is expected.
     blocker = tmp_path / "runs"
     blocker.write_text("a file where the output folder should be")
-    recipe = write_recipe(tmp_path, tiny_llama_dir, good_data)
+    recipe = sft_recipe(tmp_path, tiny_llama_dir, good_data)
     result = run_cli("run", str(recipe))
     assert result.exit_code == 1
     assert "error:" in result.output and "--debug" in result.output

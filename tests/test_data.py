@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+from helpers import write_jsonl
 from tiny_models import train_tokenizer
 
 from lora_adapt.data import (
@@ -58,11 +59,6 @@ def bert_tok():
     return PreTrainedTokenizerFast(
         tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]"
     )
-
-
-def write_jsonl(path: Path, rows: list[dict]) -> Path:
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    return path
 
 
 def rows_of(path: Path, task: TaskSpec = SFT, **spec) -> list[dict]:

@@ -3,32 +3,15 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
-import yaml
 from click.testing import CliRunner
+from helpers import TOPICS, cli, instruction_rows, sft_recipe, write_jsonl
 
 from lora_adapt import artifacts as A
 from lora_adapt.cli import main
 from lora_adapt.recipe import load_recipe
-
-TOPICS = ["billing", "outage", "meter", "refund", "password", "contract", "rent", "delivery"]
-
-
-def instruction_rows(n: int = 48) -> list[dict]:
-    rows = []
-    for i in range(n):
-        topic = TOPICS[i % len(TOPICS)]
-        rows.append(
-            {
-                "instruction": f"Summarise ticket {i} about {topic}.",
-                "input": f"The customer writes about {topic} number {i}.",
-                "output": f"A {topic} ticket.",
-            }
-        )
-    return rows
 
 
 def chat_rows(n: int = 40) -> list[dict]:
@@ -43,52 +26,11 @@ def chat_rows(n: int = 40) -> list[dict]:
     ]
 
 
-def write_jsonl(path: Path, rows: list[dict]) -> Path:
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
-
-
-def write_recipe(tmp_path: Path, model_dir: Path, data_path: Path, **sections) -> Path:
-    recipe = {
-        "name": "tiny",
-        "model": {"name_or_path": str(model_dir)},
-        "adapter": {"rank": 4, "alpha": 8, "dropout": 0.0},
-        "data": {
-            "path": str(data_path),
-            "max_seq_length": 128,
-            "split": {"validation": 0.125, "test": 0.125},
-        },
-        "training": {
-            "max_steps": 6,
-            "learning_rate": 5e-3,
-            "batch_size": 4,
-            "logging_steps": 1,
-            "progress_bar": False,
-            "save_steps": 3,
-        },
-        "output": {"dir": str(tmp_path / "runs")},
-    }
-    return save_recipe(tmp_path, recipe, sections)
-
-
-def save_recipe(tmp_path: Path, recipe: dict, sections: dict) -> Path:
-    """Write ``recipe`` with each of ``sections`` merged over its section, as tmp_path/recipe.yaml."""
-    for key, value in sections.items():
-        recipe[key] = {**recipe.get(key, {}), **value}
-    path = tmp_path / "recipe.yaml"
-    path.write_text(yaml.safe_dump(recipe))
-    return path
-
-
-def cli(*args: str):
-    return CliRunner().invoke(main, list(args), catch_exceptions=False)
-
-
 @pytest.fixture(scope="module")
 def lora_run(tiny_llama_dir, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("lora-run")
     data = write_jsonl(tmp / "train.jsonl", instruction_rows())
-    recipe = write_recipe(tmp, tiny_llama_dir, data)
+    recipe = sft_recipe(tmp, tiny_llama_dir, data)
     result = cli("run", str(recipe))
     assert result.exit_code == 0, result.output
     return tmp / "runs" / "tiny", result.output
@@ -169,30 +111,46 @@ def test_training_changes_only_adapter_weights(tiny_llama_dir):
             assert torch.equal(param, before[name]), f"base weight {name} changed"
 
 
-def test_qlora_nf4_run(tiny_llama_dir, tmp_path):
+def test_qlora_nf4_run_trains_on_4bit_layers(tiny_llama_dir, tmp_path):
+    import bitsandbytes as bnb
+    from transformers import TrainerCallback
+
+    from lora_adapt.pipeline import run
+    from lora_adapt.recipe import load_recipe
+
+    class FourBitLayers(TrainerCallback):
+        seen: dict[str, int] = {}
+
+        def on_train_begin(self, args, state, control, model=None, **kwargs):
+            layers = [m for m in model.modules() if isinstance(m, bnb.nn.Linear4bit)]
+            states = [
+                m.weight.quant_state for m in layers if getattr(m.weight, "quant_state", None) is not None
+            ]
+            FourBitLayers.seen = {
+                "layers": len(layers),
+                "with_state": len(states),
+                "nf4": sum(state.quant_type == "nf4" for state in states),
+            }
+
     data = write_jsonl(tmp_path / "train.jsonl", instruction_rows(32))
-    recipe = write_recipe(
+    recipe = sft_recipe(
         tmp_path, tiny_llama_dir, data, quantization={"method": "nf4"}, training={"max_steps": 3}
     )
-    result = cli("run", str(recipe))
-    assert result.exit_code == 0, result.output
-    run_dir = tmp_path / "runs" / "tiny"
-    manifest = json.loads((run_dir / A.MANIFEST).read_text())
-    assert manifest["quantization"]["method"] == "nf4"
-    assert (run_dir / A.ADAPTER_DIR / A.ADAPTER_WEIGHTS).stat().st_size > 0
-    assert "quantization nf4" in result.output
+    result = run(load_recipe(recipe), callbacks=[FourBitLayers()], echo=lambda _: None)
+    # every decoder linear of the tiny Llama (2 layers x 7 projections) is a 4-bit NF4 layer with its quant state
+    assert FourBitLayers.seen == {"layers": 14, "with_state": 14, "nf4": 14}
+    assert result.manifest["quantization"]["method"] == "nf4"
+    assert (tmp_path / "runs" / "tiny" / A.ADAPTER_DIR / A.ADAPTER_WEIGHTS).stat().st_size > 0
 
 
 def test_chat_run_on_qwen2_with_its_template(tiny_qwen2_dir, tmp_path):
     data = write_jsonl(tmp_path / "chats.jsonl", chat_rows())
-    recipe = write_recipe(tmp_path, tiny_qwen2_dir, data, training={"max_steps": 3})
+    recipe = sft_recipe(tmp_path, tiny_qwen2_dir, data, training={"max_steps": 3})
     result = cli("run", str(recipe))
     assert result.exit_code == 0, result.output
     manifest = json.loads((tmp_path / "runs" / "tiny" / A.MANIFEST).read_text())
     assert manifest["base_model"]["model_type"] == "qwen2"
-    assert manifest["data"]["stats"].get("format") in ("chat", None) or "chat" in json.dumps(
-        manifest["data"]["stats"]
-    )
+    assert manifest["data"]["stats"]["format"] == "chat"
 
 
 def test_finished_run_is_not_overwritten(lora_run):
@@ -217,7 +175,7 @@ def test_resume_after_interruption_reaches_the_same_final_step(tiny_llama_dir, t
 
     data = write_jsonl(tmp_path / "train.jsonl", instruction_rows(32))
     recipe = load_recipe(
-        write_recipe(tmp_path, tiny_llama_dir, data, training={"max_steps": 6, "save_steps": 2})
+        sft_recipe(tmp_path, tiny_llama_dir, data, training={"max_steps": 6, "save_steps": 2})
     )
     final = tmp_path / "runs" / "tiny"
     with pytest.raises(KeyboardInterrupt):
@@ -233,7 +191,7 @@ def test_resume_after_interruption_reaches_the_same_final_step(tiny_llama_dir, t
 
 def test_dry_run_writes_nothing(tiny_llama_dir, tmp_path):
     data = write_jsonl(tmp_path / "train.jsonl", instruction_rows(16))
-    recipe = write_recipe(tmp_path, tiny_llama_dir, data)
+    recipe = sft_recipe(tmp_path, tiny_llama_dir, data)
     result = cli("run", str(recipe), "--dry-run")
     assert result.exit_code == 0, result.output
     assert "dry run" in result.output
@@ -242,7 +200,7 @@ def test_dry_run_writes_nothing(tiny_llama_dir, tmp_path):
 
 def test_merge_at_the_end_of_a_run_is_verified(tiny_llama_dir, tmp_path):
     data = write_jsonl(tmp_path / "train.jsonl", instruction_rows(24))
-    recipe = write_recipe(
+    recipe = sft_recipe(
         tmp_path,
         tiny_llama_dir,
         data,
@@ -260,7 +218,7 @@ def test_merge_at_the_end_of_a_run_is_verified(tiny_llama_dir, tmp_path):
 
 def test_early_stopping_keeps_the_best_adapter(tiny_llama_dir, tmp_path):
     data = write_jsonl(tmp_path / "train.jsonl", instruction_rows(40))
-    recipe = write_recipe(
+    recipe = sft_recipe(
         tmp_path,
         tiny_llama_dir,
         data,

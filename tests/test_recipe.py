@@ -141,6 +141,14 @@ def test_validate_does_not_import_torch(tmp_path):
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
+def test_planner_run_dirs_and_derived_decisions_import_no_torch():
+    code = (
+        "import sys, lora_adapt.planner, lora_adapt.recipe.derived, lora_adapt.rundir, lora_adapt.modeling.source\n"
+        "assert 'torch' not in sys.modules, sorted(m for m in sys.modules if m.startswith('torch'))[:3]"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
 def test_schema_command_prints_json():
     res = CliRunner().invoke(main, ["schema"])
     assert res.exit_code == 0
@@ -169,7 +177,7 @@ def load_recipe_from_text(text: str):
 
 
 def test_full_finetune_baseline_learning_rate():
-    from lora_adapt.evaluation.full_finetune import derived_training
+    from lora_adapt.recipe.derived import full_finetune_training as derived_training
 
     base = {
         "name": "x",

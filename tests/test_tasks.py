@@ -7,16 +7,19 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from test_engine import save_recipe, write_jsonl
+from helpers import (
+    read_metrics,
+    run_cli,
+    tagging_rows,
+    task_recipe,
+    ticket_rows,
+    write_jsonl,
+    write_semeval,
+)
 
 from lora_adapt import artifacts as A
 from lora_adapt.cli import main
 
-TOPICS = {
-    "billing": ["my bill was charged twice", "the invoice amount is wrong", "refund the extra charge"],
-    "outage": ["the power is out again", "no electricity since this morning", "the lights went dark"],
-    "meter": ["the meter reading looks wrong", "please read my meter", "the meter display is blank"],
-}
 TASK_KEYS = {"evaluation", "task", "baselines", "samples", "summary"}
 SINGLE_LABEL_KEYS = {
     "n",
@@ -34,47 +37,9 @@ SINGLE_LABEL_KEYS = {
 }
 
 
-def ticket_rows(n: int, offset: int = 0) -> list[dict]:
-    rows = []
-    for i in range(offset, offset + n):
-        label = list(TOPICS)[i % 3]
-        rows.append({"text": f"{TOPICS[label][i % 2 + (i // 3) % 2]}, ticket {i}", "label": label})
-    return rows
-
-
-def write_recipe(tmp_path: Path, model_dir: Path, data: dict, task: dict, **sections) -> Path:
-    recipe = {
-        "name": "task",
-        "task": task,
-        "model": {"name_or_path": str(model_dir)},
-        "adapter": {"rank": 4, "alpha": 8, "dropout": 0.0},
-        "data": {"max_seq_length": 96, **data},
-        "training": {
-            "epochs": 2,
-            "learning_rate": 5e-3,
-            "batch_size": 8,
-            "logging_steps": 5,
-            "progress_bar": False,
-        },
-        "evaluation": {"baselines": ["majority", "tfidf_logreg", "base_model"], "samples_in_report": 4},
-        "output": {"dir": str(tmp_path / "runs")},
-    }
-    return save_recipe(tmp_path, recipe, sections)
-
-
-def run_cli(*args: str):
-    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    return result
-
-
-def read_metrics(tmp_path: Path) -> dict:
-    return A.read_json(tmp_path / "runs" / "task" / A.METRICS)
-
-
 def test_head_classification_run_and_eval_on_new_data(tmp_path, tiny_bert_dir):
     data = write_jsonl(tmp_path / "tickets.jsonl", ticket_rows(42))
-    recipe = write_recipe(
+    recipe = task_recipe(
         tmp_path,
         tiny_bert_dir,
         {"path": str(data), "split": {"validation": 0.15, "test": 0.3}},
@@ -111,7 +76,7 @@ def test_head_classification_run_and_eval_on_new_data(tmp_path, tiny_bert_dir):
 
 def test_eval_rejects_an_unknown_label_in_new_data(tmp_path, tiny_bert_dir):
     data = write_jsonl(tmp_path / "tickets.jsonl", ticket_rows(30))
-    recipe = write_recipe(
+    recipe = task_recipe(
         tmp_path,
         tiny_bert_dir,
         {"path": str(data)},
@@ -127,7 +92,7 @@ def test_eval_rejects_an_unknown_label_in_new_data(tmp_path, tiny_bert_dir):
 
 def test_generative_classification_counts_unparseable_answers(tmp_path, tiny_llama_dir):
     data = write_jsonl(tmp_path / "tickets.jsonl", ticket_rows(30))
-    recipe = write_recipe(
+    recipe = task_recipe(
         tmp_path,
         tiny_llama_dir,
         {"path": str(data), "max_seq_length": 256},
@@ -148,20 +113,9 @@ def test_generative_classification_counts_unparseable_answers(tmp_path, tiny_lla
     assert all("output" in s for s in metrics["samples"])
 
 
-def tagging_rows(n: int) -> list[dict]:
-    names = [("John", "Smith"), ("Mary", "Jones"), ("Ali", "Khan")]
-    places = ["Paris", "Berlin", "Madrid"]
-    rows = []
-    for i in range(n):
-        first, last = names[i % 3]
-        tokens = [first, last, "flew", "to", places[i % 3], "on", "day", str(i)]
-        rows.append({"tokens": tokens, "tags": ["B-PER", "I-PER", "O", "O", "B-LOC", "O", "O", "O"]})
-    return rows
-
-
 def test_token_classification_head_scores_entities(tmp_path, tiny_bert_dir):
     data = write_jsonl(tmp_path / "ner.jsonl", tagging_rows(30))
-    recipe = write_recipe(
+    recipe = task_recipe(
         tmp_path,
         tiny_bert_dir,
         {"path": str(data)},
@@ -179,27 +133,9 @@ def test_token_classification_head_scores_entities(tmp_path, tiny_bert_dir):
     assert not (tmp_path / "runs" / "task" / A.CONFUSION_PNG).exists()
 
 
-SEMEVAL = [
-    ("The <e1>fire</e1> was caused by a <e2>spark</e2> in the wiring.", "Cause-Effect(e2,e1)"),
-    ("The <e1>storm</e1> caused heavy <e2>damage</e2> along the coast.", "Cause-Effect(e1,e2)"),
-    ("The <e1>keys</e1> are in the <e2>drawer</e2> by the door.", "Content-Container(e1,e2)"),
-    ("We walked through the <e1>park</e1> after <e2>lunch</e2> today.", "Other"),
-]
-
-
-def write_semeval(path: Path, n: int) -> Path:
-    """A SemEval-2010 Task 8 file of ``n`` sentences cycling through SEMEVAL."""
-    lines = []
-    for i in range(n):
-        text, label = SEMEVAL[i % 4]
-        lines += [f'{i + 1}\t"{text[:-1]} (report {i})."', label, "Comment:", ""]
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
 def test_relation_classification_from_a_semeval_file(tmp_path, tiny_bert_dir):
     data = write_semeval(tmp_path / "TRAIN_FILE.TXT", 40)
-    recipe = write_recipe(
+    recipe = task_recipe(
         tmp_path,
         tiny_bert_dir,
         {"path": str(data), "file_format": "semeval", "split": {"validation": 0.1, "test": 0.3}},

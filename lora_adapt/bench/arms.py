@@ -1,6 +1,6 @@
 """The trainers a benchmark compares, all on the same model files, token ids, batch, steps and settings.
 
-- `lora-adapt` arms run the pipeline's own code (`pipeline.resolve_runtime`, its model/data loading
+- `lora-adapt` arms run the pipeline's own code (`runtime.resolve_runtime`, its model/data loading
   and trainer construction, `modeling.attach_adapter`) on the recipe with only the mode changed: full
   (no adapter, every parameter trained, at the full-fine-tuning learning rate of the `full_finetune`
   baseline), lora (quantization off), qlora (NF4 unless the recipe names another method).
@@ -15,27 +15,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ..recipe.derived import mode_recipe
 from ..recipe.schema import Recipe
 
 KINDS = ("lora-adapt", "peer-trainer", "peer-trl")
-
-
-def mode_recipe(recipe: Recipe, mode: str) -> Recipe:
-    """The recipe for one mode: everything else unchanged."""
-    from ..evaluation.full_finetune import derived_training
-
-    if mode == "full":
-        return recipe.model_copy(
-            update={
-                "quantization": recipe.quantization.model_copy(update={"method": "none"}),
-                "training": derived_training(recipe),
-            }
-        )
-    own = recipe.quantization.method
-    method = "none" if mode == "lora" else (own if own != "none" else "nf4")
-    return recipe.model_copy(
-        update={"quantization": recipe.quantization.model_copy(update={"method": method})}
-    )
 
 
 def build_trainer(kind: str, recipe: Recipe, mode: str, workdir: Path, callbacks: list[Any]):
@@ -50,11 +33,11 @@ def build_trainer(kind: str, recipe: Recipe, mode: str, workdir: Path, callbacks
 
 def lora_adapt_trainer(recipe: Recipe, mode: str, workdir: Path, callbacks: list[Any]):
     """Exactly what `pipeline.run` builds before it calls `trainer.train()`."""
-    from .. import pipeline
     from ..modeling import attach_adapter
+    from ..runtime import load_model_and_data, make_trainer, resolve_runtime
 
-    runtime = pipeline.resolve_runtime(recipe)
-    loaded, prepared = pipeline.load_model_and_data(recipe, runtime, echo=lambda _: None)
+    runtime = resolve_runtime(recipe)
+    loaded, prepared = load_model_and_data(recipe, runtime, echo=lambda _: None)
     model = (
         loaded.model
         if mode == "full"
@@ -62,18 +45,25 @@ def lora_adapt_trainer(recipe: Recipe, mode: str, workdir: Path, callbacks: list
             loaded, recipe.adapter, gradient_checkpointing=recipe.training.gradient_checkpointing
         )
     )
-    return pipeline.make_trainer(
-        recipe, runtime, model, loaded.tokenizer, prepared, workdir / "checkpoints", callbacks
+    return make_trainer(
+        recipe,
+        runtime,
+        model,
+        loaded.tokenizer,
+        prepared,
+        workdir / "checkpoints",
+        callbacks,
+        echo=lambda _: None,
     )
 
 
 def _shared_inputs(recipe: Recipe):
     """(runtime, tokenizer, prepared data, model loaded as a user would, unquantized)."""
-    from .. import pipeline
     from ..data import prepare_data
     from ..modeling import load_model, load_tokenizer
+    from ..runtime import resolve_runtime
 
-    runtime = pipeline.resolve_runtime(recipe)
+    runtime = resolve_runtime(recipe)
     tokenizer = load_tokenizer(recipe.model)
     prepared = prepare_data(recipe.data, recipe.task, tokenizer, head=runtime.mode == "head")
     loaded = load_model(
@@ -104,8 +94,8 @@ def _peft_config(recipe: Recipe, head: str):
     )  # as peft's docs show for classifier heads
     return LoraConfig(
         r=a.rank,
-        lora_alpha=a.alpha,
-        lora_dropout=a.dropout,  # type: ignore[arg-type]
+        lora_alpha=a.alpha,  # type: ignore[arg-type]
+        lora_dropout=a.dropout,
         target_modules=targets,
         task_type=task,
         modules_to_save=heads,

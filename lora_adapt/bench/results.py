@@ -13,6 +13,7 @@ from typing import Any
 
 from ..manifest import package_versions, utc_now
 from ..recipe import Recipe, load_recipe
+from ..recipe.derived import mode_recipe
 
 MIB = 2**20
 METRICS = (
@@ -128,7 +129,6 @@ def _predict(recipe_path: Path, arm: Any, device: str, runs: list[dict[str, Any]
     from ..planner import Estimator, settings_for
     from ..planner.activations import activation_bytes
     from ..planner.shapes import load_config
-    from .arms import mode_recipe
 
     rows, length = max((tuple(r["longest_batch"]) for r in runs), key=lambda b: b[0] * b[1])
     variant = mode_recipe(load_recipe(recipe_path, arm.overrides), arm.mode)
@@ -175,9 +175,7 @@ def _settings(recipe: Recipe) -> dict[str, Any]:
             "target_modules": recipe.adapter.target_modules,
             "dropout": recipe.adapter.dropout,
         },
-        "quantization_when_qlora": recipe.quantization.method
-        if recipe.quantization.method != "none"
-        else "nf4",
+        "quantization_when_qlora": mode_recipe(recipe, "qlora").quantization.method,
         "task": recipe.task.type,
     }
 

@@ -25,13 +25,13 @@ def peak_rss_bytes() -> int:
 
 def run_arm(spec: ArmSpec) -> dict[str, Any]:
     import torch
-    import transformers
 
+    from ..quiet import quiet_libraries
     from ..recipe import load_recipe
     from .arms import build_trainer
     from .probe import StepProbe
 
-    transformers.logging.set_verbosity_error()
+    quiet_libraries()
     rss_imports = rss_bytes()
     cap = _cap_gpu_memory()
     recipe = load_recipe(spec.recipe, spec.overrides)

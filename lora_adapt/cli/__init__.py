@@ -13,6 +13,7 @@ import traceback
 import click
 
 from ..errors import LoraAdaptError
+from ..quiet import quiet_warnings
 
 
 class Group(click.Group):
@@ -53,20 +54,7 @@ def main(ctx: click.Context, debug: bool) -> None:
     ctx.obj["debug"] = debug
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     if not debug:
-        _quiet_dependencies()
-
-
-def _quiet_dependencies() -> None:
-    """Library deprecation chatter and optional-kernel notices are not the user's problem."""
-    import logging
-    import warnings
-
-    for category in (FutureWarning, DeprecationWarning):
-        warnings.filterwarnings("ignore", category=category)
-    warnings.filterwarnings("ignore", message=".*autograd kernel was not registered.*")
-    warnings.filterwarnings("ignore", message=".*MatMul8bitLt: inputs will be cast.*")
-    for name in ("bitsandbytes", "transformers", "peft", "trl", "accelerate", "datasets", "huggingface_hub"):
-        logging.getLogger(name).setLevel(logging.ERROR)
+        quiet_warnings()
 
 
 def _register() -> None:

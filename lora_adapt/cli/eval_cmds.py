@@ -1,7 +1,7 @@
 """`lora-adapt eval RUN_DIR`: score a finished run's adapter on new data or on one of its splits.
 
 The run directory is not written to (its file set is a contract): the comparison table is printed,
-and the metrics go to ``--out FILE`` as JSON when asked. The work is ``lora_adapt.rerun.evaluate_run``.
+and the metrics go to ``--out FILE`` as JSON when asked. The work is ``lora_adapt.rescore.evaluate_run``.
 """
 
 from __future__ import annotations
@@ -10,9 +10,8 @@ from pathlib import Path
 
 import click
 
+from ..recipe.derived import BASELINES
 from . import main
-
-BASELINE_NAMES = ("majority", "tfidf_logreg", "base_model", "full_finetune")
 
 
 @main.command("eval")
@@ -34,7 +33,7 @@ BASELINE_NAMES = ("majority", "tfidf_logreg", "base_model", "full_finetune")
     "--baseline",
     "baselines",
     multiple=True,
-    type=click.Choice(BASELINE_NAMES),
+    type=click.Choice(BASELINES),
     help="Also score a baseline (repeatable); trained on the recipe's training split.",
 )
 @click.option("--max-samples", type=int, default=None, help="Score a seeded sample of at most N rows.")
@@ -51,7 +50,7 @@ def eval_command(
 ) -> None:
     """Score the adapter of RUN_DIR on --data FILE or on --split of its recipe's data."""
     from .. import artifacts as A
-    from ..rerun import evaluate_run
+    from ..rescore import evaluate_run
 
     result = evaluate_run(
         run_dir,

@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from ..quiet import quiet_libraries
 from . import main
 
 RUN_DIR = click.Path(path_type=Path)
@@ -59,7 +60,7 @@ def merge(
     """Merge RUN_DIR's adapter into its base (reloaded unquantized) and verify the merged model."""
     from ..export import merge as M
 
-    _quiet()
+    quiet_libraries()
     report = M.merge_run(
         run_dir,
         out_dir,
@@ -105,7 +106,7 @@ def export(
     from ..export import merge as M
     from ..export.serving import export_run
 
-    _quiet()
+    quiet_libraries()
     report = export_run(
         run_dir,
         out_dir,
@@ -126,10 +127,3 @@ def export(
     if report.get("serve"):
         click.echo(f"serve: {report['serve']}")
     click.echo(f"{target} export written to {out_dir}")
-
-
-def _quiet() -> None:
-    import transformers
-
-    transformers.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()

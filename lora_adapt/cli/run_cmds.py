@@ -74,7 +74,7 @@ def preview(recipe: str, count: int, split: str, overrides: tuple[str, ...]) -> 
     """Render prepared examples, marking trained and masked tokens."""
     from ..data import prepare_data, render_preview
     from ..modeling import load_tokenizer
-    from ..pipeline import resolve_runtime
+    from ..recipe.derived import task_mode
 
     r = load_recipe(recipe, overrides)
     tokenizer = load_tokenizer(r.model)
@@ -82,5 +82,5 @@ def preview(recipe: str, count: int, split: str, overrides: tuple[str, ...]) -> 
         from ..data.templates import chat_template
 
         tokenizer.chat_template = chat_template(r.data.chat_template)
-    prepared = prepare_data(r.data, r.task, tokenizer, head=resolve_runtime(r).mode == "head")
+    prepared = prepare_data(r.data, r.task, tokenizer, head=task_mode(r.task) == "head")
     click.echo(render_preview(prepared, tokenizer, n=count, split=split))

@@ -15,21 +15,25 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from .. import artifacts as A
-from ..errors import LoraAdaptError
+from ..errors import LoraAdaptError, UsageError
+from ..recipe.derived import BASELINES
 from . import baselines as B
+from .baselines import BaselineSkipped
 from .metrics import normalize_value
 from .report import comparison_table
 from .scoring import CONFUSION_KINDS, HEADLINE, gold_of, score, spans_from_tags, task_kind
 from .systems import EvalContext, SystemOutput, linear_probe, run_model
 
 Echo = Callable[[str], None]
+TrainedSystem = Callable[[], tuple[Any, dict[str, Any]]]
+"""A baseline that is a trained model: called once, returns (model, info recorded with its scores)."""
 
-__all__ = ["evaluate_task"]
+__all__ = ["BaselineSkipped", "TrainedSystem", "evaluate_task"]
 
 
 def evaluate_task(
@@ -45,12 +49,16 @@ def evaluate_task(
     rows: list[dict] | None = None,
     dataset=None,
     baselines: Sequence[str] | None = None,
+    trained: Mapping[str, TrainedSystem] | None = None,
 ) -> dict[str, Any]:
     """Score ``model`` and the baselines on ``split`` of ``prepared`` (or on ``rows``/``dataset`` given).
 
     ``rows`` are canonical rows (and ``dataset`` their tokenized form in head mode) for scoring data
     other than the recipe's splits (``lora-adapt eval --data``). ``baselines`` defaults to
-    ``recipe.evaluation.baselines``."""
+    ``recipe.evaluation.baselines``. Baselines that are trained models (``full_finetune``) come from
+    ``trained``: ``{name: callable returning (model, info)}``, called when that baseline is scored;
+    evaluation itself never trains a model. An unknown baseline name is an error; one that does not
+    apply to the task is reported as skipped, with the reason."""
     started = time.perf_counter()
     ctx = _context(recipe, mode, tokenizer, prepared, split, rows, dataset)
     info = {
@@ -75,7 +83,8 @@ def evaluate_task(
     adapted = _timed(lambda: run_model(model, ctx))
     task_metrics = _metrics(ctx, gold, adapted[0], adapted[1], method=_adapter_note(recipe))
     names = tuple(recipe.evaluation.baselines if baselines is None else baselines)
-    results = {name: _baseline(name, recipe, ctx, gold, model, prepared, echo) for name in names}
+    _check_baseline_names(names)
+    results = {name: _baseline(name, recipe, ctx, gold, model, prepared, trained, echo) for name in names}
     if run_dir is not None and ctx.kind in CONFUSION_KINDS:
         from .plots import save_confusion_png
 
@@ -173,12 +182,23 @@ def _adapter_note(recipe) -> str:
     )
 
 
-def _baseline(name: str, recipe, ctx: EvalContext, gold: list, model, prepared, echo: Echo) -> dict[str, Any]:
+def _check_baseline_names(names: Sequence[str]) -> None:
+    unknown = [n for n in names if n not in BASELINES]
+    if unknown:
+        raise UsageError(
+            f"unknown baseline(s) {', '.join(map(repr, unknown))}", hint=f"known: {', '.join(BASELINES)}"
+        )
+
+
+def _baseline(
+    name: str, recipe, ctx: EvalContext, gold: list, model, prepared, trained, echo: Echo
+) -> dict[str, Any]:
     echo(f"baseline: {name} ...")
     start = time.perf_counter()
     try:
-        output, method = _run_baseline(name, recipe, ctx, model, prepared)
-    except NotImplementedError as exc:
+        output, method = _run_baseline(name, recipe, ctx, model, prepared, trained)
+    except BaselineSkipped as exc:
+        echo(f"baseline {name} skipped: {exc}")
         return {"skipped": str(exc)}
     except LoraAdaptError:
         raise
@@ -188,7 +208,7 @@ def _baseline(name: str, recipe, ctx: EvalContext, gold: list, model, prepared, 
     return _metrics(ctx, gold, output, round(time.perf_counter() - start, 2), method, keep_confusion=False)
 
 
-def _run_baseline(name: str, recipe, ctx: EvalContext, model, prepared) -> tuple[SystemOutput, str]:
+def _run_baseline(name: str, recipe, ctx: EvalContext, model, prepared, trained) -> tuple[SystemOutput, str]:
     train, validation = prepared.raw.get("train") or [], prepared.raw.get("validation") or []
     if name == "majority":
         return SystemOutput(B.majority(train, ctx.rows, ctx.kind, ctx.task)), "most frequent training label"
@@ -204,19 +224,19 @@ def _run_baseline(name: str, recipe, ctx: EvalContext, model, prepared) -> tuple
             return run_model(model, ctx, base_only=True), "zero-shot generation"
         out = linear_probe(model, ctx, prepared.train, train, prepared.validation, validation)
         return out, "frozen encoder, mean-pooled features + logistic regression (linear probe)"
-    if name == "full_finetune":
-        return _full_finetune(recipe, ctx, prepared)
-    raise NotImplementedError(f"unknown baseline {name!r}")
+    return _trained_baseline(name, ctx, trained or {})
 
 
-def _full_finetune(recipe, ctx: EvalContext, prepared) -> tuple[SystemOutput, str]:
-    from .full_finetune import train_full_model
-
-    full_model, info = train_full_model(recipe, ctx.mode, ctx.tokenizer, prepared)
+def _trained_baseline(
+    name: str, ctx: EvalContext, trained: Mapping[str, TrainedSystem]
+) -> tuple[SystemOutput, str]:
+    if name not in trained:
+        raise LoraAdaptError(f"internal: baseline {name!r} needs a trained model and none was provided")
+    other, info = trained[name]()
     try:
-        output = run_model(full_model, ctx)
+        output = run_model(other, ctx)
     finally:
-        del full_model
+        del other
     output.info.update(info)
     return output, f"all parameters, lr {info['learning_rate']:g}, same data and epochs/steps"
 

@@ -34,99 +34,102 @@ def prf(correct: int, predicted: int, gold: int) -> dict[str, float]:
     return {"precision": _r(p), "recall": _r(r), "f1": _r(f)}
 
 
-# --- single-label classification ------------------------------------------------------------
+# --- single-label and multi-label classification (scikit-learn) ---------------------------------
 
 
 def classification_metrics(gold: Sequence[str], pred: Sequence[str | None], labels: Sequence[str]) -> Metrics:
     """Accuracy; P/R/F1 macro, micro, weighted and per class; confusion matrix (rows gold, columns predicted)."""
     n = len(gold)
+    y_pred = [p if p is not None and p in labels else INVALID_COLUMN for p in pred]
     correct = sum(g == p for g, p in zip(gold, pred, strict=True))
-    per_class = per_class_counts(gold, pred, labels)
     out: Metrics = {
         "n": n,
         "invalid": sum(p is None for p in pred),
         "accuracy": _r(correct / n) if n else 0.0,
     }
-    out.update(averaged(per_class))
+    averages, per_class = _sklearn_scores(list(gold), y_pred, labels)
+    out.update(averages)
     out["per_class"] = per_class
     out["confusion_matrix"] = confusion_matrix(gold, pred, labels)
     return out
 
 
-def per_class_counts(
-    gold: Sequence[str], pred: Sequence[str | None], labels: Sequence[str]
-) -> dict[str, dict]:
-    """{label: {precision, recall, f1, support, predicted, correct}} for each label in ``labels``."""
-    gold_n = Counter(gold)
-    pred_n = Counter(p for p in pred if p is not None)
-    hit = Counter(g for g, p in zip(gold, pred, strict=True) if g == p)
-    return {
-        label: {
-            **prf(hit[label], pred_n[label], gold_n[label]),
-            "support": gold_n[label],
-            "predicted": pred_n[label],
-            "correct": hit[label],
-        }
-        for label in labels
-    }
+def _sklearn_scores(
+    y_true: Any, y_pred: Any, labels: Sequence[str]
+) -> tuple[dict[str, float], dict[str, dict]]:
+    """scikit-learn's P/R/F1 (macro, micro, weighted, per class) over ``labels``; an invalid prediction is a
+    class outside ``labels`` (or an empty label set), so it adds no false positive and is a miss for recall."""
+    import warnings
 
+    from sklearn.metrics import multilabel_confusion_matrix, precision_recall_fscore_support
 
-def averaged(per_class: dict[str, dict], prefix: str = "") -> dict[str, float]:
-    """Macro (unweighted mean over classes), weighted (by support) and micro (pooled counts) P/R/F1."""
-    rows = list(per_class.values())
-    out: dict[str, float] = {}
-    if not rows:
-        return {
-            f"{prefix}{m}_{avg}": 0.0
-            for m in ("precision", "recall", "f1")
-            for avg in ("macro", "micro", "weighted")
-        }
-    support = sum(r["support"] for r in rows)
-    micro = prf(sum(r["correct"] for r in rows), sum(r["predicted"] for r in rows), support)
-    for metric in ("precision", "recall", "f1"):
-        out[f"{prefix}{metric}_macro"] = _r(sum(r[metric] for r in rows) / len(rows))
-        out[f"{prefix}{metric}_micro"] = micro[metric]
-        out[f"{prefix}{metric}_weighted"] = (
-            _r(sum(r[metric] * r["support"] for r in rows) / support) if support else 0.0
+    names = ("precision", "recall", "f1")
+    if not labels:
+        return {f"{m}_{avg}": 0.0 for m in names for avg in ("macro", "micro", "weighted")}, {}
+    index = list(range(len(labels))) if not isinstance(y_true, list) else list(labels)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        p, r, f, support = precision_recall_fscore_support(
+            y_true, y_pred, labels=index, average=None, zero_division=0
         )
-    return out
+        tables = multilabel_confusion_matrix(y_true, y_pred, labels=index)
+        averages = {
+            f"{name}_{avg}": _r(value)
+            for avg in ("macro", "micro", "weighted")
+            for name, value in zip(
+                names,
+                precision_recall_fscore_support(y_true, y_pred, labels=index, average=avg, zero_division=0)[
+                    :3
+                ],
+                strict=True,
+            )
+        }
+    per_class = {
+        label: {
+            "precision": _r(p[k]),
+            "recall": _r(r[k]),
+            "f1": _r(f[k]),
+            "support": int(support[k]),
+            "predicted": int(tables[k][1][1] + tables[k][0][1]),
+            "correct": int(tables[k][1][1]),
+        }
+        for k, label in enumerate(labels)
+    }
+    return averages, per_class
 
 
 def confusion_matrix(gold: Sequence[str], pred: Sequence[str | None], labels: Sequence[str]) -> Metrics:
     """Counts with rows = gold label, columns = predicted label (+ an ``(invalid)`` column when any)."""
+    from sklearn.metrics import confusion_matrix as counts
+
     columns = list(labels)
     if any(p is None or p not in labels for p in pred):
         columns.append(INVALID_COLUMN)
-    col = {label: i for i, label in enumerate(columns)}
-    row = {label: i for i, label in enumerate(labels)}
-    matrix = [[0] * len(columns) for _ in labels]
-    for g, p in zip(gold, pred, strict=True):
-        if g in row:
-            matrix[row[g]][col[p] if p is not None and p in labels else col[INVALID_COLUMN]] += 1
-    return {"labels": list(labels), "columns": columns, "matrix": matrix}
-
-
-# --- multi-label classification -------------------------------------------------------------
+    y_pred = [p if p is not None and p in labels else INVALID_COLUMN for p in pred]
+    matrix = counts(list(gold), y_pred, labels=[*labels, INVALID_COLUMN]) if labels else []
+    rows = [[int(v) for v in row[: len(columns)]] for row in matrix[: len(labels)]]
+    return {"labels": list(labels), "columns": columns, "matrix": rows}
 
 
 def multilabel_metrics(
     gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str] | None], labels: Sequence[str]
 ) -> Metrics:
     """Subset accuracy, P/R/F1 micro / macro / weighted / samples, per class. Invalid = empty set, never correct."""
+    from sklearn.preprocessing import MultiLabelBinarizer
+
     n = len(gold)
     sets = [(set(g), set(p) if p is not None else None) for g, p in zip(gold, pred, strict=True)]
-    per_class = {}
-    for label in labels:
-        tp = sum(label in g and p is not None and label in p for g, p in sets)
-        npred = sum(p is not None and label in p for _, p in sets)
-        ngold = sum(label in g for g, _ in sets)
-        per_class[label] = {**prf(tp, npred, ngold), "support": ngold, "predicted": npred, "correct": tp}
+    binarizer = MultiLabelBinarizer(classes=list(labels))
+    known = set(labels)
+    y_true = binarizer.fit_transform([g & known for g, _ in sets])
+    y_pred = binarizer.transform([(p or set()) & known for _, p in sets])
     out: Metrics = {
         "n": n,
         "invalid": sum(p is None for _, p in sets),
         "subset_accuracy": _r(sum(p is not None and g == p for g, p in sets) / n) if n else 0.0,
     }
-    out.update(averaged(per_class))
+    averages, per_class = _sklearn_scores(y_true, y_pred, labels)
+    out.update(averages)
     out["f1_samples"] = _r(sum(_sample_f1(g, p) for g, p in sets) / n) if n else 0.0
     out["per_class"] = per_class
     return out

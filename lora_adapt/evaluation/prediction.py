@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..recipe.derived import MULTI_LABEL_LOGIT
+
 MODEL_COLUMNS = ("input_ids", "attention_mask", "token_type_ids")
 
 
@@ -88,7 +90,7 @@ def decode_single(logits: Sequence[np.ndarray], labels: Sequence[str]) -> list[s
 
 
 def decode_multi(logits: Sequence[np.ndarray], labels: Sequence[str]) -> list[list[str]]:
-    return [[labels[i] for i, x in enumerate(row) if x > 0] for row in logits]  # sigmoid(x) > 0.5
+    return [[labels[i] for i, x in enumerate(row) if x > MULTI_LABEL_LOGIT] for row in logits]
 
 
 def decode_tags(

@@ -26,10 +26,11 @@ from .. import artifacts as A
 from ..artifacts import staged_output
 from ..errors import LoraAdaptError, UsageError
 from ..recipe.schema import Device, ModelSpec
-from .base import base_spec, check_base
+from ..rundir import RunDir, read_adapter, read_run
+from .base import check_merge_base
 from .checks import check_adapter_weights
+from .outputs import check_output_dir
 from .prompts import Prompts, held_out_prompts
-from .run import RunInfo, check_output_dir, load_run
 from .verification import collect_logits, compare_logits, format_comparison
 
 DEFAULT_MAX_LOGIT_DIFF = 1e-2  # a correct fp32 merge is ~1e-5 on tiny models, ~1e-3 on 7B ones
@@ -59,7 +60,9 @@ def merge_run(
     when the merged model does not reproduce base+adapter within the thresholds."""
     if dtype not in MERGE_DTYPES:
         raise UsageError(f"--dtype {dtype!r} is not one of {', '.join(MERGE_DTYPES)}")
-    run = load_run(run_dir)
+    from ..modeling.adapted import adapter_tokenizer, base_spec_for
+
+    run = read_run(run_dir)
     if run.pooling == "entity_start":
         raise UsageError(
             "a head with entity_start pooling cannot be merged into a transformers model: "
@@ -67,11 +70,12 @@ def merge_run(
             hint="use the adapter as it is (`lora-adapt eval`, or PeftModel on the base loaded with "
             "lora_adapt.modeling.load_model(..., pooling='entity_start'))",
         )
-    out_dir = check_output_dir(Path(out_dir), run.run_dir, overwrite)
+    out_dir = check_output_dir(Path(out_dir), run.path, overwrite)
     adapter = check_adapter_weights(run.adapter_dir)
-    spec = base_spec(run, base, device=device)
-    tokenizer = _adapter_tokenizer(run, spec)
-    identity = check_base(run, spec, tokenizer.pad_token_id)
+    info = read_adapter(run.path)
+    spec = base_spec_for(info, base=base, dtype="fp32", device=device)
+    tokenizer = adapter_tokenizer(info, spec)
+    identity = check_merge_base(run, spec, tokenizer.pad_token_id)
     probe = held_out_prompts(run.recipe, tokenizer, prompts)
     echo(f"base {spec.name_or_path}: " + ", ".join(f"{k} {v}" for k, v in identity.items()))
     with staged_output(out_dir) as stage:
@@ -103,16 +107,8 @@ def describe(report: dict[str, Any]) -> list[str]:
     return lines + [f"warning: {w}" for w in report.get("warnings", [])]
 
 
-def _adapter_tokenizer(run: RunInfo, spec: ModelSpec):
-    """The tokenizer the run saved with its adapter (chat template and pad token included)."""
-    from ..modeling import load_tokenizer
-
-    has_own = (run.adapter_dir / "tokenizer_config.json").is_file()
-    return load_tokenizer(spec.model_copy(update={"tokenizer": str(run.adapter_dir)}) if has_own else spec)
-
-
 def _merge_and_verify(
-    run: RunInfo,
+    run: RunDir,
     spec: ModelSpec,
     tokenizer,
     probe: Prompts,
@@ -121,23 +117,19 @@ def _merge_and_verify(
     max_shard_size: str,
     echo: Echo,
 ) -> dict[str, Any]:
-    from peft import PeftModel
-
-    from ..modeling import load_model
+    from ..modeling import load_adapted
     from ..recipe.schema import QuantizationSpec
 
     echo(f"loading {spec.name_or_path} unquantized in fp32 and applying the adapter")
-    loaded = load_model(
-        spec,
-        QuantizationSpec(),
-        head=run.head,
-        labels=run.labels,
-        multi_label=run.multi_label,
+    untied: list[bool] = []
+    adapted = load_adapted(
+        run.path,
+        model=spec,
+        quantization=QuantizationSpec(),
         tokenizer=tokenizer,
-        pooling=run.pooling,
+        prepare_base=lambda base: untied.append(_untie_embeddings_if_adapted(base, run)),
     )
-    untied = _untie_embeddings_if_adapted(loaded.model, run)
-    model = PeftModel.from_pretrained(loaded.model, str(run.adapter_dir))
+    model = adapted.model
     reference = collect_logits(model, tokenizer, probe.texts)
     with model.disable_adapter():
         base_logits = collect_logits(model, tokenizer, probe.texts)
@@ -149,7 +141,7 @@ def _merge_and_verify(
 
         setattr(merged.config, CONFIG_KEY, run.pooling)  # so lora-adapt reloads it pooled as trained
     _save(merged, tokenizer, stage, dtype, max_shard_size)
-    del merged, model, loaded
+    del merged, model, adapted
     gc.collect()
     saved_logits = _reload_logits(run, stage, tokenizer, probe, spec.device)
     report: dict[str, Any] = {
@@ -167,14 +159,14 @@ def _merge_and_verify(
             compare_logits(reference, base_logits),
             "base without adapter vs reference: how much the adapter changes the model",
         ),
-        "untied_embeddings": untied,
+        "untied_embeddings": any(untied),
         "pooling": run.pooling if run.head == "sequence_classification" else None,
         "qlora_gap": _qlora_gap(run, spec, tokenizer, probe, merged_logits, echo) if run.quantized else None,
     }
     return report
 
 
-def _untie_embeddings_if_adapted(model, run: RunInfo) -> bool:
+def _untie_embeddings_if_adapted(model, run: RunDir) -> bool:
     """Give the output head its own copy of tied input embeddings when the adapter changes either.
 
     Merging into one of two tied matrices changes the other too (peft issue #2777): a LoRA on
@@ -212,7 +204,7 @@ def _save(merged, tokenizer, stage: Path, dtype: str, max_shard_size: str) -> No
     tokenizer.save_pretrained(stage)
 
 
-def _reload_logits(run: RunInfo, stage: Path, tokenizer, probe: Prompts, device: str):
+def _reload_logits(run: RunDir, stage: Path, tokenizer, probe: Prompts, device: str):
     """Run what was written to disk, upcast to fp32: the artifact users get, not the object in memory."""
     import torch
 
@@ -231,38 +223,23 @@ def _reload_logits(run: RunInfo, stage: Path, tokenizer, probe: Prompts, device:
 
 
 def _qlora_gap(
-    run: RunInfo, spec: ModelSpec, tokenizer, probe: Prompts, merged_logits, echo: Echo
+    run: RunDir, spec: ModelSpec, tokenizer, probe: Prompts, merged_logits, echo: Echo
 ) -> dict[str, Any]:
     """The quantized base + adapter, loaded as the run trained it, against the fp32 merge."""
-    from peft import PeftModel
-
-    from ..modeling import load_model
-    from ..recipe.schema import QuantizationSpec
+    from ..modeling import load_adapted
 
     what = f"{run.quantization} base + adapter (as trained) vs the fp32 merge: expected to be non-zero"
-    train_spec = run.recipe.model if run.recipe is not None else spec.model_copy(update={"dtype": "auto"})
-    train_spec = train_spec.model_copy(update={"name_or_path": spec.name_or_path, "revision": spec.revision})
     echo(f"loading the {run.quantization} base as in training to measure the QLoRA gap")
     try:
-        quant = QuantizationSpec(**run.manifest["quantization"])
-        loaded = load_model(
-            train_spec,
-            quant,
-            head=run.head,
-            labels=run.labels,
-            multi_label=run.multi_label,
-            tokenizer=tokenizer,
-            pooling=run.pooling,
-        )
-        model = PeftModel.from_pretrained(loaded.model, str(run.adapter_dir))
-        quantized_logits = collect_logits(model, tokenizer, probe.texts)
+        adapted = load_adapted(run.path, base=spec.name_or_path, tokenizer=tokenizer)
+        quantized_logits = collect_logits(adapted.model, tokenizer, probe.texts)
     except Exception as exc:  # report, never fail: the merge itself is already verified
         return {
             "available": False,
             "what": what,
             "reason": f"{type(exc).__name__}: {str(exc).splitlines()[0]}",
         }
-    del model, loaded
+    del adapted
     gc.collect()
     return {"available": True, **_part(compare_logits(quantized_logits, merged_logits), what)}
 

@@ -20,8 +20,9 @@ from typing import Any
 from .. import artifacts as A
 from ..artifacts import staged_output
 from ..errors import LoraAdaptError, UsageError
+from ..rundir import RunDir, read_run
 from .checks import adapter_config, check_adapter_weights, lora_module_paths, tensor_names
-from .run import RunInfo, check_output_dir, copy_tokenizer_files, load_run
+from .outputs import check_output_dir, copy_tokenizer_files
 
 TARGETS = ("peft", "vllm", "merged")
 # Linear projections of the decoder layers that vLLM wraps with LoRA, by HF model_type, as HF module
@@ -98,8 +99,8 @@ def export_run(
             "target": "merged",
             **merge_run(run_dir, out_dir, dtype=dtype, overwrite=overwrite, echo=echo),
         }
-    run = load_run(run_dir)
-    out = check_output_dir(Path(out_dir), run.run_dir, overwrite)
+    run = read_run(run_dir)
+    out = check_output_dir(Path(out_dir), run.path, overwrite)
     stats = check_adapter_weights(run.adapter_dir)
     issues = vllm_issues(run, max_lora_rank=max_lora_rank) if target == "vllm" else []
     blocking = [i for i in issues if i.severity == "reject"]
@@ -126,13 +127,13 @@ def export_run(
     return report
 
 
-def vllm_issues(run: RunInfo, *, max_lora_rank: int = VLLM_DEFAULT_MAX_LORA_RANK) -> list[Issue]:
+def vllm_issues(run: RunDir, *, max_lora_rank: int = VLLM_DEFAULT_MAX_LORA_RANK) -> list[Issue]:
     config = adapter_config(run.adapter_dir)
     suffixes = sorted({path.rsplit(".", 1)[-1] for path in lora_module_paths(run.adapter_dir)})
     return [
         *_rank_issues(config, max_lora_rank),
         *_feature_issues(config, run.head),
-        *_module_issues(suffixes, run.manifest["base_model"].get("model_type")),
+        *_module_issues(suffixes, run.base_model.get("model_type")),
         *_full_weight_issues(run, config),
         *_vocabulary_issues(run),
     ]
@@ -283,7 +284,7 @@ def _module_issues(suffixes: list[str], model_type: str | None) -> list[Issue]:
     return issues
 
 
-def _full_weight_issues(run: RunInfo, config: dict[str, Any]) -> list[Issue]:
+def _full_weight_issues(run: RunDir, config: dict[str, Any]) -> list[Issue]:
     """Full (non-LoRA) tensors outside modules_to_save: PEFT stores embedding layers this way."""
     saved = tuple(config.get("modules_to_save") or ())
     full = sorted(
@@ -306,7 +307,7 @@ def _full_weight_issues(run: RunInfo, config: dict[str, Any]) -> list[Issue]:
     ]
 
 
-def _vocabulary_issues(run: RunInfo) -> list[Issue]:
+def _vocabulary_issues(run: RunDir) -> list[Issue]:
     base = _base_folder(run)
     if base is None or not (run.adapter_dir / "tokenizer_config.json").is_file():
         return []
@@ -348,30 +349,33 @@ def _chat_template(folder: Path) -> str | None:
         return None
 
 
-def _base_folder(run: RunInfo) -> Path | None:
-    path = run.manifest["base_model"].get("resolved_path")
+def _base_folder(run: RunDir) -> Path | None:
+    path = run.base_model.get("resolved_path")
     return Path(path) if path and (Path(path) / "config.json").is_file() else None
 
 
-def _serve_hint(run: RunInfo, out: Path, max_lora_rank: int) -> str:
-    base = run.manifest["base_model"]
+def _serve_hint(run: RunDir, out: Path, max_lora_rank: int) -> str:
+    base = run.base_model
     model = base.get("hub_id") or base.get("resolved_path") or base.get("name_or_path")
     rank = max(max_lora_rank, _server_rank(_max_rank(adapter_config(run.adapter_dir))) or 0)
     rank_flag = f" --max-lora-rank {rank}" if rank != VLLM_DEFAULT_MAX_LORA_RANK else ""
     return f"vllm serve {model} --enable-lora --lora-modules {run.manifest.get('name', 'adapter')}={out}{rank_flag}"
 
 
-def _write_clean_adapter(run: RunInfo, stage: Path) -> list[str]:
+def _write_clean_adapter(run: RunDir, stage: Path) -> list[str]:
     """adapter_config.json (base recorded as its Hub id when known), weights, tokenizer files, model card."""
     config = adapter_config(run.adapter_dir)
-    hub_id = run.manifest["base_model"].get("hub_id")
+    hub_id = run.base_model.get("hub_id")
     if hub_id:
         config["base_model_name_or_path"] = hub_id
-        config["revision"] = run.manifest["base_model"].get("revision")
+        config["revision"] = run.base_model.get("revision")
     A.atomic_write_json(stage / A.ADAPTER_CONFIG, config)
     shutil.copy2(run.adapter_dir / A.ADAPTER_WEIGHTS, stage / A.ADAPTER_WEIGHTS)
     files = [A.ADAPTER_CONFIG, A.ADAPTER_WEIGHTS, *copy_tokenizer_files(run.adapter_dir, stage)]
-    card = run.run_dir / A.MODEL_CARD
+    if (run.adapter_dir / A.ADAPTER_RECORD).is_file():  # keeps the export self-describing for lora-adapt
+        shutil.copy2(run.adapter_dir / A.ADAPTER_RECORD, stage / A.ADAPTER_RECORD)
+        files.append(A.ADAPTER_RECORD)
+    card = run.path / A.MODEL_CARD
     if card.is_file():
         shutil.copy2(card, stage / A.MODEL_CARD)
         files.append(A.MODEL_CARD)

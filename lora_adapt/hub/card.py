@@ -8,14 +8,11 @@ The card is checked by :func:`lora_adapt.hub.validation.validate_model_card` bef
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from .. import artifacts as A
-from ..errors import HubError
+from ..recipe.derived import AUTO_CLASSES, is_quantized
+from ..rundir import RunDir, read_run
 
 TEMPLATE = Path(__file__).resolve().parents[1] / "templates" / "model_card.md"
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$")
@@ -32,7 +29,6 @@ FILE_SUFFIXES = (
     ".safetensors",
     ".bin",
 )
-HEAD_TASKS = ("classification", "relation_classification", "token_classification")
 METRIC_TYPES = (
     ("accuracy", "accuracy"),
     ("exact_match", "exact_match"),
@@ -44,32 +40,6 @@ METRIC_TYPES = (
 )
 
 
-@dataclass(frozen=True)
-class RunFiles:
-    """What a card is made from: the three JSON/YAML files of a run directory, as plain dicts."""
-
-    manifest: dict[str, Any]
-    metrics: dict[str, Any]
-    recipe: dict[str, Any]
-    merge_report: dict[str, Any]  # merged/merge_verification.json, when the run was merged
-
-    @classmethod
-    def read(cls, run_dir: Path) -> RunFiles:
-        run_dir = Path(run_dir)
-        if not (run_dir / A.MANIFEST).is_file():
-            raise HubError(
-                f"{run_dir} is not a run directory (no {A.MANIFEST})",
-                hint="give the folder `lora-adapt run` wrote: <output.dir>/<name>",
-                exit_code=2,
-            )
-        metrics = A.read_json(run_dir / A.METRICS) if (run_dir / A.METRICS).is_file() else {}
-        recipe_path = run_dir / A.RESOLVED_RECIPE
-        recipe = yaml.safe_load(recipe_path.read_text(encoding="utf-8")) if recipe_path.is_file() else {}
-        report_path = run_dir / A.MERGED_DIR / A.MERGE_VERIFICATION
-        report = A.read_json(report_path) if report_path.is_file() else {}
-        return cls(A.read_json(run_dir / A.MANIFEST), metrics or {}, recipe or {}, report or {})
-
-
 def render_model_card(
     run_dir: Path, *, repo_id: str | None = None, merged: bool = False, revision: str | None = None
 ) -> str:
@@ -78,21 +48,21 @@ def render_model_card(
     ``repo_id`` / ``revision`` name where it is published (used in the loading snippet)."""
     from huggingface_hub import ModelCard
 
-    run = RunFiles.read(run_dir)
+    run = read_run(run_dir)
     data = card_data(run, repo_id=repo_id, merged=merged)
     body = _body(run, repo_id=repo_id, merged=merged, revision=revision)
     card = ModelCard.from_template(data, template_path=str(TEMPLATE), **body)
     return re.sub(r"\n{3,}", "\n\n", str(card)).rstrip() + "\n"
 
 
-def card_data(run: RunFiles, *, repo_id: str | None = None, merged: bool = False):
+def card_data(run: RunDir, *, repo_id: str | None = None, merged: bool = False):
     """The front matter as a ``huggingface_hub.ModelCardData``."""
     from huggingface_hub import ModelCardData
 
     hub_id = _get(run.manifest, "base_model", "hub_id")
-    tag = pipeline_tag(run.manifest.get("task") or {})
+    tag = pipeline_tag(run)
     results = eval_results(run, tag)
-    license_ = _get(run.recipe, "output", "license")
+    license_ = _get(run.recipe_dict, "output", "license")
     return ModelCardData(
         base_model=hub_id or None,
         base_model_relation="adapter" if hub_id and not merged else None,
@@ -106,17 +76,13 @@ def card_data(run: RunFiles, *, repo_id: str | None = None, merged: bool = False
     )
 
 
-def pipeline_tag(task: dict[str, Any]) -> str:
-    kind = task.get("type") or "sft"
-    mode = task.get("mode")
-    if mode not in ("head", "generative"):
-        mode = "head" if kind in HEAD_TASKS else "generative"
-    if mode == "head":
-        return "token-classification" if kind == "token_classification" else "text-classification"
-    return "text-generation"
+def pipeline_tag(run: RunDir) -> str:
+    if run.head == "token_classification":
+        return "token-classification"
+    return "text-classification" if run.head == "sequence_classification" else "text-generation"
 
 
-def eval_results(run: RunFiles, task_type: str) -> list:
+def eval_results(run: RunDir, task_type: str) -> list:
     """model-index entries: the task metrics on the test split, else the LM loss/perplexity after training."""
     from huggingface_hub import EvalResult
 
@@ -165,7 +131,7 @@ def _pretty(key: str) -> str:
 
 def _tags(manifest: dict[str, Any], merged: bool) -> list[str]:
     tags = ["lora"]
-    if _get(manifest, "quantization", "method") in ("nf4", "fp4", "int8"):
+    if is_quantized(_get(manifest, "quantization", "method")):
         tags.append("qlora")
     if _get(manifest, "adapter", "method") == "dora":
         tags.append("dora")
@@ -198,14 +164,14 @@ def _get(d: Any, *keys: str) -> Any:
 # --- body ------------------------------------------------------------------------------------
 
 
-def _body(run: RunFiles, *, repo_id: str | None, merged: bool, revision: str | None) -> dict[str, Any]:
+def _body(run: RunDir, *, repo_id: str | None, merged: bool, revision: str | None) -> dict[str, Any]:
     m, base = run.manifest, run.manifest.get("base_model") or {}
     task = m.get("task") or {}
     hub_id = base.get("hub_id")
     columns, rows = _metric_table(run.metrics)
     return {
         "title": repo_id or m.get("name") or "lora-adapt adapter",
-        "description": run.recipe.get("description"),
+        "description": run.recipe_dict.get("description"),
         "merged": merged,
         "base_hub_id": hub_id,
         "base_display": hub_id or _local_name(base),
@@ -238,8 +204,8 @@ def _local_name(base: dict[str, Any]) -> str:
     return ref if ref.startswith("package:") else f"{Path(ref).name} (local)"
 
 
-def _recipe_rows(run: RunFiles) -> list[tuple[str, Any]]:
-    m, r = run.manifest, run.recipe
+def _recipe_rows(run: RunDir) -> list[tuple[str, Any]]:
+    m, r = run.manifest, run.recipe_dict
     a, t = m.get("adapter") or {}, r.get("training") or {}
     labels = _get(m, "task", "labels") or []
     targets = a.get("target_modules")
@@ -371,15 +337,9 @@ def _train_summary(train: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
-def _usage(run: RunFiles, repo_id: str | None, merged: bool, revision: str | None) -> dict[str, str]:
+def _usage(run: RunDir, repo_id: str | None, merged: bool, revision: str | None) -> dict[str, str]:
     base = run.manifest.get("base_model") or {}
-    auto = str(base.get("auto_class") or "")
-    if not re.fullmatch(r"Auto\w+", auto):
-        tag = pipeline_tag(run.manifest.get("task") or {})
-        auto = {
-            "text-classification": "AutoModelForSequenceClassification",
-            "token-classification": "AutoModelForTokenClassification",
-        }.get(tag, "AutoModelForCausalLM")
+    auto = AUTO_CLASSES[run.head]
     base_revision = base.get("revision")
     return {
         "auto_class": auto,
@@ -391,7 +351,7 @@ def _usage(run: RunFiles, repo_id: str | None, merged: bool, revision: str | Non
     }
 
 
-def _limitations(run: RunFiles, merged: bool) -> list[str]:
+def _limitations(run: RunDir, merged: bool) -> list[str]:
     m = run.manifest
     items = [
         "Scores come from a held-out split of the same data the adapter was trained on; they do not "
@@ -402,7 +362,7 @@ def _limitations(run: RunFiles, merged: bool) -> list[str]:
         items.append(
             f"Trained on only {train_rows} rows: expect high variance and check outputs before relying on them."
         )
-    if _get(m, "quantization", "method") in ("nf4", "fp4", "int8") and not merged:
+    if run.quantized and not merged:
         items.append(
             "Trained against a quantized base (QLoRA): load the base the same way for the closest results; "
             "merging goes through an unquantized base and changes outputs slightly."

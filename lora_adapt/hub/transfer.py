@@ -25,6 +25,7 @@ from pathlib import Path
 
 from .. import artifacts as A
 from ..errors import HubError
+from ..rundir import read_run
 from .access import (
     check_write_access,
     parse_repo_id,
@@ -139,13 +140,7 @@ def _branch(revision: str | None) -> str:
 
 
 def _payload_dir(run_dir: Path, merged: bool) -> Path:
-    if not A.is_complete_run(run_dir):
-        unfinished = run_dir.name.endswith(A.IN_PROGRESS_SUFFIX) or A.in_progress_dir(run_dir).exists()
-        raise HubError(
-            f"{run_dir} is not a finished run" + (" (it did not finish)" if unfinished else ""),
-            hint="push the folder a successful `lora-adapt run` wrote (manifest.json, metrics.json, adapter/)",
-            exit_code=2,
-        )
+    run_dir = read_run(run_dir).path  # refuses anything but a finished run (exit 2)
     if merged:
         folder = run_dir / A.MERGED_DIR
         if not (folder / "config.json").is_file() or not any(folder.glob("*.safetensors")):
@@ -193,9 +188,10 @@ def _upload(
 ):
     from huggingface_hub import HfApi
 
-    from .. import __version__
+    from ..manifest import package_versions
 
-    api = HfApi(endpoint=endpoint, token=token, library_name="lora-adapt", library_version=__version__)
+    version = package_versions()["lora-adapt"]
+    api = HfApi(endpoint=endpoint, token=token, library_name="lora-adapt", library_version=version)
     repo_url = api.create_repo(repo_id, private=private, exist_ok=True)
     if private and not api.repo_info(repo_id).private:
         raise HubError(
@@ -216,7 +212,7 @@ def _upload(
 
 
 def _commit_message(run_dir: Path, merged: bool) -> str:
-    name = A.read_json(run_dir / A.MANIFEST).get("name") or run_dir.name
+    name = read_run(run_dir).name
     return f"Upload {'merged model' if merged else 'LoRA adapter'} {name} (lora-adapt)"
 
 

@@ -5,16 +5,16 @@ from __future__ import annotations
 import importlib.util
 import logging
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import torch
 
 from ..errors import ModelLoadError
+from ..recipe.derived import AUTO_CLASSES, Head, is_quantized
 from ..recipe.schema import ModelSpec, QuantizationSpec
 from .hardware import resolve_device, resolve_dtype
 from .source import ModelSource, resolve_model_source
 
-Head = Literal["causal_lm", "sequence_classification", "token_classification"]
 log = logging.getLogger(__name__)
 
 
@@ -31,17 +31,13 @@ class LoadedModel:
 
     @property
     def quantized(self) -> bool:
-        return self.quantization != "none"
+        return is_quantized(self.quantization)
 
 
 def auto_class(head: Head):
     import transformers
 
-    return {
-        "causal_lm": transformers.AutoModelForCausalLM,
-        "sequence_classification": transformers.AutoModelForSequenceClassification,
-        "token_classification": transformers.AutoModelForTokenClassification,
-    }[head]
+    return getattr(transformers, AUTO_CLASSES[head])
 
 
 def load_tokenizer(spec: ModelSpec, source: ModelSource | None = None):

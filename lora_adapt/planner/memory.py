@@ -26,7 +26,6 @@ CPU_PROCESS_BYTES = (
     560 * 2**20
 )  # python + torch + transformers + trl + datasets resident (llama-tiny bench runs here)
 
-ADAM_LIKE = ("adamw_torch", "paged_adamw_32bit")
 EIGHT_BIT = ("adamw_8bit", "paged_adamw_8bit")
 
 

@@ -6,11 +6,12 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
+from ..recipe.derived import recipe_mode
 from ..recipe.schema import Recipe
 from .advice import combine, rank_suggestions
 from .memory import Estimate, estimate
 from .report import ModeReport, PlanReport
-from .settings import MODES, Settings, recipe_mode, settings_for, vary
+from .settings import MODES, Settings, settings_for, vary
 from .shapes import load_config
 from .skeleton import AdapterShape, Skeleton, attention_targets, build_skeleton
 from .units import format_gib

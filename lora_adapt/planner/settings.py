@@ -4,15 +4,13 @@ a target device, in one frozen value the estimator reads and the advisor varies 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Literal
 
 from ..errors import UsageError
+from ..recipe.derived import BENCH_MODES, head_kind, is_quantized, mode_recipe
 from ..recipe.schema import Recipe
 
-Mode = Literal["full", "lora", "qlora"]
-MODES: tuple[str, ...] = ("full", "lora", "qlora")
+MODES: tuple[str, ...] = BENCH_MODES
 DTYPE_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
-HEAD_TASKS = ("classification", "token_classification", "relation_classification")
 
 
 @dataclass(frozen=True)
@@ -67,22 +65,11 @@ class Settings:
         return self.seq_len * self.micro_batch
 
 
-def resolve_dtype(value: str, device: str) -> str:
-    """`auto` -> bf16 on a GPU (where the estimate assumes one that has it), fp32 on a CPU."""
+def dtype_name(value: str, device: str) -> str:
+    """A recipe dtype as the estimate assumes it: `auto` -> bf16 on a GPU (one that has it), fp32 on a CPU."""
     if value != "auto":
         return value
     return "bf16" if device == "cuda" else "fp32"
-
-
-def recipe_mode(recipe: Recipe) -> Mode:
-    """The mode the recipe itself describes."""
-    return "qlora" if recipe.quantization.method != "none" else "lora"
-
-
-def head_of(recipe: Recipe) -> str:
-    if recipe.task.mode == "generative" or recipe.task.type not in HEAD_TASKS:
-        return "causal_lm"
-    return "token_classification" if recipe.task.type == "token_classification" else "sequence_classification"
 
 
 def settings_for(
@@ -98,17 +85,17 @@ def settings_for(
     qlora keeps the recipe's quantization (nf4 when it has none)."""
     if mode not in MODES:
         raise UsageError(f"unknown mode '{mode}'", hint=f"modes are {', '.join(MODES)}")
-    head = head_of(recipe)
+    head = head_kind(recipe.task)
+    planned = mode_recipe(recipe, mode)
     tr, ad = recipe.training, recipe.adapter
-    own = recipe.quantization.method
-    quant = "none" if mode != "qlora" else (own if own != "none" else "nf4")
-    param_dtype = resolve_dtype(recipe.model.dtype, device)
+    quant = planned.quantization.method
+    param_dtype = dtype_name(recipe.model.dtype, device)
     batch = micro_batch or tr.batch_size
     return Settings(
         mode=mode,
         device=device,
         param_dtype=param_dtype,
-        precision=resolve_dtype(tr.precision, device),
+        precision=dtype_name(tr.precision, device),
         quantization=quant,
         double_quant=recipe.quantization.double_quant,
         adapter_method=ad.method,
@@ -133,7 +120,7 @@ def settings_for(
 def adapter_dtype(quantization: str, head: str, param_dtype: str) -> str:
     """peft creates LoRA weights in fp32 over a bf16/fp16 base (`autocast_adapter_dtype`); TRL's SFTTrainer
     then casts the LoRA weights of a quantized model to bf16 (QLoRA paper, section 3), even on a CPU."""
-    if quantization != "none" and head == "causal_lm":
+    if is_quantized(quantization) and head == "causal_lm":
         return "bf16"
     return "fp32" if param_dtype in ("bf16", "fp16") else param_dtype
 

@@ -60,18 +60,6 @@ class Skeleton:
     adapter_trainable: int  # peft's trainable count (0 without an adapter)
     output_head_numel: int  # lm_head / classifier weight numel
 
-    @property
-    def base_params(self) -> int:
-        return sum(t.numel for t in self.tensors if not t.is_adapter)
-
-    @property
-    def quantized_params(self) -> int:
-        return sum(t.numel for t in self.tensors if t.quantized)
-
-    @property
-    def adapter_params(self) -> int:
-        return sum(t.numel for t in self.tensors if t.is_adapter)
-
 
 @dataclass(frozen=True)
 class AdapterShape:

@@ -36,9 +36,5 @@ def parse_size(text: str) -> int:
     return int(size)
 
 
-def gib(n: int | float) -> float:
-    return n / GIB
-
-
 def format_gib(n: int | float) -> str:
     return f"{n / GIB:.2f}"

@@ -1,19 +1,22 @@
-"""Training orchestration: SFTTrainer for generative tasks (and Trainer for classifier heads)."""
+"""Training: SFTTrainer for generative tasks (sft.py), Trainer for classifier heads (heads.py), and what
+both share (config.py translators, runner.py runs and results, progress.py display)."""
 
-from .config import Precision, common_args, resolve_precision, sft_config
-from .sft import (
+from .config import Precision, common_args, resolve_precision
+from .progress import TrainingProgress, use_progress
+from .runner import (
     TrainResult,
     discard_checkpoints,
     early_stopping_callbacks,
     evaluate_loss,
     logging_callbacks,
-    make_sft_trainer,
     run_trainer,
 )
+from .sft import make_sft_trainer, sft_config
 
 __all__ = [
     "Precision",
     "TrainResult",
+    "TrainingProgress",
     "common_args",
     "discard_checkpoints",
     "early_stopping_callbacks",
@@ -23,4 +26,5 @@ __all__ = [
     "resolve_precision",
     "run_trainer",
     "sft_config",
+    "use_progress",
 ]

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..recipe.schema import DataSpec, TrainingSpec
+from ..recipe.schema import TrainingSpec
 
 LOWER_IS_BETTER = ("loss", "perplexity", "error")
 
@@ -83,23 +83,3 @@ def common_args(
             greater_is_better=not any(word in metric for word in LOWER_IS_BETTER),
         )
     return args
-
-
-def sft_config(
-    spec: TrainingSpec,
-    data: DataSpec,
-    precision: Precision,
-    output_dir: Path,
-    *,
-    has_validation: bool,
-    device: str,
-):
-    from trl import SFTConfig
-
-    return SFTConfig(
-        **common_args(spec, precision, output_dir, has_validation=has_validation, device=device),
-        max_length=data.max_seq_length,
-        packing=spec.packing,
-        completion_only_loss=data.loss_on == "completion",
-        dataset_num_proc=None,
-    )

@@ -16,9 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from ..recipe.derived import MULTI_LABEL_LOGIT
 from ..recipe.schema import TaskSpec
-
-MULTI_LABEL_THRESHOLD = 0.5
 
 
 def make_head_trainer(model, tokenizer, prepared, args, callbacks, task: TaskSpec):
@@ -70,7 +69,7 @@ def _single_label_scores(predictions, label_ids, scored: list[int]) -> dict[str,
 def _multilabel_scores(predictions, label_ids) -> dict[str, float]:
     from sklearn.metrics import f1_score
 
-    pred = (_logits(predictions) > 0).astype(int)  # sigmoid(x) > 0.5
+    pred = (_logits(predictions) > MULTI_LABEL_LOGIT).astype(int)
     gold = np.asarray(label_ids).astype(int)
     return {
         "accuracy": float((pred == gold).all(axis=1).mean()),

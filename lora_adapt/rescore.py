@@ -1,8 +1,9 @@
-"""Reload a finished run (base + adapter, pooled and labelled as trained) and score it again.
+"""Score a finished run again: reload its base + adapter (checked, pooled and labelled as trained) and
+evaluate it on one of its recipe's splits or on a new file.
 
-``evaluate_run`` is what `lora-adapt eval RUN_DIR` does, without printing: like ``pipeline.run`` it
-composes the stages (export.run reads the run, modeling reloads the model, data prepares rows,
-evaluation scores), so it lives beside the pipeline rather than in the CLI.
+``evaluate_run`` is what `lora-adapt eval RUN_DIR` does, without printing; like ``pipeline.run`` it
+composes the stages (rundir reads the run, modeling reloads the model, data prepares rows, evaluation
+scores), so it lives beside the pipeline rather than in the CLI. The run directory is never written.
 """
 
 from __future__ import annotations
@@ -10,6 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from .errors import UsageError
+from .recipe import Recipe
+from .rundir import RunDir, read_run
 
 
 @dataclass(frozen=True)
@@ -33,34 +38,35 @@ def evaluate_run(
     echo,
 ) -> dict[str, Any]:
     """Reload base + adapter from ``run_dir`` and score them (the `eval` command without printing)."""
-    from .errors import UsageError
+    from .data import prepare_data
     from .evaluation import evaluate_task
-    from .export.run import load_run
+    from .full_finetune import trained_baselines
+    from .modeling import load_adapted
+    from .quiet import quiet_libraries
+    from .runtime import resolve_runtime
 
-    run = load_run(run_dir)
-    if run.recipe is None:
-        raise UsageError(
-            f"{run_dir} has no readable recipe.resolved.yaml", hint="rerun the recipe with this version"
-        )
+    run = read_run(run_dir)
     recipe = _eval_recipe(run, max_samples)
-    mode = (run.manifest.get("task") or {}).get("mode") or "generative"
     if recipe.task.type == "sft":
         raise UsageError(
             "`lora-adapt eval` scores task runs (classification, tagging, relations, extraction)",
             hint="an sft run's held-out loss and perplexity are in its metrics.json",
         )
-    model, tokenizer = _load_adapted(run, recipe, mode)
-    echo(f"loaded {recipe.model.name_or_path} + adapter from {run.adapter_dir}")
+    quiet_libraries()
+    adapted = load_adapted(run.path)
+    echo(f"loaded {adapted.loaded.source.load_path} + adapter from {run.adapter_dir}")
+    tokenizer, mode = adapted.tokenizer, run.mode
     prepared: Any = _RowsOnly(labels=recipe.task.labels)
     if data_file is None or baselines:  # the recipe's splits are needed (to score, or to train baselines)
-        from .data import prepare_data
-
         prepared = prepare_data(recipe.data, recipe.task, tokenizer, head=mode == "head")
     rows, dataset = _file_rows(data_file, recipe, mode, tokenizer) if data_file is not None else (None, None)
+    trained = (
+        trained_baselines(recipe, resolve_runtime(recipe), tokenizer, prepared, echo) if baselines else None
+    )
     return evaluate_task(
         recipe=recipe,
         mode=mode,
-        model=model,
+        model=adapted.model,
         tokenizer=tokenizer,
         prepared=prepared,
         run_dir=None,
@@ -69,13 +75,19 @@ def evaluate_run(
         rows=rows,
         dataset=dataset,
         baselines=baselines,
+        trained=trained,
     )
 
 
-def _eval_recipe(run, max_samples: int | None):
+def _eval_recipe(run: RunDir, max_samples: int | None) -> Recipe:
     """The run's recipe with the label set it was trained on pinned (so new data is checked against it)."""
+    if run.recipe is None:
+        raise UsageError(
+            f"{run.path} has no recipe.resolved.yaml this version can read",
+            hint="rerun the recipe with this version of lora-adapt",
+        )
     recipe = run.recipe
-    labels = (run.manifest.get("task") or {}).get("labels")
+    labels = run.task.get("labels")
     task = recipe.task.model_copy(update={"labels": tuple(labels)}) if labels else recipe.task
     evaluation = recipe.evaluation
     if max_samples is not None:
@@ -83,32 +95,7 @@ def _eval_recipe(run, max_samples: int | None):
     return recipe.model_copy(update={"task": task, "evaluation": evaluation})
 
 
-def _load_adapted(run, recipe, mode: str):
-    import transformers
-    from peft import PeftModel
-
-    from .modeling import load_model, load_tokenizer
-
-    transformers.logging.set_verbosity_error()  # the expected "classifier newly initialized" report is noise here
-    transformers.utils.logging.disable_progress_bar()
-    has_own = (run.adapter_dir / "tokenizer_config.json").is_file()
-    spec = recipe.model.model_copy(update={"tokenizer": str(run.adapter_dir)}) if has_own else recipe.model
-    tokenizer = load_tokenizer(spec)
-    loaded = load_model(
-        recipe.model,
-        recipe.quantization,
-        head=run.head,
-        labels=run.labels,
-        multi_label=recipe.task.multi_label,
-        tokenizer=tokenizer,
-        pooling=run.pooling,
-    )
-    model = PeftModel.from_pretrained(loaded.model, str(run.adapter_dir))
-    model.eval()
-    return model, tokenizer
-
-
-def _file_rows(path: Path, recipe, mode: str, tokenizer) -> tuple[list[dict] | None, Any]:
+def _file_rows(path: Path, recipe: Recipe, mode: str, tokenizer) -> tuple[list[dict] | None, Any]:
     """Canonical rows of ``path`` and, in head mode, their tokenized form (aligned row for row)."""
     from .data import load_rows_from_file
 

@@ -1,0 +1,95 @@
+"""Decisions derived from a recipe, each made here once (no torch: the planner and `validate` use them).
+
+- task mode: does the task train a classifier head or teach a causal LM to answer (``task_mode``);
+- head kind: which transformers head a mode loads (``head_kind``);
+- quantization: whether a method stores the base quantized (``is_quantized``);
+- benchmark modes: full / lora / qlora and the recipe each one runs (``recipe_mode``, ``mode_recipe``);
+- the full fine-tuning baseline's training settings (``full_finetune_training``);
+- the baseline names (``BASELINES``, from the schema's literal).
+
+Nothing here is written back into a Recipe: these are functions of it.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal, get_args
+
+from .schema import Baseline, Quantization, Recipe, TaskSpec, TrainingSpec
+
+Head = Literal["causal_lm", "sequence_classification", "token_classification"]
+Mode = Literal["head", "generative"]
+BenchMode = Literal["full", "lora", "qlora"]
+
+HEADS: tuple[Head, ...] = get_args(Head)
+BENCH_MODES: tuple[BenchMode, ...] = get_args(BenchMode)
+BASELINES: tuple[str, ...] = get_args(Baseline)
+QUANTIZED_METHODS: tuple[str, ...] = tuple(m for m in get_args(Quantization) if m != "none")
+HEAD_KINDS: dict[str, Head] = {
+    "classification": "sequence_classification",
+    "relation_classification": "sequence_classification",
+    "token_classification": "token_classification",
+}
+"""Task types that can train a classifier head, and the head each one loads."""
+AUTO_CLASSES: dict[Head, str] = {
+    "causal_lm": "AutoModelForCausalLM",
+    "sequence_classification": "AutoModelForSequenceClassification",
+    "token_classification": "AutoModelForTokenClassification",
+}
+"""The transformers auto class of each head (its name is what manifest.json records)."""
+MULTI_LABEL_THRESHOLD = 0.5
+"""Multi-label classification: a label is predicted when its sigmoid probability exceeds this."""
+MULTI_LABEL_LOGIT = math.log(MULTI_LABEL_THRESHOLD / (1 - MULTI_LABEL_THRESHOLD))
+"""The same threshold on the logit (0.0 for 0.5), which is what heads output."""
+FULL_FT_LR_RATIO = 0.1
+"""Full fine-tuning's default learning rate relative to the adapter's (it diverges at LoRA rates)."""
+
+
+def task_mode(task: TaskSpec) -> Mode:
+    """`auto`: a head for the classification task types, generation for sft and extraction."""
+    if task.mode != "auto":
+        return task.mode
+    return "head" if task.type in HEAD_KINDS else "generative"
+
+
+def head_kind(task: TaskSpec) -> Head:
+    """The transformers head the task trains: a classifier in head mode, else the causal LM head."""
+    return head_for(task.type, task_mode(task))
+
+
+def head_for(task_type: str, mode: str) -> Head:
+    return HEAD_KINDS.get(task_type, "causal_lm") if mode == "head" else "causal_lm"
+
+
+def head_of_auto_class(name: str | None) -> Head:
+    """The head whose auto class is ``name`` (as recorded in manifest.json); causal LM when unknown."""
+    return next((head for head, cls in AUTO_CLASSES.items() if cls == name), "causal_lm")
+
+
+def is_quantized(method: str | None) -> bool:
+    return method in QUANTIZED_METHODS
+
+
+def recipe_mode(recipe: Recipe) -> BenchMode:
+    """The benchmark mode the recipe itself describes."""
+    return "qlora" if is_quantized(recipe.quantization.method) else "lora"
+
+
+def full_finetune_training(recipe: Recipe) -> TrainingSpec:
+    """The recipe's training settings at the full fine-tuning rate (evaluation.full_finetune_learning_rate,
+    default FULL_FT_LR_RATIO x training.learning_rate)."""
+    rate = recipe.evaluation.full_finetune_learning_rate or recipe.training.learning_rate * FULL_FT_LR_RATIO
+    return recipe.training.model_copy(update={"learning_rate": rate})
+
+
+def mode_recipe(recipe: Recipe, mode: str) -> Recipe:
+    """The recipe run in one benchmark mode, everything else unchanged: `full` drops quantization and trains
+    at the full fine-tuning rate, `lora` drops quantization, `qlora` keeps the recipe's method (NF4 if none)."""
+    if mode not in BENCH_MODES:
+        raise ValueError(f"unknown mode {mode!r}; expected one of {BENCH_MODES}")
+    own = recipe.quantization.method
+    method = own if mode == "qlora" and is_quantized(own) else ("nf4" if mode == "qlora" else "none")
+    update: dict = {"quantization": recipe.quantization.model_copy(update={"method": method})}
+    if mode == "full":
+        update["training"] = full_finetune_training(recipe)
+    return recipe.model_copy(update=update)

@@ -1,0 +1,165 @@
+"""What a training job is built from, shared by the pipeline, the full fine-tuning baseline, the bench
+and sweeps: the runtime derived from the recipe and the machine, the loaded model and prepared data,
+and the trainer (TRL's SFTTrainer for generative tasks, transformers' Trainer for classifier heads)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .recipe import Recipe
+from .recipe.derived import Head, Mode, head_kind, task_mode
+
+Echo = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """Values derived once from the recipe and the machine; never written back into the Recipe."""
+
+    device: str
+    dtype: str
+    precision: Any  # training.Precision
+    head: Head
+    mode: Mode
+    world_size: int
+    effective_batch_size: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "device": self.device,
+            "dtype": self.dtype,
+            "precision": self.precision.name,
+            "head": self.head,
+            "mode": self.mode,
+            "world_size": self.world_size,
+            "effective_batch_size": self.effective_batch_size,
+        }
+
+
+def resolve_runtime(recipe: Recipe) -> Runtime:
+    from .modeling.hardware import bf16_supported, dtype_name, resolve_device, resolve_dtype
+    from .training import resolve_precision
+
+    device = resolve_device(recipe.model.device)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    t = recipe.training
+    return Runtime(
+        device,
+        dtype_name(resolve_dtype(recipe.model.dtype, device)),
+        resolve_precision(t.precision, device, bf16_supported(device)),
+        head_kind(recipe.task),
+        task_mode(recipe.task),
+        world,
+        t.batch_size * t.gradient_accumulation_steps * world,
+    )
+
+
+def load_model_and_data(recipe: Recipe, runtime: Runtime, echo: Echo):
+    """The tokenizer, prepared data and base model as the recipe asks (seeded)."""
+    from transformers import set_seed
+
+    from .data import prepare_data
+    from .modeling import load_tokenizer
+    from .quiet import quiet_libraries
+
+    quiet_libraries()
+    set_seed(recipe.training.seed)
+    tokenizer = load_tokenizer(recipe.model)
+    if recipe.data.chat_template:
+        from .data.templates import chat_template
+
+        tokenizer.chat_template = chat_template(recipe.data.chat_template)
+    prepared = prepare_data(recipe.data, recipe.task, tokenizer, head=runtime.mode == "head")
+    echo(data_line(prepared))
+    loaded = load_base(recipe, runtime, tokenizer, prepared.labels)
+    pooled = f" ({loaded.pooling} pooling)" if runtime.head == "sequence_classification" else ""
+    echo(
+        f"model: {recipe.model.name_or_path} ({loaded.source.kind}) on {loaded.device}, "
+        f"dtype {runtime.dtype}, quantization {loaded.quantization}, head {runtime.head}{pooled}"
+    )
+    return loaded, prepared
+
+
+def load_base(recipe: Recipe, runtime: Runtime, tokenizer, labels: tuple[str, ...] | None):
+    """The base model with the recipe's head, labels, quantization and pooling (a new head is randomly
+    initialised from the current RNG state)."""
+    from .modeling import load_model
+
+    return load_model(
+        recipe.model,
+        recipe.quantization,
+        head=runtime.head,
+        labels=labels,
+        multi_label=recipe.task.multi_label,
+        tokenizer=tokenizer,
+        pooling=recipe.task.pooling,
+        task_type=recipe.task.type,
+    )
+
+
+def make_trainer(
+    recipe: Recipe,
+    runtime: Runtime,
+    model,
+    tokenizer,
+    prepared,
+    checkpoints: Path,
+    callbacks,
+    *,
+    echo: Echo = print,
+    label: str = "",
+):
+    """The trainer for ``model`` on ``prepared`` with the recipe's training settings; progress goes to
+    ``echo`` (one line per logging step, or a bar on a terminal), prefixed with ``label`` when given."""
+    from .training import use_progress
+
+    trainer = _trainer(recipe, runtime, model, tokenizer, prepared, checkpoints, callbacks)
+    return use_progress(trainer, echo, bar=recipe.training.progress_bar, label=label)
+
+
+def _trainer(recipe: Recipe, runtime: Runtime, model, tokenizer, prepared, checkpoints: Path, callbacks):
+    from .training import common_args, make_sft_trainer, sft_config
+
+    has_val = prepared.validation is not None and len(prepared.validation) > 0
+    eval_ds = prepared.validation if has_val else None
+    if runtime.mode == "head":
+        from transformers import TrainingArguments
+
+        from .training.heads import make_head_trainer
+
+        args = TrainingArguments(
+            **common_args(
+                recipe.training, runtime.precision, checkpoints, has_validation=has_val, device=runtime.device
+            )
+        )
+        return make_head_trainer(model, tokenizer, prepared, args, callbacks, recipe.task)
+    args = sft_config(
+        recipe.training,
+        recipe.data,
+        runtime.precision,
+        checkpoints,
+        has_validation=has_val,
+        device=runtime.device,
+    )
+    return make_sft_trainer(model, tokenizer, prepared.train, eval_ds, args, callbacks)
+
+
+def rows_per_split(prepared) -> dict[str, int]:
+    return {
+        name: len(ds)
+        for name, ds in (
+            ("train", prepared.train),
+            ("validation", prepared.validation),
+            ("test", prepared.test),
+        )
+        if ds is not None
+    }
+
+
+def data_line(prepared) -> str:
+    rows = ", ".join(f"{k} {v}" for k, v in rows_per_split(prepared).items())
+    return f"data: {prepared.layout} layout; rows {rows}"
