@@ -61,6 +61,10 @@ def test_manifest_and_metrics_record_the_run(lora_run, tiny_llama_dir):
         assert set(metrics[split]) == {"before", "after"}
         assert metrics[split]["after"]["loss"] < metrics[split]["before"]["loss"]
     assert "trainable" in output and "perplexity" in output
+    # one compact line per logging step (logging_steps 1, 6 steps), numbers as numbers, no raw log dicts
+    steps = [line for line in output.splitlines() if line.startswith("step ")]
+    assert [line.split()[1] for line in steps] == [f"{i}/6" for i in range(1, 7)]
+    assert all(" loss " in line and " lr " in line for line in steps) and "{'loss'" not in output
     card = (run_dir / A.MODEL_CARD).read_text()
     assert card.startswith("---") and "library_name: peft" in card
 
@@ -237,3 +241,13 @@ def test_early_stopping_keeps_the_best_adapter(tiny_llama_dir, tmp_path):
     assert metrics["train"]["best_metric"] == pytest.approx(min(evals), abs=1e-6)
     # the adapter that was saved is the best one, not the last one
     assert metrics["validation"]["after"]["loss"] == pytest.approx(min(evals), abs=1e-4)
+
+
+def test_progress_lines_are_aligned_and_numeric():
+    from lora_adapt.training.progress import log_line
+
+    a = log_line("step", 5, 120, 0.5, {"loss": 0.41234, "learning_rate": 2e-4, "grad_norm": 1.5}, eta=62)
+    b = log_line("eval", 40, 120, 1.0, {"eval_loss": 0.33, "eval_runtime": 3.1, "epoch": 1.0}, eta=None)
+    assert a == "step    5/120  epoch 0.50  loss 0.4123  lr 2.00e-04  grad 1.5000  left 0:01:02"
+    assert b == "eval   40/120  epoch 1.00  eval_loss 0.3300"
+    assert a.index("epoch") == b.index("epoch")  # columns line up across lines

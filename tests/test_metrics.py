@@ -178,4 +178,3 @@ def test_comparison_table_lists_every_system():
     table = comparison_table(metrics)
     assert "| **adapted (LoRA)** | 0.9000 | 0.8000 |" in table
     assert "majority class" in table and "not asked" in table
-

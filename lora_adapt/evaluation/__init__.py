@@ -21,7 +21,7 @@ from typing import Any
 
 from .. import artifacts as A
 from ..errors import LoraAdaptError, UsageError
-from ..recipe.derived import BASELINES
+from ..recipe.derived import BASELINES, is_quantized
 from . import baselines as B
 from .baselines import BaselineSkipped
 from .metrics import normalize_value
@@ -178,7 +178,7 @@ def _metrics(
 def _adapter_note(recipe) -> str:
     a = recipe.adapter
     return f"{a.method} r={a.rank}" + (
-        f", {recipe.quantization.method}" if recipe.quantization.method != "none" else ""
+        f", {recipe.quantization.method}" if is_quantized(recipe.quantization.method) else ""
     )
 
 

@@ -70,7 +70,7 @@ def bnb_config(quant: QuantizationSpec, compute_dtype: torch.dtype, *, keep: tup
     """Translate the recipe's quantization section into a transformers BitsAndBytesConfig.
 
     ``keep``: module names left unquantized (classification heads)."""
-    if quant.method == "none":
+    if not is_quantized(quant.method):
         return None
     if importlib.util.find_spec("bitsandbytes") is None:
         raise ModelLoadError(

@@ -34,7 +34,7 @@ class Widths:
 
 
 def widths(st: Settings) -> Widths:
-    res = 4 if st.upcast_unquantized and st.quantization != "none" else DTYPE_BYTES[st.param_dtype]
+    res = 4 if st.upcast_unquantized and st.quantized else DTYPE_BYTES[st.param_dtype]
     compute = DTYPE_BYTES[st.compute_dtype]
     lora_cast = DTYPE_BYTES[st.adapter_dtype]
     lora_in = compute if st.autocast else lora_cast

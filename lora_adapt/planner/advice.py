@@ -89,7 +89,7 @@ def _adapter_changes(st: Settings, attention_targets: tuple[str, ...]) -> list[C
         out.append(
             Change("lora", "train a LoRA adapter instead of the full model", (), vary(st, mode="lora"))
         )
-    if st.quantization == "none":
+    if not st.quantized:
         out.append(
             Change(
                 "qlora",

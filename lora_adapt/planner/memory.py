@@ -105,7 +105,7 @@ def _overhead(allocated: int, st: Settings) -> dict[str, int]:
 
 
 def _is_quantized(t: Tensor, st: Settings) -> bool:
-    return t.quantized and st.quantization != "none"
+    return t.quantized and st.quantized
 
 
 def _dtype_bytes(t: Tensor, st: Settings) -> int:
@@ -114,7 +114,7 @@ def _dtype_bytes(t: Tensor, st: Settings) -> int:
         return 4  # DoRA magnitudes stay fp32 (TRL leaves them out of its bf16 cast)
     if st.adapter and t.is_adapter and ".lora_" in f".{t.name}":
         return DTYPE_BYTES[st.adapter_dtype]
-    if st.upcast_unquantized and st.quantization != "none":
+    if st.upcast_unquantized and st.quantized:
         return 4
     return DTYPE_BYTES[st.param_dtype]
 
@@ -187,4 +187,4 @@ def _autocast_copies(sk: Skeleton, st: Settings) -> int:
 
 
 def _base_bytes(st: Settings) -> int:
-    return 4 if st.upcast_unquantized and st.quantization != "none" else DTYPE_BYTES[st.param_dtype]
+    return 4 if st.upcast_unquantized and st.quantized else DTYPE_BYTES[st.param_dtype]

@@ -115,7 +115,7 @@ def _notes(st: Settings, estimator: Estimator) -> list[str]:
             "loss: TRL's fused LM head scores tokens in tiles and never holds the full logits; "
             f"a hand-written loop with full logits would need {format_gib(full_logits)} GiB more"
         )
-    if st.quantization != "none" and st.upcast_unquantized and st.param_dtype != "fp32":
+    if st.quantized and st.upcast_unquantized and st.param_dtype != "fp32":
         upcast = estimator(st).peak - estimator(vary(st, upcast_unquantized=False)).peak
         notes.append(
             "QLoRA: peft's prepare_model_for_kbit_training (called before the adapter is attached) "

@@ -48,6 +48,10 @@ class Settings:
     padded: bool = True  # batches carry an attention mask (no packing, micro-batch > 1)
 
     @property
+    def quantized(self) -> bool:
+        return is_quantized(self.quantization)
+
+    @property
     def adapter(self) -> bool:
         return self.mode != "full"
 

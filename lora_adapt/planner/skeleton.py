@@ -13,7 +13,7 @@ import functools
 from dataclasses import dataclass
 from typing import Any, Literal
 
-HEADS = ("causal_lm", "sequence_classification", "token_classification")
+from ..recipe.derived import HEADS
 
 
 @dataclass(frozen=True)
