@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from .recipe import Recipe
-from .recipe.derived import Head, Mode, head_kind, task_mode
+from .recipe.derived import Head, Mode, head_kind, resolve_loss_path, task_mode
 
 Echo = Callable[[str], None]
 
@@ -27,6 +27,7 @@ class Runtime:
     mode: Mode
     world_size: int
     effective_batch_size: int
+    loss_path: str = "chunked"  # recipe.derived.resolve_loss_path: chunked | trl | liger | head
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -37,6 +38,7 @@ class Runtime:
             "mode": self.mode,
             "world_size": self.world_size,
             "effective_batch_size": self.effective_batch_size,
+            "loss_path": self.loss_path,
         }
 
 
@@ -47,14 +49,16 @@ def resolve_runtime(recipe: Recipe) -> Runtime:
     device = resolve_device(recipe.model.device)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     t = recipe.training
+    head = head_kind(recipe.task)
     return Runtime(
         device,
         dtype_name(resolve_dtype(recipe.model.dtype, device)),
         resolve_precision(t.precision, device, bf16_supported(device)),
-        head_kind(recipe.task),
+        head,
         task_mode(recipe.task),
         world,
         t.batch_size * t.gradient_accumulation_steps * world,
+        resolve_loss_path(t.loss_path, device, head),
     )
 
 
@@ -122,7 +126,7 @@ def make_trainer(
 
 
 def _trainer(recipe: Recipe, runtime: Runtime, model, tokenizer, prepared, checkpoints: Path, callbacks):
-    from .training import common_args, make_sft_trainer, sft_config
+    from .training import check_loss_path, common_args, make_sft_trainer, sft_config
 
     has_val = prepared.validation is not None and len(prepared.validation) > 0
     eval_ds = prepared.validation if has_val else None
@@ -145,7 +149,10 @@ def _trainer(recipe: Recipe, runtime: Runtime, model, tokenizer, prepared, check
         has_validation=has_val,
         device=runtime.device,
     )
-    return make_sft_trainer(model, tokenizer, prepared.train, eval_ds, args, callbacks)
+    loss_path = check_loss_path(
+        runtime.loss_path, model, device=runtime.device, explicit=recipe.training.loss_path != "auto"
+    )
+    return make_sft_trainer(model, tokenizer, prepared.train, eval_ds, args, callbacks, loss_path=loss_path)
 
 
 def rows_per_split(prepared) -> dict[str, int]:

@@ -38,6 +38,12 @@ RATIOS = (  # (numerator arm, denominator arm, metric)
     ("lora-adapt/lora", "peer-trl/lora", "tokens_per_s"),
     ("lora-adapt/lora", "peer-trl/lora", "peak_memory"),
     ("lora-adapt/lora+packing", "peer-trainer/lora", "tokens_per_s"),
+    ("lora-adapt/lora+packing", "peer-trainer/lora", "peak_memory"),
+    *(
+        (f"lora-adapt/lora+loss={p}", "lora-adapt/lora", metric)
+        for p in ("chunked", "trl", "liger")
+        for metric in ("tokens_per_s", "peak_memory")
+    ),
 )
 
 
@@ -123,6 +129,9 @@ def _value(results, arm: str, repeat: int, metric: str, device: str) -> float | 
     return None
 
 
+PEER_LOSS_PATHS = {"peer-trainer": "logits", "peer-trl": "trl"}  # the model's own loss; TRL's fused head
+
+
 def _predict(recipe_path: Path, arm: Any, device: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
     """The planner for this arm: the peak at the largest micro-batch the arm met, the saved-for-backward
     bytes at the shape of the forward where they were measured."""
@@ -132,7 +141,7 @@ def _predict(recipe_path: Path, arm: Any, device: str, runs: list[dict[str, Any]
 
     rows, length = max((tuple(r["longest_batch"]) for r in runs), key=lambda b: b[0] * b[1])
     variant = mode_recipe(load_recipe(recipe_path, arm.overrides), arm.mode)
-    loss_path = "logits" if arm.kind == "peer-trainer" and variant.task.type == "sft" else None
+    loss_path = PEER_LOSS_PATHS.get(arm.kind) if variant.task.type == "sft" else None
     estimator = Estimator(load_config(variant.model.name_or_path))
 
     def settings(batch: tuple[int, int]):
@@ -259,9 +268,27 @@ def marks(summary: dict[str, Any]) -> list[dict[str, Any]]:
             True,
         ),
         ratio_mark(
+            "LoRA unpacked >= 1.0x tokens/s of the hand-written peer",
+            ("lora-adapt/lora", "peer-trainer/lora", "tokens_per_s"),
+            lambda v: v >= 1.0,
+            False,
+        ),
+        ratio_mark(
+            "LoRA unpacked peak memory <= 1.0x the hand-written peer's",
+            ("lora-adapt/lora", "peer-trainer/lora", "peak_memory"),
+            lambda v: v <= 1.0,
+            False,
+        ),
+        ratio_mark(
             "packing >= 1.4x tokens/s of the hand-written peer",
             ("lora-adapt/lora+packing", "peer-trainer/lora", "tokens_per_s"),
             lambda v: v >= 1.4,
+            False,
+        ),
+        ratio_mark(
+            "packing peak memory <= 1.0x the hand-written peer's",
+            ("lora-adapt/lora+packing", "peer-trainer/lora", "peak_memory"),
+            lambda v: v <= 1.0,
             False,
         ),
     ]

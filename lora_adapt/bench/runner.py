@@ -37,12 +37,25 @@ class Arm:
     overrides: tuple[str, ...] = ()
 
 
-def arms_for(modes: tuple[str, ...], peers: tuple[str, ...], *, packing: bool, generative: bool) -> list[Arm]:
-    """lora-adapt in each mode, then the peers (TRL only for generative recipes), then packing."""
+def arms_for(
+    modes: tuple[str, ...],
+    peers: tuple[str, ...],
+    *,
+    packing: bool,
+    generative: bool,
+    loss_paths: tuple[str, ...] = (),
+) -> list[Arm]:
+    """lora-adapt in each mode, then the peers (TRL only for generative recipes), then packing, then LoRA
+    with each other loss path (`training.loss_path`; generative recipes)."""
     arms = [Arm(f"lora-adapt/{m}", "lora-adapt", m) for m in modes]
     arms += [Arm(f"peer-{p}/lora", f"peer-{p}", "lora") for p in peers if generative or p == "trainer"]
     if packing and generative:
         arms.append(Arm("lora-adapt/lora+packing", "lora-adapt", "lora", ("training.packing=true",)))
+    if generative:
+        arms += [
+            Arm(f"lora-adapt/lora+loss={p}", "lora-adapt", "lora", (f"training.loss_path={p}",))
+            for p in loss_paths
+        ]
     return arms
 
 
@@ -57,6 +70,7 @@ def run_bench(
     out_dir: Path,
     workdir: Path | None = None,
     packing: bool = False,
+    loss_paths: tuple[str, ...] = (),
     label: str | None = None,
     command: str = "",
     threads: int | None = None,
@@ -73,7 +87,7 @@ def run_bench(
     generative = (
         load_recipe(bench_recipe).task.type in ("sft", "extraction") or recipe.task.mode == "generative"
     )
-    arms = arms_for(modes, peers, packing=packing, generative=generative)
+    arms = arms_for(modes, peers, packing=packing, generative=generative, loss_paths=loss_paths)
     results = []
     for repeat in range(repeats):
         for arm in arms:

@@ -24,6 +24,11 @@ from . import main
 )
 @click.option("--packing", is_flag=True, help="Add a lora-adapt arm with packing on (generative recipes).")
 @click.option(
+    "--loss-paths",
+    default="",
+    help="Add a LoRA arm per training.loss_path named here (chunked,trl,liger), generative recipes.",
+)
+@click.option(
     "--steps", type=click.IntRange(min=1), default=3, show_default=True, help="Timed steps per run."
 )
 @click.option(
@@ -51,6 +56,7 @@ def bench(
     modes: str,
     peers: str,
     packing: bool,
+    loss_paths: str,
     steps: int,
     warmup: int,
     repeats: int,
@@ -62,9 +68,11 @@ def bench(
     """Benchmark RECIPE as full fine-tuning, LoRA and QLoRA; write JSON, markdown and charts."""
     from ..bench import PEERS, run_bench
     from ..planner import MODES
+    from ..recipe.derived import LOSS_PATHS
 
     chosen = _split(modes, MODES, "--modes")
     peer_arms = _split(peers, PEERS, "--peers") if peers.strip() else ()
+    loss_arms = _split(loss_paths, LOSS_PATHS, "--loss-paths") if loss_paths.strip() else ()
     command = (
         "lora-adapt " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else "lora-adapt bench"
     )
@@ -78,6 +86,7 @@ def bench(
         out_dir=Path(out_dir),
         workdir=Path(workdir) if workdir else None,
         packing=packing,
+        loss_paths=loss_arms,
         label=label,
         command=command,
         threads=threads,

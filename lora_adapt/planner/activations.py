@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from .settings import DTYPE_BYTES, Settings
 from .skeleton import LinearSlot, Skeleton
 
+LOSS_TILE_ELEMENTS = 4 * 2**20  # training.chunked_loss.TILE_ELEMENTS: one fp32 [chunk, vocab] tile
+LOSS_MIN_CHUNK = 16  # training.chunked_loss.MIN_CHUNK
 TRL_TOKEN_TILE = 4096  # trl.kernels.chunked_logprob.TOKEN_CHUNK_SIZE
 TRL_VOCAB_TILE = 32768  # trl.trainer.utils._CHUNKED_LOGPROB_CHUNK_SIZE
 # Measured here (CPU, fp32, 1024 tokens x 32000 vocabulary, peak RSS over forward + backward):
@@ -163,31 +165,39 @@ def _ends(sk: Skeleton, st: Settings, w: Widths) -> float:
     total = 8.0 if full else 0.0
     if st.head == "causal_lm" and sk.rms_norm:
         total += _norm(sk, full, w, True)
-    if st.head == "causal_lm":
-        chunked = st.loss_path == "chunked"
-        total += sk.hidden * (w.res if chunked else (w.compute if full else 0)) + (8 if chunked else 0)
+    if st.head == "causal_lm" and st.loss_path == "trl":  # TRL's head saves the hidden states and targets
+        total += sk.hidden * w.res + 8
+    elif st.head == "causal_lm" and st.loss_path == "logits":  # a trained head keeps its input
+        total += sk.hidden * w.compute if full else 0
     elif st.head == "token_classification":
         total += sk.hidden * w.compute
     return total
 
 
 def _loss_bytes(sk: Skeleton, st: Settings, w: Widths) -> tuple[float, float]:
-    """(held from forward to backward, transient at the start of backward) for the LM loss.
+    """(held from forward to backward, transient at the start of backward) for the LM loss, by loss path.
 
-    Full logits (`logits` path): fp32 log-probabilities are saved and the logits (compute dtype) stay
-    referenced by the model output; the backward then materialises two fp32 `[tokens, vocab]` gradients.
-    TRL's fused head (`chunked`) never holds the logits: it works in `[4096, 32768]` tiles and accumulates
-    fp32 gradients for the hidden states (and for the head weight when it trains). Its Triton kernels fold
-    each tile in place on a GPU; its torch fallback on a CPU keeps several tile-sized temporaries, more
-    than full logits for short batches."""
+    - `logits` (a hand-written loop, the model's own loss): fp32 log-probabilities are saved and the logits
+      (compute dtype) stay referenced by the model output; the backward materialises two fp32 `[tokens,
+      vocab]` gradients.
+    - `chunked` (lora-adapt's, training/chunked_loss.py) and `liger`: one chunk of logits at a time with
+      the gradients formed in forward; held: the fp32 gradient of the hidden states (and of the head
+      weight when it trains); transient: two fp32 `[chunk, vocab]` tiles and the gathered hidden states.
+    - `trl` (TRL's fused head): `[4096, 32768]` tiles; its Triton kernels fold each tile in place on a GPU,
+      its torch fallback elsewhere keeps several tile-sized temporaries, more than full logits for
+      short batches. It accumulates fp32 gradients for the hidden states (and the head weight)."""
     t, v = st.tokens, sk.vocab
     if st.head != "causal_lm" or st.loss_path == "head":
         return t * st.num_labels * 12, 0
     if st.loss_path == "logits":
         return t * v * 4, t * v * (w.compute + LOGITS_GRAD_BYTES)
+    head_grad = sk.output_head_numel * 4 if st.mode == "full" else 0
+    if st.loss_path in ("chunked", "liger"):
+        chunk = min(t, max(LOSS_MIN_CHUNK, LOSS_TILE_ELEMENTS // v))
+        cast = sk.output_head_numel * w.compute if st.autocast and w.compute != w.res else 0
+        return t * sk.hidden * 4 + head_grad, 2 * chunk * v * 4 + t * sk.hidden * w.res + cast
     tile = min(t, TRL_TOKEN_TILE) * min(v, TRL_VOCAB_TILE)
     per_tile = (
         CPU_TILE_BYTES if st.device == "cpu" else w.compute + 4
     )  # GPU: the matmul tile + fp32 working set
-    head_grad = sk.output_head_numel * 4 if st.mode == "full" else 0
     return 0, tile * per_tile + t * sk.hidden * 4 + head_grad

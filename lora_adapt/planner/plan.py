@@ -106,14 +106,21 @@ def mode_report(st: Settings, est: Estimate, budget: int | None) -> ModeReport:
     )
 
 
+LOSS_PATH_WORDS = {
+    "chunked": "one chunk of logits at a time",
+    "trl": "TRL's fused LM head, in tiles",
+    "liger": "Liger-Kernel's fused linear cross-entropy",
+}
+
+
 def _notes(st: Settings, estimator: Estimator) -> list[str]:
     """What the estimate assumed where the choice is not in the recipe, and what the other choice costs."""
     notes = []
-    if st.head == "causal_lm" and st.loss_path == "chunked":
+    if st.head == "causal_lm" and st.loss_path != "logits":
         full_logits = estimator(vary(st, loss_path="logits")).peak - estimator(st).peak
         notes.append(
-            "loss: TRL's fused LM head scores tokens in tiles and never holds the full logits; "
-            f"a hand-written loop with full logits would need {format_gib(full_logits)} GiB more"
+            f"loss: training.loss_path {st.loss_path} ({LOSS_PATH_WORDS[st.loss_path]}) never holds the "
+            f"full logits; a hand-written loop with full logits would need {format_gib(full_logits)} GiB more"
         )
     if st.quantized and st.upcast_unquantized and st.param_dtype != "fp32":
         upcast = estimator(st).peak - estimator(vary(st, upcast_unquantized=False)).peak

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from ..errors import UsageError
-from ..recipe.derived import BENCH_MODES, head_kind, is_quantized, mode_recipe
+from ..recipe.derived import BENCH_MODES, head_kind, is_quantized, mode_recipe, resolve_loss_path
 from ..recipe.schema import Recipe
 
 MODES: tuple[str, ...] = BENCH_MODES
@@ -42,9 +42,8 @@ class Settings:
     attention: str = "sdpa"  # "sdpa" | "eager" | "flash_attention_2"
     head: str = "causal_lm"  # "causal_lm" | "sequence_classification" | "token_classification"
     num_labels: int = 2
-    loss_path: str = (
-        "chunked"  # "chunked" (TRL's fused LM head) | "logits" (full logits + cross-entropy) | "head"
-    )
+    loss_path: str = "trl"  # recipe.derived.resolve_loss_path (chunked | trl | liger | head), or "logits"
+    # (full logits + cross-entropy, as a hand-written loop computes it)
     padded: bool = True  # batches carry an attention mask (no packing, micro-batch > 1)
 
     @property
@@ -116,7 +115,7 @@ def settings_for(
         adapter_dtype=adapter_dtype(quant, head, param_dtype),
         head=head,
         num_labels=len(recipe.task.labels) if recipe.task.labels else 2,
-        loss_path=loss_path or ("head" if head != "causal_lm" else default_loss_path()),
+        loss_path=loss_path or resolve_loss_path(tr.loss_path, device, head),
         padded=batch > 1 and not tr.packing,
     )
 
@@ -127,16 +126,6 @@ def adapter_dtype(quantization: str, head: str, param_dtype: str) -> str:
     if is_quantized(quantization) and head == "causal_lm":
         return "bf16"
     return "fp32" if param_dtype in ("bf16", "fp16") else param_dtype
-
-
-def default_loss_path() -> str:
-    """TRL's SFTTrainer scores tokens with a fused, chunked LM head when this TRL has one; otherwise the
-    full `[tokens, vocab]` logits are materialised."""
-    try:
-        from trl.trainer import utils as trl_utils
-    except ImportError:  # pragma: no cover - trl is a dependency
-        return "logits"
-    return "chunked" if hasattr(trl_utils, "add_fused_lm_head") else "logits"
 
 
 def vary(settings: Settings, **changes) -> Settings:

@@ -5,7 +5,8 @@
 - quantization: whether a method stores the base quantized (``is_quantized``);
 - benchmark modes: full / lora / qlora and the recipe each one runs (``recipe_mode``, ``mode_recipe``);
 - the full fine-tuning baseline's training settings (``full_finetune_training``);
-- the baseline names (``BASELINES``, from the schema's literal).
+- the baseline names (``BASELINES``, from the schema's literal);
+- the loss path a generative job takes on a device (``resolve_loss_path``).
 
 Nothing here is written back into a Recipe: these are functions of it.
 """
@@ -15,13 +16,18 @@ from __future__ import annotations
 import math
 from typing import Literal, get_args
 
-from .schema import Baseline, Quantization, Recipe, TaskSpec, TrainingSpec
+from .schema import Baseline, LossPath, Quantization, Recipe, TaskSpec, TrainingSpec
 
 Head = Literal["causal_lm", "sequence_classification", "token_classification"]
 Mode = Literal["head", "generative"]
 BenchMode = Literal["full", "lora", "qlora"]
+ResolvedLossPath = Literal["chunked", "trl", "liger", "head"]
 
 HEADS: tuple[Head, ...] = get_args(Head)
+LOSS_PATHS: tuple[str, ...] = tuple(p for p in get_args(LossPath) if p != "auto")
+AUTO_LOSS_PATH: dict[str, str] = {"cuda": "trl"}
+"""`training.loss_path: auto` per device (any other device: `chunked`). On CUDA, TRL's fused head until the
+GPU benchmark's loss-path arms (benchmarks/gpu_bench.sh) show `liger` or `chunked` faster."""
 BENCH_MODES: tuple[BenchMode, ...] = get_args(BenchMode)
 BASELINES: tuple[str, ...] = get_args(Baseline)
 QUANTIZED_METHODS: tuple[str, ...] = tuple(m for m in get_args(Quantization) if m != "none")
@@ -64,6 +70,15 @@ def head_for(task_type: str, mode: str) -> Head:
 def head_of_auto_class(name: str | None) -> Head:
     """The head whose auto class is ``name`` (as recorded in manifest.json); causal LM when unknown."""
     return next((head for head, cls in AUTO_CLASSES.items() if cls == name), "causal_lm")
+
+
+def resolve_loss_path(requested: str, device: str, head: Head = "causal_lm") -> ResolvedLossPath:
+    """The loss path a job takes: `head` for classifier heads (their logits are `[tokens, labels]`),
+    else the recipe's choice, `auto` by device (``AUTO_LOSS_PATH``)."""
+    if head != "causal_lm":
+        return "head"
+    chosen = AUTO_LOSS_PATH.get(device, "chunked") if requested == "auto" else requested
+    return chosen  # type: ignore[return-value]
 
 
 def is_quantized(method: str | None) -> bool:

@@ -36,6 +36,7 @@ Optimizer = Literal[
     "adamw_torch", "adamw_8bit", "paged_adamw_8bit", "paged_adamw_32bit", "adafactor", "sgd", "lion_8bit"
 ]
 ReportTo = Literal["none", "tensorboard", "wandb"]
+LossPath = Literal["auto", "chunked", "trl", "liger"]
 Baseline = Literal["majority", "tfidf_logreg", "base_model", "full_finetune"]
 OverlengthPolicy = Literal["drop", "truncate"]
 
@@ -269,6 +270,12 @@ class TrainingSpec(Spec):
     gradient_accumulation_steps: int = Field(1, ge=1)
     packing: bool = False
     """Pack several short examples into each sequence (SFT only)."""
+    loss_path: LossPath = "auto"
+    """How generative training scores tokens over the vocabulary, never holding the full
+    `[tokens, vocab]` logits: `chunked` (lora-adapt's, any device: one chunk of logits at a time,
+    gradients formed as it goes), `trl` (TRL's fused LM head: Triton kernels on CUDA, a slower torch
+    fallback elsewhere), `liger` (Liger-Kernel's fused linear cross-entropy; CUDA and
+    `pip install liger-kernel`). `auto`: `trl` on CUDA, `chunked` elsewhere."""
     gradient_checkpointing: bool = False
     weight_decay: float = Field(0.0, ge=0)
     max_grad_norm: float = Field(1.0, ge=0)
@@ -361,6 +368,11 @@ class Recipe(Spec):
         problems = []
         if self.training.packing and self.task.type != "sft":
             problems.append("training.packing only applies to task.type 'sft'")
+        if self.training.loss_path != "auto" and _trains_a_head(self.task):
+            problems.append(
+                "training.loss_path applies to generative training (the LM head); a classifier head "
+                "has no vocabulary-sized logits: remove it"
+            )
         if self.task.type != "sft" and self.data.format != "auto":
             problems.append(f"data.format is for sft data; task.type '{self.task.type}' fixes its own layout")
         if (
@@ -393,3 +405,9 @@ class Recipe(Spec):
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+
+def _trains_a_head(task: TaskSpec) -> bool:
+    from .derived import task_mode  # derived imports this module
+
+    return task_mode(task) == "head"

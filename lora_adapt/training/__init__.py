@@ -11,12 +11,13 @@ from .runner import (
     logging_callbacks,
     run_trainer,
 )
-from .sft import make_sft_trainer, sft_config
+from .sft import check_loss_path, make_sft_trainer, sft_config
 
 __all__ = [
     "Precision",
     "TrainResult",
     "TrainingProgress",
+    "check_loss_path",
     "common_args",
     "discard_checkpoints",
     "early_stopping_callbacks",

@@ -30,10 +30,12 @@ def sft_config(
     )
 
 
-def make_sft_trainer(model, tokenizer, train_ds, eval_ds, args, callbacks: list[TrainerCallback]):
-    from trl import SFTTrainer
-
-    return SFTTrainer(
+def make_sft_trainer(
+    model, tokenizer, train_ds, eval_ds, args, callbacks: list[TrainerCallback], *, loss_path: str = "trl"
+):
+    """TRL's SFTTrainer (`loss_path` "trl": its own fused LM head), or our subclass scoring tokens by
+    `loss_path` "chunked" / "liger" (training/lm_loss.py)."""
+    kwargs = dict(
         model=model,
         args=args,
         train_dataset=train_ds,
@@ -41,3 +43,41 @@ def make_sft_trainer(model, tokenizer, train_ds, eval_ds, args, callbacks: list[
         processing_class=tokenizer,
         callbacks=callbacks,
     )
+    if loss_path == "trl":
+        from trl import SFTTrainer
+
+        return SFTTrainer(**kwargs)
+    from .lm_loss import LossPathSFTTrainer
+
+    return LossPathSFTTrainer(**kwargs, loss_path=loss_path)
+
+
+def check_loss_path(loss_path: str, model, *, device: str, explicit: bool) -> str:
+    """The loss path this model takes: `loss_path`, or TRL's fused head when the model cannot take ours
+    and the recipe left the choice to `auto`; an explicit choice that cannot run is an error."""
+    from ..errors import UsageError
+
+    if loss_path not in ("chunked", "liger"):
+        return loss_path
+    if loss_path == "liger":
+        if device != "cuda":
+            raise UsageError(
+                f"training.loss_path 'liger' needs a CUDA device (this job runs on {device})",
+                hint="use chunked (any device) or auto",
+            )
+        try:
+            import liger_kernel  # noqa: F401
+        except ImportError as e:
+            raise UsageError(
+                "training.loss_path 'liger' needs Liger-Kernel", hint="pip install 'lora-adapt[liger]'"
+            ) from e
+    from .lm_loss import unsupported_reason
+
+    reason = unsupported_reason(model)
+    if reason is None:
+        return loss_path
+    if explicit:
+        raise UsageError(
+            f"training.loss_path '{loss_path}' cannot score this model: {reason}", hint="use trl"
+        )
+    return "trl"

@@ -1,0 +1,137 @@
+"""TRL's SFTTrainer with the loss path chosen per device (`training.loss_path`), through its `compute_loss`
+extension point: nothing in TRL or transformers is patched.
+
+The model is called as usual (through the accelerator's wrapper, so distributed gradient hooks run)
+with `logits_to_keep` selecting no position, so its LM head projects nothing; a forward hook on the
+decoder captures the hidden states the head would have read. The loss is then computed over the
+scored positions only (labels != -100): by `chunked_loss` (one chunk of logits at a time) or by
+Liger-Kernel's fused linear cross-entropy (CUDA). Entropy and token accuracy, which TRL logs every
+step, come out of the same pass.
+
+Anything this path does not cover (label smoothing, a custom `compute_loss_func`, DFT loss, MoE auxiliary
+losses, context or sequence parallelism, `return_outputs`) goes to TRL's own `compute_loss`."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import torch
+from trl import SFTTrainer
+
+from .chunked_loss import LossStats, chunked_lm_loss, scored_positions
+
+OWN_PATHS = ("chunked", "liger")
+LOGIT_TRANSFORMS = ("final_logit_softcapping", "logit_scale", "output_multiplier", "lm_head_multiplier")
+LOGIT_TRANSFORMS_SCALING = "logits_scaling"
+
+
+def unsupported_reason(model) -> str | None:
+    """Why the decoder-output route cannot score `model` exactly (None when it can): the head must read
+    the decoder's output unchanged, and the forward must accept `logits_to_keep`."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    if not hasattr(base, "get_decoder") or base.get_output_embeddings() is None:
+        return f"{type(base).__name__} has no separate decoder and LM head"
+    if "logits_to_keep" not in inspect.signature(type(base).forward).parameters:
+        return f"{type(base).__name__}.forward takes no logits_to_keep"
+    config = base.config.get_text_config()
+    transforms = [k for k in LOGIT_TRANSFORMS if getattr(config, k, None) not in (None, 1, 1.0)]
+    if getattr(config, LOGIT_TRANSFORMS_SCALING, None) not in (None, 1, 1.0):
+        transforms.append(LOGIT_TRANSFORMS_SCALING)
+    if transforms:
+        return f"{type(base).__name__} transforms its logits ({', '.join(transforms)})"
+    return None
+
+
+class LossPathSFTTrainer(SFTTrainer):
+    """`SFTTrainer` whose loss takes `loss_path` ("chunked" or "liger")."""
+
+    def __init__(self, *args, loss_path: str, **kwargs):
+        if loss_path not in OWN_PATHS:
+            raise ValueError(f"loss_path {loss_path!r}: this trainer computes {OWN_PATHS}")
+        super().__init__(*args, **kwargs)
+        self.loss_path = loss_path
+        self._liger: Any = None
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if return_outputs or not self._own_loss_applies(inputs):
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        mode = "train" if self.model.training else "eval"
+        labels = inputs["labels"]
+        hidden, head = decoder_output(model, self.accelerator.unwrap_model(model), inputs)
+        if self.loss_path == "liger":
+            stats = self._liger_loss(hidden, head, labels, num_items_in_batch)
+        else:
+            stats = chunked_lm_loss(hidden, head.weight, head.bias, labels, num_items=num_items_in_batch)
+        loss = stats.loss
+        # as TRL: `num_items_in_batch` counts every rank's tokens and DDP averages the gradients
+        if self.args.average_tokens_across_devices and num_items_in_batch is not None:
+            loss = loss * (self.accelerator.num_processes // self.get_tp_size())
+        self._record_metrics(mode, stats, inputs)
+        return loss
+
+    def _own_loss_applies(self, inputs) -> bool:
+        parallel = self.accelerator.parallelism_config
+        return (
+            "labels" in inputs
+            and "shift_labels" not in inputs
+            and self.compute_loss_func is None
+            and self.label_smoother is None
+            and getattr(self.args, "loss_type", "nll") == "nll"
+            and not self.aux_loss_enabled
+            and not (parallel is not None and (parallel.cp_enabled or parallel.sp_enabled))
+        )
+
+    def _liger_loss(self, hidden, head, labels, num_items) -> LossStats:
+        if self._liger is None:
+            from liger_kernel.transformers.fused_linear_cross_entropy import (
+                LigerFusedLinearCrossEntropyLoss,
+            )
+
+            self._liger = LigerFusedLinearCrossEntropyLoss(reduction="sum", return_token_accuracy=True)
+        states, targets, count = scored_positions(hidden, labels)
+        out = self._liger(head.weight, states, targets, head.bias)
+        denominator = count.clamp(min=1) if num_items is None else num_items
+        correct = (out.token_accuracy.detach() * count).round().long()
+        return LossStats(out.loss / denominator, count, None, correct)
+
+    def _record_metrics(self, mode: str, stats: LossStats, inputs) -> None:
+        """TRL's per-step metrics (entropy, mean_token_accuracy, num_tokens), from the loss's own pass."""
+        gather = self.accelerator.gather_for_metrics
+        valid = gather(stats.tokens.detach()).sum()
+        n = valid.item()
+        metrics = self._metrics[mode]
+        if stats.entropy_sum is not None:
+            metrics["entropy"].append((gather(stats.entropy_sum).sum() / valid).item() if n else 0.0)
+        metrics["mean_token_accuracy"].append((gather(stats.correct).sum() / valid).item() if n else 0.0)
+        if mode == "train":
+            if "attention_mask" in inputs:
+                tokens = gather(inputs["attention_mask"].sum()).sum().item()
+            else:  # padding-free packing: one row, positions restart per document
+                ids = inputs["position_ids"]
+                tokens = gather(torch.tensor(ids.size(1), device=ids.device)).sum().item()
+            self._total_train_tokens += tokens // self._tp_size
+        metrics["num_tokens"] = [self._total_train_tokens]
+
+
+def decoder_output(call, model, inputs: dict[str, Any]) -> tuple[torch.Tensor, torch.nn.Module]:
+    """Run `call` (the model, possibly wrapped) on `inputs` without labels and with no logits kept; return
+    the decoder's last hidden states, captured by a forward hook, and the LM head of `model`."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    decoder = base.get_decoder()
+    captured: dict[str, torch.Tensor] = {}
+
+    def keep(_module, _args, output):
+        captured["hidden"] = output.last_hidden_state if hasattr(output, "last_hidden_state") else output[0]
+
+    ids = inputs["input_ids"]
+    handle = decoder.register_forward_hook(keep)
+    try:
+        call(
+            **{k: v for k, v in inputs.items() if k != "labels"},
+            use_cache=False,
+            logits_to_keep=torch.zeros(0, dtype=torch.long, device=ids.device),
+        )
+    finally:
+        handle.remove()
+    return captured["hidden"], base.get_output_embeddings()
