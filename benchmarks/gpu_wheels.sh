@@ -11,7 +11,8 @@ PLATFORMS=(--platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --p
            --platform any)
 # Versions pinned to what the CPU suite runs with (see DEVELOPERS.md); datasets' own needs included.
 WHEELS=(trl==1.16.0 bitsandbytes==0.50.2 transformers==5.24.0 peft==0.21.2 datasets==5.2.0 dill==0.4.1 multiprocess==0.70.19
-        pydantic==2.14.4 pydantic-core==2.50.5 annotated-types==0.8.0 typing-inspection==0.4.5)
+        pydantic==2.14.4 pydantic-core==2.50.5 annotated-types==0.8.0 typing-inspection==0.4.5
+        liger-kernel==0.8.5)  # training.loss_path liger (Triton ships with CUDA torch)
 python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
   "${PLATFORMS[@]}" -d .whl "${WHEELS[@]}"
 du -sh .whl

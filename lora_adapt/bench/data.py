@@ -49,6 +49,21 @@ def synthetic_rows(n: int = 64, seed: int = 0) -> Rows:
     return rows
 
 
+def long_rows(rows: Rows, min_words: int, limit: int = 64) -> Rows:
+    """Long-context rows: consecutive answers joined until each has `min_words` words (at most `limit`
+    rows), so that a benchmark at a long sequence length fills it."""
+    out: Rows = []
+    words: list[str] = []
+    for row in rows * max(1, -(-min_words * limit // max(1, sum(len(r["output"].split()) for r in rows)))):
+        words += row["output"].split()
+        if len(words) >= min_words:
+            out.append({"instruction": f"Summarise document {len(out)}.", "output": " ".join(words)})
+            words = []
+            if len(out) == limit:
+                break
+    return out
+
+
 def write_jsonl(rows: Rows, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
