@@ -38,12 +38,11 @@ def evaluate_run(
     echo,
 ) -> dict[str, Any]:
     """Reload base + adapter from ``run_dir`` and score them (the `eval` command without printing)."""
-    from .data import prepare_data
     from .evaluation import evaluate_task
     from .full_finetune import trained_baselines
     from .modeling import load_adapted
     from .quiet import quiet_libraries
-    from .runtime import resolve_runtime
+    from .runtime import recipe_data, resolve_runtime
 
     run = read_run(run_dir)
     recipe = _eval_recipe(run, max_samples)
@@ -58,7 +57,7 @@ def evaluate_run(
     tokenizer, mode = adapted.tokenizer, run.mode
     prepared: Any = _RowsOnly(labels=recipe.task.labels)
     if data_file is None or baselines:  # the recipe's splits are needed (to score, or to train baselines)
-        prepared = prepare_data(recipe.data, recipe.task, tokenizer, head=mode == "head")
+        prepared = recipe_data(recipe, tokenizer)
     rows, dataset = _file_rows(data_file, recipe, mode, tokenizer) if data_file is not None else (None, None)
     trained = (
         trained_baselines(recipe, resolve_runtime(recipe), tokenizer, prepared, echo) if baselines else None

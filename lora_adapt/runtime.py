@@ -66,18 +66,12 @@ def load_model_and_data(recipe: Recipe, runtime: Runtime, echo: Echo):
     """The tokenizer, prepared data and base model as the recipe asks (seeded)."""
     from transformers import set_seed
 
-    from .data import prepare_data
-    from .modeling import load_tokenizer
     from .quiet import quiet_libraries
 
     quiet_libraries()
     set_seed(recipe.training.seed)
-    tokenizer = load_tokenizer(recipe.model)
-    if recipe.data.chat_template:
-        from .data.templates import chat_template
-
-        tokenizer.chat_template = chat_template(recipe.data.chat_template)
-    prepared = prepare_data(recipe.data, recipe.task, tokenizer, head=runtime.mode == "head")
+    tokenizer = recipe_tokenizer(recipe)
+    prepared = recipe_data(recipe, tokenizer, echo=echo)
     echo(data_line(prepared))
     loaded = load_base(recipe, runtime, tokenizer, prepared.labels)
     pooled = f" ({loaded.pooling} pooling)" if runtime.head == "sequence_classification" else ""
@@ -86,6 +80,27 @@ def load_model_and_data(recipe: Recipe, runtime: Runtime, echo: Echo):
         f"dtype {runtime.dtype}, quantization {loaded.quantization}, head {runtime.head}{pooled}"
     )
     return loaded, prepared
+
+
+def recipe_tokenizer(recipe: Recipe):
+    """The recipe's tokenizer, with `data.chat_template` applied when the recipe names one."""
+    from .modeling import load_tokenizer
+
+    tokenizer = load_tokenizer(recipe.model)
+    if recipe.data.chat_template:
+        from .data.templates import chat_template
+
+        tokenizer.chat_template = chat_template(recipe.data.chat_template)
+    return tokenizer
+
+
+def recipe_data(recipe: Recipe, tokenizer, *, echo: Echo | None = None, build: bool = True):
+    """The recipe's prepared data through the content-addressed cache (data/cache.py): read back when an
+    intact entry exists, else prepared and stored (`build=False`: None instead)."""
+    from .data.cache import prepared
+
+    head = task_mode(recipe.task) == "head"
+    return prepared(recipe.data, recipe.task, tokenizer, head=head, build=build, echo=echo)
 
 
 def load_base(recipe: Recipe, runtime: Runtime, tokenizer, labels: tuple[str, ...] | None):

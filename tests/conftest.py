@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -11,6 +14,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("WANDB_DISABLED", "true")
+# prepared-data cache (lora_adapt/data/cache.py): one per test session, never the user's
+_CACHE = tempfile.mkdtemp(prefix="lora-adapt-test-data-cache-")
+os.environ["LORA_ADAPT_DATA_CACHE"] = _CACHE
+atexit.register(shutil.rmtree, _CACHE, True)
 
 from tiny_models import build_tiny_bert, build_tiny_causal_lm  # noqa: E402
 

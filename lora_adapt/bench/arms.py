@@ -59,13 +59,12 @@ def lora_adapt_trainer(recipe: Recipe, mode: str, workdir: Path, callbacks: list
 
 def _shared_inputs(recipe: Recipe):
     """(runtime, tokenizer, prepared data, model loaded as a user would, unquantized)."""
-    from ..data import prepare_data
-    from ..modeling import load_model, load_tokenizer
-    from ..runtime import resolve_runtime
+    from ..modeling import load_model
+    from ..runtime import recipe_data, recipe_tokenizer, resolve_runtime
 
     runtime = resolve_runtime(recipe)
-    tokenizer = load_tokenizer(recipe.model)
-    prepared = prepare_data(recipe.data, recipe.task, tokenizer, head=runtime.mode == "head")
+    tokenizer = recipe_tokenizer(recipe)
+    prepared = recipe_data(recipe, tokenizer)
     loaded = load_model(
         recipe.model,
         recipe.quantization,

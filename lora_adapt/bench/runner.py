@@ -185,6 +185,7 @@ def run_worker(
         **(CPU_MALLOC_ENV if cpu and os.environ.get("LORA_ADAPT_BENCH_MALLOC") != "default" else {}),
         **({"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)} if threads else {}),
     }
+    env.setdefault("LORA_ADAPT_DATA_CACHE", str(work / "data-cache"))  # arms share one prepared copy
     start = time.perf_counter()
     with log_path.open("w") as log:
         proc = subprocess.run(

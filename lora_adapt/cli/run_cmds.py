@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from ..errors import UsageError
 from ..recipe import load_recipe
 from . import main
 
@@ -72,15 +73,24 @@ def data() -> None:
 @click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE", help=SET_HELP)
 def preview(recipe: str, count: int, split: str, overrides: tuple[str, ...]) -> None:
     """Render prepared examples, marking trained and masked tokens."""
-    from ..data import prepare_data, render_preview
-    from ..modeling import load_tokenizer
-    from ..recipe.derived import task_mode
+    from ..data import render_preview
+    from ..runtime import recipe_data, recipe_tokenizer
 
     r = load_recipe(recipe, overrides)
-    tokenizer = load_tokenizer(r.model)
-    if r.data.chat_template:
-        from ..data.templates import chat_template
-
-        tokenizer.chat_template = chat_template(r.data.chat_template)
-    prepared = prepare_data(r.data, r.task, tokenizer, head=task_mode(r.task) == "head")
+    tokenizer = recipe_tokenizer(r)
+    prepared = recipe_data(r, tokenizer)
     click.echo(render_preview(prepared, tokenizer, n=count, split=split))
+
+
+@data.command()
+@click.argument("recipe", type=click.Path(dir_okay=False))
+@click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE", help=SET_HELP)
+def prepare(recipe: str, overrides: tuple[str, ...]) -> None:
+    """Prepare the recipe's data into the cache ahead of time (runs, --resume, sweeps and eval reuse it)."""
+    from ..runtime import data_line, recipe_data, recipe_tokenizer
+
+    r = load_recipe(recipe, overrides)
+    if not r.data.cache:
+        raise UsageError("data.cache is false: nothing would be kept", hint="set data.cache: true")
+    prepared = recipe_data(r, recipe_tokenizer(r), echo=click.echo)
+    click.echo(data_line(prepared))

@@ -230,6 +230,10 @@ class DataSpec(Spec):
     cleaning: CleaningSpec = CleaningSpec()
     max_samples: int | None = Field(None, ge=1)
     """Keep at most this many rows per split (after cleaning), for quick runs."""
+    cache: bool = True
+    """Keep the prepared data in the content-addressed cache (`$LORA_ADAPT_DATA_CACHE`, default
+    `~/.cache/lora-adapt/data`) and reuse it when the files, tokenizer and data settings are the same:
+    reruns, `--resume`, sweep trials and `eval` skip preparation. `lora-adapt data prepare` fills it."""
 
     @model_validator(mode="after")
     def _sources(self) -> DataSpec:
