@@ -178,3 +178,36 @@ def test_comparison_table_lists_every_system():
     table = comparison_table(metrics)
     assert "| **adapted (LoRA)** | 0.9000 | 0.8000 |" in table
     assert "majority class" in table and "not asked" in table
+
+
+def test_sklearn_metrics_equal_the_hand_written_ones_on_the_quickstart_predictions():
+    """scikit-learn computes P/R/F1 and the confusion matrix now; on the committed quickstart predictions (and the
+    same predictions with unparseable answers, and a multi-label variant) every count and label is equal and
+    every score equal to the 6th decimal: the hand-written scorer averaged per-class F1s already rounded to 6
+    places for f1_weighted, so two weighted F1s move by 1e-6 (0.902977 -> 0.902976, 0.649810 -> 0.649811).
+    tests/fixtures/quickstart_predictions.json says how the fixture was made."""
+    import json
+    from pathlib import Path
+
+    fixture = json.loads((Path(__file__).parent / "fixtures" / "quickstart_predictions.json").read_text())
+    labels, gold, pred = fixture["labels"], fixture["gold"], fixture["pred"]
+    step, start = 7, fixture["invalid_every_7th_from"]
+    invalid = [None if i % step == start else p for i, p in enumerate(pred)]
+
+    def same(got, want):
+        if isinstance(want, dict):
+            return set(got) == set(want) and all(same(got[k], want[k]) for k in want)
+        if isinstance(want, float):
+            return abs(got - want) <= 1.01e-6
+        return got == want
+
+    assert same(M.classification_metrics(gold, pred, labels), fixture["expected"]["single"])
+    assert same(M.classification_metrics(gold, invalid, labels), fixture["expected"]["single_with_invalid"])
+    assert fixture["expected"]["single_with_invalid"]["invalid"] == sum(p is None for p in invalid) > 0
+    assert same(
+        M.multilabel_metrics(fixture["multi_gold"], fixture["multi_pred"], labels),
+        fixture["expected"]["multi"],
+    )
+    assert (
+        M.classification_metrics(gold, pred, labels)["f1_macro"] == fixture["expected"]["single"]["f1_macro"]
+    )
