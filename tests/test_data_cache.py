@@ -60,6 +60,19 @@ def test_head_task_rows_and_labels_round_trip(tmp_path, tiny_bert_dir):
     assert cached.raw["test"][0] == list(cached.raw["test"])[0]
 
 
+def test_empty_splits_round_trip(tmp_path, tiny_llama_dir):
+    """A split of no rows (validation: 0) cannot be saved as Arrow: the entry notes it and reads it back."""
+    data = write_jsonl(tmp_path / "d.jsonl", instruction_rows(20))
+    recipe = load_recipe(
+        sft_recipe(tmp_path, tiny_llama_dir, data, data={"split": {"validation": 0.0, "test": 0.0}})
+    )
+    tokenizer = recipe_tokenizer(recipe)
+    prepared(recipe.data, recipe.task, tokenizer, head=False, root=tmp_path / "c")
+    cached = prepared(recipe.data, recipe.task, tokenizer, head=False, root=tmp_path / "c")
+    same(cached, prepare_data(recipe.data, recipe.task, tokenizer, head=False))
+    assert list(cached.raw["validation"]) == [] and len(cached.train) > 0
+
+
 def test_changed_file_setting_tokenizer_or_mode_misses(sft, tmp_path):
     recipe, tokenizer, data = sft
     key = entry_key(key_inputs(recipe.data, recipe.task, tokenizer, head=False))

@@ -156,18 +156,23 @@ def write_entry(folder: Path, data: PreparedData, inputs: dict[str, Any]) -> Non
     folder.parent.mkdir(parents=True, exist_ok=True)
     stage = folder.parent / f".{folder.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
     try:
+        empty: dict[str, Any] = {}  # Arrow cannot save (or load) a dataset of no rows: note its columns
         for name in SPLITS:
             split = getattr(data, name)
-            if split is not None:
+            if split is not None and len(split) == 0:
+                empty[name] = split.features.to_dict()
+            elif split is not None:
                 split.save_to_disk(str(stage / "tokenized" / name))
             rows = data.raw.get(name) or []
-            column = [json.dumps(row, ensure_ascii=False, sort_keys=False) for row in rows]
-            datasets.Dataset.from_dict({"row": column}).save_to_disk(str(stage / "rows" / name))
+            if rows:
+                column = [json.dumps(row, ensure_ascii=False, sort_keys=False) for row in rows]
+                datasets.Dataset.from_dict({"row": column}).save_to_disk(str(stage / "rows" / name))
         meta = {
             "inputs": inputs,
             "layout": data.layout,
             "labels": list(data.labels) if data.labels is not None else None,
             "stats": data.stats,
+            "empty_tokenized": empty,
             "checksums": {
                 str(p.relative_to(stage)): _xxh3(p) for p in sorted(stage.rglob("*")) if p.is_file()
             },
@@ -192,13 +197,21 @@ def read_entry(folder: Path) -> PreparedData | None:
         meta = json.loads((folder / META).read_text(encoding="utf-8"))
         if any(_xxh3(folder / rel) != digest for rel, digest in meta["checksums"].items()):
             raise ValueError("checksum mismatch")
+        empty = meta.get("empty_tokenized", {})
         splits = {
             name: datasets.load_from_disk(str(folder / "tokenized" / name))
             if (folder / "tokenized" / name).is_dir()
+            else _empty_split(empty[name])
+            if name in empty
             else None
             for name in SPLITS
         }
-        raw = {name: CachedRows(datasets.load_from_disk(str(folder / "rows" / name))) for name in SPLITS}
+        raw = {
+            name: CachedRows(datasets.load_from_disk(str(folder / "rows" / name)))
+            if (folder / "rows" / name).is_dir()
+            else []
+            for name in SPLITS
+        }
     except (OSError, ValueError, KeyError, TypeError):
         discard(folder)
         return None
@@ -211,6 +224,13 @@ def read_entry(folder: Path) -> PreparedData | None:
         labels=tuple(meta["labels"]) if meta["labels"] is not None else None,
         stats=meta["stats"],
     )
+
+
+def _empty_split(features: dict):
+    import datasets
+
+    features = datasets.Features.from_dict(features)
+    return datasets.Dataset.from_dict({column: [] for column in features}, features=features)
 
 
 def discard(folder: Path) -> None:
