@@ -91,6 +91,7 @@ def run_one(name: str, full: bool, extra: list[str], echo, data_root: Path | Non
     wall = round(time.perf_counter() - start, 1)
     return {
         "dataset": name,
+        "full": full,
         "extra": extra,
         "overrides": overrides,
         "notes": notes,
@@ -174,14 +175,13 @@ def render(report: dict[str, Any]) -> str:
         "Every number below was produced by those commands; nothing is copied from elsewhere.",
         "",
     ]
-    if not report.get("full"):
+    if any(not _is_full(report, r) for r in report["results"]):
         lines += [
-            "**Reduced run** (2 CPU cores): per dataset, `data.max_samples` caps *every* split (train, "
-            "validation and test) to a seeded sample, and the epochs are cut - see the overrides under each "
-            "table. Scores are therefore on a test subsample and below what the full recipes reach. With a "
-            "few hundred optimizer steps the fine-tuned heads (LoRA and full fine-tuning alike) may still be "
-            "far from converged; judge the issue's "
-            "marks (LoRA within 1 point of full fine-tuning, above TF-IDF + LR) on converged runs (`--full`).",
+            "**Reduced runs** (marked *reduced* below; 2 CPU cores): `data.max_samples` caps every split to a "
+            "seeded sample (for emobank and stsbenchmark only the training split is larger than the cap, so "
+            "their validation and test splits are whole), and the epochs are cut - see the overrides under "
+            "each table. With a few hundred optimizer steps the fine-tuned heads (LoRA and full fine-tuning "
+            "alike) may still be far from converged, so scores are below what the full recipes reach.",
             "",
         ]
     lines += _summary_table(report["results"]), ""
@@ -272,7 +272,13 @@ def _cost(name: str, r: dict[str, Any], adapter: dict[str, Any], m: dict[str, An
 
 def _label(result: dict[str, Any]) -> str:
     extra = result.get("extra") or []
-    return result["dataset"] + (f" ({' '.join(extra)})" if extra else "")
+    reduced = " *reduced*" if result.get("full") is False else ""
+    return result["dataset"] + reduced + (f" ({' '.join(extra)})" if extra else "")
+
+
+def _is_full(report: dict[str, Any], result: dict[str, Any]) -> bool:
+    """Results record whether they ran the recipe as written; older ones inherit the report's flag."""
+    return bool(result.get("full", report.get("full")))
 
 
 def _f(x: Any) -> str:
@@ -304,6 +310,9 @@ def main() -> None:
         "--append", action="store_true", help="add to the saved results instead of replacing them"
     )
     parser.add_argument(
+        "--note", action="append", default=[], help="with --combine: a note on how the parts were run"
+    )
+    parser.add_argument(
         "--data-root",
         type=Path,
         default=None,
@@ -324,11 +333,17 @@ def main() -> None:
         return
     if args.combine:
         parts = [json.loads((folder / "tasks_cpu.json").read_text()) for folder in args.combine]
+        for part in parts:  # each result keeps whether its own run was full (older files: the part's flag)
+            for result in part["results"]:
+                result.setdefault("full", part.get("full"))
+        notes = [n for p in parts for n in p.get("notes", [])] + list(args.note)
         combined = {
             **parts[0],
+            "full": all(p.get("full") for p in parts),
             "commands": [c for p in parts for c in p.get("commands", [p["command"]])],
             "results": [r for p in parts for r in p["results"]],
-            "notes": [
+            "notes": list(dict.fromkeys(notes))
+            or [
                 f"The commands ran side by side ({len(parts)} processes, one torch thread each, on the "
                 "same machine); the train times below are from that setting."
             ],

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import random
+from pathlib import Path
 
 import pytest
 from helpers import cli, plan_recipe, read_metrics, run_cli, task_recipe, write_jsonl
@@ -216,8 +217,6 @@ def test_planner_counts_one_output_per_target(tmp_path):
 def test_regression_recipe_on_real_data_beats_the_mean(tmp_path, shared_data, dataset):
     """A short LoRA run of the shipped recipe (120 steps on 1,200 training rows) is already better than the
     training mean on the full test split (mean MSE: EmoBank 0.119/0.061/0.044, STS-B 2.33)."""
-    from pathlib import Path
-
     from lora_adapt.pipeline import run
     from lora_adapt.recipe import load_recipe
 
@@ -242,3 +241,24 @@ def test_regression_recipe_on_real_data_beats_the_mean(tmp_path, shared_data, da
     assert metrics["evaluation"]["rows"] >= 1000
     assert metrics["task"]["mse"] < metrics["baselines"]["majority"]["mse"], metrics["summary"]
     assert metrics["task"]["pearson"] > 0.2, metrics["summary"]
+
+
+def test_early_stopping_and_validation_scores_understand_regression():
+    import numpy as np
+
+    from lora_adapt.recipe.schema import TrainingSpec
+    from lora_adapt.training import Precision, common_args
+    from lora_adapt.training.heads import head_metrics_fn
+
+    for metric, higher in (("mse", False), ("pearson", True), ("eval_loss", False)):
+        spec = TrainingSpec(early_stopping={"metric": metric})
+        args = common_args(spec, Precision(False, False), Path("/tmp/x"), has_validation=True, device="cpu")
+        assert args["metric_for_best_model"] == metric and args["greater_is_better"] is higher
+
+    class Pred:
+        predictions = np.array([[0.0, 1.0], [1.0, 2.0], [2.0, 2.5]])
+        label_ids = np.array([[0.0, 1.0], [1.0, 3.0], [2.0, 2.0]])
+
+    scores = head_metrics_fn(TaskSpec(type="regression", targets=("V", "A")), ("V", "A"), False)(Pred)
+    assert scores["mse"] == pytest.approx((1.0 + 0.25) / 6)
+    assert scores["pearson"] == pytest.approx((1.0 + np.corrcoef([1, 2, 2.5], [1, 3, 2])[0, 1]) / 2)

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import DataError
-from ..recipe.derived import target_names
+from ..recipe.derived import target_names, target_scaling
 from ..recipe.schema import DataSpec, TaskSpec
 from . import cleaning
 from .formats import TASK_LAYOUTS, check_columns, is_pair, rename_columns, rows_layout, to_canonical
@@ -251,7 +251,7 @@ def prepare_data(spec: DataSpec, task: TaskSpec, tokenizer, *, head: bool) -> Pr
             hint="use task.mode: generative, or a classification / token_classification task",
         )
     if layout == "regression":
-        stats["targets"]["scaling"] = head_scaling(stats["targets"], task.target_scaling if head else "none")
+        stats["targets"]["scaling"] = head_scaling(stats["targets"], target_scaling(task) if head else "none")
     ctx = {
         "spec": spec,
         "task": task,

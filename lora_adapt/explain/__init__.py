@@ -128,9 +128,9 @@ def report_explanations(
     ``evaluation.explanations.rows`` sampled test rows, beside the TF-IDF baseline's top features. None when
     the run has nothing to explain (a generative or tagging model, no test rows, ``rows: 0``); a failure is
     recorded as ``{"error": ...}``, never fatal (the trained adapter must not be lost to it)."""
-    from ..recipe.derived import head_kind
+    from ..recipe.derived import explanation_settings, head_kind
 
-    spec = recipe.evaluation.explanations
+    spec = explanation_settings(recipe.evaluation)
     rows = prepared.raw.get("test") or []
     head_name = head_kind(recipe.task)
     if not (spec.rows and rows and head_name == "sequence_classification" and not recipe.task.multi_label):

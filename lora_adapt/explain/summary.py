@@ -7,7 +7,7 @@ for regression two per target (words that raise it, words that lower it). A word
 its summed attribution over the sample (case-folded). The TF-IDF side refits the baseline's features on
 the training split (logistic regression with C = 10, or ridge with alpha = 1) and lists the word n-grams
 with the largest weights for the class (the character n-grams it also uses are left out: they are not
-words).
+words); for sentence pairs, the weights of words found in both texts (the a*b block of the pair features).
 """
 
 from __future__ import annotations
@@ -140,11 +140,12 @@ def _class_features(
 
 
 def _word_weights(coef: np.ndarray, n_words: int, pair: bool, width: int) -> np.ndarray:
-    """A word's weight: its column in the word block (a pair: summed over both texts' blocks)."""
+    """A word's weight: its column in the word block; for a pair, in the a*b block (the word in both texts,
+    which is what a pair's label or score turns on)."""
     if not pair:
         return coef[:n_words]
     block = (width - 1) // 4  # [a, b, |a-b|, a*b, cosine]
-    return coef[:n_words] + coef[block : block + n_words]
+    return coef[3 * block : 3 * block + n_words]
 
 
 def _top(weights: np.ndarray, words: list[str], top: int, *, sign: int) -> list[list[Any]]:

@@ -17,7 +17,16 @@ from __future__ import annotations
 import math
 from typing import Literal, get_args
 
-from .schema import Baseline, LossPath, Quantization, Recipe, TaskSpec, TrainingSpec
+from .schema import (
+    Baseline,
+    EvaluationSpec,
+    ExplanationSpec,
+    LossPath,
+    Quantization,
+    Recipe,
+    TaskSpec,
+    TrainingSpec,
+)
 
 Head = Literal["causal_lm", "sequence_classification", "token_classification"]
 Mode = Literal["head", "generative"]
@@ -83,6 +92,16 @@ def problem_type(task_type: str, multi_label: bool = False) -> str:
 def target_names(task: TaskSpec) -> tuple[str, ...]:
     """Regression: the targets a head predicts, in output order."""
     return tuple(task.targets) if task.targets else (DEFAULT_TARGET,)
+
+
+def target_scaling(task: TaskSpec) -> str:
+    """What a regression head trains on: ``task.target_scaling``, standardised targets by default."""
+    return task.target_scaling or "standardize"
+
+
+def explanation_settings(evaluation: EvaluationSpec) -> ExplanationSpec:
+    """The report's explanation settings: ``evaluation.explanations``, else the ExplanationSpec defaults."""
+    return evaluation.explanations or ExplanationSpec()
 
 
 def head_outputs(task: TaskSpec) -> int | None:

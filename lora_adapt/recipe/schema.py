@@ -97,9 +97,10 @@ class TaskSpec(Spec):
     targets: tuple[str, ...] | None = None
     """Regression: the numeric columns to predict, e.g. `[V, A, D]` (dotted/indexed paths allowed). Default:
     the single column `label` (map yours with data.columns)."""
-    target_scaling: TargetScaling = "standardize"
+    target_scaling: TargetScaling | None = None
     """Regression in head mode: `standardize` trains the head on z-scored targets (training split mean and
-    standard deviation, recorded with the adapter) and undoes it at prediction time; `none` trains on raw values."""
+    standard deviation, recorded with the adapter) and undoes it at prediction time; `none` trains on raw
+    values. Null (the default): `standardize` for a regression head."""
     fields: tuple[str, ...] | None = None
     """Extraction: the JSON fields the model must produce (scored field by field)."""
     pooling: Pooling = "auto"
@@ -147,9 +148,7 @@ class TaskSpec(Spec):
             raise ValueError(
                 "task.labels does not apply to regression; name the numeric columns in task.targets"
             )
-        if "target_scaling" in self.model_fields_set and (
-            self.type != "regression" or self.mode == "generative"
-        ):
+        if self.target_scaling is not None and (self.type != "regression" or self.mode == "generative"):
             raise ValueError("task.target_scaling applies to regression in head mode only; remove it")
         return self
 
@@ -359,9 +358,9 @@ class TrainingSpec(Spec):
 
 
 class ExplanationSpec(Spec):
-    rows: int = Field(40, ge=0)
+    rows: int = Field(32, ge=0)
     """Test rows explained (a seeded sample); 0 switches explanations off."""
-    steps: int = Field(32, ge=4, le=512)
+    steps: int = Field(24, ge=4, le=512)
     """Integrated Gradients steps per row (Riemann approximation; more = a smaller convergence delta)."""
     top_words: int = Field(10, ge=1, le=100)
     """Words listed per class (per target and direction for regression)."""
@@ -383,9 +382,10 @@ class EvaluationSpec(Spec):
     """Score at most this many test rows (generative evaluation is slow on a CPU)."""
     batch_size: int = Field(16, ge=1)
     samples_in_report: int = Field(5, ge=0)
-    explanations: ExplanationSpec = Field(default_factory=lambda: ExplanationSpec())
+    explanations: ExplanationSpec | None = None
     """Head mode: the words that drive the adapted model's decisions (Integrated Gradients) over a sample of
-    the test split, beside the TF-IDF baseline's top features, in report.md and metrics.json."""
+    the test split, beside the TF-IDF baseline's top features, in report.md and metrics.json. Null (the
+    default): the ExplanationSpec defaults for head runs (32 rows); `{rows: 0}` switches them off."""
 
 
 class PublishSpec(Spec):
@@ -467,11 +467,8 @@ class Recipe(Spec):
         generative = self.task.mode == "generative" or (
             self.task.mode == "auto" and self.task.type in ("sft", "extraction")
         )
-        if (
-            "explanations" in self.evaluation.model_fields_set
-            and self.evaluation.explanations.rows
-            and generative
-        ):
+        explained = self.evaluation.explanations
+        if explained is not None and explained.rows and generative:
             problems.append(
                 "evaluation.explanations explains a classifier or regression head; this task trains a generative "
                 "model (remove evaluation.explanations)"
