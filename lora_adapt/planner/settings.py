@@ -6,7 +6,14 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from ..errors import UsageError
-from ..recipe.derived import BENCH_MODES, head_kind, head_outputs, is_quantized, mode_recipe, resolve_loss_path
+from ..recipe.derived import (
+    BENCH_MODES,
+    head_kind,
+    head_outputs,
+    is_quantized,
+    mode_recipe,
+    resolve_loss_path,
+)
 from ..recipe.schema import Recipe
 
 MODES: tuple[str, ...] = BENCH_MODES
