@@ -94,8 +94,8 @@ def _eval_recipe(run: RunDir, max_samples: int | None) -> Recipe:
         )
     recipe = run.recipe
     labels = run.task.get("labels")
-    pin = labels and recipe.task.type not in REGRESSION_TASKS  # regression "labels" are its target names
-    task = recipe.task.model_copy(update={"labels": tuple(labels)}) if pin else recipe.task
+    pin = bool(labels) and recipe.task.type not in REGRESSION_TASKS  # regression "labels": its target names
+    task = recipe.task.model_copy(update={"labels": tuple(labels or ())}) if pin else recipe.task
     evaluation = recipe.evaluation
     if max_samples is not None:
         evaluation = evaluation.model_copy(update={"max_samples": max_samples})

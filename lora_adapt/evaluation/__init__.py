@@ -248,12 +248,14 @@ def _samples(ctx: EvalContext, gold: list, output: SystemOutput, count: int) -> 
     regression: the largest errors first (at most half), then the smallest; ``correct`` is None and
     ``error`` is the mean absolute error over the targets."""
     pred = output.predictions
+    correct: list[bool | None]
     if ctx.kind == "regression":
         errors = [_abs_error(g, p, ctx.fallback) for g, p in zip(gold, pred, strict=True)]
         order = sorted(range(len(errors)), key=lambda i: -errors[i])
         worst = order[: (count + 1) // 2]
         best = [i for i in reversed(order) if i not in worst][: count - len(worst)]
-        picked, correct = sorted(worst + best)[:count], [None] * len(gold)
+        picked = sorted(worst + best)[:count]
+        correct = [None] * len(gold)
     else:
         correct = [_same(ctx.kind, g, p) for g, p in zip(gold, pred, strict=True)]
         wrong = [i for i, ok in enumerate(correct) if not ok][: (count + 1) // 2]

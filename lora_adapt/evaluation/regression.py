@@ -47,7 +47,8 @@ def regression_metrics(
     out: Metrics = {"n": len(gold), "invalid": sum(p is None for p in pred)}
     for metric in METRICS:
         values = [row[metric] for row in per.values()]
-        out[metric] = None if any(v is None for v in values) else _r(float(np.mean(values)))
+        defined = [v for v in values if v is not None]
+        out[metric] = _r(float(np.mean(defined))) if len(defined) == len(values) else None
     if len(names) > 1:
         for name, row in per.items():
             out.update({f"{metric}_{name}": row[metric] for metric in ("pearson", "mse")})

@@ -68,11 +68,11 @@ class Head:
 
     def unit(self, index: int) -> float:
         """Factor from the head's output to the reported unit (a target's std for a standardised head)."""
-        return float(self.scaling["std"][index]) if self._standardized else 1.0
+        return float(self.scaling["std"][index]) if self.scaling and self._standardized else 1.0
 
     def offset(self, index: int) -> float:
         """What is added to a scaled output to read it in the target's units (its training mean)."""
-        return float(self.scaling["mean"][index]) if self._standardized else 0.0
+        return float(self.scaling["mean"][index]) if self.scaling and self._standardized else 0.0
 
     @property
     def _standardized(self) -> bool:
