@@ -239,7 +239,7 @@ def _dataset_section(result: dict[str, Any]) -> list[str]:
         lines.append(
             f"| {label} | {_f(r.get(key))} | "
             + " | ".join(cells)
-            + f" | {trainable} | {seconds} | {r.get('method', '')} |"
+            + f" | {trainable} | {seconds} | {str(r.get('method', '')).replace('|', chr(92) + '|')} |"
         )
     return [*lines, ""]
 

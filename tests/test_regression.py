@@ -67,7 +67,7 @@ def test_regression_head_with_pairs_end_to_end(tmp_path, tiny_bert_dir):
     mean = metrics["baselines"]["majority"]
     assert mean["pearson"] is None and mean["mse"] > 0  # a constant prediction has no correlation
     assert "both texts" in metrics["baselines"]["tfidf_logreg"]["method"]
-    assert "u, v, |u-v|, u*v" in metrics["baselines"]["base_model"]["method"]
+    assert "u, v, abs(u-v), u*v" in metrics["baselines"]["base_model"]["method"]
     assert metrics["samples"][0]["correct"] is None and "error" in metrics["samples"][0]
     assert {g["name"] for g in metrics["explanations"]["groups"]} <= {
         "V raises",

@@ -34,11 +34,13 @@ def system_method(name: str, kind: str, mode: str, pair: bool = False) -> str:
         if kind in ("tagging", "entities"):
             return "token-level LR on word features"
         grams = "word 1-2 + char 3-5 grams"
-        return f"{grams} of both texts, |a-b|, a*b, cosine" if pair else grams
+        return f"{grams} of both texts a, b: a, b, abs(a-b), a*b, cosine" if pair else grams
     if name == "base_model":
         if mode == "generative":
             return "zero-shot generation"
-        features = "both sentences' mean-pooled features u, v, |u-v|, u*v" if pair else "mean-pooled features"
+        features = (
+            "both sentences' mean-pooled features u, v, abs(u-v), u*v" if pair else "mean-pooled features"
+        )
         probe = "ridge probe" if kind == "regression" else "linear probe"
         return f"frozen encoder, {features} + {learner} ({probe})"
     return ""
@@ -112,9 +114,10 @@ def comparison_table(metrics: dict[str, Any]) -> str:
     for name, result, note in _systems(metrics):
         if "skipped" in result or "error" in result:
             note = result.get("skipped") or f"failed: {result.get('error')}"
-            lines.append(f"| {name} | " + " | ".join(["–"] * len(columns)) + f" | {note} |")
+            lines.append(f"| {name} | " + " | ".join(["–"] * len(columns)) + f" | {table_text(note)} |")
             continue
-        lines.append(f"| {name} | " + " | ".join(_cell(result.get(c)) for c in columns) + f" | {note} |")
+        cells = " | ".join(_cell(result.get(c)) for c in columns)
+        lines.append(f"| {name} | {cells} | {table_text(note)} |")
     return "\n".join(lines)
 
 
@@ -177,7 +180,9 @@ def explanation_section(explanations: dict[str, Any] | None) -> list[str]:
     for group in explanations["groups"]:
         words = ", ".join(f"{w} ({v:+.3g})" for w, v in group.get("words", [])) or "–"
         tfidf = ", ".join(f"{w} ({v:+.3g})" for w, v in group.get("tfidf", [])) or "–"
-        lines.append(f"| {group['name']} | {_short(words, 400)} | {_short(tfidf, 400)} |")
+        lines.append(
+            f"| {group['name']} | {table_text(_short(words, 400))} | {table_text(_short(tfidf, 400))} |"
+        )
     return [*lines, ""]
 
 
@@ -256,6 +261,11 @@ def _lm_section(metrics: dict[str, Any]) -> list[str]:
         "|---|---|---|---|---|",
         *rows,
     ]
+
+
+def table_text(text: Any) -> str:
+    """Free text in a markdown table cell: a literal `|` would start a new column."""
+    return str(text).replace("|", "\\|")
 
 
 def _cell(value: Any) -> str:
