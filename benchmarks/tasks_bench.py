@@ -1,4 +1,4 @@
-"""Domain tasks on CPU: LoRA vs full fine-tuning vs baselines on MiniLM-L6, four real datasets.
+"""Domain tasks on CPU: LoRA vs full fine-tuning vs baselines on MiniLM-L6, six real datasets.
 
     python benchmarks/tasks_bench.py                       # all four, reduced for 2 CPU cores
     python benchmarks/tasks_bench.py --datasets sms_spam   # one
@@ -7,7 +7,10 @@
 
 Each dataset is one `lora-adapt run` of recipes/tasks/<name>.yaml through the normal pipeline, with
 the baselines majority, TF-IDF + logistic regression, base model (frozen-MiniLM linear probe) and
-full fine-tuning (same model, every parameter, same data and epochs, learning rate x0.1). The
+full fine-tuning (same model, every parameter, same data and epochs, learning rate x0.1). The two
+regression sets (emobank: V/A/D, stsbenchmark: sentence pairs) run the same baselines as the training
+mean, TF-IDF + ridge regression and a frozen-MiniLM ridge probe; their headline is Pearson r.
+`--data-root DIR` points the recipes' `../shared/data` paths at another folder. The
 reduced settings below cap every split (train, validation *and* test) with data.max_samples, cut
 the epochs (and for two datasets the sequence length), so the CPU run fits in about 40 minutes on
 2 cores shared with other work; the results file says so next to each number. Needs ../shared/data
@@ -30,13 +33,17 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
-DATASETS = ("sms_spam", "banking77", "conll2003_ner", "semeval2010_re")
+DATASETS = ("sms_spam", "banking77", "conll2003_ner", "semeval2010_re", "emobank", "stsbenchmark")
+DATA_KEYS = ("path", "train", "validation", "test")
+SHARED = "shared/data/"
 # CPU budget (2 cores shared with other jobs, one torch thread): rows kept per split, epochs, sequence length.
 REDUCED = {
     "sms_spam": {"data.max_samples": 600, "training.epochs": 2, "data.max_seq_length": 64},
     "banking77": {"data.max_samples": 1200, "training.epochs": 3},
     "conll2003_ner": {"data.max_samples": 600, "training.epochs": 3},
     "semeval2010_re": {"training.epochs": 3, "data.max_seq_length": 96},
+    "emobank": {"data.max_samples": 1500, "training.epochs": 2},
+    "stsbenchmark": {"data.max_samples": 1500, "training.epochs": 2},
 }
 # SemEval: seeded samples written to temporary files instead of data.max_samples, because a test label
 # that the training sample lacks is (rightly) a data error; such test rows are left out and counted.
@@ -50,12 +57,30 @@ SYSTEMS = (
 )
 
 
-def run_one(name: str, full: bool, extra: list[str], echo) -> dict[str, Any]:
+def data_root_overrides(path: Path, root: Path | None) -> list[str]:
+    """``data.<key>=<root>/...`` for each data path of the recipe that lies under a ``shared/data`` folder."""
+    if root is None:
+        return []
+    import yaml
+
+    data = (yaml.safe_load(path.read_text()) or {}).get("data") or {}
+    return [
+        f"data.{key}={root / str(data[key]).split(SHARED, 1)[1]}"
+        for key in DATA_KEYS
+        if data.get(key) and SHARED in str(data[key])
+    ]
+
+
+def run_one(name: str, full: bool, extra: list[str], echo, data_root: Path | None = None) -> dict[str, Any]:
     from lora_adapt.pipeline import run
     from lora_adapt.recipe import load_recipe
 
-    overrides = ([] if full else [f"{k}={v}" for k, v in REDUCED[name].items()]) + extra
     path = REPO / "recipes" / "tasks" / f"{name}.yaml"
+    overrides = (
+        ([] if full else [f"{k}={v}" for k, v in REDUCED[name].items()])
+        + data_root_overrides(path, data_root)
+        + extra
+    )
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix=f"tasks-bench-{name}-") as out:
         sampled, notes = (
@@ -66,6 +91,7 @@ def run_one(name: str, full: bool, extra: list[str], echo) -> dict[str, Any]:
     wall = round(time.perf_counter() - start, 1)
     return {
         "dataset": name,
+        "full": full,
         "extra": extra,
         "overrides": overrides,
         "notes": notes,
@@ -149,14 +175,13 @@ def render(report: dict[str, Any]) -> str:
         "Every number below was produced by those commands; nothing is copied from elsewhere.",
         "",
     ]
-    if not report.get("full"):
+    if any(not _is_full(report, r) for r in report["results"]):
         lines += [
-            "**Reduced run** (2 CPU cores): per dataset, `data.max_samples` caps *every* split (train, "
-            "validation and test) to a seeded sample, and the epochs are cut - see the overrides under each "
-            "table. Scores are therefore on a test subsample and below what the full recipes reach. With a "
-            "few hundred optimizer steps the fine-tuned heads (LoRA and full fine-tuning alike) may still be "
-            "far from converged; judge the issue's "
-            "marks (LoRA within 1 point of full fine-tuning, above TF-IDF + LR) on converged runs (`--full`).",
+            "**Reduced runs** (marked *reduced* below; 2 CPU cores): `data.max_samples` caps every split to a "
+            "seeded sample (for emobank and stsbenchmark only the training split is larger than the cap, so "
+            "their validation and test splits are whole), and the epochs are cut - see the overrides under "
+            "each table. With a few hundred optimizer steps the fine-tuned heads (LoRA and full fine-tuning "
+            "alike) may still be far from converged, so scores are below what the full recipes reach.",
             "",
         ]
     lines += _summary_table(report["results"]), ""
@@ -188,6 +213,8 @@ def _dataset_section(result: dict[str, Any]) -> list[str]:
     adapter = result["manifest"]["adapter"]
     rows = result["manifest"]["data"]["rows"]
     pooling = (result["manifest"].get("task") or {}).get("pooling")
+    regression = info.get("kind") == "regression"
+    extra_cols = _regression_columns(m) if regression else ["accuracy"]
     lines = [
         f"## {_label(result)}",
         "",
@@ -197,20 +224,39 @@ def _dataset_section(result: dict[str, Any]) -> list[str]:
         f"Wall time (training, evaluation and all baselines): {result['wall_s']} s.",
         *[f"Note: {note}." for note in result.get("notes", [])],
         "",
-        f"| system | {key} | accuracy | trainable params | train time (s) | note |",
-        "|---|---|---|---|---|---|",
+        f"| system | {key} | " + " | ".join(extra_cols) + " | trainable params | train time (s) | note |",
+        "|---|---|" + "---|" * len(extra_cols) + "---|---|---|",
     ]
     labels = dict(SYSTEMS)
     for name, r in systems(result):
+        label = REGRESSION_LABELS.get(name, labels[name]) if regression else labels[name]
         if "skipped" in r or "error" in r:
-            lines.append(f"| {labels[name]} | – | – | – | – | {r.get('skipped') or r.get('error')} |")
+            dashes = " | ".join(["–"] * (len(extra_cols) + 3))
+            lines.append(f"| {label} | {dashes} | {r.get('skipped') or r.get('error')} |")
             continue
         trainable, seconds = _cost(name, r, adapter, m)
-        acc = r.get("accuracy", r.get("token_accuracy"))
+        cells = [_f(r.get(c, r.get("token_accuracy") if c == "accuracy" else None)) for c in extra_cols]
         lines.append(
-            f"| {labels[name]} | {_f(r.get(key))} | {_f(acc)} | {trainable} | {seconds} | {r.get('method', '')} |"
+            f"| {label} | {_f(r.get(key))} | "
+            + " | ".join(cells)
+            + f" | {trainable} | {seconds} | {str(r.get('method', '')).replace('|', chr(92) + '|')} |"
         )
     return [*lines, ""]
+
+
+REGRESSION_LABELS = {
+    "tfidf_logreg": "TF-IDF + ridge regression",
+    "base_model": "frozen MiniLM + ridge probe",
+    "majority": "training mean",
+}
+
+
+def _regression_columns(m: dict[str, Any]) -> list[str]:
+    """MSE, and Pearson / MSE per target when there are several."""
+    names = list((m.get("task") or {}).get("per_target") or {})
+    if len(names) < 2:
+        return ["spearman", "mse"]
+    return [f"pearson_{n}" for n in names] + ["mse"] + [f"mse_{n}" for n in names]
 
 
 def _cost(name: str, r: dict[str, Any], adapter: dict[str, Any], m: dict[str, Any]) -> tuple[str, str]:
@@ -226,7 +272,13 @@ def _cost(name: str, r: dict[str, Any], adapter: dict[str, Any], m: dict[str, An
 
 def _label(result: dict[str, Any]) -> str:
     extra = result.get("extra") or []
-    return result["dataset"] + (f" ({' '.join(extra)})" if extra else "")
+    reduced = " *reduced*" if result.get("full") is False else ""
+    return result["dataset"] + reduced + (f" ({' '.join(extra)})" if extra else "")
+
+
+def _is_full(report: dict[str, Any], result: dict[str, Any]) -> bool:
+    """Results record whether they ran the recipe as written; older ones inherit the report's flag."""
+    return bool(result.get("full", report.get("full")))
 
 
 def _f(x: Any) -> str:
@@ -258,6 +310,15 @@ def main() -> None:
         "--append", action="store_true", help="add to the saved results instead of replacing them"
     )
     parser.add_argument(
+        "--note", action="append", default=[], help="with --combine: a note on how the parts were run"
+    )
+    parser.add_argument(
+        "--data-root",
+        type=Path,
+        default=None,
+        help="the folder holding the datasets (replaces the recipes' ../shared/data)",
+    )
+    parser.add_argument(
         "--combine",
         type=Path,
         nargs="+",
@@ -272,11 +333,17 @@ def main() -> None:
         return
     if args.combine:
         parts = [json.loads((folder / "tasks_cpu.json").read_text()) for folder in args.combine]
+        for part in parts:  # each result keeps whether its own run was full (older files: the part's flag)
+            for result in part["results"]:
+                result.setdefault("full", part.get("full"))
+        notes = [n for p in parts for n in p.get("notes", [])] + list(args.note)
         combined = {
             **parts[0],
+            "full": all(p.get("full") for p in parts),
             "commands": [c for p in parts for c in p.get("commands", [p["command"]])],
             "results": [r for p in parts for r in p["results"]],
-            "notes": [
+            "notes": list(dict.fromkeys(notes))
+            or [
                 f"The commands ran side by side ({len(parts)} processes, one torch thread each, on the "
                 "same machine); the train times below are from that setting."
             ],
@@ -307,7 +374,9 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     for name in args.datasets.split(","):
         print(f"=== {name}", flush=True)
-        report["results"].append(run_one(name, args.full, args.extra, lambda s: print(s, flush=True)))
+        report["results"].append(
+            run_one(name, args.full, args.extra, lambda s: print(s, flush=True), args.data_root)
+        )
         json_path.write_text(json.dumps(report, indent=2) + "\n")
         md_path.write_text(render(report))
     print(md_path.read_text())

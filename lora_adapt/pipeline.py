@@ -161,7 +161,7 @@ def _evaluate_task(
     from .evaluation import evaluate_task
     from .full_finetune import trained_baselines
 
-    return evaluate_task(
+    metrics = evaluate_task(
         recipe=recipe,
         mode=runtime.mode,
         model=model,
@@ -171,6 +171,10 @@ def _evaluate_task(
         echo=echo,
         trained=trained_baselines(recipe, runtime, loaded.tokenizer, prepared, echo),
     )
+    from .explain import report_explanations
+
+    explanations = report_explanations(recipe, model, loaded.tokenizer, prepared, echo=echo)
+    return {**metrics, "explanations": explanations} if explanations is not None else metrics
 
 
 def _write_run(
@@ -248,6 +252,7 @@ def _manifest(recipe: Recipe, runtime: Runtime, loaded, prepared, model, timings
             "labels": list(prepared.labels or []),
             "pooling": loaded.pooling,
             "multi_label": recipe.task.multi_label,
+            **_task_inputs(prepared.stats),
         },
         "base_model": {
             "name_or_path": recipe.model.name_or_path,
@@ -288,6 +293,17 @@ def _manifest(recipe: Recipe, runtime: Runtime, loaded, prepared, model, timings
         "seed": recipe.training.seed,
         "timings": timings,
     }
+
+
+def _task_inputs(stats: dict[str, Any]) -> dict[str, Any]:
+    """What a reload needs beyond labels: regression targets (names, training stats, the head's scaling to
+    undo) and the text columns of sentence pairs."""
+    extras: dict[str, Any] = {}
+    if stats.get("targets"):
+        extras["targets"] = stats["targets"]
+    if stats.get("inputs"):
+        extras["inputs"] = stats["inputs"]
+    return extras
 
 
 def _modules_to_save(model) -> set[str]:

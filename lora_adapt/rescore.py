@@ -8,12 +8,13 @@ scores), so it lives beside the pipeline rather than in the CLI. The run directo
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from .errors import UsageError
 from .recipe import Recipe
+from .recipe.derived import REGRESSION_TASKS
 from .rundir import RunDir, read_run
 
 
@@ -26,6 +27,7 @@ class _RowsOnly:
     train: Any = None
     validation: Any = None
     test: Any = None
+    stats: dict[str, Any] = field(default_factory=dict)
 
 
 def evaluate_run(
@@ -55,10 +57,15 @@ def evaluate_run(
     adapted = load_adapted(run.path)
     echo(f"loaded {adapted.loaded.source.load_path} + adapter from {run.adapter_dir}")
     tokenizer, mode = adapted.tokenizer, run.mode
-    prepared: Any = _RowsOnly(labels=recipe.task.labels)
+    targets = run.task.get("targets")  # regression: the head's recorded scaling is what decodes its outputs
+    prepared: Any = _RowsOnly(labels=run.labels or recipe.task.labels, stats={"targets": targets})
     if data_file is None or baselines:  # the recipe's splits are needed (to score, or to train baselines)
         prepared = recipe_data(recipe, tokenizer)
-    rows, dataset = _file_rows(data_file, recipe, mode, tokenizer) if data_file is not None else (None, None)
+        if targets is not None:
+            prepared = replace(prepared, stats={**prepared.stats, "targets": targets})
+    rows, dataset = (
+        _file_rows(data_file, recipe, mode, tokenizer, prepared) if data_file is not None else (None, None)
+    )
     trained = (
         trained_baselines(recipe, resolve_runtime(recipe), tokenizer, prepared, echo) if baselines else None
     )
@@ -87,27 +94,20 @@ def _eval_recipe(run: RunDir, max_samples: int | None) -> Recipe:
         )
     recipe = run.recipe
     labels = run.task.get("labels")
-    task = recipe.task.model_copy(update={"labels": tuple(labels)}) if labels else recipe.task
+    pin = bool(labels) and recipe.task.type not in REGRESSION_TASKS  # regression "labels": its target names
+    task = recipe.task.model_copy(update={"labels": tuple(labels or ())}) if pin else recipe.task
     evaluation = recipe.evaluation
     if max_samples is not None:
         evaluation = evaluation.model_copy(update={"max_samples": max_samples})
     return recipe.model_copy(update={"task": task, "evaluation": evaluation})
 
 
-def _file_rows(path: Path, recipe: Recipe, mode: str, tokenizer) -> tuple[list[dict] | None, Any]:
+def _file_rows(path: Path, recipe: Recipe, mode: str, tokenizer, prepared) -> tuple[list[dict] | None, Any]:
     """Canonical rows of ``path`` and, in head mode, their tokenized form (aligned row for row)."""
-    from .data import load_rows_from_file
+    from .data import load_rows_from_file, tokenize_head_rows
 
     rows = load_rows_from_file(path, recipe.data, recipe.task)
     if mode != "head":
         return rows, None
-    import datasets
-
-    # The data module tokenizes head rows in tokenize_head (not yet part of its public API).
-    from .data.tokenization import tokenize_head
-
-    layout = "tagging" if recipe.task.type == "token_classification" else "classification"
-    counts = tokenize_head(
-        rows, layout, tuple(recipe.task.labels or ()), {"spec": recipe.data, "tokenizer": tokenizer}
-    )
-    return rows, datasets.Dataset.from_dict(counts.columns)
+    scaling = (prepared.stats.get("targets") or {}).get("scaling")
+    return rows, tokenize_head_rows(rows, recipe.data, recipe.task, tokenizer, prepared.labels, scaling)

@@ -202,6 +202,15 @@ class AdapterInfo:
     base_model: dict[str, Any]  # the recorded identity; an adapter from elsewhere has only name_or_path
     config: dict[str, Any]  # adapter_config.json
     run: RunDir | None = None
+    task: dict[str, Any] = field(default_factory=dict)
+    """The recorded task block (manifest ``task``): e.g. ``targets`` (names and the scaling to undo) for
+    regression, ``inputs`` (["text"] or ["text", "text_b"]) for sentence pairs."""
+
+    @property
+    def target_scaling(self) -> dict[str, Any] | None:
+        """Regression heads: ``{"method", "mean", "std"}`` to map head outputs back to target units."""
+        targets = self.task.get("targets") or {}
+        return targets.get("scaling")
 
     @property
     def mode(self) -> str:
@@ -245,6 +254,7 @@ def _from_run(run: RunDir, name: str | None) -> AdapterInfo:
         base_model=run.base_model,
         config=config,
         run=run,
+        task=run.task,
     )
 
 
@@ -265,6 +275,7 @@ def _from_record(
         quantization=record.get("quantization") or {"method": "none"},
         base_model=record.get("base_model") or {},
         config=config,
+        task=task,
     )
 
 

@@ -383,7 +383,7 @@ def test_head_classification_and_tagging(tmp_path, bert_tok):
         if w is not None and w != prev
     ]
     assert firsts == [2, 0, 0, 1] and labels.count(-100) == len(ids) - 4
-    assert "paris/B-LOC" in render_preview(ner, bert_tok)
+    assert "Paris/B-LOC" in render_preview(ner, bert_tok)  # whole words, as in the data
 
 
 def test_multi_label_head_and_generative_prompts(tmp_path, llama_tok):

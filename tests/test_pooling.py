@@ -127,7 +127,7 @@ def test_custom_pooling_on_a_decoder_is_a_clear_error(tiny_llama_dir):
         (
             {"type": "token_classification", "pooling": "mean"},
             {},
-            "applies to classification and relation_classification",
+            "applies to classification, regression and relation_classification",
         ),
         ({"type": "classification", "mode": "generative", "pooling": "mean"}, {}, "head mode only"),
         (

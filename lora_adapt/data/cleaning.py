@@ -103,6 +103,8 @@ def is_empty(row: dict[str, Any], layout: str) -> bool:
         return not row["instruction"].strip() or not row["output"].strip()
     if layout == "prompt_completion":
         return not row["completion"].strip()
+    if "text_b" in row and not row["text_b"].strip():  # a sentence pair needs both texts
+        return True
     if layout in ("classification", "relation"):
         return not row["text"].strip() or (isinstance(row["label"], str) and not row["label"])
     return not row["text"].strip()

@@ -1,23 +1,31 @@
 """Layouts: a file's rows (user column names) -> canonical rows for one layout.
 
 Layouts: sft ``completion`` (text), ``prompt_completion`` (prompt, completion), ``instruction``
-(instruction, input?, output), ``chat`` (messages); tasks ``classification`` (text, label),
-``tagging`` (tokens, tags), ``relation`` (text with <e1>/<e2> markers, label), ``extraction``
-(text, output JSON object). Every canonical row may also carry ``id`` and ``system``.
+(instruction, input?, output), ``chat`` (messages); tasks ``classification`` (text, text_b?, label),
+``regression`` (text, text_b?, targets: list of floats), ``tagging`` (tokens, tags), ``relation`` (text
+with <e1>/<e2> markers, label), ``extraction`` (text, output JSON object). Every canonical row may also
+carry ``id`` and ``system``. A row with ``text_b`` is a sentence pair (``text`` is its first text; the
+column ``text_a`` is read as ``text``): when the first row of a file is a pair, every row must be.
+
+Column values are type-checked as they are read: a text or label column that yields an object or a list
+(e.g. a mapped path that stops one step short) is an error naming the row and the column.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 from ..errors import DataError
 from ..recipe.schema import CANONICAL_COLUMNS, DataSpec, TaskSpec
+from .paths import describe_value, is_path, lookup
+from .relations import OFFSET_COLUMNS, TYPE_COLUMNS, marked_text
 from .sources import WHERE
+from .targets import read_targets
 
 TASK_LAYOUTS = {
     "classification": "classification",
+    "regression": "regression",
     "token_classification": "tagging",
     "relation_classification": "relation",
     "extraction": "extraction",
@@ -28,14 +36,18 @@ REQUIRED = {
     "instruction": ("instruction", "output"),
     "chat": ("messages",),
     "classification": ("text", "label"),
+    "regression": ("text",),
     "tagging": ("tokens", "tags"),
     "relation": ("text", "label"),
     "extraction": ("text", "output"),
 }
 KEEP = {layout: cols + ("id", "system") for layout, cols in REQUIRED.items()}
 KEEP["instruction"] += ("input",)
-E1 = re.compile(r"<e1>.+?</e1>", re.S)
-E2 = re.compile(r"<e2>.+?</e2>", re.S)
+KEEP["classification"] += ("text_b",)
+KEEP["regression"] += ("text_b",)
+KEEP["relation"] += OFFSET_COLUMNS + TYPE_COLUMNS
+PAIR_LAYOUTS = ("classification", "regression")
+SCALAR = (str, int, float, bool)
 SHAREGPT_ROLES = {
     "human": "user",
     "gpt": "assistant",
@@ -64,19 +76,30 @@ def rows_layout(spec: DataSpec, task: TaskSpec, first_row: dict[str, Any]) -> st
 
 
 def rename_columns(rows: list[dict[str, Any]], spec: DataSpec, source: str) -> list[dict[str, Any]]:
-    """Apply ``data.columns`` (canonical -> user name), checking the user's names exist."""
-    if not rows or not spec.columns:
+    """Apply ``data.columns`` (canonical -> user name or path), checking the user's names exist; the column
+    ``text_a`` becomes ``text``."""
+    if not rows or not (spec.columns or "text_a" in rows[0]):
         return rows
     have = [k for k in rows[0] if k != WHERE]
     for canonical, user in spec.columns.items():
-        if user not in rows[0] and canonical not in rows[0]:
+        if user not in rows[0] and canonical not in rows[0] and not is_path(user):
             raise DataError(
                 f"{source}: data.columns maps '{canonical}' to '{user}', but the data has no column '{user}' "
                 f"(columns: {', '.join(have)})",
-                hint="fix data.columns to name one of the columns above",
+                hint="fix data.columns to name one of the columns above (or a path such as `meta.label`)",
             )
-    back = {user: canonical for canonical, user in spec.columns.items()}
-    return [{back.get(k, k): v for k, v in row.items()} for row in rows]
+    return [_renamed(row, spec.columns) for row in rows]
+
+
+def _renamed(row: dict[str, Any], columns: dict[str, str]) -> dict[str, Any]:
+    back = {user: canonical for canonical, user in columns.items() if user in row}
+    out = {back.get(k, k): v for k, v in row.items()}
+    for canonical, user in columns.items():
+        if user not in row and canonical not in row and is_path(user):
+            out[canonical] = lookup(row, user, row.get(WHERE, "?"), f"data.columns.{canonical}")
+    if "text_a" in out and "text" not in out:
+        out["text"] = out.pop("text_a")
+    return out
 
 
 def check_columns(rows: list[dict[str, Any]], layout: str, spec: DataSpec, source: str) -> None:
@@ -109,28 +132,49 @@ def to_canonical(rows: list[dict[str, Any]], layout: str, task: TaskSpec) -> lis
     convert = {
         "chat": _chat_row,
         "classification": _classification_row,
+        "regression": _regression_row,
         "tagging": _tagging_row,
         "relation": _relation_row,
         "extraction": _extraction_row,
     }.get(layout, _text_row)
+    required = REQUIRED[layout] + (
+        ("text_b",) if layout in PAIR_LAYOUTS and rows and "text_b" in rows[0] else ()
+    )
     out = []
     for row in rows:
         kept = {k: row[k] for k in KEEP[layout] if k in row}
         kept[WHERE] = row.get(WHERE, "?")
-        missing = [c for c in REQUIRED[layout] if c not in kept]
+        missing = [c for c in required if c not in kept]
         if missing:
             raise DataError(
                 f"{kept[WHERE]}: this row has no {missing} (the first row has them)",
                 hint="every row needs the same columns; fix or remove the row",
             )
+        if layout == "regression":
+            kept["targets"] = read_targets(row, task, kept[WHERE])
         out.append(convert(kept, task))
     return out
+
+
+def is_pair(rows: list[dict[str, Any]]) -> bool:
+    """Canonical rows are sentence pairs (``text`` + ``text_b``)."""
+    return bool(rows) and "text_b" in rows[0]
 
 
 def _as_text(value: Any) -> str:
     if value is None:
         return ""
     return value if isinstance(value, str) else str(value)
+
+
+def _text_value(value: Any, column: str, where: str) -> str:
+    """A text column's value: a string (numbers are written out); an object or a list is an error."""
+    if value is not None and not isinstance(value, SCALAR):
+        raise DataError(
+            f"{where}: column {column!r} yields {describe_value(value)}, not text",
+            hint="map data.columns to a text field (a path such as `doc.text` reaches inside objects)",
+        )
+    return _as_text(value)
 
 
 def _text_row(row: dict[str, Any], task: TaskSpec) -> dict[str, Any]:
@@ -163,6 +207,13 @@ def _message(message: dict[str, Any], where: str) -> dict[str, str]:
 
 def _label_value(value: Any, task: TaskSpec, where: str) -> str:
     """A label as a string; an integer indexes task.labels when those are given and it is not one of them."""
+    if value is not None and not isinstance(value, SCALAR):
+        raise DataError(
+            f"{where}: the label column yields {describe_value(value)}, not a label",
+            hint="map data.columns.label to a string field, e.g. `relation[0].relation_type`"
+            if isinstance(value, (list, dict))
+            else "labels are strings or integers",
+        )
     if (
         isinstance(value, bool)
         or not isinstance(value, int)
@@ -178,26 +229,34 @@ def _label_value(value: Any, task: TaskSpec, where: str) -> str:
 def _classification_row(row: dict[str, Any], task: TaskSpec) -> dict[str, Any]:
     value, where = row["label"], row[WHERE]
     if task.multi_label:
-        items = value if isinstance(value, list) else _as_text(value).split(task.label_separator)
+        items = (
+            value
+            if isinstance(value, list) and all(isinstance(v, SCALAR) for v in value)
+            else _label_value(value, task, where).split(task.label_separator)
+        )
         labels = [_label_value(v, task, where) for v in items]
         row["label"] = list(dict.fromkeys(x for x in labels if x))
     else:
         row["label"] = _label_value(value, task, where)
-    row["text"] = _as_text(row["text"])
+    return _texts(row)
+
+
+def _texts(row: dict[str, Any]) -> dict[str, Any]:
+    for column in ("text", "text_b"):
+        if column in row:
+            row[column] = _text_value(row[column], column, row[WHERE])
     return row
+
+
+def _regression_row(row: dict[str, Any], task: TaskSpec) -> dict[str, Any]:
+    return _texts(row)
 
 
 def _relation_row(row: dict[str, Any], task: TaskSpec) -> dict[str, Any]:
     row = _classification_row(row, task)
-    missing = [
-        m for m, pattern in (("<e1>..</e1>", E1), ("<e2>..</e2>", E2)) if not pattern.search(row["text"])
-    ]
-    if missing:
-        raise DataError(
-            f"{row[WHERE]}: relation sentence lacks entity marker(s) {' and '.join(missing)}: "
-            f"{row['text'][:80]!r}",
-            hint="mark both entities, e.g. 'the <e1>cup</e1> in the <e2>box</e2>'",
-        )
+    row["text"] = marked_text(row, row[WHERE])
+    for column in OFFSET_COLUMNS + TYPE_COLUMNS:
+        row.pop(column, None)
     return row
 
 
@@ -228,5 +287,5 @@ def _extraction_row(row: dict[str, Any], task: TaskSpec) -> dict[str, Any]:
     if not isinstance(output, dict):
         raise DataError(f"{where}: 'output' must be a JSON object, got {type(output).__name__}")
     row["output"] = output
-    row["text"] = _as_text(row["text"])
+    row["text"] = _text_value(row["text"], "text", where)
     return row

@@ -7,12 +7,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import DataError
+from ..recipe.derived import target_names, target_scaling
 from ..recipe.schema import DataSpec, TaskSpec
 from . import cleaning
-from .formats import check_columns, rename_columns, rows_layout, to_canonical
+from .formats import TASK_LAYOUTS, check_columns, is_pair, rename_columns, rows_layout, to_canonical
 from .labels import LABELLED, check_known, check_labels, label_counts, resolve_labels
 from .sources import WHERE, check_exists, detect_file_format, file_sha256, read_file, read_saved_splits
-from .splits import split_by_ratio
+from .splits import SPLIT_NAMES, split_by_column, split_by_ratio
+from .targets import head_scaling, target_stats
 from .templates import resolve_chat_template
 from .tokenization import generative_layout, tokenize_generative, tokenize_head
 
@@ -20,13 +22,6 @@ if TYPE_CHECKING:
     import datasets
 
 SPLITS = ("train", "validation", "test")
-SPLIT_ALIASES = {
-    "train": "train",
-    "validation": "validation",
-    "valid": "validation",
-    "dev": "validation",
-    "test": "test",
-}
 Rows = list[dict[str, Any]]
 
 
@@ -49,7 +44,9 @@ def _read(path: Path, origin: str, spec: DataSpec, task: TaskSpec, stats: dict) 
     fmt = spec.file_format if spec.file_format != "auto" else detect_file_format(path, task.type)
     stats["files"][str(path)] = file_sha256(path)
     stats["file_formats"][str(path)] = fmt
-    return read_file(path, fmt, spec.column_names)
+    return read_file(
+        path, fmt, spec.column_names, short_rows=spec.short_rows, label_delimiter=spec.label_delimiter
+    )
 
 
 def _canonical(
@@ -73,12 +70,14 @@ def _sources(spec: DataSpec, task: TaskSpec, stats: dict) -> dict[str, tuple[Row
         stats["files"][str(spec.path)] = file_sha256(spec.path)
         stats["file_formats"][str(spec.path)] = "hf_dataset"
         saved = read_saved_splits(spec.path)
-        given = {
-            SPLIT_ALIASES[n]: (rows, f"{spec.path}/{n}") for n, rows in saved.items() if n in SPLIT_ALIASES
-        }
+        given = {SPLIT_NAMES[n]: (rows, f"{spec.path}/{n}") for n, rows in saved.items() if n in SPLIT_NAMES}
         if "train" not in given:
             raise DataError(f"{spec.path}: the saved dataset has no 'train' split (splits: {sorted(saved)})")
         return given
+    if spec.path is not None and spec.split.column is not None:
+        rows = _read(spec.path, "data.path", spec, task, stats)
+        parts = split_by_column(rows, spec.split.column, str(spec.path))
+        return {name: (part, f"{spec.path} ({name} rows)") for name, part in parts.items()}
     if spec.path is not None:
         return {"train": (_read(spec.path, "data.path", spec, task, stats), str(spec.path))}
     return {
@@ -103,7 +102,9 @@ def _assemble(spec: DataSpec, task: TaskSpec, stats: dict) -> tuple[dict[str, Ro
     carved, notes = split_by_ratio(train, spec.split, strata, missing)
     splits.update(carved)
     stats["split"] = {
-        "method": "ratio" if spec.path is not None and len(given) == 1 else "files",
+        "method": "column"
+        if spec.split.column is not None
+        else ("ratio" if spec.path is not None and len(given) == 1 else "files"),
         "carved": [n for n in missing if n in carved],
         "seed": spec.split.seed,
         "stratified": strata is not None and any(n in carved for n in missing),
@@ -171,7 +172,11 @@ def _load(spec: DataSpec, task: TaskSpec) -> tuple[dict[str, Rows], str, tuple[s
         if name in splits and not splits[name] and stats["rows_read"].get(name):
             stats["warnings"].append(f"the {name} split is empty after cleaning: {_drop_story(name, stats)}")
     labels = resolve_labels(splits["train"], task, layout)
-    if labels is not None:
+    if layout == "regression":
+        labels = target_names(task)
+        stats["targets"] = target_stats(splits["train"], labels)
+    stats["inputs"] = ["text", "text_b"] if is_pair(splits["train"]) else None
+    if labels is not None and layout in LABELLED:
         stats["warnings"] += check_labels(splits, labels, task, layout)
         if task.negative_label is not None and task.negative_label not in labels:
             stats["warnings"].append(f"task.negative_label {task.negative_label!r} is not among the labels")
@@ -216,6 +221,25 @@ def load_rows_from_file(path: str | Path, spec: DataSpec, task: TaskSpec) -> lis
 # --- tokenizing --------------------------------------------------------------------------------
 
 
+def tokenize_head_rows(
+    rows: list[dict],
+    spec: DataSpec,
+    task: TaskSpec,
+    tokenizer,
+    labels: tuple[str, ...] | None,
+    scaling: dict | None = None,
+) -> datasets.Dataset:
+    """Canonical rows (e.g. from ``load_rows_from_file``) tokenized for a head, aligned row for row: text or
+    text pair, truncated to ``data.max_seq_length``; ``labels`` are the run's label set (regression: target
+    names, with ``scaling`` the head was trained with)."""
+    import datasets
+
+    layout = TASK_LAYOUTS.get(task.type, "classification")
+    ctx = {"spec": spec, "task": task, "tokenizer": tokenizer, "scaling": scaling}
+    counts = tokenize_head(rows, layout, tuple(labels or ()), ctx)
+    return datasets.Dataset.from_dict(counts.columns)
+
+
 def prepare_data(spec: DataSpec, task: TaskSpec, tokenizer, *, head: bool) -> PreparedData:
     """Read, clean, split, check and tokenize the recipe's data for training."""
     import datasets
@@ -226,12 +250,15 @@ def prepare_data(spec: DataSpec, task: TaskSpec, tokenizer, *, head: bool) -> Pr
             f"a classifier head needs a labelled task, not the {layout} layout",
             hint="use task.mode: generative, or a classification / token_classification task",
         )
+    if layout == "regression":
+        stats["targets"]["scaling"] = head_scaling(stats["targets"], target_scaling(task) if head else "none")
     ctx = {
         "spec": spec,
         "task": task,
         "tokenizer": tokenizer,
         "labels": labels,
         "template": resolve_chat_template(tokenizer, spec.chat_template),
+        "scaling": (stats.get("targets") or {}).get("scaling"),
     }
     trained_layout = layout if head else generative_layout(layout, ctx["template"])
     built: dict[str, datasets.Dataset | None] = {}

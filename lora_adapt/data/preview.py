@@ -20,7 +20,9 @@ def render_preview(prepared, tokenizer, n: int = 3, split: str = "train") -> str
         if "completion_mask" in example:
             lines += _generative(example, tokenizer, prepared.stats.get("max_seq_length"))
         else:
-            lines += _head(example, tokenizer, prepared.labels, prepared.layout)
+            scaling = (prepared.stats.get("targets") or {}).get("scaling")
+            raw = (prepared.raw.get(split) or [None] * (i + 1))[i]  # head rows align with the raw rows
+            lines += _head(example, tokenizer, prepared.labels, prepared.layout, scaling, raw)
     return "\n".join(lines)
 
 
@@ -43,7 +45,7 @@ def _summary(stats: dict[str, Any], layout: str, labels) -> list[str]:
         lines.append(f"EOS trained (share of examples): {_per_split(stats['eos_trained'])}")
     if labels:
         shown = ", ".join(labels[:12]) + (f", ... ({len(labels)} in all)" if len(labels) > 12 else "")
-        lines.append(f"labels: {shown}")
+        lines.append(f"{'targets' if layout == 'regression' else 'labels'}: {shown}")
     lines += [f"warning: {w}" for w in stats.get("warnings", [])]
     return lines
 
@@ -71,13 +73,17 @@ def _generative(example: dict[str, Any], tokenizer, limit: int | None) -> list[s
     ]
 
 
-def _head(example: dict[str, Any], tokenizer, labels, layout: str) -> list[str]:
+def _head(example: dict[str, Any], tokenizer, labels, layout: str, scaling=None, raw=None) -> list[str]:
     ids, target = example["input_ids"], example["labels"]
     if layout == "tagging":
-        words = [
-            f"{tokenizer.decode([t])}/{labels[y]}" for t, y in zip(ids, target, strict=True) if y != -100
+        pairs = tagged_words(ids, target, tokenizer, raw)
+        words = [f"{text}/{labels[tag]}" for text, tag in pairs]
+        return [" ".join(words), f"[tokens: {len(ids)}, words: {len(words)}]"]
+    if layout == "regression":
+        return [
+            tokenizer.decode(ids, skip_special_tokens=False),
+            _targets_line(len(ids), target, labels, scaling),
         ]
-        return [" ".join(words), f"[tokens: {len(ids)}, labelled sub-words: {len(words)}]"]
     if isinstance(target, list):
         names = [labels[i] for i, v in enumerate(target) if v] or ["(none)"]
     else:
@@ -86,3 +92,33 @@ def _head(example: dict[str, Any], tokenizer, labels, layout: str) -> list[str]:
         tokenizer.decode(ids, skip_special_tokens=False),
         f"[tokens: {len(ids)} | label: {', '.join(names)}]",
     ]
+
+
+def tagged_words(ids: list[int], target: list[int], tokenizer, raw=None) -> list[tuple[str, int]]:
+    """(whole word, tag id) pairs: each word's first sub-word carries its tag. The words are the raw row's
+    tokens when given (exactly as in the data; words cut by truncation are left out), else decoded from
+    the sub-words (a labelled position starts a word, the unlabelled non-special ones after it continue it)."""
+    tags = [tag for tag in target if tag != -100]
+    if raw is not None and "tokens" in raw:
+        return list(zip(raw["tokens"][: len(tags)], tags, strict=True))
+    special = set(tokenizer.all_special_ids)
+    words: list[tuple[list[int], int]] = []
+    for token, tag in zip(ids, target, strict=True):
+        if tag != -100:
+            words.append(([token], tag))
+        elif words and token not in special:
+            words[-1][0].append(token)
+    return [(tokenizer.decode(pieces).strip(), tag) for pieces, tag in words]
+
+
+def _targets_line(tokens: int, target: list[float], names, scaling) -> str:
+    """The row's targets in their own units (the head trains on the scaled values shown after them)."""
+    values = list(target)
+    if scaling and scaling.get("method") == "standardize":
+        raw = [v * s + m for v, m, s in zip(values, scaling["mean"], scaling["std"], strict=True)]
+        shown = ", ".join(
+            f"{n}={r:.2f} (trained as {v:+.3f})" for n, r, v in zip(names, raw, values, strict=True)
+        )
+    else:
+        shown = ", ".join(f"{n}={v:.2f}" for n, v in zip(names, values, strict=True))
+    return f"[tokens: {tokens} | targets: {shown}]"

@@ -2,7 +2,9 @@
 
 ``generative_prompt`` is shared by training and evaluation. The prompt ends with ``Answer:`` and
 the gold completion starts with a space (``" spam"``), so the boundary tokenizes as it would in
-running text; compare answers after ``strip()``.
+running text; compare answers after ``strip()``. A sentence pair is put as two labelled parts
+(``Text A: ...`` / ``Text B: ...``); a regression answer is the number with two decimals (``" 3.80"``), or
+``"V: 3.20; A: 2.80; D: 3.10"`` for several targets (data/targets.py writes it, evaluation parses it).
 """
 
 from __future__ import annotations
@@ -10,7 +12,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from ..recipe.derived import DEFAULT_TARGET, target_names
 from ..recipe.schema import DataSpec, TaskSpec
+from .targets import format_targets
 
 ALPACA_INPUT = "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:\n"
 ALPACA = "### Instruction:\n{instruction}\n\n### Response:\n"
@@ -25,6 +29,9 @@ INSTRUCTIONS = {
     "tagging": "List the named entities in the text, one per line as 'TYPE: span'. Entity types: {labels}. "
     "Answer 'none' if there are none.",
     "extraction": "Extract these fields from the text and answer with a JSON object: {labels}.",
+    "regression": "Rate the text. Answer with {labels}.",
+    "pair_classification": "Classify the pair of texts. Answer with exactly one of these labels: {labels}.",
+    "pair_regression": "Rate the pair of texts. Answer with {labels}.",
 }
 
 
@@ -88,6 +95,8 @@ def gold_completion(row: dict[str, Any], layout: str, task: TaskSpec) -> str:
         if task.fields:
             output = {name: output.get(name) for name in task.fields}
         return json.dumps(output, sort_keys=True, ensure_ascii=False)
+    if layout == "regression":
+        return format_targets(row["targets"], target_names(task))
     if task.multi_label:
         return task.label_separator.join(sorted(row["label"])) or NO_ENTITIES
     return row["label"]
@@ -96,9 +105,11 @@ def gold_completion(row: dict[str, Any], layout: str, task: TaskSpec) -> str:
 def _layout_of(row: dict[str, Any], task: TaskSpec) -> str:
     if task.type == "token_classification":
         return "tagging"
-    return {"relation_classification": "relation", "extraction": "extraction"}.get(
-        task.type, "classification"
-    )
+    return {
+        "relation_classification": "relation",
+        "extraction": "extraction",
+        "regression": "regression",
+    }.get(task.type, "classification")
 
 
 def generative_prompt(row: dict[str, Any], task: TaskSpec, spec: DataSpec, labels) -> tuple[str, str]:
@@ -112,14 +123,18 @@ def generative_prompt(row: dict[str, Any], task: TaskSpec, spec: DataSpec, label
     layout = _layout_of(row, task)
     text = " ".join(row["tokens"]) if layout == "tagging" else row["text"]
     names = _label_names(layout, task, labels)
+    pair = row.get("text_b")
     if spec.prompt_template:
         prompt = spec.prompt_template.replace("{text}", text).replace("{labels}", names)
+        prompt = prompt.replace("{text_b}", pair or "")
     else:
         key = "multi_label" if task.multi_label else layout
+        key = f"pair_{key}" if pair is not None and f"pair_{key}" in INSTRUCTIONS else key
         instruction = INSTRUCTIONS[key].format(labels=names, sep=task.label_separator)
         if layout == "extraction" and not task.fields:
             instruction = "Extract the information in the text and answer with a JSON object."
-        prompt = f"{instruction}\n\nText: {text}\nAnswer:"
+        body = f"Text A: {text}\nText B: {pair}" if pair is not None else f"Text: {text}"
+        prompt = f"{instruction}\n\n{body}\nAnswer:"
     system = system_of(row, spec)
     if system:
         prompt = f"{system}\n\n{prompt}"
@@ -127,8 +142,17 @@ def generative_prompt(row: dict[str, Any], task: TaskSpec, spec: DataSpec, label
 
 
 def _label_names(layout: str, task: TaskSpec, labels) -> str:
+    if layout == "regression":
+        return _number_answer(target_names(task))
     if layout == "extraction":
         return ", ".join(task.fields or ())
     if layout == "tagging":
         return ", ".join(entity_types(labels or ()))
     return ", ".join(labels or ())
+
+
+def _number_answer(names: tuple[str, ...]) -> str:
+    """What a regression answer looks like, for the instruction (and `{labels}` in a prompt template)."""
+    if len(names) == 1:
+        return "a number" if names[0] == DEFAULT_TARGET else f"a number ({names[0]})"
+    return "'" + "; ".join(f"{name}: <number>" for name in names) + "'"

@@ -6,7 +6,12 @@ bad example came from; the key is stripped before rows leave the package.
 JSON (``.json``): a list of objects, ``{"data": [...]}``, ``{id: {fields}}`` (the key becomes
 ``id``), or JSON lines. Plain text (``.txt``, ``file_format: text``): a file with blank lines holds one example per
 blank-line-separated block; a file without any blank line holds one example per line. Rows get
-the column ``text``.
+the column ``text``; with ``data.label_delimiter`` each line is ``<sentence><delimiter><label>``, split on
+the last delimiter into ``text`` and ``label``.
+
+``file_format: auto`` picks the reader by content where the extension can mislead: a token-per-line file
+(blank-line-separated sentences of 2-4 whitespace-separated columns) is CoNLL whatever its name
+(``.tsv``, ``.txt``, ``.csv`` or none), and a SemEval-2010 Task 8 file is recognised by its first line.
 """
 
 from __future__ import annotations
@@ -60,18 +65,25 @@ def check_exists(path: Path, origin: str) -> None:
         )
 
 
+SNIFFED = ("tsv", "csv", None)
+"""Extensions whose content is checked for CoNLL / SemEval layouts before the extension is trusted."""
+CONLL_COLUMNS = range(2, 5)
+
+
 def detect_file_format(path: Path, task_type: str) -> str:
-    """The reader for ``file_format: auto``: by extension, sniffing .txt and extension-less files."""
+    """The reader for ``file_format: auto``: CoNLL and SemEval files by content, else by extension, sniffing
+    .txt and extension-less files."""
     if path.is_dir():
         return "hf_dataset"
     fmt = EXTENSIONS.get(path.suffix.lower())
+    if fmt in SNIFFED or path.suffix.lower() == ".txt":
+        if looks_like_conll(_sample_lines(path, 60)):
+            return "conll"
     if fmt is not None:
         return fmt
     lines = _first_lines(path, 20)
     if lines and SEMEVAL_LINE.match(lines[0]):
         return "semeval"
-    if task_type == "token_classification" and lines and all(len(x.split()) >= 2 for x in lines):
-        return "conll"
     if path.suffix.lower() == ".txt":
         return "text"
     if lines and lines[0].lstrip().startswith("{"):
@@ -81,6 +93,31 @@ def detect_file_format(path: Path, task_type: str) -> str:
     if lines and "," in lines[0]:
         return "csv"
     return "text"
+
+
+def looks_like_conll(lines: list[str]) -> bool:
+    """Token-per-line sentences: at least two blank-line-separated blocks, every line 2-4 whitespace-separated
+    columns, the same number on every line."""
+    content = [line for line in lines if line.strip() and not line.startswith("-DOCSTART-")]
+    if len(content) < 2:
+        return False
+    widths = {len(line.split()) for line in content}
+    if len(widths) != 1 or next(iter(widths)) not in CONLL_COLUMNS:
+        return False
+    first = next(i for i, line in enumerate(lines) if line.strip() and not line.startswith("-DOCSTART-"))
+    last = max(i for i, line in enumerate(lines) if line.strip())
+    return any(not line.strip() for line in lines[first:last])
+
+
+def _sample_lines(path: Path, n: int) -> list[str]:
+    """The first ``n`` lines, blank ones kept (they separate CoNLL sentences)."""
+    out: list[str] = []
+    with path.open(encoding="utf-8-sig", errors="replace") as handle:
+        for line in handle:
+            out.append(line.rstrip("\r\n"))
+            if len(out) >= n:
+                break
+    return out
 
 
 def _first_lines(path: Path, n: int) -> list[str]:
@@ -94,8 +131,17 @@ def _first_lines(path: Path, n: int) -> list[str]:
     return out
 
 
-def read_file(path: Path, fmt: str, column_names: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
-    """Rows of one file in its own column names (each with ``_where``)."""
+def read_file(
+    path: Path,
+    fmt: str,
+    column_names: tuple[str, ...] | None = None,
+    *,
+    short_rows: str = "error",
+    label_delimiter: str | None = None,
+) -> list[dict[str, Any]]:
+    """Rows of one file in its own column names (each with ``_where``).
+
+    ``short_rows`` (csv/tsv): ``error`` or ``pad``; ``label_delimiter``: read a text file as sentence + label."""
     readers = {
         "jsonl": _read_jsonl,
         "json": _read_json,
@@ -105,9 +151,16 @@ def read_file(path: Path, fmt: str, column_names: tuple[str, ...] | None = None)
         "semeval": _read_semeval,
         "hf_dataset": _read_saved_dataset,
     }
+    if label_delimiter is not None and fmt != "text":
+        raise DataError(
+            f"{path}: data.label_delimiter reads one-example-per-line text files, but this file reads as {fmt}",
+            hint="set data.file_format: text, or remove data.label_delimiter and map columns instead",
+        )
     try:
         if fmt in ("csv", "tsv"):
-            return _read_delimited(path, "\t" if fmt == "tsv" else ",", column_names)
+            return _read_delimited(path, "\t" if fmt == "tsv" else ",", column_names, short_rows)
+        if fmt == "text" and label_delimiter is not None:
+            return _read_labelled_lines(path, label_delimiter)
         return readers[fmt](path)
     except UnicodeDecodeError as exc:
         raise DataError(
@@ -164,7 +217,9 @@ def _read_json(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def _read_delimited(path: Path, delimiter: str, column_names: tuple[str, ...] | None) -> list[dict[str, Any]]:
+def _read_delimited(
+    path: Path, delimiter: str, column_names: tuple[str, ...] | None, short_rows: str = "error"
+) -> list[dict[str, Any]]:
     """csv/tsv. tsv is read without quoting (quote characters are data); headerless files need column_names."""
     csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
     rows = []
@@ -181,19 +236,22 @@ def _read_delimited(path: Path, delimiter: str, column_names: tuple[str, ...] | 
                 column_names and reader.line_num == 1 and fields == header
             ):
                 continue  # blank line, or a header line equal to data.column_names
-            rows.append(_fields_to_row(path, reader.line_num, header, fields, delimiter))
+            rows.append(_fields_to_row(path, reader.line_num, header, fields, delimiter, short_rows))
     return rows
 
 
 def _fields_to_row(
-    path: Path, lineno: int, header: list[str], fields: list[str], delimiter: str
+    path: Path, lineno: int, header: list[str], fields: list[str], delimiter: str, short_rows: str = "error"
 ) -> dict[str, Any]:
     if len(fields) > len(header):  # extra delimiters belong to the last column (free text)
         fields = fields[: len(header) - 1] + [delimiter.join(fields[len(header) - 1 :])]
+    if len(fields) < len(header) and short_rows == "pad":
+        fields = fields + [""] * (len(header) - len(fields))
     if len(fields) < len(header):
         raise DataError(
             f"{path}:{lineno}: {len(fields)} field(s) but {len(header)} columns {header}",
-            hint="for a headerless file set data.column_names; check the delimiter (data.file_format csv or tsv)",
+            hint="for a headerless file set data.column_names; check the delimiter (data.file_format csv or "
+            "tsv); for a ragged file whose rows may lack trailing columns set data.short_rows: pad",
         )
     row: dict[str, Any] = dict(zip(header, fields, strict=True))
     row[WHERE] = f"{path}:{lineno}"
@@ -222,6 +280,22 @@ def _read_text(path: Path) -> list[dict[str, Any]]:
         elif block:
             rows.append({"text": "\n".join(block), WHERE: f"{path}:{first}"})
             block, first = [], 0
+    return rows
+
+
+def _read_labelled_lines(path: Path, delimiter: str) -> list[dict[str, Any]]:
+    """``<sentence><delimiter><label>`` per line, split on the last delimiter (the sentence may contain it)."""
+    rows = []
+    for lineno, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), 1):
+        if not line.strip():
+            continue
+        text, sep, label = line.rpartition(delimiter)
+        if not sep:
+            raise DataError(
+                f"{path}:{lineno}: no {delimiter!r} in this line (data.label_delimiter): {line[:60]!r}",
+                hint="every line must end with the delimiter and its label; fix or remove the line",
+            )
+        rows.append({"text": text, "label": label.strip(), WHERE: f"{path}:{lineno}"})
     return rows
 
 

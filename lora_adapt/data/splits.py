@@ -13,9 +13,17 @@ import random
 from collections import defaultdict
 from typing import Any
 
+from ..errors import DataError
 from ..recipe.schema import SplitSpec
 
 Rows = list[dict[str, Any]]
+SPLIT_NAMES = {
+    "train": "train",
+    "validation": "validation",
+    "valid": "validation",
+    "dev": "validation",
+    "test": "test",
+}
 
 
 def carve(rows: Rows, share: float, seed: int, labels: list[str] | None) -> tuple[Rows, Rows, list[str]]:
@@ -88,3 +96,22 @@ def split_by_ratio(
         notes += [f"{name}: {n}" for n in more]
     out["train"] = rest
     return out, notes
+
+
+def split_by_column(rows: Rows, column: str, source: str) -> dict[str, Rows]:
+    """Rows grouped by the split their ``column`` names (train, validation/valid/dev, test; any case)."""
+    out: dict[str, Rows] = {}
+    for row in rows:
+        value = str(row.get(column, "")).strip().lower()
+        name = SPLIT_NAMES.get(value)
+        if name is None:
+            where = row.get("_where", source)
+            shown = repr(row[column]) if column in row else "missing"
+            raise DataError(
+                f"{where}: data.split.column {column!r} is {shown}; expected train, validation (valid, dev) or test",
+                hint="fix the row, or drop data.split.column to carve the splits by ratio",
+            )
+        out.setdefault(name, []).append(row)
+    if "train" not in out:
+        raise DataError(f"{source}: no row has {column} = train", hint="check data.split.column")
+    return out

@@ -6,9 +6,12 @@ tokenization of the whole text (so the prompt/answer boundary tokenizes as in ru
 spans come from rendering the template on message prefixes, so any template works. EOS is appended
 to every example unless its trained tokens already hold it, and it is trained.
 
-Head layouts give ``input_ids``, ``attention_mask`` and ``labels``; text is truncated to
+Head layouts give ``input_ids``, ``attention_mask`` and ``labels`` (plus ``token_type_ids`` when the
+tokenizer makes them, as BERT-family tokenizers do for sentence pairs); text is truncated to
 ``data.max_seq_length`` (counted) whatever ``cleaning.overlength`` says, since a classifier still
-learns from the start of a long text and evaluation must score every row.
+learns from the start of a long text and evaluation must score every row. A sentence pair is encoded
+with the tokenizer's pair encoding (``[CLS] a [SEP] b [SEP]`` for BERT), truncating the longer text
+first. Regression labels are the row's targets, scaled as ``ctx["scaling"]`` says (data/targets.py).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from ..errors import DataError
 from ..recipe.schema import DataSpec
 from .prompts import alpaca_prompt, generative_prompt, instruction_messages, system_of
 from .sources import WHERE
+from .targets import scale
 
 Rows = list[dict[str, Any]]
 Span = tuple[int, int]
@@ -221,20 +225,35 @@ def tokenize_head(rows: Rows, layout: str, labels: tuple[str, ...], ctx: dict[st
     if layout == "tagging":
         counts = _tokenize_tags(rows, tokenizer, limit, index)
     else:
-        enc = tokenizer([row["text"] for row in rows], truncation=True, max_length=limit)
-        counts = SplitCounts(
-            columns={
-                "input_ids": list(enc["input_ids"]),
-                "attention_mask": list(enc["attention_mask"]),
-                "labels": [_label_target(row["label"], index) for row in rows],
-            }
-        )
+        enc = encode_texts(tokenizer, rows, limit)
+        counts = SplitCounts(columns=model_columns(enc, pair=bool(rows) and "text_b" in rows[0]))
+        counts.columns["labels"] = [
+            scale(row["targets"], ctx["scaling"])
+            if layout == "regression"
+            else _label_target(row["label"], index)
+            for row in rows
+        ]
         counts.truncated = _count_truncated(enc, limit)
     ids = counts.columns["input_ids"]
     counts.examples = len(ids)
     counts.tokens = sum(len(x) for x in ids)
     counts.max_length = max((len(x) for x in ids), default=0)
     return counts
+
+
+def encode_texts(tokenizer, rows: Rows, limit: int):
+    """The tokenizer's encoding of each row's text, or of its text pair (``text``, ``text_b``)."""
+    first = [row["text"] for row in rows]
+    if rows and "text_b" in rows[0]:
+        return tokenizer(first, [row["text_b"] for row in rows], truncation="longest_first", max_length=limit)
+    return tokenizer(first, truncation=True, max_length=limit)
+
+
+def model_columns(enc, *, pair: bool) -> dict[str, list]:
+    """input_ids, attention_mask and, for a pair whose tokenizer makes them, token_type_ids (a single text's
+    are all 0, the model's default, so they are not stored)."""
+    names = ("input_ids", "attention_mask", "token_type_ids") if pair else ("input_ids", "attention_mask")
+    return {name: list(enc[name]) for name in names if name in enc}
 
 
 def _label_target(label: str | list[str], index: dict[str, int]) -> int | list[float]:

@@ -23,9 +23,10 @@ from .. import artifacts as A
 from ..errors import LoraAdaptError, UsageError
 from ..recipe.derived import BASELINES, is_quantized
 from . import baselines as B
+from . import regression as R
 from .baselines import BaselineSkipped
 from .metrics import normalize_value
-from .report import comparison_table
+from .report import comparison_table, system_method
 from .scoring import CONFUSION_KINDS, HEADLINE, gold_of, score, spans_from_tags, task_kind
 from .systems import EvalContext, SystemOutput, linear_probe, run_model
 
@@ -122,6 +123,7 @@ def _context(recipe, mode: str, tokenizer, prepared, split: str, rows, dataset) 
         rows = [rows[i] for i in keep]
         dataset = dataset.select(keep) if dataset is not None else None
     return EvalContext(
+        targets=(getattr(prepared, "stats", None) or {}).get("targets"),
         task=recipe.task,
         data=recipe.data,
         evaluation=recipe.evaluation,
@@ -163,7 +165,7 @@ def _metrics(
     method: str = "",
     keep_confusion: bool = True,
 ) -> dict[str, Any]:
-    m = score(ctx.kind, gold, output.predictions, ctx.labels, ctx.task)
+    m = score(ctx.kind, gold, output.predictions, ctx.labels, ctx.task, fallback=ctx.fallback)
     if not keep_confusion:
         m.pop("confusion_matrix", None)
     if output.constrained is not None:
@@ -210,20 +212,20 @@ def _baseline(
 
 def _run_baseline(name: str, recipe, ctx: EvalContext, model, prepared, trained) -> tuple[SystemOutput, str]:
     train, validation = prepared.raw.get("train") or [], prepared.raw.get("validation") or []
+    method = system_method(name, ctx.kind, ctx.mode, ctx.pair)
     if name == "majority":
-        return SystemOutput(B.majority(train, ctx.rows, ctx.kind, ctx.task)), "most frequent training label"
+        if ctx.kind == "regression":
+            return SystemOutput(R.mean_predictions(train, len(ctx.rows))), method
+        return SystemOutput(B.majority(train, ctx.rows, ctx.kind, ctx.task)), method
     if name == "tfidf_logreg":
-        method = (
-            "token-level LR on word features"
-            if ctx.kind in ("tagging", "entities")
-            else "word 1-2 + char 3-5 grams"
-        )
+        if ctx.kind == "regression":
+            return SystemOutput(R.tfidf_ridge(train, validation, ctx.rows, ctx.kind)), method
         return SystemOutput(B.tfidf_logreg(train, validation, ctx.rows, ctx.kind, ctx.task)), method
     if name == "base_model":
         if ctx.mode == "generative":
-            return run_model(model, ctx, base_only=True), "zero-shot generation"
+            return run_model(model, ctx, base_only=True), method
         out = linear_probe(model, ctx, prepared.train, train, prepared.validation, validation)
-        return out, "frozen encoder, mean-pooled features + logistic regression (linear probe)"
+        return out, method
     return _trained_baseline(name, ctx, trained or {})
 
 
@@ -242,25 +244,49 @@ def _trained_baseline(
 
 
 def _samples(ctx: EvalContext, gold: list, output: SystemOutput, count: int) -> list[dict[str, Any]]:
-    """Up to ``count`` scored rows: wrong ones first (at most half), then right ones, in row order."""
+    """Up to ``count`` scored rows: wrong ones first (at most half), then right ones, in row order. For
+    regression: the largest errors first (at most half), then the smallest; ``correct`` is None and
+    ``error`` is the mean absolute error over the targets."""
     pred = output.predictions
-    correct = [_same(ctx.kind, g, p) for g, p in zip(gold, pred, strict=True)]
-    wrong = [i for i, ok in enumerate(correct) if not ok][: (count + 1) // 2]
-    right = [i for i, ok in enumerate(correct) if ok][: count - len(wrong)]
-    picked = sorted(wrong + right)[:count]
+    correct: list[bool | None]
+    if ctx.kind == "regression":
+        errors = [_abs_error(g, p, ctx.fallback) for g, p in zip(gold, pred, strict=True)]
+        order = sorted(range(len(errors)), key=lambda i: -errors[i])
+        worst = order[: (count + 1) // 2]
+        best = [i for i in reversed(order) if i not in worst][: count - len(worst)]
+        picked = sorted(worst + best)[:count]
+        correct = [None] * len(gold)
+    else:
+        correct = [_same(ctx.kind, g, p) for g, p in zip(gold, pred, strict=True)]
+        wrong = [i for i, ok in enumerate(correct) if not ok][: (count + 1) // 2]
+        right = [i for i, ok in enumerate(correct) if ok][: count - len(wrong)]
+        picked = sorted(wrong + right)[:count]
     samples = []
     for i in picked:
         row = ctx.rows[i]
         sample = {
-            "input": row["text"] if "text" in row else " ".join(row.get("tokens", [])),
-            "gold": _show(ctx.kind, row, gold[i]),
-            "prediction": _show(ctx.kind, row, pred[i]),
+            "input": _input_text(row),
+            "gold": _show(ctx, row, gold[i]),
+            "prediction": _show(ctx, row, pred[i]),
             "correct": correct[i],
         }
+        if ctx.kind == "regression":
+            sample["error"] = round(errors[i], 6)
         if output.answers is not None:
             sample["output"] = output.answers[i]
         samples.append(sample)
     return samples
+
+
+def _input_text(row: dict[str, Any]) -> str:
+    if "text_b" in row:
+        return f"{row['text']} ||| {row['text_b']}"
+    return row["text"] if "text" in row else " ".join(row.get("tokens", []))
+
+
+def _abs_error(gold: list[float], pred: list[float] | None, fallback: list[float] | None) -> float:
+    values = pred if pred is not None else (fallback or [0.0] * len(gold))
+    return sum(abs(g - p) for g, p in zip(gold, values, strict=True)) / len(gold)
 
 
 def _same(kind: str, gold: Any, pred: Any) -> bool:
@@ -275,10 +301,13 @@ def _same(kind: str, gold: Any, pred: Any) -> bool:
     return list(gold) == list(pred) if isinstance(gold, list) else gold == pred
 
 
-def _show(kind: str, row: dict[str, Any], value: Any) -> Any:
+def _show(ctx: EvalContext, row: dict[str, Any], value: Any) -> Any:
     """A prediction or gold value as short readable text."""
+    kind = ctx.kind
     if value is None:
         return "(invalid)"
+    if kind == "regression":
+        return R.format_values(value, list(ctx.labels or ()))
     if kind == "tagging":
         value = spans_from_tags(row["tokens"], value)
     if kind in ("tagging", "entities"):

@@ -6,9 +6,10 @@ being scored, so baselines and the adapted model go through the same scorer.
 - ``majority``: the most frequent training label (multi-label: every label on at least half the
   training rows; tagging: the most frequent tag, i.e. ``O``, so no entities; extraction: each
   field's most frequent training value).
-- ``tfidf_logreg``: word 1-2-gram + character 3-5-gram TF-IDF and logistic regression. For
-  relations the text is augmented with the words of each marked entity and the words between
-  them (``e1_``/``e2_``/``btw_`` prefixed) - the classic feature set for this task. For tagging,
+- ``tfidf_logreg``: word 1-2-gram + character 3-5-gram TF-IDF and logistic regression (features.py).
+  For relations the text is augmented with the words of each marked entity and the words between
+  them (``e1_``/``e2_``/``btw_`` prefixed) - the classic feature set for this task; a sentence pair
+  is seen as both texts' vectors, their difference, product and cosine. For tagging,
   where TF-IDF has no meaning, the same class of model is a token-level logistic regression on
   simple word features (lowercased word, prefixes/suffixes, shape, neighbouring words).
   The regularisation strength C is picked on the validation split when there is one (never on
@@ -18,20 +19,18 @@ being scored, so baselines and the adapted model go through the same scorer.
 from __future__ import annotations
 
 import json
-import re
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
 from ..recipe.schema import TaskSpec
+from .features import TextFeatures, relation_text
 from .scoring import spans_from_tags
 
 Rows = Sequence[dict[str, Any]]
 C_GRID = (0.3, 3.0, 30.0)
 DEFAULT_C = 10.0
-E1 = re.compile(r"<e1>(.*?)</e1>", re.S)
-E2 = re.compile(r"<e2>(.*?)</e2>", re.S)
-WORD = re.compile(r"\w+")
+__all__ = ["BaselineSkipped", "fit_predict", "majority", "relation_text", "tfidf_logreg", "token_logreg"]
 
 
 class BaselineSkipped(Exception):
@@ -77,19 +76,10 @@ def tfidf_logreg(train: Rows, validation: Rows, test: Rows, kind: str, task: Tas
         return token_logreg(train, validation, test, kind)
     if kind == "extraction":
         raise BaselineSkipped("TF-IDF + logistic regression does not apply to structured extraction")
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.pipeline import FeatureUnion
-
-    text = relation_text if kind == "relation" else (lambda s: s)
-    vectorizer = FeatureUnion(
-        [
-            ("word", TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1, lowercase=True)),
-            ("char", TfidfVectorizer(analyzer="char_wb", ngram_range=(3, 5), sublinear_tf=True, min_df=2)),
-        ]
-    )
-    x_train = vectorizer.fit_transform([text(r["text"]) for r in train])
-    x_val = vectorizer.transform([text(r["text"]) for r in validation]) if validation else None
-    x_test = vectorizer.transform([text(r["text"]) for r in test])
+    features = TextFeatures(train, kind)
+    x_train = features.transform(train)
+    x_val = features.transform(validation) if validation else None
+    x_test = features.transform(test)
     return fit_predict(
         x_train,
         [r["label"] for r in train],
@@ -98,21 +88,6 @@ def tfidf_logreg(train: Rows, validation: Rows, test: Rows, kind: str, task: Tas
         x_test,
         multi=kind == "multi",
     )
-
-
-def relation_text(text: str) -> str:
-    """The sentence plus prefixed words of e1, e2 and the words between them."""
-    e1, e2 = E1.search(text), E2.search(text)
-    plain = re.sub(r"</?e[12]>", " ", text)
-    if e1 is None or e2 is None:
-        return plain
-    first, second = sorted((e1, e2), key=lambda m: m.start())
-    between = re.sub(r"</?e[12]>", " ", text[first.end() : second.start()])
-    parts = [plain, "order_" + ("e1e2" if first is e1 else "e2e1")]
-    parts += [f"e1_{w}" for w in WORD.findall(e1.group(1).lower())]
-    parts += [f"e2_{w}" for w in WORD.findall(e2.group(1).lower())]
-    parts += [f"btw_{w}" for w in WORD.findall(between.lower())]
-    return " ".join(parts)
 
 
 def fit_predict(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .scoring import HEADLINE, TABLE_COLUMNS
+from .scoring import HEADLINE, table_columns
 
 PER_CLASS_MAX_ROWS = 40
 DESCRIPTIONS = {
@@ -14,6 +14,36 @@ DESCRIPTIONS = {
     "base_model": "base model, no adapter",
     "full_finetune": "full fine-tuning",
 }
+REGRESSION_DESCRIPTIONS = {"majority": "training mean", "tfidf_logreg": "TF-IDF + ridge regression"}
+"""Regression runs the same baselines under the names the recipe lists; these are what they are there."""
+
+
+def system_name(name: str, kind: str) -> str:
+    """How a baseline is called in the table (``majority`` is the training mean for regression)."""
+    if kind == "regression" and name in REGRESSION_DESCRIPTIONS:
+        return REGRESSION_DESCRIPTIONS[name]
+    return DESCRIPTIONS.get(name, name)
+
+
+def system_method(name: str, kind: str, mode: str, pair: bool = False) -> str:
+    """The note beside a baseline: what exactly it fits."""
+    learner = "ridge regression" if kind == "regression" else "logistic regression"
+    if name == "majority":
+        return "mean of each training target" if kind == "regression" else "most frequent training label"
+    if name == "tfidf_logreg":
+        if kind in ("tagging", "entities"):
+            return "token-level LR on word features"
+        grams = "word 1-2 + char 3-5 grams"
+        return f"{grams} of both texts a, b: a, b, abs(a-b), a*b, cosine" if pair else grams
+    if name == "base_model":
+        if mode == "generative":
+            return "zero-shot generation"
+        features = (
+            "both sentences' mean-pooled features u, v, abs(u-v), u*v" if pair else "mean-pooled features"
+        )
+        probe = "ridge probe" if kind == "regression" else "linear probe"
+        return f"frozen encoder, {features} + {learner} ({probe})"
+    return ""
 
 
 def render_report(manifest: dict[str, Any], metrics: dict[str, Any]) -> str:
@@ -42,7 +72,8 @@ def _overview(manifest: dict[str, Any], metrics: dict[str, Any]) -> list[str]:
     share = adapter.get("trainable_share")
     lines = [
         f"- **Task:** {task.get('type')} ({task.get('mode')} mode)"
-        + (f", {len(labels)} labels" if labels else ""),
+        + (f", {len(labels)} {'targets' if task.get('targets') else 'labels'}" if labels else "")
+        + (" on sentence pairs" if task.get("inputs") else ""),
         f"- **Base model:** {base.get('name_or_path')} ({base.get('model_type')})",
         f"- **Adapter:** {adapter.get('method')} r={adapter.get('rank')} alpha={adapter.get('alpha')}, targets "
         f"{adapter.get('target_modules')}; trainable {_int(adapter.get('trainable_params'))} of "
@@ -64,27 +95,29 @@ def _task_sections(metrics: dict[str, Any]) -> list[str]:
         "",
         comparison_table(metrics),
         "",
-        f"Headline metric: `{HEADLINE[kind]}`. {_kind_note(kind)}",
+        f"Headline metric: `{HEADLINE[kind]}`{_headline_meaning(kind, metrics['task'])}. {_kind_note(kind)}",
         "",
     ]
     parts += [f"- {note}" for note in info.get("notes", [])]
     parts += ["", *_per_class(metrics["task"], kind), *_samples(metrics.get("samples", []))]
-    return parts
+    return parts + explanation_section(metrics.get("explanations"))
 
 
 def comparison_table(metrics: dict[str, Any]) -> str:
     """The adapted model and each baseline, one row each, the task's metrics as columns."""
     info = metrics.get("evaluation", {})
-    columns = list(TABLE_COLUMNS[info.get("kind", "single")])
+    kind = info.get("kind", "single")
+    columns = table_columns(kind, metrics.get("task"))
     if info.get("mode") == "generative":
         columns.append("invalid")
     lines = ["| system | " + " | ".join(columns) + " | note |", "|" + "---|" * (len(columns) + 2)]
     for name, result, note in _systems(metrics):
         if "skipped" in result or "error" in result:
             note = result.get("skipped") or f"failed: {result.get('error')}"
-            lines.append(f"| {name} | " + " | ".join(["–"] * len(columns)) + f" | {note} |")
+            lines.append(f"| {name} | " + " | ".join(["–"] * len(columns)) + f" | {table_text(note)} |")
             continue
-        lines.append(f"| {name} | " + " | ".join(_cell(result.get(c)) for c in columns) + f" | {note} |")
+        cells = " | ".join(_cell(result.get(c)) for c in columns)
+        lines.append(f"| {name} | {cells} | {table_text(note)} |")
     return "\n".join(lines)
 
 
@@ -93,8 +126,9 @@ def _systems(metrics: dict[str, Any]) -> list[tuple[str, dict[str, Any], str]]:
     out = [("**adapted (LoRA)**", adapted, adapted.get("method", ""))]
     if adapted.get("constrained"):
         out.append(("adapted, label-constrained", adapted["constrained"], "highest-likelihood label"))
+    kind = metrics.get("evaluation", {}).get("kind", "single")
     for name, result in metrics.get("baselines", {}).items():
-        label = DESCRIPTIONS.get(name, name)
+        label = system_name(name, kind)
         out.append((label, result, result.get("method", "")))
         if result.get("constrained"):
             out.append((f"{label}, label-constrained", result["constrained"], "highest-likelihood label"))
@@ -111,15 +145,55 @@ def _kind_note(kind: str) -> str:
         "tagging": "Entity-level exact span matching (seqeval default mode = conlleval); `f1` is micro over entities.",
         "entities": "Generated entities are matched to gold as exact (type, text) pairs per sentence.",
         "extraction": "Exact match needs every field right; field-level scores compare normalised values.",
+        "regression": "Pearson and Spearman correlations, MSE, RMSE and MAE in the targets' own units, "
+        "averaged over the targets (`pearson_X` / `mse_X`: target X). Unparseable generated answers are "
+        "scored as the training mean and counted as invalid.",
     }[kind]
 
 
+def _headline_meaning(kind: str, task: dict[str, Any]) -> str:
+    """What the headline is in this run when its name would mislead (a binary relation task)."""
+    positive = task.get("positive_label")
+    if kind == "relation" and positive is not None and task.get("negative_label") is not None:
+        return (
+            f" (here: the F1 of the positive class `{positive}` alone, since `{task['negative_label']}` is left "
+            "out - not a macro average; `f1_macro` averages both classes)"
+        )
+    return ""
+
+
+def explanation_section(explanations: dict[str, Any] | None) -> list[str]:
+    """The words that drive the adapted model's decisions, beside the TF-IDF baseline's top features."""
+    if not explanations or not explanations.get("groups"):
+        return []
+    lines = [
+        "## What drives the adapted model's decisions",
+        "",
+        f"{explanations.get('method', '')} Over {explanations.get('rows')} test rows; words are ranked by "
+        "their summed attribution toward the group. TF-IDF features are the baseline's largest weights "
+        "for the same group. A domain model should rank domain words; punctuation or boilerplate at the "
+        "top points to a shortcut.",
+        "",
+        "| group | adapted model: most influential words | TF-IDF baseline: top features |",
+        "|---|---|---|",
+    ]
+    for group in explanations["groups"]:
+        words = ", ".join(f"{w} ({v:+.3g})" for w, v in group.get("words", [])) or "–"
+        tfidf = ", ".join(f"{w} ({v:+.3g})" for w, v in group.get("tfidf", [])) or "–"
+        lines.append(
+            f"| {group['name']} | {table_text(_short(words, 400))} | {table_text(_short(tfidf, 400))} |"
+        )
+    return [*lines, ""]
+
+
 def _per_class(task: dict[str, Any], kind: str) -> list[str]:
-    per = task.get("per_class") or task.get("per_field") or {}
+    per = task.get("per_class") or task.get("per_field") or task.get("per_target") or {}
     if kind == "relation":
         per = task.get("per_relation_official") or per
     if not per:
         return []
+    if kind == "regression":
+        return _per_target(per)
     title = {"relation": "Per relation (official scoring)", "extraction": "Per field"}.get(kind, "Per class")
     lines = [
         f"## {title} (adapted model)",
@@ -137,12 +211,30 @@ def _per_class(task: dict[str, Any], kind: str) -> list[str]:
     return [*lines, ""]
 
 
+def _per_target(per: dict[str, Any]) -> list[str]:
+    lines = [
+        "## Per target (adapted model)",
+        "",
+        "| target | pearson | spearman | mse | rmse | mae |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, row in per.items():
+        lines.append(
+            f"| {name} | "
+            + " | ".join(_cell(row.get(m)) for m in ("pearson", "spearman", "mse", "rmse", "mae"))
+            + " |"
+        )
+    return [*lines, ""]
+
+
 def _samples(samples: list[dict[str, Any]]) -> list[str]:
     if not samples:
         return []
     lines = ["## Samples", ""]
     for s in samples:
         mark = "correct" if s.get("correct") else "wrong"
+        if s.get("correct") is None and "error" in s:
+            mark = f"abs. error {s['error']:.3f}"
         lines.append(
             f"- ({mark}) `{_short(s.get('input', ''))}` → gold: `{s.get('gold')}`, predicted: `{s.get('prediction')}`"
             + (f", generated: `{_short(s['output'], 80)}`" if s.get("output") is not None else "")
@@ -169,6 +261,11 @@ def _lm_section(metrics: dict[str, Any]) -> list[str]:
         "|---|---|---|---|---|",
         *rows,
     ]
+
+
+def table_text(text: Any) -> str:
+    """Free text in a markdown table cell: a literal `|` would start a new column."""
+    return str(text).replace("|", "\\|")
 
 
 def _cell(value: Any) -> str:

@@ -11,6 +11,10 @@ Kinds (one per task type and mode):
 | tagging    | token_classification, head mode        | one tag per word                      | f1 (entity, micro)  |
 | entities   | token_classification, generative mode  | list of (type, text) entities         | f1 (entity, micro)  |
 | extraction | extraction                             | JSON object                           | field_f1            |
+| regression | regression                             | list of floats, one per target        | pearson (mean)      |
+
+A binary single-label or relation task also reports ``f1_positive``, the F1 of its positive class (the label
+that is not ``task.negative_label``; without one, the rarer gold label), named in ``positive_label``.
 """
 
 from __future__ import annotations
@@ -18,9 +22,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from ..recipe.derived import target_names
 from ..recipe.schema import TaskSpec
 from . import metrics as M
 from . import parsing
+from . import regression as R
 
 HEADLINE = {
     "single": "f1_macro",
@@ -29,6 +35,7 @@ HEADLINE = {
     "tagging": "f1",
     "entities": "f1",
     "extraction": "field_f1",
+    "regression": "pearson",
 }
 TABLE_COLUMNS = {
     "single": ("accuracy", "f1_macro", "f1_micro", "f1_weighted", "precision_macro", "recall_macro"),
@@ -37,6 +44,7 @@ TABLE_COLUMNS = {
     "tagging": ("f1", "precision", "recall", "f1_macro", "token_accuracy"),
     "entities": ("f1", "precision", "recall", "f1_macro"),
     "extraction": ("exact_match", "field_f1", "field_precision", "field_recall"),
+    "regression": ("pearson", "spearman", "mse", "rmse", "mae"),
 }
 CONFUSION_KINDS = ("single", "relation")
 
@@ -50,6 +58,8 @@ def task_kind(task: TaskSpec, mode: str) -> str:
         return "tagging" if mode == "head" else "entities"
     if task.type == "extraction":
         return "extraction"
+    if task.type == "regression":
+        return "regression"
     raise ValueError(f"task.type {task.type!r} has no task metrics")
 
 
@@ -74,6 +84,8 @@ def gold_of(rows: Sequence[dict[str, Any]], kind: str, task: TaskSpec) -> list[A
         return [list(row["tags"]) for row in rows]
     if kind == "entities":
         return [spans_from_tags(row["tokens"], row["tags"]) for row in rows]
+    if kind == "regression":
+        return [list(row["targets"]) for row in rows]
     return [_fields(row["output"], task) for row in rows]
 
 
@@ -92,25 +104,72 @@ def parse_answer(text: str, kind: str, labels: Sequence[str], task: TaskSpec) ->
     if kind == "extraction":
         obj = parsing.parse_json_object(text)
         return None if obj is None else _fields(obj, task)
+    if kind == "regression":
+        return R.parse_numbers(text, target_names(task))
     raise ValueError(f"no generative parsing for kind {kind!r}")
 
 
 def score(
-    kind: str, gold: Sequence[Any], pred: Sequence[Any], labels: Sequence[str] | None, task: TaskSpec
+    kind: str,
+    gold: Sequence[Any],
+    pred: Sequence[Any],
+    labels: Sequence[str] | None,
+    task: TaskSpec,
+    *,
+    fallback: Sequence[float] | None = None,
 ) -> dict[str, Any]:
-    """The full metric dict of one system."""
+    """The full metric dict of one system (``fallback``: regression, the value an invalid answer is scored as)."""
     labels = list(labels or ())
+    if kind == "regression":
+        return R.regression_metrics(
+            gold, pred, target_names(task), fallback or [0.0] * len(target_names(task))
+        )
     if kind == "single":
-        return M.classification_metrics(gold, pred, labels)
+        return _with_positive(M.classification_metrics(gold, pred, labels), gold, labels, task)
     if kind == "multi":
         return M.multilabel_metrics(gold, pred, labels)
     if kind == "relation":
-        return M.relation_metrics(gold, pred, labels, task.negative_label)
+        return _with_positive(M.relation_metrics(gold, pred, labels, task.negative_label), gold, labels, task)
     if kind == "tagging":
         return M.entity_metrics(gold, pred)
     if kind == "entities":
         return M.entity_set_metrics(gold, pred)
     return M.extraction_metrics(gold, pred, task.fields)
+
+
+def positive_label(labels: Sequence[str], negative: str | None, gold: Sequence[str]) -> str | None:
+    """A binary task's positive class: the label that is not ``negative``, else the rarer gold label
+    (ties: the later label); None unless there are exactly two labels."""
+    if len(labels) != 2:
+        return None
+    if negative in labels:
+        return next(label for label in labels if label != negative)
+    counts = {label: sum(g == label for g in gold) for label in labels}
+    return min(reversed(labels), key=lambda label: counts[label])
+
+
+def _with_positive(
+    m: dict[str, Any], gold: Sequence[str], labels: list[str], task: TaskSpec
+) -> dict[str, Any]:
+    positive = positive_label(labels, task.negative_label, gold)
+    if positive is not None:
+        m["positive_label"] = positive
+        m["f1_positive"] = m["per_class"][positive]["f1"]
+    return m
+
+
+def table_columns(kind: str, metrics: dict[str, Any] | None = None) -> list[str]:
+    """The comparison table's metric columns: the kind's, plus ``f1_positive`` for binary tasks and the
+    per-target Pearson/MSE of a regression with several targets."""
+    columns = list(TABLE_COLUMNS[kind])
+    metrics = metrics or {}
+    if "f1_positive" in metrics:
+        columns.insert(columns.index("f1_macro") + 1, "f1_positive")
+    if kind == "regression" and len(metrics.get("per_target") or {}) > 1:
+        names = list(metrics["per_target"])
+        pearson, mse = [f"pearson_{n}" for n in names], [f"mse_{n}" for n in names]
+        columns = ["pearson", *pearson, "spearman", "mse", *mse, "mae"]
+    return columns
 
 
 def headline(kind: str, metrics: dict[str, Any]) -> float | None:

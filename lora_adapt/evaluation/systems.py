@@ -1,5 +1,7 @@
 """The model-running systems that are scored: the adapted model (head or generative), the base model
-without its adapter (zero-shot generation, or a frozen-encoder linear probe for head mode)."""
+without its adapter (zero-shot generation, or a frozen-encoder probe for head mode: logistic regression
+for classes, ridge regression for numbers; a sentence pair is probed with both sentences' embeddings u, v
+and |u - v|, u * v, as SentEval does)."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import numpy as np
 
 from ..recipe.schema import DataSpec, EvaluationSpec, TaskSpec
 from . import generation, prediction
+from . import regression as R
 from .baselines import fit_predict
 from .scoring import parse_answer
 
@@ -35,6 +38,18 @@ class EvalContext:
     dataset: Any = None  # head mode: datasets.Dataset aligned row for row with `rows`
     seed: int = 42
     available: int = 0  # rows before evaluation.max_samples sampled `rows`
+    targets: dict[str, Any] | None = (
+        None  # regression: training stats and the head's scaling (data/targets.py)
+    )
+
+    @property
+    def fallback(self) -> list[float] | None:
+        """Regression: what an unparseable answer is scored as (the training mean)."""
+        return list(self.targets["mean"]) if self.targets else None
+
+    @property
+    def pair(self) -> bool:
+        return bool(self.rows) and "text_b" in self.rows[0]
 
     def prompts(self) -> list[str]:
         from ..data import generative_prompt
@@ -65,6 +80,8 @@ def _head_predictions(model, ctx: EvalContext) -> list[Any]:
         return prediction.decode_tags(logits, labels, [len(r["tokens"]) for r in ctx.rows])
     if ctx.kind == "multi":
         return [sorted(p) for p in prediction.decode_multi(logits, labels)]
+    if ctx.kind == "regression":
+        return prediction.decode_regression(logits, (ctx.targets or {}).get("scaling"))
     return prediction.decode_single(logits, labels)
 
 
@@ -75,6 +92,10 @@ def _generative(model, ctx: EvalContext) -> SystemOutput:
     budget = ctx.evaluation.max_new_tokens
     if ctx.kind in CONSTRAINED_KINDS:
         budget = generation.answer_budget(tok, labels, budget)
+    elif ctx.kind == "regression" and ctx.fallback is not None:
+        from ..data.targets import format_targets
+
+        budget = generation.answer_budget(tok, [format_targets(ctx.fallback, tuple(labels))], budget)
     answers = generation.generate_answers(model, tok, prompts, max_new_tokens=budget, batch_size=batch)
     out = SystemOutput([parse_answer(a, ctx.kind, labels, ctx.task) for a in answers], answers=answers)
     out.info["max_new_tokens"] = budget
@@ -86,8 +107,8 @@ def _generative(model, ctx: EvalContext) -> SystemOutput:
 def linear_probe(
     model, ctx: EvalContext, train, train_rows: list[dict], validation, validation_rows: list[dict]
 ) -> SystemOutput:
-    """Logistic regression on the frozen base model's last hidden states (mean-pooled per row, or per
-    word for tagging); C picked on the validation split."""
+    """Logistic regression (ridge regression for numbers) on the frozen base model's last hidden states
+    (mean-pooled per row, per sentence for pairs, or per word for tagging); C (alpha) picked on validation."""
     from sklearn.preprocessing import StandardScaler
 
     token_level = ctx.kind == "tagging"
@@ -98,17 +119,12 @@ def linear_probe(
     if validation is not None and len(validation):
         x_val, y_val = _probe_xy(model, ctx, validation, validation_rows, token_level)
         x_val = scaler.transform(x_val)
-    feats = prediction.frozen_features(
-        model, ctx.dataset, ctx.tokenizer, batch_size=ctx.evaluation.batch_size, token_level=token_level
-    )
-    flat = fit_predict(
-        scaler.transform(x_train),
-        y_train,
-        x_val,
-        y_val,
-        scaler.transform(np.concatenate(feats) if token_level else np.stack(feats)),
-        multi=ctx.kind == "multi",
-    )
+    feats = _features(model, ctx, ctx.dataset, ctx.rows, token_level)
+    x_test = scaler.transform(np.concatenate(feats) if token_level else np.stack(feats))
+    if ctx.kind == "regression":
+        preds = R.ridge_fit_predict(scaler.transform(x_train), y_train, x_val, y_val, x_test)
+        return SystemOutput(preds, info={"train_rows": len(train_rows), "capped": capped})
+    flat = fit_predict(scaler.transform(x_train), y_train, x_val, y_val, x_test, multi=ctx.kind == "multi")
     info = {"train_rows": len(train_rows), "capped": capped}
     if not token_level:
         return SystemOutput(flat, info=info)
@@ -131,10 +147,42 @@ def _cap(dataset, rows: list[dict], seed: int):
     return dataset.select(keep), [rows[i] for i in keep], True
 
 
-def _probe_xy(model, ctx: EvalContext, dataset, rows: list[dict], token_level: bool):
-    feats = prediction.frozen_features(
-        model, dataset, ctx.tokenizer, batch_size=ctx.evaluation.batch_size, token_level=token_level
+def _features(model, ctx: EvalContext, dataset, rows: list[dict], token_level: bool) -> list[np.ndarray]:
+    """Frozen features per row: mean-pooled (a pair: [u, v, |u - v|, u * v] of its two sentences encoded
+    apart), or per word for tagging."""
+    batch = ctx.evaluation.batch_size
+    if not (rows and "text_b" in rows[0]):
+        return prediction.frozen_features(
+            model, dataset, ctx.tokenizer, batch_size=batch, token_level=token_level
+        )
+    u, v = (
+        np.stack(
+            prediction.frozen_features(
+                model,
+                _single_texts(ctx, [r[column] for r in rows]),
+                ctx.tokenizer,
+                batch_size=batch,
+                token_level=False,
+            )
+        )
+        for column in ("text", "text_b")
     )
+    return list(np.concatenate([u, v, np.abs(u - v), u * v], axis=1))
+
+
+def _single_texts(ctx: EvalContext, texts: list[str]):
+    import datasets
+
+    enc = ctx.tokenizer(texts, truncation=True, max_length=ctx.data.max_seq_length)
+    return datasets.Dataset.from_dict(
+        {"input_ids": list(enc["input_ids"]), "attention_mask": list(enc["attention_mask"])}
+    )
+
+
+def _probe_xy(model, ctx: EvalContext, dataset, rows: list[dict], token_level: bool):
+    feats = _features(model, ctx, dataset, rows, token_level)
+    if ctx.kind == "regression":
+        return np.stack(feats), R.targets_of(rows)
     if not token_level:
         return np.stack(feats), [r["label"] for r in rows]
     labels = list(ctx.labels or ())

@@ -37,6 +37,11 @@ METRIC_TYPES = (
     ("recall", "recall"),
     ("perplexity", "perplexity"),
     ("loss", "loss"),
+    ("pearson", "pearsonr"),
+    ("spearman", "spearmanr"),
+    ("rmse", "rmse"),
+    ("mse", "mse"),
+    ("mae", "mae"),
 )
 
 
@@ -213,7 +218,8 @@ def _recipe_rows(run: RunDir) -> list[tuple[str, Any]]:
         (
             "task",
             f"{_get(m, 'task', 'type')} ({_get(m, 'task', 'mode')})"
-            + (f", {len(labels)} labels" if labels else ""),
+            + (f", {len(labels)} {'targets' if _get(m, 'task', 'targets') else 'labels'}" if labels else "")
+            + (" on sentence pairs" if _get(m, "task", "inputs") else ""),
         ),
         ("quantization", _get(m, "quantization", "method") or "none"),
         (

@@ -99,6 +99,7 @@ def load_adapted(
         multi_label=first.multi_label,
         tokenizer=tokenizer,
         pooling=first.pooling,
+        task_type=first.task_type,
     )
     if prepare_base is not None:
         prepare_base(loaded.model)

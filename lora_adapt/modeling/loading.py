@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from ..errors import ModelLoadError
-from ..recipe.derived import AUTO_CLASSES, Head, is_quantized
+from ..recipe.derived import AUTO_CLASSES, Head, is_quantized, problem_type
 from ..recipe.schema import ModelSpec, QuantizationSpec
 from .hardware import resolve_device, resolve_dtype
 from .source import ModelSource, resolve_model_source
@@ -104,7 +104,8 @@ def load_model(
     task_type: str = "classification",
 ) -> LoadedModel:
     """Load ``spec`` as ``head``; a sequence-classification head reads the encoder as ``pooling`` says
-    (``auto`` is resolved here: see modeling/pooling.py)."""
+    (``auto`` is resolved here: see modeling/pooling.py). For a regression task ``labels`` are the target
+    names (one output each, MSE loss)."""
     source = resolve_model_source(spec)
     device = resolve_device(spec.device)
     dtype = resolve_dtype(spec.dtype, device)
@@ -123,7 +124,7 @@ def load_model(
         kwargs["quantization_config"] = quantization_config
         kwargs["device_map"] = {"": device if device != "cuda" else torch.cuda.current_device()}
     if head != "causal_lm":
-        kwargs.update(_head_kwargs(head, labels, multi_label))
+        kwargs.update(_head_kwargs(head, labels, problem_type(task_type, multi_label)))
     try:
         model = auto_class(head).from_pretrained(source.load_path, **kwargs)
     except (OSError, ValueError) as exc:
@@ -145,7 +146,7 @@ def load_model(
     return LoadedModel(model, tokenizer, source, quant.method, dtype, device, head, resolved)
 
 
-def _head_kwargs(head: Head, labels: tuple[str, ...] | None, multi_label: bool) -> dict[str, Any]:
+def _head_kwargs(head: Head, labels: tuple[str, ...] | None, problem: str) -> dict[str, Any]:
     if not labels:
         raise ModelLoadError(
             f"a {head} head needs the label set", hint="list task.labels or put labels in the data"
@@ -155,8 +156,8 @@ def _head_kwargs(head: Head, labels: tuple[str, ...] | None, multi_label: bool) 
         id2label=dict(enumerate(labels)),
         label2id={label: i for i, label in enumerate(labels)},
     )
-    if multi_label:
-        kwargs["problem_type"] = "multi_label_classification"
+    if problem != "single_label_classification" and head == "sequence_classification":
+        kwargs["problem_type"] = problem  # regression (MSE) or multi-label (BCE); single-label is inferred
     return kwargs
 
 

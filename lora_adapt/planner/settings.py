@@ -6,7 +6,14 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from ..errors import UsageError
-from ..recipe.derived import BENCH_MODES, head_kind, is_quantized, mode_recipe, resolve_loss_path
+from ..recipe.derived import (
+    BENCH_MODES,
+    head_kind,
+    head_outputs,
+    is_quantized,
+    mode_recipe,
+    resolve_loss_path,
+)
 from ..recipe.schema import Recipe
 
 MODES: tuple[str, ...] = BENCH_MODES
@@ -114,7 +121,7 @@ def settings_for(
         attention="sdpa" if recipe.model.attn_implementation == "auto" else recipe.model.attn_implementation,
         adapter_dtype=adapter_dtype(quant, head, param_dtype),
         head=head,
-        num_labels=len(recipe.task.labels) if recipe.task.labels else 2,
+        num_labels=head_outputs(recipe.task) or 2,
         loss_path=loss_path or resolve_loss_path(tr.loss_path, device, head),
         padded=batch > 1 and not tr.packing,
     )

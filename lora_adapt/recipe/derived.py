@@ -1,7 +1,8 @@
 """Decisions derived from a recipe, each made here once (no torch: the planner and `validate` use them).
 
 - task mode: does the task train a classifier head or teach a causal LM to answer (``task_mode``);
-- head kind: which transformers head a mode loads (``head_kind``);
+- head kind: which transformers head a mode loads (``head_kind``), what the head predicts
+  (``problem_type``: classes, several labels, or numbers) and how many outputs it has (``head_outputs``);
 - quantization: whether a method stores the base quantized (``is_quantized``);
 - benchmark modes: full / lora / qlora and the recipe each one runs (``recipe_mode``, ``mode_recipe``);
 - the full fine-tuning baseline's training settings (``full_finetune_training``);
@@ -16,7 +17,16 @@ from __future__ import annotations
 import math
 from typing import Literal, get_args
 
-from .schema import Baseline, LossPath, Quantization, Recipe, TaskSpec, TrainingSpec
+from .schema import (
+    Baseline,
+    EvaluationSpec,
+    ExplanationSpec,
+    LossPath,
+    Quantization,
+    Recipe,
+    TaskSpec,
+    TrainingSpec,
+)
 
 Head = Literal["causal_lm", "sequence_classification", "token_classification"]
 Mode = Literal["head", "generative"]
@@ -33,10 +43,15 @@ BASELINES: tuple[str, ...] = get_args(Baseline)
 QUANTIZED_METHODS: tuple[str, ...] = tuple(m for m in get_args(Quantization) if m != "none")
 HEAD_KINDS: dict[str, Head] = {
     "classification": "sequence_classification",
+    "regression": "sequence_classification",
     "relation_classification": "sequence_classification",
     "token_classification": "token_classification",
 }
-"""Task types that can train a classifier head, and the head each one loads."""
+"""Task types that can train a head (classifier or regressor), and the head each one loads."""
+REGRESSION_TASKS: tuple[str, ...] = ("regression",)
+"""Task types whose head predicts numbers (MSE loss, one output per target) instead of classes."""
+DEFAULT_TARGET = "label"
+"""A regression task without task.targets predicts the canonical ``label`` column."""
 AUTO_CLASSES: dict[Head, str] = {
     "causal_lm": "AutoModelForCausalLM",
     "sequence_classification": "AutoModelForSequenceClassification",
@@ -65,6 +80,36 @@ def head_kind(task: TaskSpec) -> Head:
 
 def head_for(task_type: str, mode: str) -> Head:
     return HEAD_KINDS.get(task_type, "causal_lm") if mode == "head" else "causal_lm"
+
+
+def problem_type(task_type: str, multi_label: bool = False) -> str:
+    """transformers' ``problem_type`` for a head of this task (it picks the loss: MSE, BCE or cross-entropy)."""
+    if task_type in REGRESSION_TASKS:
+        return "regression"
+    return "multi_label_classification" if multi_label else "single_label_classification"
+
+
+def target_names(task: TaskSpec) -> tuple[str, ...]:
+    """Regression: the targets a head predicts, in output order."""
+    return tuple(task.targets) if task.targets else (DEFAULT_TARGET,)
+
+
+def target_scaling(task: TaskSpec) -> str:
+    """What a regression head trains on: ``task.target_scaling``, standardised targets by default."""
+    return task.target_scaling or "standardize"
+
+
+def explanation_settings(evaluation: EvaluationSpec) -> ExplanationSpec:
+    """The report's explanation settings: ``evaluation.explanations``, else the ExplanationSpec defaults."""
+    return evaluation.explanations or ExplanationSpec()
+
+
+def head_outputs(task: TaskSpec) -> int | None:
+    """Outputs of the task's head known from the recipe alone (targets, or listed labels); None when the
+    label set comes from the data."""
+    if task.type in REGRESSION_TASKS:
+        return len(target_names(task))
+    return len(task.labels) if task.labels else None
 
 
 def head_of_auto_class(name: str | None) -> Head:

@@ -15,7 +15,11 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-TaskType = Literal["sft", "classification", "token_classification", "relation_classification", "extraction"]
+TaskType = Literal[
+    "sft", "classification", "regression", "token_classification", "relation_classification", "extraction"
+]
+TargetScaling = Literal["standardize", "none"]
+ShortRows = Literal["error", "pad"]
 TaskMode = Literal["auto", "head", "generative"]
 Pooling = Literal["auto", "model", "cls", "mean", "entity_start"]
 Quantization = Literal["none", "nf4", "fp4", "int8"]
@@ -54,7 +58,17 @@ CANONICAL_COLUMNS = (
     "tokens",
     "tags",
     "id",
+    "text_a",
+    "text_b",
+    "e1_start",
+    "e1_end",
+    "e2_start",
+    "e2_end",
+    "e1_type",
+    "e2_type",
 )
+"""``text_a`` is another name for ``text`` (the first text of a pair); ``text_b`` makes a row a sentence pair.
+``e1_start`` ... ``e2_type``: relation entities given as character offsets (end exclusive) instead of markers."""
 
 
 class Spec(BaseModel):
@@ -67,7 +81,8 @@ class Spec(BaseModel):
 
 class TaskSpec(Spec):
     type: TaskType = "sft"
-    """What the adapter learns: free-text SFT, or a domain task scored with accuracy/P/R/F1."""
+    """What the adapter learns: free-text SFT, or a domain task scored with accuracy/P/R/F1 (classification,
+    tagging, relations, extraction) or with MSE/Pearson (regression: one or several numeric targets)."""
     mode: TaskMode = "auto"
     """`head`: a classification head + LoRA; `generative`: the LM answers with the label. `auto`: head
     for classification tasks, generative for sft and extraction."""
@@ -77,7 +92,15 @@ class TaskSpec(Spec):
     """Classification only: each row may carry several labels (a list, or a string split on `label_separator`)."""
     label_separator: str = "|"
     negative_label: str | None = None
-    """Relation classification: the catch-all label left out of macro-F1 (SemEval's `Other`)."""
+    """Relation classification: the catch-all label left out of macro-F1 (SemEval's `Other`). In any binary
+    task it also names the negative class, so the other one is the positive class whose F1 is reported."""
+    targets: tuple[str, ...] | None = None
+    """Regression: the numeric columns to predict, e.g. `[V, A, D]` (dotted/indexed paths allowed). Default:
+    the single column `label` (map yours with data.columns)."""
+    target_scaling: TargetScaling | None = None
+    """Regression in head mode: `standardize` trains the head on z-scored targets (training split mean and
+    standard deviation, recorded with the adapter) and undoes it at prediction time; `none` trains on raw
+    values. Null (the default): `standardize` for a regression head."""
     fields: tuple[str, ...] | None = None
     """Extraction: the JSON fields the model must produce (scored field by field)."""
     pooling: Pooling = "auto"
@@ -94,11 +117,11 @@ class TaskSpec(Spec):
         """A field validator (type and mode are checked first) so errors point at task.pooling itself."""
         kind, mode = info.data.get("type"), info.data.get("mode")
         if pooling != "auto" and (
-            kind not in ("classification", "relation_classification") or mode == "generative"
+            kind not in ("classification", "regression", "relation_classification") or mode == "generative"
         ):
             raise ValueError(
-                f"'{pooling}' applies to classification and relation_classification in head mode "
-                "only; remove task.pooling"
+                f"'{pooling}' applies to classification, regression and relation_classification in head "
+                "mode only; remove task.pooling"
             )
         if pooling == "entity_start" and kind != "relation_classification":
             raise ValueError(
@@ -117,6 +140,16 @@ class TaskSpec(Spec):
             raise ValueError("task.multi_label is only for task.type 'classification'")
         if self.labels is not None and len(set(self.labels)) != len(self.labels):
             raise ValueError("task.labels has duplicates")
+        if self.targets is not None and self.type != "regression":
+            raise ValueError("task.targets is only for task.type 'regression' (use task.labels for classes)")
+        if self.targets is not None and (not self.targets or len(set(self.targets)) != len(self.targets)):
+            raise ValueError("task.targets must name one or more distinct columns")
+        if self.type == "regression" and self.labels is not None:
+            raise ValueError(
+                "task.labels does not apply to regression; name the numeric columns in task.targets"
+            )
+        if self.target_scaling is not None and (self.type != "regression" or self.mode == "generative"):
+            raise ValueError("task.target_scaling applies to regression in head mode only; remove it")
         return self
 
 
@@ -180,6 +213,9 @@ class SplitSpec(Spec):
     seed: int = 42
     stratify: bool = True
     """Classification: keep label proportions in every split."""
+    column: str | None = None
+    """Take each row's split from this column of `data.path` (values `train`, `validation`/`valid`/`dev`,
+    `test`) instead of carving it by ratio, e.g. EmoBank's `split` column."""
 
     @model_validator(mode="after")
     def _shares(self) -> SplitSpec:
@@ -214,10 +250,17 @@ class DataSpec(Spec):
     """SFT layout: raw `completion` text, `prompt_completion`, `instruction` (instruction/input/output), `chat`
     messages. `auto` detects it from the columns."""
     columns: dict[str, str] = Field(default_factory=dict)
-    """Map canonical names (text, prompt, completion, instruction, input, output, messages, label, tokens, tags)
-    to your column names, e.g. `{text: body, label: category}`."""
+    """Map canonical names (text, text_a, text_b, prompt, completion, instruction, input, output, messages,
+    label, tokens, tags, e1_start ... e2_type) to your column names, e.g. `{text: body, label: category}`.
+    A name may be a dotted/indexed path into nested fields: `{label: relation[0].relation_type}`."""
     column_names: tuple[str, ...] | None = None
     """Names for the columns of a headerless csv/tsv file, e.g. `[label, text]`."""
+    short_rows: ShortRows = "error"
+    """csv/tsv rows with fewer fields than columns: `error` (naming the line), or `pad` the missing trailing
+    columns with empty values (ragged files, e.g. STS-B rows carry 7 or 9 fields)."""
+    label_delimiter: str | None = None
+    """One-example-per-line text files whose label follows the sentence after this delimiter
+    (`<sentence>@<label>`): each line is split on the *last* delimiter into text and label."""
     chat_template: str | None = None
     """A named chat template (`chatml`, `llama3`, `zephyr`) used when the tokenizer has none, or to override it."""
     system_prompt: str | None = None
@@ -250,6 +293,10 @@ class DataSpec(Spec):
             raise ValueError(
                 f"data.columns has unknown canonical names {unknown}; known: {list(CANONICAL_COLUMNS)}"
             )
+        if "text" in self.columns and "text_a" in self.columns:
+            raise ValueError("data.columns maps both 'text' and 'text_a' (the same column); keep one")
+        if self.split.column is not None and self.path is None:
+            raise ValueError("data.split.column splits the rows of data.path; with data.train files drop it")
         return self
 
 
@@ -310,6 +357,15 @@ class TrainingSpec(Spec):
         return self
 
 
+class ExplanationSpec(Spec):
+    rows: int = Field(32, ge=0)
+    """Test rows explained (a seeded sample); 0 switches explanations off."""
+    steps: int = Field(24, ge=4, le=512)
+    """Integrated Gradients steps per row (Riemann approximation; more = a smaller convergence delta)."""
+    top_words: int = Field(10, ge=1, le=100)
+    """Words listed per class (per target and direction for regression)."""
+
+
 class EvaluationSpec(Spec):
     enabled: bool = True
     """Score the test split at the end of `run`."""
@@ -326,6 +382,10 @@ class EvaluationSpec(Spec):
     """Score at most this many test rows (generative evaluation is slow on a CPU)."""
     batch_size: int = Field(16, ge=1)
     samples_in_report: int = Field(5, ge=0)
+    explanations: ExplanationSpec | None = None
+    """Head mode: the words that drive the adapted model's decisions (Integrated Gradients) over a sample of
+    the test split, beside the TF-IDF baseline's top features, in report.md and metrics.json. Null (the
+    default): the ExplanationSpec defaults for head runs (32 rows); `{rows: 0}` switches them off."""
 
 
 class PublishSpec(Spec):
@@ -399,6 +459,19 @@ class Recipe(Spec):
         if self.quantization.method != "none" and "full_finetune" in self.evaluation.baselines:
             problems.append(
                 "evaluation.baselines 'full_finetune' cannot train a quantized model; drop it or set quantization.method: none"
+            )
+        if self.data.label_delimiter is not None and self.task.type not in ("classification", "regression"):
+            problems.append(
+                "data.label_delimiter gives each line a label: it applies to classification and regression"
+            )
+        generative = self.task.mode == "generative" or (
+            self.task.mode == "auto" and self.task.type in ("sft", "extraction")
+        )
+        explained = self.evaluation.explanations
+        if explained is not None and explained.rows and generative:
+            problems.append(
+                "evaluation.explanations explains a classifier or regression head; this task trains a generative "
+                "model (remove evaluation.explanations)"
             )
         relation_head = self.task.type == "relation_classification" and self.task.mode != "generative"
         if self.output.merge and relation_head and self.task.pooling in ("auto", "entity_start"):

@@ -8,7 +8,7 @@ from typing import Any
 
 from ..recipe.schema import TrainingSpec
 
-LOWER_IS_BETTER = ("loss", "perplexity", "error")
+LOWER_IS_BETTER = ("loss", "perplexity", "error", "mse", "mae")
 
 
 @dataclass(frozen=True)

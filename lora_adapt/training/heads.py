@@ -6,7 +6,9 @@ decoders) to ``modules_to_save``, so the head is trained in full and saved with 
 
 ``compute_metrics`` reports ``eval_accuracy`` and ``eval_f1`` so early stopping can watch either:
 macro-F1 for single-label classification (leaving ``task.negative_label`` out, as relation scoring
-does), micro-F1 for multi-label, entity-level F1 (seqeval, conlleval semantics) for tagging.
+does), micro-F1 for multi-label, entity-level F1 (seqeval, conlleval semantics) for tagging. A
+regression head reports ``eval_mse`` (in the trained, possibly standardised, units; averaged over the
+targets) and ``eval_pearson`` (mean over the targets; unaffected by the scaling).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from ..recipe.derived import MULTI_LABEL_LOGIT
+from ..recipe.derived import MULTI_LABEL_LOGIT, REGRESSION_TASKS
 from ..recipe.schema import TaskSpec
 
 
@@ -45,6 +47,8 @@ def head_metrics_fn(
     task: TaskSpec, labels: tuple[str, ...], tagging: bool
 ) -> Callable[[Any], dict[str, float]]:
     """The ``compute_metrics`` callable for a head task."""
+    if task.type in REGRESSION_TASKS:
+        return lambda pred: regression_scores(pred.predictions, pred.label_ids)
     if tagging:
         return lambda pred: _tagging_scores(pred.predictions, pred.label_ids, labels)
     if task.multi_label:
@@ -93,3 +97,16 @@ def _tagging_scores(predictions, label_ids, labels: tuple[str, ...]) -> dict[str
         "accuracy": hits / tokens if tokens else 0.0,
         "f1": float(f1_score(gold_tags, pred_tags, zero_division=0)),
     }
+
+
+def regression_scores(predictions, label_ids) -> dict[str, float]:
+    """Mean squared error and Pearson r, each averaged over the targets."""
+    pred = _logits(predictions).reshape(len(label_ids), -1).astype(float)
+    gold = np.asarray(label_ids, dtype=float).reshape(pred.shape)
+    pearson = [
+        float(np.corrcoef(pred[:, j], gold[:, j])[0, 1])
+        if pred[:, j].std() > 0 and gold[:, j].std() > 0
+        else 0.0
+        for j in range(pred.shape[1])
+    ]
+    return {"mse": float(np.mean((pred - gold) ** 2)), "pearson": float(np.mean(pearson))}

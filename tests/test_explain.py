@@ -1,0 +1,112 @@
+"""Explanations: Integrated Gradients through the adapted head are faithful where the answer is known, and the
+`explain` command and the run report show them."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+from helpers import cli, read_metrics, run_cli, task_recipe, write_jsonl
+
+from lora_adapt import artifacts as A
+
+FILLERS = ["patient", "contract", "rent", "card", "tenant", "month", "notice", "password", "was", "the"]
+DECISIVE = "refund"
+
+
+def keyword_rows(n: int, seed: int = 0) -> list[dict]:
+    """Half the rows contain DECISIVE (label `refund`), the rest only fillers (label `other`)."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        words = [rng.choice(FILLERS) for _ in range(6)]
+        if i % 2:  # replaced, not inserted: the same length either way, so only the token can decide
+            words[rng.randrange(len(words))] = DECISIVE
+        rows.append({"text": " ".join(words), "label": "refund" if i % 2 else "other"})
+    return rows
+
+
+@pytest.fixture(scope="module")
+def keyword_run(tmp_path_factory, tiny_bert_dir):
+    """A LoRA classifier trained where one token decides the label (it learns it: accuracy 1.0)."""
+    tmp = tmp_path_factory.mktemp("explain")
+    data = write_jsonl(tmp / "kw.jsonl", keyword_rows(80))
+    recipe = task_recipe(
+        tmp,
+        tiny_bert_dir,
+        {"path": str(data), "split": {"validation": 0.1, "test": 0.2}},
+        {"type": "classification"},
+        training={"epochs": 8, "learning_rate": 1e-2},
+        evaluation={"baselines": ["tfidf_logreg"], "explanations": {"rows": 6, "steps": 16, "top_words": 3}},
+    )
+    run_cli("run", str(recipe))
+    return tmp
+
+
+def test_the_deciding_token_gets_the_largest_attribution(keyword_run, tmp_path):
+    metrics = read_metrics(keyword_run)
+    assert metrics["task"]["accuracy"] == 1.0  # the model did learn the rule being explained
+    out = tmp_path / "why"
+    text = "the tenant refund notice password card"
+    result = run_cli(
+        "explain", str(keyword_run / "runs" / "task"), "--text", text, "--steps", "64", "--out", str(out)
+    )
+    assert "refund (prediction refund)" in result.output
+    (explanation,) = json.loads((out / "attributions.json").read_text())
+    words = {w: s for w, s, _ in explanation["words"]}
+    assert max(words, key=words.get) == DECISIVE
+    assert words[DECISIVE] > 3 * max(abs(s) for w, s in words.items() if w != DECISIVE)
+    assert "password" in words  # sub-words (pass ##word) merged into the word
+    gap = explanation["score"] - explanation["baseline_score"]
+    assert abs(sum(s for _, s, _ in explanation["words"]) - gap) <= abs(explanation["delta"]) + 1e-5
+    html = (out / "explanation.html").read_text()
+    assert html.startswith("<!DOCTYPE html>") and "<script" not in html and "http" not in html
+    assert DECISIVE in html and (out / "explanation-001.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_attributions_sum_to_the_output_difference_within_the_delta(keyword_run):
+    from lora_adapt.explain import Attributor, head_for
+    from lora_adapt.modeling import load_adapted
+
+    adapted = load_adapted(keyword_run / "runs" / "task")
+    info = adapted.first
+    head = head_for(info.task_type, info.head, info.labels, multi_label=False)
+    attributor = Attributor(adapted.model, adapted.tokenizer, head, steps=8)
+    for text in ("refund the card", "the patient was notice month"):
+        for target in range(len(head.names)):
+            e = attributor.explain(text, target=target)
+            out = attributor.outputs(text)
+            assert e.score == pytest.approx(float(out[target]), abs=1e-5)
+            difference = e.score - e.baseline_score
+            assert abs(sum(w.score for w in e.words) - difference) <= abs(e.delta) + 1e-5
+
+
+def test_the_run_report_lists_influential_words_beside_tfidf(keyword_run):
+    metrics = read_metrics(keyword_run)
+    explanations = metrics["explanations"]
+    assert explanations["rows"] == 6 and "Integrated Gradients" in explanations["method"]
+    groups = {g["name"]: g for g in explanations["groups"]}
+    assert groups["refund"]["words"][0][0] == DECISIVE
+    assert groups["refund"]["tfidf"][0][0] == DECISIVE  # the baseline's top word n-gram for the class
+    report = (keyword_run / "runs" / "task" / A.REPORT).read_text()
+    assert "## What drives the adapted model's decisions" in report and "TF-IDF baseline" in report
+
+
+def test_explain_refuses_what_it_cannot_explain(keyword_run, tmp_path):
+    run_dir = str(keyword_run / "runs" / "task")
+    result = cli("explain", run_dir)
+    assert result.exit_code == 2 and "--text" in result.output
+    result = cli("explain", run_dir, "--text", "refund", "--text-b", "card")
+    assert result.exit_code == 2 and "single texts" in result.output
+    result = cli("explain", run_dir, "--text", "refund", "--target", "spam")
+    assert result.exit_code == 2 and "refund" in result.output and "other" in result.output
+    inputs = write_jsonl(tmp_path / "in.jsonl", [{"text": "refund card"}, {"text": "rent day"}])
+    out = tmp_path / "two"
+    run_cli("explain", run_dir, "--input", str(inputs), "--steps", "8", "--out", str(out))
+    assert sorted(p.name for p in out.iterdir()) == [
+        "attributions.json",
+        "explanation-001.png",
+        "explanation-002.png",
+        "explanation.html",
+    ]
