@@ -5,7 +5,8 @@
 # dominates (128k vocabulary, 8k tokens), and the 8B job on an emulated 24 GB consumer card, in one go.
 #
 # Where:    a lent H200 (device tool) or any CUDA machine with the packages installed.
-# Command:  bash benchmarks/gpu_bench.sh              (STAGES="1b long 8b 8b24" by default; knobs below)
+# Command:  bash benchmarks/gpu_bench.sh              (STAGES="1b long 8b 8b24" by default; knobs below;
+#           then the FSDP + QLoRA arm on 2 GPUs: FSDP_QLORA=0 skips it, STAGES=none runs it alone)
 #           On the lent H200, whose image lacks trl/bitsandbytes/datasets/pydantic/liger-kernel, first run
 #           `bash benchmarks/gpu_wheels.sh` HERE (it fills .whl/), then call the device tool with carry [".whl"].
 # Dry run:  DRY_RUN=1 bash benchmarks/gpu_bench.sh    (CPU: the same stages, arms and code paths on tiny
@@ -129,6 +130,61 @@ for stage in $STAGES; do
     *) echo "unknown stage $stage" ;;
   esac
 done
+
+# ==== begin FSDP + QLoRA arm (issue 16) =====================================================================
+# The 8B shape as QLoRA (NF4, stored in bf16) sharded by FSDP over 2 GPUs through `lora-adapt run --num-processes 2`,
+# next to the planner's per-GPU prediction. NOT MEASURED: written without a GPU. FSDP_QLORA=0 skips it,
+# FSDP_QLORA_STEPS sets the steps (default 5); skipped with fewer than 2 GPUs. Results: $OUT/fsdp_qlora.md, and
+# $WORK/results/fsdp_qlora/ (plan, run log, nvidia-smi samples) in the archive.
+fsdp_qlora_arm() {
+  local dir=$WORK/results/fsdp_qlora gpus=0 smi start rc=0 device=cuda
+  if [ "$DRY_RUN" = 1 ]; then device=cpu; else gpus=$(nvidia-smi --list-gpus | wc -l); fi
+  mkdir -p "$dir"
+  $PY -c "
+import json, sys
+from pathlib import Path
+from lora_adapt.bench.models import materialize
+rows = [json.loads(line) for line in Path(sys.argv[2]).read_text().splitlines()[:2000]]
+print('model:', materialize(sys.argv[3], Path(sys.argv[1]), [' '.join(map(str, r.values())) for r in rows], device=sys.argv[4]))
+" "$WORK/models/fsdp-$SHAPE_8B" "$DATA" "$SHAPE_8B" "$device" || { echo "!! fsdp_qlora: materialising the 8B shape failed" | tee "$OUT/fsdp_qlora.md"; return; }
+  printf '%s\n' \
+    "name: gpu-fsdp-qlora-8b" \
+    "model: {name_or_path: $WORK/models/fsdp-$SHAPE_8B, dtype: bf16, attn_implementation: sdpa}" \
+    "quantization: {method: nf4, compute_dtype: bf16}" \
+    "adapter: {rank: 16, alpha: 32, dropout: 0.05, target_modules: all-linear}" \
+    "data: {train: $DATA, format: instruction, max_seq_length: $SEQ_8B, cleaning: {overlength: truncate}}" \
+    "training: {max_steps: ${FSDP_QLORA_STEPS:-5}, batch_size: 1, precision: bf16, logging_steps: 1, progress_bar: false}" \
+    "evaluation: {perplexity: false}" \
+    "distributed: {strategy: fsdp, fsdp: {sharding: full_shard, activation_checkpointing: true}}" \
+    "output: {dir: $dir/runs}" > "$dir/recipe.yaml"
+  $LA plan "$dir/recipe.yaml" --num-gpus 2 --gpu-memory "$CARD" --modes qlora --json > "$dir/plan.json" || true
+  $LA plan "$dir/recipe.yaml" --num-gpus 2 --gpu-memory "$CARD" --modes qlora > "$dir/plan.txt" || true
+  if [ "$gpus" -lt 2 ]; then  # the dry run (a CPU) stops here: FSDP needs GPUs
+    skip "fsdp_qlora: training on 2 GPUs ($gpus visible); planned only: $dir/plan.txt"
+    cp "$dir/plan.txt" "$OUT/fsdp_qlora.md" 2>/dev/null || true
+    return
+  fi
+  nvidia-smi --query-gpu=index,memory.used --format=csv,noheader,nounits -lms 500 > "$dir/gpu_memory.csv" &
+  smi=$!
+  start=$SECONDS
+  CUDA_VISIBLE_DEVICES=0,1 $LA run "$dir/recipe.yaml" --num-processes 2 > "$dir/run.log" 2>&1 || rc=$?
+  kill "$smi" 2>/dev/null || true
+  {
+    echo "# FSDP + QLoRA, $SHAPE_8B shape, 2 GPUs, sequence $SEQ_8B, micro-batch 1: exit $rc, $((SECONDS - start)) s"
+    echo
+    echo "Peak memory.used per GPU (nvidia-smi every 0.5 s, MiB, CUDA context included):"
+    awk -F', ' '$2 > peak[$1] { peak[$1] = $2 } END { for (g in peak) print "- GPU " g ": " peak[g] " MiB" }' "$dir/gpu_memory.csv"
+    echo
+    echo "Planner, per GPU (lora-adapt plan --num-gpus 2, strategy fsdp from the recipe):"
+    sed 's/^/    /' "$dir/plan.txt"
+    echo
+    echo "Last lines of the run:"
+    tail -n 15 "$dir/run.log" | sed 's/^/    /'
+  } > "$OUT/fsdp_qlora.md"
+  cat "$OUT/fsdp_qlora.md"
+}
+if [ "${FSDP_QLORA:-1}" = "1" ]; then fsdp_qlora_arm; fi
+# ==== end FSDP + QLoRA arm (issue 16) =======================================================================
 
 cp "$LOG" "$SKIPPED" "$WORK/results/" 2>/dev/null || true
 tar -C "$WORK/results" -czf "$OUT/gpu_results.tar.gz" .

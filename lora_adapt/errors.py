@@ -8,6 +8,8 @@ class LoraAdaptError(Exception):
     """A failure with a message for a person, a hint on how to fix it and an exit code."""
 
     exit_code = 1
+    reported_elsewhere = False
+    """Another process of the same distributed run prints this error; this one only exits with its code."""
 
     def __init__(self, message: str, hint: str | None = None, exit_code: int | None = None):
         super().__init__(message)
@@ -64,3 +66,14 @@ class HubError(LoraAdaptError):
     Exit 2 when the user must fix something (token, repo id, model card); 1 for network/server failures."""
 
     exit_code = 1
+
+
+class DistributedRunError(LoraAdaptError):
+    """One process of a distributed run failed: every process stops with that process's message and exit
+    code, so the run fails as a whole and nothing is left looking finished."""
+
+    def __init__(self, message: str, hint: str | None, exit_code: int, *, abandoned: bool):
+        super().__init__(message, hint=hint, exit_code=exit_code)
+        self.abandoned = (
+            abandoned  # raised inside collective work: the others learn of it when this process leaves
+        )

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from . import artifacts as A
+from .distributed import Ranks, join
 from .errors import LoraAdaptError, RunExistsError
 from .recipe import Recipe, dump_recipe
 from .recipe.derived import AUTO_CLASSES
@@ -35,45 +36,81 @@ def run(
     callbacks: Sequence[Any] = (),
     echo: Echo = print,
 ) -> RunResult:
-    """Load, prepare, attach, train, evaluate and write ``<output_dir>/<name>/``."""
+    """Load, prepare, attach, train, evaluate and write ``<output_dir>/<name>/``.
+
+    Under a distributed launcher every process calls this; only the main one checks, writes and publishes
+    the run directory (``distributed.Ranks``), and a failure on any process fails the run on all."""
     timings: dict[str, float] = {}
     clock = _Clock(timings)
     runtime = resolve_runtime(recipe)
+    ranks = _join(recipe, runtime, echo)
+    echo = ranks.main_echo(echo)
     final = A.run_dir(Path(recipe.output.dir).resolve(), recipe.name)
     overwrite = recipe.output.overwrite if overwrite is None else overwrite
+    ranks.on_main(
+        "checking the run directory",
+        lambda: _check_run(recipe, final, overwrite=overwrite, resume=resume, dry_run=dry_run),
+    )
+    with clock("load_s"):
+        loaded, prepared = ranks.main_first(
+            "loading the model and data", lambda: load_model_and_data(recipe, runtime, echo)
+        )
+    if dry_run:
+        return _dry_run_summary(recipe, runtime, loaded, prepared, echo)
+    ranks.on_main("clearing an unfinished run", lambda: _clear_unfinished(final, resume, echo))
+    metrics: dict[str, Any] = {}
+    manifest: dict[str, Any] = {}
+    with ranks.staged_dir(final) as stage:
+        with clock("train_s"):
+            model, train_result, lm_metrics, weights = ranks.together(
+                "training",
+                lambda: _train(recipe, runtime, loaded, prepared, stage, resume, callbacks, echo, ranks),
+            )
+        with clock("eval_s"):
+            trained = _trained_systems(recipe, runtime, loaded, prepared, ranks, echo)
+            if ranks.is_main:
+                _discard_checkpoints(stage)
+                task_metrics = _evaluate_task(recipe, runtime, model, loaded, prepared, stage, trained, echo)
+        if ranks.is_main:
+            metrics = {"train": train_result.to_json(), **lm_metrics, **task_metrics}
+            timings["total_s"] = round(sum(timings.values()), 2)
+            manifest = _write_run(recipe, runtime, loaded, prepared, model, metrics, timings, stage, weights)
+            if recipe.output.merge:
+                del model, loaded  # the merge reloads the base unquantized: free the trained copy first
+                _merge(recipe, stage, echo)
+    echo(f"run finished: {final}")
+    if recipe.output.publish is not None:
+        ranks.on_main("publishing", lambda: _publish(recipe, final, echo))
+    return RunResult(final, metrics, manifest)
+
+
+# --- stages ----------------------------------------------------------------------------------
+
+
+def _join(recipe: Recipe, runtime: Runtime, echo: Echo) -> Ranks:
+    return join(
+        recipe,
+        device=runtime.device,
+        world_size=runtime.world_size,
+        dtype=runtime.dtype,
+        precision=runtime.precision.name,
+        echo=echo,
+    )
+
+
+def _check_run(recipe: Recipe, final: Path, *, overwrite: bool, resume: bool, dry_run: bool) -> None:
     _check_target(final, overwrite=overwrite, resume=resume, dry_run=dry_run)
     if recipe.output.publish is not None and not dry_run:
         _check_publish_access(recipe)
-    with clock("load_s"):
-        loaded, prepared = load_model_and_data(recipe, runtime, echo)
-    if dry_run:
-        return _dry_run_summary(recipe, runtime, loaded, prepared, echo)
+
+
+def _clear_unfinished(final: Path, resume: bool, echo: Echo) -> None:
     stage = A.in_progress_dir(final)
     if stage.exists() and not resume:
         import shutil
 
         echo(f"note: removing an unfinished run at {stage} (pass --resume to continue it instead)")
         shutil.rmtree(stage)
-    with A.staged_dir(final) as stage:
-        with clock("train_s"):
-            model, train_result, lm_metrics = _train(
-                recipe, runtime, loaded, prepared, stage, resume, callbacks, echo
-            )
-        with clock("eval_s"):
-            task_metrics = _evaluate_task(recipe, runtime, model, loaded, prepared, stage, echo)
-        metrics = {"train": train_result.to_json(), **lm_metrics, **task_metrics}
-        timings["total_s"] = round(sum(timings.values()), 2)
-        manifest = _write_run(recipe, runtime, loaded, prepared, model, metrics, timings, stage)
-        if recipe.output.merge:
-            del model, loaded  # the merge reloads the base unquantized: free the trained copy first
-            _merge(recipe, stage, echo)
-    echo(f"run finished: {final}")
-    if recipe.output.publish is not None:
-        _publish(recipe, final, echo)
-    return RunResult(final, metrics, manifest)
-
-
-# --- stages ----------------------------------------------------------------------------------
 
 
 def _check_target(final: Path, *, overwrite: bool, resume: bool, dry_run: bool) -> None:
@@ -94,18 +131,23 @@ def _check_publish_access(recipe: Recipe) -> None:
 
 
 def _train(
-    recipe: Recipe, runtime: Runtime, loaded, prepared, stage: Path, resume: bool, callbacks, echo: Echo
+    recipe: Recipe,
+    runtime: Runtime,
+    loaded,
+    prepared,
+    stage: Path,
+    resume: bool,
+    callbacks,
+    echo: Echo,
+    ranks: Ranks,
 ):
+    """Attach the adapter and train it (with the loss before and after, for generative tasks). Every
+    process of a distributed run calls this; checkpoints are discarded by the caller once all are done.
+    Returns (model, result, loss metrics, gathered weights: the full state dict when the model is sharded)."""
     from transformers import set_seed
 
     from .modeling import attach_adapter, parameter_counts
-    from .training import (
-        discard_checkpoints,
-        early_stopping_callbacks,
-        evaluate_loss,
-        logging_callbacks,
-        run_trainer,
-    )
+    from .training import early_stopping_callbacks, evaluate_loss, logging_callbacks, run_trainer
 
     set_seed(recipe.training.seed)  # adapter (and new head) initialisation is random: seed it
     model = attach_adapter(
@@ -119,47 +161,83 @@ def _train(
     checkpoints = stage / A.CHECKPOINTS_DIR
     all_callbacks = [
         *early_stopping_callbacks(recipe.training),
-        *logging_callbacks(recipe.training, stage / A.LOGS_DIR),
+        *(logging_callbacks(recipe.training, stage / A.LOGS_DIR) if ranks.is_main else []),
         *callbacks,
     ]
     trainer = make_trainer(
         recipe, runtime, model, loaded.tokenizer, prepared, checkpoints, all_callbacks, echo=echo
     )
-    lm_metrics: dict[str, Any] = {}
     measure_lm = runtime.mode == "generative" and recipe.evaluation.perplexity
     splits = {
         name: ds
         for name, ds in (("validation", prepared.validation), ("test", prepared.test))
         if ds is not None and len(ds)
     }
-    if measure_lm:
-        with model.disable_adapter():
-            lm_metrics = {
-                name: {"before": evaluate_loss(trainer, ds, f"{name}_before")} for name, ds in splits.items()
-            }
+    # the loss before training is the base model's; with bias: none training leaves the base untouched, so it
+    # is measured after training with the adapter switched off. Evaluating before training would mark the
+    # model prepared for evaluation, and a distributed Trainer then trains it without synchronising
+    # gradients (accelerate's `_is_accelerate_prepared`): checks.py refuses the one case that needs it.
+    before_first = measure_lm and recipe.adapter.bias != "none"
+    lm_metrics = _lm_losses(trainer, model, splits, "before") if before_first else {}
     result = run_trainer(
         trainer, checkpoints=checkpoints, resume=resume, max_steps_hint=recipe.training.max_steps
     )
     if measure_lm:
+        if not before_first:
+            lm_metrics = _lm_losses(trainer, model, splits, "before")
         for name, ds in splits.items():
             lm_metrics[name]["after"] = evaluate_loss(trainer, ds, f"{name}_after")
-    discard_checkpoints(checkpoints)
+    # sharded weights are gathered by all processes together: the main one saves the adapter from them
+    weights = trainer.accelerator.get_state_dict(trainer.model) if runtime.sharded else None
     model = trainer.model
     model.lora_adapt_counts = counts
     echo(
         f"trained {result.global_step} steps: train loss {result.final_train_loss} (last logged), "
         f"{result.mean_train_loss} (mean over the run)"
     )
-    return model, result, lm_metrics
+    return model, result, lm_metrics, weights
+
+
+def _lm_losses(trainer, model, splits, when: str) -> dict[str, dict[str, Any]]:
+    """Loss and perplexity of the base model (adapter off) on each split."""
+    from .training import evaluate_loss
+
+    with model.disable_adapter():
+        return {name: {when: evaluate_loss(trainer, ds, f"{name}_{when}")} for name, ds in splits.items()}
+
+
+def _trained_systems(recipe: Recipe, runtime: Runtime, loaded, prepared, ranks: Ranks, echo: Echo):
+    """The baselines that are trained models, for evaluation to score. One process trains them when it
+    scores them; several train them together now (evaluation then runs on the main process alone)."""
+    if recipe.task.type == "sft" or not recipe.evaluation.enabled:
+        return {}
+    from .full_finetune import trained_baselines
+
+    systems = trained_baselines(recipe, runtime, loaded.tokenizer, prepared, echo)
+    if not ranks.distributed:
+        return systems
+    wanted = {name: train for name, train in systems.items() if name in recipe.evaluation.baselines}
+    return {
+        name: _ready(ranks.together(f"training the {name} baseline", train)) for name, train in wanted.items()
+    }
+
+
+def _discard_checkpoints(stage: Path) -> None:
+    from .training import discard_checkpoints
+
+    discard_checkpoints(stage / A.CHECKPOINTS_DIR)
+
+
+def _ready(value):
+    return lambda: value
 
 
 def _evaluate_task(
-    recipe: Recipe, runtime: Runtime, model, loaded, prepared, stage: Path, echo: Echo
+    recipe: Recipe, runtime: Runtime, model, loaded, prepared, stage: Path, trained, echo: Echo
 ) -> dict[str, Any]:
     if recipe.task.type == "sft" or not recipe.evaluation.enabled:
         return {}
     from .evaluation import evaluate_task
-    from .full_finetune import trained_baselines
 
     metrics = evaluate_task(
         recipe=recipe,
@@ -169,7 +247,7 @@ def _evaluate_task(
         prepared=prepared,
         run_dir=stage,
         echo=echo,
-        trained=trained_baselines(recipe, runtime, loaded.tokenizer, prepared, echo),
+        trained=trained,
     )
     from .explain import report_explanations
 
@@ -186,6 +264,7 @@ def _write_run(
     metrics: dict[str, Any],
     timings: dict[str, float],
     stage: Path,
+    weights: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     from .evaluation.report import render_report
     from .export.checks import check_adapter_weights
@@ -193,7 +272,7 @@ def _write_run(
     from .rundir import adapter_record
 
     adapter_dir = stage / A.ADAPTER_DIR
-    model.save_pretrained(adapter_dir)
+    model.save_pretrained(adapter_dir, state_dict=weights)  # weights: gathered from a sharded model
     loaded.tokenizer.save_pretrained(adapter_dir)
     check_adapter_weights(adapter_dir)
     manifest = _manifest(recipe, runtime, loaded, prepared, model, timings)

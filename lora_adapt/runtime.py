@@ -28,6 +28,8 @@ class Runtime:
     world_size: int
     effective_batch_size: int
     loss_path: str = "chunked"  # recipe.derived.resolve_loss_path: chunked | trl | liger | head
+    strategy: str = "single"  # one process; else the recipe's distributed.strategy (ddp | fsdp | deepspeed)
+    sharded: bool = False  # no process holds the whole model (FSDP, ZeRO-3)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -39,6 +41,7 @@ class Runtime:
             "world_size": self.world_size,
             "effective_batch_size": self.effective_batch_size,
             "loss_path": self.loss_path,
+            "strategy": self.strategy,
         }
 
 
@@ -50,6 +53,7 @@ def resolve_runtime(recipe: Recipe) -> Runtime:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     t = recipe.training
     head = head_kind(recipe.task)
+    several = world > 1
     return Runtime(
         device,
         dtype_name(resolve_dtype(recipe.model.dtype, device)),
@@ -59,6 +63,8 @@ def resolve_runtime(recipe: Recipe) -> Runtime:
         world,
         t.batch_size * t.gradient_accumulation_steps * world,
         resolve_loss_path(t.loss_path, device, head),
+        recipe.distributed.strategy if several else "single",
+        several and recipe.distributed.shards_parameters,
     )
 
 
@@ -117,6 +123,7 @@ def load_base(recipe: Recipe, runtime: Runtime, tokenizer, labels: tuple[str, ..
         tokenizer=tokenizer,
         pooling=recipe.task.pooling,
         task_type=recipe.task.type,
+        sharded=runtime.sharded,
     )
 
 
@@ -141,10 +148,11 @@ def make_trainer(
 
 
 def _trainer(recipe: Recipe, runtime: Runtime, model, tokenizer, prepared, checkpoints: Path, callbacks):
-    from .training import check_loss_path, common_args, make_sft_trainer, sft_config
+    from .training import check_loss_path, common_args, make_sft_trainer, sft_config, strategy_args
 
     has_val = prepared.validation is not None and len(prepared.validation) > 0
     eval_ds = prepared.validation if has_val else None
+    parallel = strategy_args(recipe.distributed, world_size=runtime.world_size)
     if runtime.mode == "head":
         from transformers import TrainingArguments
 
@@ -152,7 +160,12 @@ def _trainer(recipe: Recipe, runtime: Runtime, model, tokenizer, prepared, check
 
         args = TrainingArguments(
             **common_args(
-                recipe.training, runtime.precision, checkpoints, has_validation=has_val, device=runtime.device
+                recipe.training,
+                runtime.precision,
+                checkpoints,
+                has_validation=has_val,
+                device=runtime.device,
+                parallel=parallel,
             )
         )
         return make_head_trainer(model, tokenizer, prepared, args, callbacks, recipe.task)
@@ -163,6 +176,7 @@ def _trainer(recipe: Recipe, runtime: Runtime, model, tokenizer, prepared, check
         checkpoints,
         has_validation=has_val,
         device=runtime.device,
+        parallel=parallel,
     )
     loss_path = check_loss_path(
         runtime.loss_path, model, device=runtime.device, explicit=recipe.training.loss_path != "auto"

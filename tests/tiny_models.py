@@ -90,6 +90,28 @@ def build_tiny_causal_lm(kind: str, path: Path, *, hidden: int = 64, layers: int
     return path
 
 
+def build_tiny_gpt2(path: Path, *, positions: int = 32, seed: int = 0) -> Path:
+    """A tiny GPT-2 (learned position embeddings: a sequence longer than ``positions`` fails in its forward)."""
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    tokenizer = train_tokenizer("llama")
+    config = GPT2Config(
+        vocab_size=len(tokenizer),
+        n_positions=positions,
+        n_embd=64,
+        n_layer=2,
+        n_head=4,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    torch.manual_seed(seed)
+    path.mkdir(parents=True, exist_ok=True)
+    GPT2LMHeadModel(config).save_pretrained(path, safe_serialization=True)
+    tokenizer.save_pretrained(path)
+    return path
+
+
 def build_tiny_bert(path: Path, *, seed: int = 0) -> Path:
     """A tiny BERT encoder with a WordPiece tokenizer trained here."""
     import torch

@@ -25,9 +25,10 @@ class Group(click.Group):
         except LoraAdaptError as exc:
             if ctx.obj and ctx.obj.get("debug"):
                 traceback.print_exc()
-            click.echo(f"error: {exc.message}", err=True)
-            if exc.hint:
-                click.echo(f"hint: {exc.hint}", err=True)
+            if not exc.reported_elsewhere:  # another process of a distributed run prints it
+                click.echo(f"error: {exc.message}", err=True)
+                if exc.hint:
+                    click.echo(f"hint: {exc.hint}", err=True)
             ctx.exit(exc.exit_code)
         except KeyboardInterrupt:
             click.echo(

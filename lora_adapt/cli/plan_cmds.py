@@ -20,6 +20,14 @@ from . import main
 @click.option("--seq-len", type=click.IntRange(min=8), help="Sequence length (default: data.max_seq_length).")
 @click.option("--batch", type=click.IntRange(min=1), help="Micro-batch size (default: training.batch_size).")
 @click.option("--device", type=click.Choice(["cuda", "cpu"]), help="Plan for a GPU (default) or a CPU.")
+@click.option(
+    "--num-gpus", type=click.IntRange(min=1), default=1, show_default=True, help="GPUs sharing the job."
+)
+@click.option(
+    "--strategy",
+    type=click.Choice(["ddp", "fsdp", "deepspeed"]),
+    help="How --num-gpus share it (default: the recipe's distributed.strategy).",
+)
 @click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE", help="Override a recipe value.")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
 def plan(
@@ -29,10 +37,13 @@ def plan(
     seq_len: int | None,
     batch: int | None,
     device: str | None,
+    num_gpus: int,
+    strategy: str | None,
     overrides: tuple[str, ...],
     as_json: bool,
 ) -> None:
-    """Predict peak training memory term by term for full / LoRA / QLoRA and rank what would make it fit."""
+    """Predict peak training memory term by term for full / LoRA / QLoRA and rank what would make it fit
+    (per GPU with --num-gpus N: sharded parameters, gradients and optimizer state divided by N)."""
     from ..planner import MODES, parse_size, render
     from ..planner import plan as make_plan
 
@@ -43,8 +54,18 @@ def plan(
         raise UsageError(
             f"unknown mode(s) {unknown or modes!r} in --modes", hint=f"choose from {','.join(MODES)}"
         )
+    if strategy is not None:  # validated like any override (FSDP + int8 is refused, for one)
+        overrides = (*overrides, f"distributed.strategy={strategy}")
     r = load_recipe(recipe, overrides)
+    if num_gpus > 1 and device == "cpu":
+        raise UsageError("--num-gpus plans GPUs; drop --device cpu", hint="e.g. --num-gpus 2 --strategy fsdp")
     report = make_plan(
-        r, gpu_memory_bytes=budget, modes=chosen, seq_len=seq_len, micro_batch=batch, device=device
+        r,
+        gpu_memory_bytes=budget,
+        modes=chosen,
+        seq_len=seq_len,
+        micro_batch=batch,
+        device=device,
+        num_gpus=num_gpus,
     )
     click.echo(report.to_json() if as_json else render(report))

@@ -15,11 +15,18 @@ from . import main
 @click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE", help="Override a recipe value.")
 def validate(recipe: str, overrides: tuple[str, ...]) -> None:
     """Check a recipe (and overrides) without loading any model."""
+    from ..distributed import missing_packages
+
     r = load_recipe(recipe, overrides)
     click.echo(
         f"ok: {recipe} is a valid recipe (name={r.name}, task={r.task.type}, model={r.model.name_or_path}, "
         f"quantization={r.quantization.method}, adapter={r.adapter.method} r={r.adapter.rank})"
     )
+    for name in missing_packages(r):
+        click.echo(
+            f"note: distributed.strategy '{r.distributed.strategy}' needs the {name} package, which is not "
+            "installed here (a run on several processes on this machine would be refused)"
+        )
 
 
 @main.command()

@@ -26,23 +26,70 @@ SET_HELP = "Override a recipe value, e.g. --set training.learning_rate=1e-4 (rep
     "--dry-run", is_flag=True, help="Load the model and data, report what would happen, write nothing."
 )
 @click.option("--overwrite", is_flag=True, default=None, help="Replace a finished run of the same name.")
+@click.option(
+    "--num-processes",
+    type=click.IntRange(min=1),
+    help="Run on N processes started by accelerate (one per GPU; on a CPU, N processes over gloo); "
+    "distributed.strategy says how they share the work.",
+)
+@click.pass_context
 def run(
+    ctx: click.Context,
     recipe: str,
     overrides: tuple[str, ...],
     output_dir: Path | None,
     resume: bool,
     dry_run: bool,
     overwrite: bool | None,
+    num_processes: int | None,
 ) -> None:
     """Train an adapter from RECIPE and write the run directory."""
-    from ..pipeline import run as run_pipeline
-
     r = load_recipe(recipe, overrides)
     if output_dir is not None:  # the same as --set output.dir=..., resolved against the working directory
         r = r.model_copy(update={"output": r.output.model_copy(update={"dir": output_dir.resolve()})})
+    if num_processes is not None and num_processes > 1:
+        args = _worker_args(recipe, overrides, output_dir, resume, dry_run, overwrite)
+        ctx.exit(_launch(r, args, num_processes, debug=bool(ctx.obj and ctx.obj.get("debug"))))
+    from ..pipeline import run as run_pipeline
+
     result = run_pipeline(r, resume=resume, dry_run=dry_run, overwrite=overwrite, echo=click.echo)
-    if result.run_dir is not None:
-        click.echo(_summary(result.metrics))
+    summary = _summary(result.metrics)
+    if result.run_dir is not None and summary:
+        click.echo(summary)
+
+
+def _launch(r, worker_args: list[str], num_processes: int, *, debug: bool) -> int:
+    """Check the launch once here (not N times in the workers), then start the processes."""
+    from ..distributed import check_launch
+    from ..launcher import launch
+    from ..runtime import resolve_runtime
+
+    runtime = resolve_runtime(r)
+    check_launch(
+        r,
+        device=runtime.device,
+        world_size=num_processes,
+        dtype=runtime.dtype,
+        precision=runtime.precision.name,
+    )
+    return launch(worker_args, num_processes, debug=debug)
+
+
+def _worker_args(
+    recipe: str,
+    overrides: tuple[str, ...],
+    output_dir: Path | None,
+    resume: bool,
+    dry_run: bool,
+    overwrite: bool | None,
+) -> list[str]:
+    """The `run` command line each process gets (everything but --num-processes)."""
+    args = ["run", recipe, *(f"--set={o}" for o in overrides)]
+    if output_dir is not None:
+        args += ["--output-dir", str(output_dir.resolve())]
+    return args + [
+        flag for flag, on in (("--resume", resume), ("--dry-run", dry_run), ("--overwrite", overwrite)) if on
+    ]
 
 
 def _summary(metrics: dict) -> str:

@@ -39,11 +39,13 @@ def build_lora_config(spec: AdapterSpec, *, task_type: str, modules_to_save: tup
 
 
 def attach_adapter(loaded: LoadedModel, spec: AdapterSpec, *, gradient_checkpointing: bool = False):
-    """Wrap the model with a fresh adapter. Quantized bases are prepared for k-bit training first."""
+    """Wrap the model with a fresh adapter. Quantized bases are prepared for k-bit training first, except
+    when they will be sharded: that preparation upcasts the unquantized weights to fp32, and FSDP needs one
+    dtype for the weights it shards together (axolotl skips it for FSDP + QLoRA for the same reason)."""
     from peft import get_peft_model, prepare_model_for_kbit_training
 
     model = loaded.model
-    if loaded.quantized:
+    if loaded.quantized and not loaded.sharded:
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing)
     heads = HEAD_MODULES if loaded.head != "causal_lm" else ()
     modules_to_save = tuple(dict.fromkeys((*spec.modules_to_save, *heads)))

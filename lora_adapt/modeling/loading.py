@@ -28,6 +28,7 @@ class LoadedModel:
     device: str
     head: Head
     pooling: str = "model"  # the resolved task.pooling of a sequence-classification head
+    sharded: bool = False  # loaded for FSDP / ZeRO-3, which place and shard it when training starts
 
     @property
     def quantized(self) -> bool:
@@ -66,10 +67,18 @@ def load_tokenizer(spec: ModelSpec, source: ModelSource | None = None):
 HEAD_MODULES = ("classifier", "score")
 
 
-def bnb_config(quant: QuantizationSpec, compute_dtype: torch.dtype, *, keep: tuple[str, ...] = ()):
+def bnb_config(
+    quant: QuantizationSpec,
+    compute_dtype: torch.dtype,
+    *,
+    keep: tuple[str, ...] = (),
+    storage: torch.dtype = torch.uint8,
+):
     """Translate the recipe's quantization section into a transformers BitsAndBytesConfig.
 
-    ``keep``: module names left unquantized (classification heads)."""
+    ``keep``: module names left unquantized (classification heads). ``storage``: the dtype the packed
+    4-bit weights are stored in; FSDP shards only floating-point tensors of one dtype, so a sharded
+    QLoRA stores them in the model's dtype (bitsandbytes' FSDP-QLoRA guide), otherwise uint8."""
     if not is_quantized(quant.method):
         return None
     if importlib.util.find_spec("bitsandbytes") is None:
@@ -88,7 +97,7 @@ def bnb_config(quant: QuantizationSpec, compute_dtype: torch.dtype, *, keep: tup
         bnb_4bit_quant_type=quant.method,
         bnb_4bit_use_double_quant=quant.double_quant,
         bnb_4bit_compute_dtype=compute_dtype,
-        bnb_4bit_quant_storage=torch.uint8,
+        bnb_4bit_quant_storage=storage,
     )
 
 
@@ -102,10 +111,12 @@ def load_model(
     tokenizer=None,
     pooling: str = "model",
     task_type: str = "classification",
+    sharded: bool = False,
 ) -> LoadedModel:
     """Load ``spec`` as ``head``; a sequence-classification head reads the encoder as ``pooling`` says
     (``auto`` is resolved here: see modeling/pooling.py). For a regression task ``labels`` are the target
-    names (one output each, MSE loss)."""
+    names (one output each, MSE loss). ``sharded``: for FSDP / ZeRO-3, which move the model to the GPUs as
+    they shard it (it is neither placed here nor given a device map)."""
     source = resolve_model_source(spec)
     device = resolve_device(spec.device)
     dtype = resolve_dtype(spec.dtype, device)
@@ -119,10 +130,12 @@ def load_model(
     )
     if spec.attn_implementation != "auto":
         kwargs["attn_implementation"] = spec.attn_implementation
-    quantization_config = bnb_config(quant, compute, keep=HEAD_MODULES if head != "causal_lm" else ())
+    keep = HEAD_MODULES if head != "causal_lm" else ()
+    quantization_config = bnb_config(quant, compute, keep=keep, storage=dtype if sharded else torch.uint8)
     if quantization_config is not None:
         kwargs["quantization_config"] = quantization_config
-        kwargs["device_map"] = {"": device if device != "cuda" else torch.cuda.current_device()}
+        if not sharded:  # one process per GPU: the current device is this process's (set by accelerate)
+            kwargs["device_map"] = {"": device if device != "cuda" else torch.cuda.current_device()}
     if head != "causal_lm":
         kwargs.update(_head_kwargs(head, labels, problem_type(task_type, multi_label)))
     try:
@@ -131,7 +144,7 @@ def load_model(
         raise ModelLoadError(
             f"cannot load model {spec.name_or_path}: {_first_line(exc)}", hint=_load_hint(source, exc)
         ) from None
-    if quantization_config is None:
+    if quantization_config is None and not sharded:
         model.to(device)
     if getattr(model.config, "pad_token_id", None) is None and tokenizer.pad_token_id is not None:
         model.config.pad_token_id = tokenizer.pad_token_id
@@ -143,7 +156,7 @@ def load_model(
             pooling, task_type, source.load_path, model.config, source.revision, tokenizer
         )
         apply_pooling(model, resolved, tokenizer)
-    return LoadedModel(model, tokenizer, source, quant.method, dtype, device, head, resolved)
+    return LoadedModel(model, tokenizer, source, quant.method, dtype, device, head, resolved, sharded)
 
 
 def _head_kwargs(head: Head, labels: tuple[str, ...] | None, problem: str) -> dict[str, Any]:

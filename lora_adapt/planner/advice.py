@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from .memory import EIGHT_BIT, Estimate
 from .report import Suggestion
 from .settings import Settings, vary
+from .sharding import ALL_GROUPS
 
 Estimator = Callable[[Settings], Estimate]
 
@@ -69,7 +70,7 @@ def candidate_changes(st: Settings, attention_targets: tuple[str, ...]) -> list[
                 vary(st, attention="sdpa"),
             )
         )
-    out += _adapter_changes(st, attention_targets)
+    out += _adapter_changes(st, attention_targets) + _sharding_changes(st)
     if st.seq_len >= 256:
         n = st.seq_len // 2
         out.append(
@@ -115,6 +116,57 @@ def _adapter_changes(st: Settings, attention_targets: tuple[str, ...]) -> list[C
                 f"halve the LoRA rank to {st.rank // 2}",
                 (f"adapter.rank={st.rank // 2}",),
                 vary(st, rank=st.rank // 2),
+            )
+        )
+    return out
+
+
+def _sharding_changes(st: Settings) -> list[Change]:
+    """With several GPUs: shard what DDP copies, shard the parameters too, move state to CPU RAM, or
+    spread a sharded job over twice the GPUs."""
+    n, out = st.num_gpus, []
+    full = dict(shard=ALL_GROUPS, sharded_model=True, upcast_unquantized=False)
+    if n > 1 and st.strategy == "ddp":
+        out.append(
+            Change(
+                "fsdp",
+                f"shard parameters, gradients and optimizer state across the {n} GPUs (FSDP)",
+                ("distributed.strategy=fsdp",),
+                vary(st, strategy="fsdp", offload=(), **full),
+            )
+        )
+    if st.strategy in ("fsdp", "deepspeed") and "params" not in st.shard:
+        key = (
+            "distributed.fsdp.sharding=full_shard"
+            if st.strategy == "fsdp"
+            else "distributed.deepspeed.stage=3"
+        )
+        out.append(Change("shard_params", "shard the parameters too", (key,), vary(st, **full)))
+    if st.strategy == "fsdp" and not st.offload:
+        out.append(
+            Change(
+                "cpu_offload",
+                "keep the sharded parameters, gradients and optimizer state in CPU RAM (slower steps)",
+                ("distributed.fsdp.cpu_offload=true",),
+                vary(st, offload=ALL_GROUPS),
+            )
+        )
+    if st.strategy == "deepspeed" and "optimizer" not in st.offload:
+        out.append(
+            Change(
+                "offload_optimizer",
+                "keep the optimizer state in CPU RAM (DeepSpeed's CPU AdamW)",
+                ("distributed.deepspeed.offload_optimizer=true", "training.optimizer=adamw_torch"),
+                vary(st, offload=(*st.offload, "optimizer"), optimizer="adamw_torch"),
+            )
+        )
+    if "params" in st.shard:
+        out.append(
+            Change(
+                "more_gpus",
+                f"spread the job over {2 * n} GPUs (lora-adapt run --num-processes {2 * n})",
+                (),
+                vary(st, num_gpus=2 * n),
             )
         )
     return out

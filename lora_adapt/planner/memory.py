@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from .activations import activation_bytes
 from .settings import DTYPE_BYTES, Settings
+from .sharding import per_gpu
 from .skeleton import Skeleton, Tensor
 
 NF4_BLOCK = 64  # bitsandbytes 4-bit blocksize
@@ -70,6 +71,7 @@ def estimate(sk: Skeleton, st: Settings) -> Estimate:
         "logits_loss": act.logits + act.loss_transient,
         "optimizer_step": _step_temporaries(trainable, st),
     }
+    terms = per_gpu(terms, st, layer_bytes(sk, st), sk.output_head_numel * DTYPE_BYTES[st.param_dtype])
     phases = _phases(terms, st)
     return Estimate(
         terms,
@@ -86,14 +88,23 @@ def _phases(terms: dict[str, int], st: Settings) -> dict[str, int]:
     steps (gradients + its temporaries). Gradients survive between micro-batches only when
     accumulating."""
     static = sum(
-        terms[k] for k in ("weights", "quantized_weights", "quant_constants", "adapter", "optimizer_states")
+        terms.get(k, 0)
+        for k in (
+            "weights",
+            "quantized_weights",
+            "quant_constants",
+            "adapter",
+            "optimizer_states",
+            "ddp_buckets",
+        )
     )
     held_grads = terms["gradients"] if st.grad_accum > 1 else 0
-    forward = static + terms["autocast_copies"] + terms["activations"] + held_grads
+    gathered = terms.get("gathered_layers", 0)  # sharded parameters all-gathered during forward and backward
+    forward = static + terms["autocast_copies"] + terms["activations"] + held_grads + gathered
     return {
         "loss": forward + terms["logits_loss"],
         "recompute": forward + terms["checkpoint_recompute"],
-        "grads": static + terms["gradients"],
+        "grads": static + terms["gradients"] + gathered,
         "step": static + terms["gradients"] + terms["optimizer_step"],
     }
 
@@ -102,6 +113,14 @@ def _overhead(allocated: int, st: Settings) -> dict[str, int]:
     if st.device == "cuda":
         return {"allocator_slack": int(allocated * ALLOCATOR_SLACK), "cuda_context": CUDA_CONTEXT_BYTES}
     return {"process": CPU_PROCESS_BYTES}
+
+
+def layer_bytes(sk: Skeleton, st: Settings) -> int:
+    """Bytes of one repeated block's parameters as stored (what FSDP all-gathers for that layer)."""
+    block = [t for t in sk.tensors if sk.block_prefix and t.name.startswith(sk.block_prefix)]
+    return _quantized_bytes(block, st) + sum(
+        t.numel * _dtype_bytes(t, st) for t in block if not _is_quantized(t, st)
+    )
 
 
 def _is_quantized(t: Tensor, st: Settings) -> bool:
@@ -132,8 +151,12 @@ def _weights(sk: Skeleton, st: Settings) -> int:
 
 
 def _quantized(sk: Skeleton, st: Settings) -> int:
+    return _quantized_bytes(sk.tensors, st)
+
+
+def _quantized_bytes(tensors, st: Settings) -> int:
     per = {"nf4": 0.5, "fp4": 0.5, "int8": 1.0}.get(st.quantization, 0)
-    return sum(math.ceil(t.numel * per) for t in sk.tensors if _is_quantized(t, st))
+    return sum(math.ceil(t.numel * per) for t in tensors if _is_quantized(t, st))
 
 
 def quant_constant_bytes(t: Tensor, st: Settings) -> int:

@@ -13,6 +13,7 @@ from .memory import Estimate, estimate
 from .report import ModeReport, PlanReport
 from .settings import MODES, Settings, settings_for, vary
 from .shapes import load_config
+from .sharding import sharding_note
 from .skeleton import AdapterShape, Skeleton, attention_targets, build_skeleton
 from .units import format_gib
 
@@ -26,8 +27,11 @@ def plan(
     micro_batch: int | None = None,
     device: str | None = None,
     loss_path: str | None = None,
+    num_gpus: int = 1,
+    strategy: str | None = None,
 ) -> PlanReport:
-    """Predict peak training memory of `recipe` in each mode and say what to change if it does not fit."""
+    """Predict peak training memory of `recipe` in each mode and say what to change if it does not fit;
+    with ``num_gpus`` > 1, per GPU under ``strategy`` (default: the recipe's distributed.strategy)."""
     device = device or ("cpu" if recipe.model.device == "cpu" and gpu_memory_bytes is None else "cuda")
     config = load_config(
         recipe.model.name_or_path,
@@ -36,16 +40,20 @@ def plan(
     )
     estimator = Estimator(config)
     mine = recipe_mode(recipe)
+    job: dict[str, Any] = dict(
+        device=device,
+        seq_len=seq_len,
+        micro_batch=micro_batch,
+        loss_path=loss_path,
+        num_gpus=num_gpus,
+        strategy=strategy,
+    )
     reports = []
     for mode in dict.fromkeys((*modes, mine)):
-        st = settings_for(
-            recipe, mode, device=device, seq_len=seq_len, micro_batch=micro_batch, loss_path=loss_path
-        )
+        st = settings_for(recipe, mode, **job)
         if mode in modes:
             reports.append(mode_report(st, estimator(st), gpu_memory_bytes))
-    st = settings_for(
-        recipe, mine, device=device, seq_len=seq_len, micro_batch=micro_batch, loss_path=loss_path
-    )
+    st = settings_for(recipe, mine, **job)
     targets = attention_targets(estimator.skeleton(st))
     needs_advice = gpu_memory_bytes is None or estimator(st).peak > gpu_memory_bytes
     suggestions = rank_suggestions(st, estimator, gpu_memory_bytes, targets) if needs_advice else []
@@ -61,6 +69,8 @@ def plan(
         recipe_mode=mine,
         seq_len=st.seq_len,
         micro_batch=st.micro_batch,
+        num_gpus=st.num_gpus,
+        strategy=st.strategy,
         modes=tuple(reports),
         suggestions=tuple(suggestions),
         combined=combined,
@@ -129,6 +139,8 @@ def _notes(st: Settings, estimator: Estimator) -> list[str]:
             f"upcasts the unquantized weights (embeddings, norms, head) to fp32: {format_gib(upcast)} GiB "
             "of the QLoRA peak"
         )
+    if st.num_gpus > 1:
+        notes.append(sharding_note(st))
     if st.device == "cuda":
         notes.append(
             "overheads on a GPU are assumptions, not counts: CUDA context 0.5 GiB, allocator slack "

@@ -20,6 +20,8 @@ TERM_LABELS = {
     "checkpoint_recompute": "checkpoint recompute",
     "logits_loss": "logits + loss",
     "optimizer_step": "optimizer step buffers",
+    "gathered_layers": "gathered layers (sharded)",
+    "ddp_buckets": "DDP gradient buckets",
     "allocator_slack": "allocator slack",
     "cuda_context": "CUDA context",
     "process": "process (python, libs)",
@@ -59,6 +61,8 @@ class PlanReport:
     seq_len: int
     micro_batch: int
     modes: tuple[ModeReport, ...]
+    num_gpus: int = 1
+    strategy: str = "single"
     suggestions: tuple[Suggestion, ...] = ()
     combined: Suggestion | None = None
     notes: tuple[str, ...] = field(default_factory=tuple)
@@ -107,8 +111,9 @@ def _header(report: PlanReport) -> str:
     budget = (
         "no budget given" if report.budget_bytes is None else f"budget {format_gib(report.budget_bytes)} GiB"
     )
+    where = report.device if report.num_gpus <= 1 else f"each of {report.num_gpus} GPUs ({report.strategy})"
     return (
-        f"Memory plan for {report.model} on {report.device} ({budget}); sequence {report.seq_len} tokens, "
+        f"Memory plan for {report.model} on {where} ({budget}); sequence {report.seq_len} tokens, "
         f"micro-batch {report.micro_batch}; the recipe is a {report.recipe_mode} run"
     )
 

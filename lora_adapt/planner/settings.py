@@ -15,6 +15,7 @@ from ..recipe.derived import (
     resolve_loss_path,
 )
 from ..recipe.schema import Recipe
+from .sharding import parallel_fields
 
 MODES: tuple[str, ...] = BENCH_MODES
 DTYPE_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
@@ -52,6 +53,11 @@ class Settings:
     loss_path: str = "trl"  # recipe.derived.resolve_loss_path (chunked | trl | liger | head), or "logits"
     # (full logits + cross-entropy, as a hand-written loop computes it)
     padded: bool = True  # batches carry an attention mask (no packing, micro-batch > 1)
+    num_gpus: int = 1  # GPUs sharing the job, each with `micro_batch` (planner/sharding.py)
+    strategy: str = "single"  # "single" | "ddp" | "fsdp" | "deepspeed"
+    shard: tuple[str, ...] = ()  # what is divided across the GPUs: "params", "grads", "optimizer"
+    offload: tuple[str, ...] = ()  # what lives in CPU RAM instead of on the GPU
+    sharded_model: bool = False  # FSDP / ZeRO-3 (a 4-bit base is then not prepared for k-bit training)
 
     @property
     def quantized(self) -> bool:
@@ -90,11 +96,15 @@ def settings_for(
     seq_len: int | None = None,
     micro_batch: int | None = None,
     loss_path: str | None = None,
+    num_gpus: int = 1,
+    strategy: str | None = None,
 ) -> Settings:
     """Resolve the recipe for `mode`: full drops the adapter and quantization, lora drops quantization,
-    qlora keeps the recipe's quantization (nf4 when it has none)."""
+    qlora keeps the recipe's quantization (nf4 when it has none). ``num_gpus`` GPUs share the job under
+    ``strategy`` (default: the recipe's distributed.strategy)."""
     if mode not in MODES:
         raise UsageError(f"unknown mode '{mode}'", hint=f"modes are {', '.join(MODES)}")
+    parallel = parallel_fields(recipe.distributed, strategy or recipe.distributed.strategy, num_gpus)
     head = head_kind(recipe.task)
     planned = mode_recipe(recipe, mode)
     tr, ad = recipe.training, recipe.adapter
@@ -124,6 +134,8 @@ def settings_for(
         num_labels=head_outputs(recipe.task) or 2,
         loss_path=loss_path or resolve_loss_path(tr.loss_path, device, head),
         padded=batch > 1 and not tr.packing,
+        upcast_unquantized=not parallel["sharded_model"],
+        **parallel,
     )
 
 

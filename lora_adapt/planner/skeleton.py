@@ -59,6 +59,7 @@ class Skeleton:
     block: tuple[LinearSlot, ...]
     adapter_trainable: int  # peft's trainable count (0 without an adapter)
     output_head_numel: int  # lm_head / classifier weight numel
+    block_prefix: str = ""  # tensor-name prefix of the first repeated block, e.g. "model.layers.0."
 
 
 @dataclass(frozen=True)
@@ -168,6 +169,7 @@ def _make_skeleton(config: Any, head: str, num_labels: int, adapter: AdapterShap
         block=slots,
         adapter_trainable=trainable,
         output_head_numel=head_numel,
+        block_prefix=_block_prefix(model, config),
     )
 
 
@@ -244,6 +246,13 @@ def _first_block(model: Any, config: Any):
         if isinstance(module, torch.nn.ModuleList) and len(module) == n:
             return module[0]
     raise ValueError("cannot find the repeated transformer blocks in this model")
+
+
+def _block_prefix(model: Any, config: Any) -> str:
+    """The name prefix of the first block's tensors, as `Tensor.name` spells them."""
+    block = _first_block(model, config)
+    name = next(n for n, m in model.named_modules() if m is block)
+    return _base_name(f"{name}.")
 
 
 def _linear_dims(module: Any) -> tuple[int, int] | None:

@@ -43,6 +43,8 @@ ReportTo = Literal["none", "tensorboard", "wandb"]
 LossPath = Literal["auto", "chunked", "trl", "liger"]
 Baseline = Literal["majority", "tfidf_logreg", "base_model", "full_finetune"]
 OverlengthPolicy = Literal["drop", "truncate"]
+Strategy = Literal["ddp", "fsdp", "deepspeed"]
+FsdpSharding = Literal["full_shard", "shard_grad_op"]
 
 # Canonical column names a recipe may map from its own field names.
 CANONICAL_COLUMNS = (
@@ -412,6 +414,66 @@ class OutputSpec(Spec):
     """License for the model card (SPDX id or Hub license name)."""
 
 
+class FsdpSpec(Spec):
+    sharding: FsdpSharding = "full_shard"
+    """`full_shard`: parameters, gradients and optimizer state are sharded, and each layer's parameters are
+    gathered for its forward and backward and freed after (least memory). `shard_grad_op`: parameters stay
+    gathered from forward to backward (fewer all-gathers, more memory); gradients and optimizer state sharded."""
+    cpu_ram_efficient_loading: bool = True
+    """Only the first process reads the weights; the others receive their shards when the model is wrapped
+    (CPU RAM for one copy of the model per machine instead of one per process)."""
+    activation_checkpointing: bool = False
+    """FSDP's own activation checkpointing of each transformer layer. Use it instead of
+    training.gradient_checkpointing, which would gather each layer's parameters a second time."""
+    cpu_offload: bool = False
+    """Keep the sharded parameters, gradients and optimizer state in CPU RAM between uses (how Answer.AI fit
+    a 70B QLoRA on two 24 GB GPUs); slower steps."""
+
+
+class DeepSpeedSpec(Spec):
+    stage: Literal[1, 2, 3] = 2
+    """ZeRO stage: 1 shards the optimizer state, 2 also the gradients, 3 also the parameters."""
+    offload_optimizer: bool = False
+    """Keep the optimizer state in CPU RAM and run the optimizer step there."""
+    offload_parameters: bool = False
+    """Stage 3 only: keep the sharded parameters in CPU RAM between uses."""
+
+    @model_validator(mode="after")
+    def _stage3_only(self) -> DeepSpeedSpec:
+        if self.offload_parameters and self.stage != 3:
+            raise ValueError(
+                "distributed.deepspeed.offload_parameters needs stage 3 (only stage 3 shards parameters)"
+            )
+        return self
+
+
+class DistributedSpec(Spec):
+    strategy: Strategy = "ddp"
+    """How several processes share one run (`lora-adapt run --num-processes N`, `accelerate launch -m
+    lora_adapt run`, `torchrun`): `ddp` (a full copy of the model per process, gradients averaged), `fsdp`
+    (parameters, gradients and optimizer state sharded across processes; with a 4-bit base this is FSDP +
+    QLoRA), `deepspeed` (ZeRO stage 1-3). A run in one process does not use it (and says so)."""
+    fsdp: FsdpSpec = FsdpSpec()
+    """Options of `strategy: fsdp` (FSDP2 through accelerate)."""
+    deepspeed: DeepSpeedSpec = DeepSpeedSpec()
+    """Options of `strategy: deepspeed`."""
+
+    @model_validator(mode="after")
+    def _options_fit_strategy(self) -> DistributedSpec:
+        for section in ("fsdp", "deepspeed"):
+            if section in self.model_fields_set and self.strategy != section:
+                raise ValueError(
+                    f"distributed.{section} applies to strategy '{section}', not '{self.strategy}'; "
+                    f"set distributed.strategy: {section} or remove distributed.{section}"
+                )
+        return self
+
+    @property
+    def shards_parameters(self) -> bool:
+        """Parameters are split across processes (FSDP, ZeRO-3): no process holds the whole model."""
+        return self.strategy == "fsdp" or (self.strategy == "deepspeed" and self.deepspeed.stage == 3)
+
+
 class Recipe(Spec):
     """One training job, end to end."""
 
@@ -426,10 +488,14 @@ class Recipe(Spec):
     training: TrainingSpec = TrainingSpec()
     evaluation: EvaluationSpec = EvaluationSpec()
     output: OutputSpec = OutputSpec()
+    distributed: DistributedSpec = DistributedSpec()
+    """How a run launched on several processes shares the work (one process ignores it)."""
 
     @model_validator(mode="after")
     def _cross_section(self) -> Recipe:
-        problems = []
+        from .sharding import sharding_problems
+
+        problems = sharding_problems(self)
         if self.training.packing and self.task.type != "sft":
             problems.append("training.packing only applies to task.type 'sft'")
         if self.training.loss_path != "auto" and _trains_a_head(self.task):

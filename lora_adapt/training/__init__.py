@@ -12,6 +12,7 @@ from .runner import (
     run_trainer,
 )
 from .sft import check_loss_path, make_sft_trainer, sft_config
+from .strategy import deepspeed_config, fsdp_config, strategy_args
 
 __all__ = [
     "Precision",
@@ -19,13 +20,16 @@ __all__ = [
     "TrainingProgress",
     "check_loss_path",
     "common_args",
+    "deepspeed_config",
     "discard_checkpoints",
     "early_stopping_callbacks",
     "evaluate_loss",
+    "fsdp_config",
     "logging_callbacks",
     "make_sft_trainer",
     "resolve_precision",
     "run_trainer",
     "sft_config",
+    "strategy_args",
     "use_progress",
 ]

@@ -32,9 +32,16 @@ def resolve_precision(requested: str, device: str, bf16_ok: bool) -> Precision:
 
 
 def common_args(
-    spec: TrainingSpec, precision: Precision, output_dir: Path, *, has_validation: bool, device: str
+    spec: TrainingSpec,
+    precision: Precision,
+    output_dir: Path,
+    *,
+    has_validation: bool,
+    device: str,
+    parallel: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Arguments shared by SFTConfig and TrainingArguments (heads), all explicit."""
+    """Arguments shared by SFTConfig and TrainingArguments (heads), all explicit; ``parallel`` adds the
+    distributed strategy's (``training.strategy.strategy_args``)."""
     evaluate = has_validation
     strategy = "steps" if spec.eval_steps else "epoch"
     save_strategy = "steps" if (spec.save_steps or spec.eval_steps) else "epoch"
@@ -70,6 +77,7 @@ def common_args(
         use_cpu=device == "cpu",
         dataloader_num_workers=0,
         remove_unused_columns=False,
+        **(parallel or {}),
     )
     if spec.gradient_checkpointing:
         args["gradient_checkpointing_kwargs"] = {"use_reentrant": False}

@@ -18,11 +18,14 @@ def sft_config(
     *,
     has_validation: bool,
     device: str,
+    parallel: dict | None = None,
 ):
     from trl import SFTConfig
 
     return SFTConfig(
-        **common_args(spec, precision, output_dir, has_validation=has_validation, device=device),
+        **common_args(
+            spec, precision, output_dir, has_validation=has_validation, device=device, parallel=parallel
+        ),
         max_length=data.max_seq_length,
         packing=spec.packing,
         completion_only_loss=data.loss_on == "completion",

@@ -1,0 +1,73 @@
+"""Which recipe settings cannot run under a distributed strategy, decided from the recipe alone (no torch),
+so that `lora-adapt validate` refuses them before any process starts.
+
+What needs the machine (GPUs, installed packages, the launcher's own configuration) is checked when a run
+starts, in ``lora_adapt.distributed``. The rules follow what the libraries require: FSDP shards only
+floating-point storage, so a 4-bit base is stored in its compute dtype (bitsandbytes' ``quant_storage``;
+peft's and bitsandbytes' FSDP-QLoRA guides) and 8-bit LLM.int8 weights cannot be sharded (LLaMA-Factory
+refuses them too); a model whose parameters are sharded cannot be scored by one process afterwards."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .schema import Recipe
+
+FOUR_BIT = ("nf4", "fp4")
+
+
+def sharding_problems(recipe: Recipe) -> list[str]:
+    """Problems of running ``recipe`` under its ``distributed`` section (empty when it can run)."""
+    d = recipe.distributed
+    problems: list[str] = []
+    if d.shards_parameters:
+        problems += _sharded_parameter_problems(recipe)
+    if d.strategy == "fsdp" and d.fsdp.activation_checkpointing and recipe.training.gradient_checkpointing:
+        problems.append(
+            "distributed.fsdp.activation_checkpointing and training.gradient_checkpointing are both on; "
+            "keep only distributed.fsdp.activation_checkpointing (the other gathers each layer twice)"
+        )
+    if (
+        d.strategy == "deepspeed"
+        and d.deepspeed.offload_optimizer
+        and recipe.training.optimizer != "adamw_torch"
+    ):
+        problems.append(
+            "distributed.deepspeed.offload_optimizer runs DeepSpeed's CPU AdamW, not training.optimizer "
+            f"'{recipe.training.optimizer}'; set training.optimizer: adamw_torch or turn the offload off"
+        )
+    if d.strategy == "deepspeed" and recipe.model.device == "cpu":
+        problems.append(
+            "distributed.strategy 'deepspeed' does not run on model.device 'cpu' (ZeRO needs GPUs); "
+            "use distributed.strategy: ddp for several CPU processes"
+        )
+    return problems
+
+
+def _sharded_parameter_problems(recipe: Recipe) -> list[str]:
+    d, q = recipe.distributed, recipe.quantization
+    name = "fsdp" if d.strategy == "fsdp" else "deepspeed stage 3"
+    problems = []
+    if q.method == "int8":
+        problems.append(
+            f"distributed.strategy {name} cannot shard 8-bit (LLM.int8) weights; use quantization.method: "
+            "nf4 (FSDP + QLoRA) or distributed.strategy: ddp"
+        )
+    dtype, compute = recipe.model.dtype, q.compute_dtype
+    if q.method in FOUR_BIT and "auto" not in (dtype, compute) and dtype != compute:
+        problems.append(
+            f"{name} + QLoRA stores the 4-bit weights in the compute dtype so they shard with the others: "
+            f"model.dtype ({dtype}) must equal quantization.compute_dtype ({compute}); set both to bf16"
+        )
+    if "full_finetune" in recipe.evaluation.baselines:
+        problems.append(
+            f"evaluation.baselines 'full_finetune' cannot be scored after {name} training (its parameters "
+            "end up split across processes); drop it, or use distributed.strategy: ddp"
+        )
+    if recipe.task.type != "sft" and recipe.evaluation.enabled:
+        problems.append(
+            f"task evaluation runs in one process, which does not hold the {name}-sharded model; set "
+            "evaluation.enabled: false and score the run afterwards with `lora-adapt eval RUN_DIR`"
+        )
+    return problems
