@@ -115,3 +115,16 @@ def test_plan_command_reports_per_gpu_and_suggests_sharding(tmp_path):
     assert "gathered layers (sharded)" in sharded.output
     assert "spread the job over 4 GPUs" in sharded.output
     assert "--set distributed.fsdp.cpu_offload=true" in sharded.output
+
+
+def test_fsdp_activation_checkpointing_is_checkpointing_and_the_advice_names_it(tmp_path):
+    """FSDP's activation checkpointing replaces training.gradient_checkpointing (the recipe refuses both):
+    the planner counts it as checkpointing, and suggests it (not the refused key) when it is off."""
+    fsdp = {"strategy": "fsdp", "fsdp": {"activation_checkpointing": True}}
+    on = settings_for(_recipe(distributed=fsdp), "lora", num_gpus=2)
+    off = settings_for(_recipe(distributed={"strategy": "fsdp"}), "lora", num_gpus=2)
+    assert on.gradient_checkpointing and not off.gradient_checkpointing
+    recipe = plan_recipe(tmp_path, "llama-1b", training={"batch_size": 8}, distributed={"strategy": "fsdp"})
+    advice = cli("plan", str(recipe), "--num-gpus", "2", "--gpu-memory", "4GiB", "--modes", "lora")
+    assert "--set distributed.fsdp.activation_checkpointing=true" in advice.output
+    assert "training.gradient_checkpointing=true" not in advice.output

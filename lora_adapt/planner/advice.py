@@ -39,7 +39,10 @@ def candidate_changes(st: Settings, attention_targets: tuple[str, ...]) -> list[
             Change(
                 "gradient_checkpointing",
                 "turn gradient checkpointing on (~30% slower steps)",
-                ("training.gradient_checkpointing=true",),
+                # under FSDP the checkpointing is FSDP's (the recipe refuses both at once)
+                ("distributed.fsdp.activation_checkpointing=true",)
+                if st.strategy == "fsdp"
+                else ("training.gradient_checkpointing=true",),
                 vary(st, gradient_checkpointing=True),
             )
         )

@@ -124,7 +124,8 @@ def settings_for(
         lora_dropout=ad.dropout,
         modules_to_save=ad.modules_to_save,
         optimizer=tr.optimizer,
-        gradient_checkpointing=tr.gradient_checkpointing,
+        gradient_checkpointing=tr.gradient_checkpointing
+        or (parallel["strategy"] == "fsdp" and recipe.distributed.fsdp.activation_checkpointing),
         seq_len=seq_len or recipe.data.max_seq_length,
         micro_batch=batch,
         grad_accum=tr.gradient_accumulation_steps,

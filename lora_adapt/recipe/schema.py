@@ -461,7 +461,12 @@ class DistributedSpec(Spec):
     @model_validator(mode="after")
     def _options_fit_strategy(self) -> DistributedSpec:
         for section in ("fsdp", "deepspeed"):
-            if section in self.model_fields_set and self.strategy != section:
+            default = type(self).model_fields[section].default  # a resolved recipe writes the defaults out
+            if (
+                section in self.model_fields_set
+                and self.strategy != section
+                and getattr(self, section) != default
+            ):
                 raise ValueError(
                     f"distributed.{section} applies to strategy '{section}', not '{self.strategy}'; "
                     f"set distributed.strategy: {section} or remove distributed.{section}"
