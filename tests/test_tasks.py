@@ -190,6 +190,7 @@ def test_task_recipe_on_real_data_beats_majority(tmp_path, shared_data, dataset)
         *REAL_DATA_RUNS[dataset],
         "training.batch_size=16",
         "evaluation.baselines=[majority]",
+        "evaluation.explanations.rows=0",  # explanations are tested in test_explain.py (here: minutes)
         f"output.dir={tmp_path}",
     ]
     if dataset == "semeval2010_re":  # seeded samples that keep every test label inside the training sample
