@@ -94,7 +94,10 @@ def check_label_values(rows: Rows, layout: str, task: TaskSpec) -> None:
 
 
 def _raw_labels(row: dict[str, Any], layout: str, task: TaskSpec) -> list[Any]:
-    value = row.get("tags" if layout == "tagging" else "label")
+    key = "tags" if layout == "tagging" else "label"
+    if key not in row:  # a row without the column: reading it says so ("this row has no ['label']")
+        return []
+    value = row[key]
     if layout == "tagging" and isinstance(value, str):
         return value.split()
     if isinstance(value, list) and (layout == "tagging" or task.multi_label):
