@@ -214,12 +214,19 @@ def test_a_custom_code_model_hint_names_trust_remote_code(tiny_llama_dir, good_d
 def test_a_fifo_as_data_is_refused_instead_of_blocking(tiny_llama_dir, tmp_path):
     fifo = tmp_path / "train.jsonl"
     os.mkfifo(fifo)
-    unblock = threading.Timer(300, lambda: fifo.open("w").close())  # a reader that hangs fails instead
-    unblock.daemon = True
-    unblock.start()
+    unblocked = threading.Event()
+
+    def unblock():  # a reader that hangs on the FIFO is released (and the test fails) instead of hanging
+        unblocked.set()
+        fifo.open("w").close()
+
+    timer = threading.Timer(300, unblock)
+    timer.daemon = True
+    timer.start()
     try:
         result = run_cli("run", str(sft_recipe(tmp_path, tiny_llama_dir, fifo)))
     finally:
-        unblock.cancel()
+        timer.cancel()
+    assert not unblocked.is_set(), "something opened the FIFO before refusing it"
     assert result.exit_code == 2 and "is a FIFO (named pipe), not a regular file" in result.output
     assert_nothing_written(tmp_path)
