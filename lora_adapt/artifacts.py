@@ -24,6 +24,7 @@ MERGED_DIR = "merged"
 CHECKPOINTS_DIR = "checkpoints"  # only inside the in-progress directory; removed on success
 CONFUSION_PNG = "confusion_matrix.png"
 LOGS_DIR = "logs"
+DIVERGENCE = "divergence.json"  # in the in-progress directory of a run stopped for a non-finite step
 
 # Files every finished run has (task-specific extras: CONFUSION_PNG, LOGS_DIR, MERGED_DIR).
 RUN_FILES = frozenset({RESOLVED_RECIPE, MANIFEST, METRICS, REPORT, MODEL_CARD, ADAPTER_DIR})
@@ -55,6 +56,7 @@ def atomic_write_text(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~current_umask())  # mkstemp makes 0600; a run's files follow the umask
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
         os.replace(tmp, path)
@@ -91,6 +93,7 @@ def staged_dir(final: Path) -> Iterator[Path]:
     stage = in_progress_dir(Path(final))
     stage.mkdir(parents=True, exist_ok=True)
     yield stage
+    follow_umask(stage)
     replace_dir(stage, Path(final))
 
 
@@ -100,11 +103,13 @@ def staged_output(out_dir: Path) -> Iterator[Path]:
     block leaves nothing behind (for outputs that cannot be resumed: merges, exports)."""
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.", suffix=".partial"))
+    stage.chmod(0o777 & ~current_umask())  # mkdtemp makes 0700
     try:
         yield stage
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
         raise
+    follow_umask(stage)
     replace_dir(stage, out_dir)
 
 
@@ -112,6 +117,28 @@ def replace_dir(stage: Path, final: Path) -> None:
     if final.exists():
         shutil.rmtree(final)
     os.replace(stage, final)
+
+
+def follow_umask(folder: Path) -> None:
+    """Give every file and folder under ``folder`` the permissions the umask allows (0644 / 0755 under
+    the usual 022): libraries write some files 0600 (safetensors) and temporary folders are 0700."""
+    mask = current_umask()
+    for path in [folder, *folder.rglob("*")]:
+        if not path.is_symlink():
+            path.chmod((0o777 if path.is_dir() else 0o666) & ~mask)
+
+
+def current_umask() -> int:
+    """The process umask (read from /proc where it can be, so that nothing is changed even briefly)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def sha256_text(text: str) -> str:

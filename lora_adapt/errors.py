@@ -60,6 +60,24 @@ class RunExistsError(LoraAdaptError):
     exit_code = 2
 
 
+class RunLockedError(LoraAdaptError):
+    """Another process holds the run directory's lock (a run of the same name is writing it)."""
+
+    exit_code = 2
+
+
+class DiskFullError(LoraAdaptError):
+    """The disk holding the run has (or would have) no space left."""
+
+    exit_code = 1
+
+
+class TrainingDivergedError(LoraAdaptError):
+    """Training diverged: a non-finite loss or gradient, or a final loss above the starting (or chance) loss."""
+
+    exit_code = 1
+
+
 class HubError(LoraAdaptError):
     """Publishing to or pulling from the Hugging Face Hub failed (credentials, permissions, network).
 

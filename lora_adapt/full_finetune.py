@@ -41,9 +41,7 @@ def train_full_model(
             echo=echo,
             label="full fine-tuning",
         )
-        result = run_trainer(
-            trainer, checkpoints=Path(tmp), resume=False, max_steps_hint=full.training.max_steps
-        )
+        result = run_trainer(trainer, resume_from=None, max_steps_hint=full.training.max_steps)
     counts = parameter_counts(trainer.model)
     info = {
         "learning_rate": full.training.learning_rate,

@@ -7,17 +7,27 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from . import artifacts as A
+from .diskspace import disk_full_errors
 from .distributed import Ranks, join
-from .errors import LoraAdaptError, RunExistsError
+from .errors import LoraAdaptError
 from .recipe import Recipe, dump_recipe
 from .recipe.derived import AUTO_CLASSES
-from .runtime import Echo, Runtime, load_model_and_data, make_trainer, resolve_runtime, rows_per_split
+from .rundir_lock import Claim, claim_run, record_resume, resumable_start, start_record
+from .runtime import (
+    Echo,
+    Runtime,
+    check_run_space,
+    load_model_and_data,
+    make_trainer,
+    resolve_runtime,
+    rows_per_split,
+)
 
 
 @dataclass(frozen=True)
@@ -38,49 +48,135 @@ def run(
 ) -> RunResult:
     """Load, prepare, attach, train, evaluate and write ``<output_dir>/<name>/``.
 
-    Under a distributed launcher every process calls this; only the main one checks, writes and publishes
-    the run directory (``distributed.Ranks``), and a failure on any process fails the run on all."""
-    timings: dict[str, float] = {}
-    clock = _Clock(timings)
+    Under a distributed launcher every process calls this; only the main one checks, locks, writes and
+    publishes the run directory (``distributed.Ranks``), and a failure on any process fails the run on all.
+    The run's name is locked for the whole call (a second run on it is refused); nothing is loaded before
+    the output folder, an existing run of that name and a resume's recipe have been checked."""
     runtime = resolve_runtime(recipe)
     ranks = _join(recipe, runtime, echo)
     echo = ranks.main_echo(echo)
+    if dry_run:
+        loaded, prepared = ranks.main_first(
+            "loading the model and data", lambda: load_model_and_data(recipe, runtime, echo)
+        )
+        return _dry_run_summary(recipe, runtime, loaded, prepared, echo)
     final = A.run_dir(Path(recipe.output.dir).resolve(), recipe.name)
     overwrite = recipe.output.overwrite if overwrite is None else overwrite
-    ranks.on_main(
-        "checking the run directory",
-        lambda: _check_run(recipe, final, overwrite=overwrite, resume=resume, dry_run=dry_run),
-    )
+    if recipe.output.publish is not None:
+        ranks.on_main("checking access to the Hub", lambda: _check_publish_access(recipe))
+    with ExitStack() as stack:
+        claim = _claim(stack, ranks, final, resume=resume, overwrite=overwrite, echo=echo)
+        started = (
+            ranks.main_first(
+                "checking the resumed recipe",
+                lambda: resumable_start(claim.stage, recipe.model_dump(mode="json"), echo),
+            )
+            if claim.resuming
+            else None
+        )
+        result = _run_claimed(recipe, runtime, final, claim.resuming, started, callbacks, echo, ranks)
+        ranks.on_main("checking the training loss", lambda: _refuse_divergence(recipe, result, final))
+        if recipe.output.publish is not None:
+            ranks.on_main("publishing", lambda: _publish(recipe, final, echo))
+    return result
+
+
+def _claim(
+    stack: ExitStack, ranks: Ranks, final: Path, *, resume: bool, overwrite: bool, echo: Echo
+) -> Claim:
+    """The main process locks the run's name and settles an existing run first; the others then learn
+    whether the run is resumed (they never lock, clean or create anything)."""
+
+    def enter() -> Claim:
+        return stack.enter_context(
+            claim_run(final, resume=resume, overwrite=overwrite, echo=echo, main_process=ranks.is_main)
+        )
+
+    claimed = ranks.on_main("checking the run directory", enter)
+    return claimed if claimed is not None else enter()
+
+
+def _refuse_divergence(recipe: Recipe, result: RunResult, final: Path) -> None:
+    divergence = (result.metrics.get("train") or {}).get("divergence")
+    if divergence and not recipe.training.divergence.allow:
+        from .training.divergence import rise_error
+
+        raise rise_error(divergence, final)
+
+
+def _run_claimed(
+    recipe: Recipe,
+    runtime: Runtime,
+    final: Path,
+    resuming: bool,
+    started: dict[str, Any] | None,
+    callbacks: Sequence[Any],
+    echo: Echo,
+    ranks: Ranks,
+) -> RunResult:
+    from .training.checkpoints import being_written
+    from .training.divergence import check_final_loss, describe_rise
+
+    timings: dict[str, float] = {}
+    clock = _Clock(timings)
     with clock("load_s"):
         loaded, prepared = ranks.main_first(
             "loading the model and data", lambda: load_model_and_data(recipe, runtime, echo)
         )
-    if dry_run:
-        return _dry_run_summary(recipe, runtime, loaded, prepared, echo)
-    ranks.on_main("clearing an unfinished run", lambda: _clear_unfinished(final, resume, echo))
+    need = {"bytes": 0}  # known once the adapter is attached
     metrics: dict[str, Any] = {}
     manifest: dict[str, Any] = {}
-    with ranks.staged_dir(final) as stage:
+    divergence = None
+    with (
+        ranks.staged_dir(final) as stage,
+        disk_full_errors(stage, lambda: need["bytes"], writing=lambda: being_written(stage)),
+    ):
+        record = start_record(stage, recipe.model_dump(mode="json"), prepared.stats.get("files", {}), started)
         with clock("train_s"):
             model, train_result, lm_metrics, weights = ranks.together(
                 "training",
-                lambda: _train(recipe, runtime, loaded, prepared, stage, resume, callbacks, echo, ranks),
+                lambda: _train(
+                    recipe, runtime, loaded, prepared, stage, record, resuming, need, callbacks, echo, ranks
+                ),
             )
+        divergence = check_final_loss(
+            train_result.history,
+            head=runtime.head,
+            labels=prepared.labels,
+            multi_label=recipe.task.multi_label,
+            spec=recipe.training,
+            precision=runtime.precision.name,
+        )
+        if divergence:
+            echo(f"WARNING: {describe_rise(divergence)}")
         with clock("eval_s"):
             trained = _trained_systems(recipe, runtime, loaded, prepared, ranks, echo)
             if ranks.is_main:
-                _discard_checkpoints(stage)
                 task_metrics = _evaluate_task(recipe, runtime, model, loaded, prepared, stage, trained, echo)
         if ranks.is_main:
-            metrics = {"train": train_result.to_json(), **lm_metrics, **task_metrics}
+            metrics = {
+                "train": {**train_result.to_json(), "divergence": divergence},
+                **lm_metrics,
+                **task_metrics,
+            }
             timings["total_s"] = round(sum(timings.values()), 2)
-            manifest = _write_run(recipe, runtime, loaded, prepared, model, metrics, timings, stage, weights)
+            manifest = _write_run(
+                recipe,
+                runtime,
+                loaded,
+                prepared,
+                model,
+                metrics,
+                timings,
+                stage,
+                weights,
+                resumes=record["resumes"],
+            )
             if recipe.output.merge:
                 del model, loaded  # the merge reloads the base unquantized: free the trained copy first
                 _merge(recipe, stage, echo)
-    echo(f"run finished: {final}")
-    if recipe.output.publish is not None:
-        ranks.on_main("publishing", lambda: _publish(recipe, final, echo))
+            _discard_checkpoints(stage)
+    echo(f"run finished: {final}" + (" (WARNING: training diverged, see report.md)" if divergence else ""))
     return RunResult(final, metrics, manifest)
 
 
@@ -98,36 +194,13 @@ def _join(recipe: Recipe, runtime: Runtime, echo: Echo) -> Ranks:
     )
 
 
-def _check_run(recipe: Recipe, final: Path, *, overwrite: bool, resume: bool, dry_run: bool) -> None:
-    _check_target(final, overwrite=overwrite, resume=resume, dry_run=dry_run)
-    if recipe.output.publish is not None and not dry_run:
-        _check_publish_access(recipe)
-
-
-def _clear_unfinished(final: Path, resume: bool, echo: Echo) -> None:
-    stage = A.in_progress_dir(final)
-    if stage.exists() and not resume:
-        import shutil
-
-        echo(f"note: removing an unfinished run at {stage} (pass --resume to continue it instead)")
-        shutil.rmtree(stage)
-
-
-def _check_target(final: Path, *, overwrite: bool, resume: bool, dry_run: bool) -> None:
-    if dry_run or not final.exists() or overwrite:
-        return
-    hint = "pass --overwrite (or output.overwrite: true), or choose another --output-dir or name"
-    if resume:
-        raise RunExistsError(f"nothing to resume: the run at {final} already finished", hint=hint)
-    raise RunExistsError(f"a finished run already exists at {final}", hint=hint)
-
-
 def _check_publish_access(recipe: Recipe) -> None:
     from .hub import check_write_access
+    from .hub.network import HubNetwork
 
     pub = recipe.output.publish
     if pub is not None:
-        check_write_access(pub.repo_id, endpoint=pub.endpoint)
+        check_write_access(pub.repo_id, endpoint=pub.endpoint, network=HubNetwork(pub.timeout, pub.retries))
 
 
 def _train(
@@ -136,7 +209,9 @@ def _train(
     loaded,
     prepared,
     stage: Path,
-    resume: bool,
+    record: dict[str, Any],
+    resuming: bool,
+    need: dict[str, int],
     callbacks,
     echo: Echo,
     ranks: Ranks,
@@ -148,6 +223,8 @@ def _train(
 
     from .modeling import attach_adapter, parameter_counts
     from .training import early_stopping_callbacks, evaluate_loss, logging_callbacks, run_trainer
+    from .training.checkpoints import MarkComplete, last_complete_checkpoint
+    from .training.divergence import DivergenceGuard
 
     set_seed(recipe.training.seed)  # adapter (and new head) initialisation is random: seed it
     model = attach_adapter(
@@ -158,8 +235,12 @@ def _train(
         f"adapter: {recipe.adapter.method} r={recipe.adapter.rank}, trainable {counts['trainable']:,} of "
         f"{counts['total']:,} parameters ({100 * counts['share']:.3f}%)"
     )
+    need["bytes"] = check_run_space(recipe, counts, stage)
     checkpoints = stage / A.CHECKPOINTS_DIR
+    guard = DivergenceGuard()
     all_callbacks = [
+        MarkComplete(),
+        guard,
         *early_stopping_callbacks(recipe.training),
         *(logging_callbacks(recipe.training, stage / A.LOGS_DIR) if ranks.is_main else []),
         *callbacks,
@@ -179,9 +260,20 @@ def _train(
     # gradients (accelerate's `_is_accelerate_prepared`): checks.py refuses the one case that needs it.
     before_first = measure_lm and recipe.adapter.bias != "none"
     lm_metrics = _lm_losses(trainer, model, splits, "before") if before_first else {}
+    last = last_complete_checkpoint(checkpoints, echo) if resuming else None
+    if last is not None:
+        record.update(record_resume(stage, record, last))
+        echo(f"resuming from {last.name}")
+    elif resuming:
+        echo("note: the interrupted run has no complete checkpoint; training from the start")
     result = run_trainer(
-        trainer, checkpoints=checkpoints, resume=resume, max_steps_hint=recipe.training.max_steps
+        trainer,
+        resume_from=last,
+        max_steps_hint=recipe.training.max_steps,
+        resume_steps=[r["from_step"] for r in record["resumes"]],
     )
+    if guard.tripped is not None:
+        raise _diverged(recipe, runtime, guard.tripped, trainer, stage, write=ranks.is_main)
     if measure_lm:
         if not before_first:
             lm_metrics = _lm_losses(trainer, model, splits, "before")
@@ -232,6 +324,27 @@ def _ready(value):
     return lambda: value
 
 
+def _diverged(
+    recipe: Recipe, runtime: Runtime, tripped: dict[str, Any], trainer, stage: Path, *, write: bool
+):
+    """Keep the diverged run's record beside its checkpoints (``write``: on the main process) and return
+    the error that ends the run."""
+    from .training.divergence import trip_error, trip_record
+    from .training.runner import clean_history
+
+    record = trip_record(
+        tripped,
+        clean_history(trainer.state.log_history),
+        recipe.training,
+        runtime.precision.name,
+        stage / A.CHECKPOINTS_DIR,
+    )
+    path = stage / A.DIVERGENCE
+    if write:
+        A.atomic_write_json(path, record)
+    return trip_error(record, path)
+
+
 def _evaluate_task(
     recipe: Recipe, runtime: Runtime, model, loaded, prepared, stage: Path, trained, echo: Echo
 ) -> dict[str, Any]:
@@ -265,6 +378,8 @@ def _write_run(
     timings: dict[str, float],
     stage: Path,
     weights: dict[str, Any] | None = None,
+    *,
+    resumes: list[dict[str, Any]],
 ) -> dict[str, Any]:
     from .evaluation.report import render_report
     from .export.checks import check_adapter_weights
@@ -276,6 +391,7 @@ def _write_run(
     loaded.tokenizer.save_pretrained(adapter_dir)
     check_adapter_weights(adapter_dir)
     manifest = _manifest(recipe, runtime, loaded, prepared, model, timings)
+    manifest["resumes"] = resumes  # each: {from_step, checkpoint, utc}; empty when trained in one go
     resolved = dump_recipe(recipe)
     manifest["recipe_sha256"] = A.sha256_text(resolved)
     A.atomic_write_json(
@@ -392,6 +508,7 @@ def _modules_to_save(model) -> set[str]:
 
 def _publish(recipe: Recipe, final: Path, echo: Echo) -> None:
     from .hub import push_run
+    from .hub.network import HubNetwork
 
     pub = recipe.output.publish
     if pub is None:
@@ -404,6 +521,7 @@ def _publish(recipe: Recipe, final: Path, echo: Echo) -> None:
             revision=pub.revision,
             merged=pub.merged,
             endpoint=pub.endpoint,
+            network=HubNetwork(pub.timeout, pub.retries),
         )
     except LoraAdaptError as exc:
         raise LoraAdaptError(

@@ -112,6 +112,7 @@ def read_run(path: str | Path) -> RunDir:
             f"{path} has a {A.MANIFEST} but no {A.ADAPTER_DIR}/ folder",
             hint="the run directory is damaged; rerun the recipe",
         )
+    _check_adapter_files(path / A.ADAPTER_DIR, run=True)
     recipe_dict, recipe = _read_recipe(path)
     return RunDir(
         path=path.resolve(),
@@ -121,6 +122,18 @@ def read_run(path: str | Path) -> RunDir:
         metrics=_read_json(path / A.METRICS) or {},
         merge_report=_read_json(path / A.MERGED_DIR / A.MERGE_VERIFICATION) or {},
     )
+
+
+def _check_adapter_files(folder: Path, *, run: bool) -> None:
+    """An adapter folder needs its config and weights (safetensors, or the .bin of older PEFT saves)."""
+    weights = [folder / A.ADAPTER_WEIGHTS, folder / "adapter_model.bin"]
+    missing = [A.ADAPTER_CONFIG] * (not (folder / A.ADAPTER_CONFIG).is_file())
+    missing += [A.ADAPTER_WEIGHTS] * (not any(w.is_file() for w in weights))
+    if missing:
+        raise UsageError(
+            f"{folder} lacks {' and '.join(missing)}: the {'run directory' if run else 'adapter folder'} is damaged",
+            hint="rerun the recipe (with --overwrite)" if run else "copy the whole adapter folder again",
+        )
 
 
 def _read_json(path: Path, *, required: bool = False) -> dict[str, Any] | None:
@@ -233,6 +246,7 @@ def read_adapter(path: str | Path, *, name: str | None = None) -> AdapterInfo:
         )
     if path.name == A.ADAPTER_DIR and (path.parent / A.MANIFEST).is_file():
         return _from_run(read_run(path.parent), name)
+    _check_adapter_files(path, run=False)
     config = _read_json(path / A.ADAPTER_CONFIG, required=True) or {}
     record = _read_json(path / A.ADAPTER_RECORD)
     if record is not None:

@@ -14,6 +14,7 @@ from .recipe import Recipe
 from .recipe.derived import Head, Mode, head_kind, resolve_loss_path, task_mode
 
 Echo = Callable[[str], None]
+MERGE_BYTES = {"bf16": 2, "fp16": 2, "fp32": 4}
 
 
 @dataclass(frozen=True)
@@ -182,6 +183,24 @@ def _trainer(recipe: Recipe, runtime: Runtime, model, tokenizer, prepared, check
         runtime.loss_path, model, device=runtime.device, explicit=recipe.training.loss_path != "auto"
     )
     return make_sft_trainer(model, tokenizer, prepared.train, eval_ds, args, callbacks, loss_path=loss_path)
+
+
+def check_run_space(recipe: Recipe, counts: dict[str, Any], stage: Path) -> int:
+    """The bytes the run will write (checkpoints, adapter, merged model); refused before training when they
+    do not fit. What the staging folder already holds (a resumed run's checkpoints) counts as available."""
+    from .diskspace import check_free_space
+    from .manifest import TOKENIZER_FILES
+    from .modeling.identity import local_files
+    from .training.checkpoints import run_bytes
+
+    folder = local_files(recipe.model)
+    tokenizer = sum(f.stat().st_size for n in TOKENIZER_FILES if folder and (f := folder / n).is_file())
+    needed = run_bytes(recipe.training, counts["trainable"], tokenizer)
+    if recipe.output.merge:
+        needed += counts["total"] * MERGE_BYTES[recipe.output.merge_dtype] + tokenizer
+    held = sum(f.stat().st_size for f in stage.rglob("*") if f.is_file())
+    check_free_space(stage, needed - held, what="the run's checkpoints, adapter and files")
+    return needed
 
 
 def rows_per_split(prepared) -> dict[str, int]:

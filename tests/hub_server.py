@@ -6,6 +6,7 @@ model repository, so the real client is exercised over real HTTP on 127.0.0.1:
   GET  /api/whoami-v2                                   token -> user, orgs, token role
   POST /api/validate-yaml                               README front matter check
   POST /api/repos/create                                409 if it exists, 403 outside the token's namespaces
+  DELETE /api/repos/delete                              404 if missing, 403 outside the token's namespaces
   GET  /api/models/{repo}[/revision/{rev}]              repo / revision info (sha, siblings)
   GET  /api/models/{repo}/refs                          branches
   POST /api/models/{repo}/branch/{branch}               create a branch (409 if it exists)
@@ -76,6 +77,9 @@ class HubHandler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         self._dispatch("POST")
+
+    def do_DELETE(self) -> None:
+        self._dispatch("DELETE")
 
     def do_PUT(self) -> None:
         self._dispatch("PUT")
@@ -214,6 +218,15 @@ class HubHandler(BaseHTTPRequestHandler):
         with self.state.lock:
             self.state.create_repo(repo_id, bool(private), info, f"{self.endpoint}/{repo_id}")
         self._json(200, {"url": f"{self.endpoint}/{repo_id}", "name": repo_id, "id": repo_id})
+
+    def delete_repo(self) -> None:
+        info = self.token_info(required=True)
+        body = self._json_body() or {}
+        repo_id = f"{body.get('organization') or info.user}/{body['name']}"
+        with self.state.lock:
+            self.state.writable_repo(repo_id, info)
+            del self.state.repos[repo_id]
+        self._json(200, {})
 
     def repo_info(self, repo_id: str, rev: str = "main") -> None:
         with self.state.lock:
@@ -413,6 +426,7 @@ ROUTES = [
         (r"/api/whoami-v2", "GET", HubHandler.whoami),
         (r"/api/validate-yaml", "POST", HubHandler.validate_yaml),
         (r"/api/repos/create", "POST", HubHandler.create_repo),
+        (r"/api/repos/delete", "DELETE", HubHandler.delete_repo),
         (rf"/api/models/{_REPO}", "GET", HubHandler.repo_info),
         (rf"/api/models/{_REPO}/revision/(?P<rev>[^/]+)", "GET", HubHandler.repo_info),
         (rf"/api/models/{_REPO}/refs", "GET", HubHandler.refs),
@@ -513,3 +527,42 @@ def serve_hub(
     monkeypatch.setattr(hf_constants, "HF_TOKEN_PATH", "/nonexistent/lora-adapt-tests/token")
     with HubServer(users, lfs=lfs) as server:
         yield server
+
+
+class SilentServer:
+    """A loopback endpoint that accepts connections and never answers (a hung Hub or proxy).
+
+    ``connections`` counts the connections accepted, i.e. the attempts a client made."""
+
+    def __init__(self) -> None:
+        import socket
+
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._sock.bind(("127.0.0.1", 0))
+        self._sock.listen(16)
+        self._sock.settimeout(0.2)
+        self.endpoint = f"http://127.0.0.1:{self._sock.getsockname()[1]}"
+        self.connections = 0
+        self._held: list[Any] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._accept, name="silent-server", daemon=True)
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                continue
+            self.connections += 1
+            self._held.append(conn)  # keep it open, read nothing, answer nothing
+
+    def __enter__(self) -> SilentServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        for conn in self._held:
+            conn.close()
+        self._sock.close()

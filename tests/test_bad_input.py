@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
+import shutil
+import threading
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from helpers import instruction_rows, sft_recipe, write_jsonl
+from helpers import instruction_rows, sft_recipe, task_recipe, write_jsonl
 
 from lora_adapt.cli import main
 
@@ -120,12 +123,110 @@ def test_debug_shows_traceback(tiny_llama_dir, tmp_path):
 
 
 def test_runtime_failure_exit_1_without_traceback(tiny_llama_dir, good_data, tmp_path):
-    # a data row that tokenizes fine but a learning rate that explodes is not an error; an unreadable
-    # run directory for `eval` style commands is: use a file where a folder is expected.
+    # a file where the output folder should be: found before anything is loaded, said plainly
     blocker = tmp_path / "runs"
     blocker.write_text("a file where the output folder should be")
     recipe = sft_recipe(tmp_path, tiny_llama_dir, good_data)
     result = run_cli("run", str(recipe))
     assert result.exit_code == 1
-    assert "error:" in result.output and "--debug" in result.output
+    assert "error:" in result.output and "is not a folder" in result.output and "hint:" in result.output
+    assert "model:" not in result.output  # refused before the model was loaded
     json.dumps(result.output)
+
+
+# --- labels: never coerced into classes, never dropped silently -----------------------------------
+
+
+@pytest.mark.parametrize(
+    "labels, line, message",
+    [
+        (["billing", "outage", 1, True], 3, "label 1 is an integer, but the file's first label"),
+        ([0, 1, 2.5, 1], 3, "label 2.5 is a number with a fraction"),
+        (["billing", None, "outage", "meter"], 2, "the label is null"),
+        ([True, False, "True", False], 3, "label 'True' is a string, but the file's first label"),
+    ],
+)
+def test_labels_of_mixed_types_floats_and_nulls_are_errors_naming_file_and_line(
+    tiny_bert_dir, tmp_path, labels, line, message
+):
+    rows = [{"text": f"ticket {i} about something", "label": labels[i % 4]} for i in range(24)]
+    data = write_jsonl(tmp_path / "tickets.jsonl", rows)
+    recipe = task_recipe(tmp_path, tiny_bert_dir, {"path": str(data)}, {"type": "classification"})
+    result = run_cli("run", str(recipe))
+    assert result.exit_code == 2, result.output
+    assert f"tickets.jsonl:{line}: {message}" in result.output and "hint:" in result.output
+    assert_nothing_written(tmp_path)
+
+
+# --- clear errors: the file, the problem and the fix ------------------------------------------------
+
+
+def test_a_one_row_dataset_says_where_the_row_went(tiny_llama_dir, tmp_path):
+    data = write_jsonl(tmp_path / "train.jsonl", instruction_rows(1))
+    result = run_cli("run", str(sft_recipe(tmp_path, tiny_llama_dir, data)))
+    assert result.exit_code == 2
+    assert (
+        "train.jsonl: 1 row(s) read, and the split leaves none for training (0 to validation, 1 to test)"
+        in (result.output)
+    )
+    assert "data.split" in result.output
+    assert_nothing_written(tmp_path)
+
+
+def test_an_empty_training_file_is_named(tiny_llama_dir, tmp_path):
+    (tmp_path / "train.jsonl").write_text("")
+    result = run_cli("run", str(sft_recipe(tmp_path, tiny_llama_dir, tmp_path / "train.jsonl")))
+    assert result.exit_code == 2 and "train.jsonl: the training file has no rows" in result.output
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le"])
+def test_a_utf16_file_gets_the_utf16_conversion_hint(tiny_llama_dir, tmp_path, encoding):
+    data = tmp_path / "train.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in instruction_rows(8)), encoding=encoding)
+    result = run_cli("run", str(sft_recipe(tmp_path, tiny_llama_dir, data)))
+    assert result.exit_code == 2, result.output
+    assert "UTF-16" in result.output and "text, not UTF-8" in result.output
+    assert "iconv -f UTF-16 -t UTF-8" in result.output and "latin1" not in result.output
+
+
+def test_a_recipe_that_is_a_yaml_list_says_so(tmp_path):
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("- name: x\n- model: y\n")
+    for extra in ((), ("--set", "name=x")):
+        result = run_cli("validate", str(recipe), *extra)
+        assert result.exit_code == 2
+        assert "recipe.yaml:1: the recipe is a YAML list" in result.output and "missing" not in result.output
+
+
+def test_a_custom_code_model_hint_names_trust_remote_code(tiny_llama_dir, good_data, tmp_path):
+    custom = Path(shutil.copytree(tiny_llama_dir, tmp_path / "custom"))
+    config = json.loads((custom / "config.json").read_text())
+    config.update(
+        model_type="my_custom_lm",
+        auto_map={"AutoConfig": "configuration_my.MyConfig", "AutoModelForCausalLM": "modeling_my.MyModel"},
+    )
+    (custom / "config.json").write_text(json.dumps(config))
+    result = run_cli("run", str(sft_recipe(tmp_path, custom, good_data, data={"max_seq_length": 256})))
+    assert result.exit_code == 2, result.output
+    assert "custom code" in result.output and "model.trust_remote_code: true" in result.output
+
+
+def test_a_fifo_as_data_is_refused_instead_of_blocking(tiny_llama_dir, tmp_path):
+    fifo = tmp_path / "train.jsonl"
+    os.mkfifo(fifo)
+    unblocked = threading.Event()
+
+    def unblock():  # a reader that hangs on the FIFO is released (and the test fails) instead of hanging
+        unblocked.set()
+        fifo.open("w").close()
+
+    timer = threading.Timer(300, unblock)
+    timer.daemon = True
+    timer.start()
+    try:
+        result = run_cli("run", str(sft_recipe(tmp_path, tiny_llama_dir, fifo)))
+    finally:
+        timer.cancel()
+    assert not unblocked.is_set(), "something opened the FIFO before refusing it"
+    assert result.exit_code == 2 and "is a FIFO (named pipe), not a regular file" in result.output
+    assert_nothing_written(tmp_path)

@@ -16,7 +16,7 @@ import pytest
 import torch
 import yaml
 from click.testing import CliRunner
-from hub_server import HubServer, serve_hub
+from hub_server import HubServer, SilentServer, serve_hub
 
 from lora_adapt import artifacts as A
 from lora_adapt.cli import main
@@ -484,7 +484,9 @@ def test_network_failure_mid_push_loses_nothing_and_can_be_repeated(hub_server, 
         failed.output
     )
     assert "run again" in failed.output
-    assert tree_hashes(run_dir) == before and len(hub_server.commits("acme/flaky")) == 1  # only the creation
+    # the push created the repository: it is deleted again, so nothing empty looks published
+    assert "acme/flaky, created by this push, was deleted again" in failed.output
+    assert tree_hashes(run_dir) == before and "acme/flaky" not in hub_server.state.repos
     setattr(hub_server, fault, 0)
     retried = cli(*args, token=token)
     assert retried.exit_code == 0, retried.output
@@ -494,6 +496,59 @@ def test_network_failure_mid_push_loses_nothing_and_can_be_repeated(hub_server, 
     )
     assert tree_hashes(run_dir) == before
     assert_no_token(hub_server, failed.output, retried.output, folder=run_dir)
+
+
+def test_a_failed_push_into_an_existing_repository_leaves_it_as_it_was(hub_server, run_dir, monkeypatch):
+    import huggingface_hub.utils._http as hf_http
+
+    monkeypatch.setattr(hf_http, "time", SimpleNamespace(sleep=lambda s: None, time=time.time))
+    token = hub_server.tokens["alice"]
+    args = ("push", str(run_dir), "--repo-id", "alice/kept", "--endpoint", hub_server.endpoint)
+    assert cli(*args, token=token).exit_code == 0
+    commits = hub_server.commits("alice/kept")
+    hub_server.fail_commits = 100
+    failed = cli(*args, "--revision", "other", token=token)
+    assert failed.exit_code == 1 and "deleted" not in failed.output, failed.output
+    assert hub_server.commits("alice/kept") == commits
+
+
+def test_a_hub_that_never_answers_times_out_after_the_configured_retries(hub_server, run_dir):
+    # hub_server: the client online, as for a real Hub (its own server is not used)
+    with SilentServer() as silent:
+        result = cli(
+            "push", str(run_dir), "--repo-id", "alice/tiny", "--endpoint", silent.endpoint,
+            "--timeout", "1", "--retries", "1", token="hf_not_checked",
+        )  # fmt: skip
+        attempts = silent.connections
+    assert result.exit_code == 1, result.output
+    assert (
+        f"the Hub at {silent.endpoint} did not answer within 1 s while checking your token (2 attempts)"
+        in (result.output)
+    )
+    assert "--timeout" in result.output and attempts == 2  # one call, one retry, then a clear error
+
+
+def test_pull_from_a_hub_that_never_answers_times_out(hub_server, tmp_path):
+    with SilentServer() as silent:
+        result = cli("pull", "alice/tiny", "--endpoint", silent.endpoint, "--timeout", "1", "--retries", "0")
+        attempts = silent.connections
+    assert (
+        result.exit_code == 1 and "did not answer within 1 s while pulling alice/tiny@main" in result.output
+    )
+    assert attempts == 1
+
+
+def test_a_run_that_publishes_to_a_hub_that_never_answers_stops_before_loading(
+    hub_server, tiny_llama_dir, tmp_path
+):
+    with SilentServer() as silent:
+        recipe = _publish_recipe(tmp_path, tiny_llama_dir, silent.endpoint, "alice/pub")
+        result = cli(
+            "run", str(recipe), "--set", "output.publish.timeout=1", "--set", "output.publish.retries=0",
+            token="hf_not_checked",
+        )  # fmt: skip
+    assert result.exit_code == 1 and "did not answer within 1 s" in result.output, result.output
+    assert "model:" not in result.output and not (tmp_path / "runs").exists()
 
 
 def test_invalid_model_card_is_rejected_before_upload(hub_server, run_dir, tmp_path):

@@ -159,3 +159,46 @@ def test_benchmark_modes(tmp_path):
     assert full.quantization.method == "none" and full.training.learning_rate == pytest.approx(1e-4)
     assert recipe.quantization.method == "int8"  # the recipe itself is never changed
     assert [is_quantized(m) for m in ("none", "nf4", "fp4", "int8", None)] == [False, True, True, True, False]
+
+
+def _eval(*args: str):
+    from click.testing import CliRunner
+
+    from lora_adapt.cli import main
+
+    return CliRunner().invoke(main, ["eval", *args])
+
+
+def test_eval_refuses_a_different_model_now_at_the_base_path_the_recipe_names(head_run, tmp_path):
+    """The issue's reproduction: the recipe's base path now holds another model of the same architecture."""
+    base = Path(shutil.copytree(read_run(head_run).base_model["resolved_path"], tmp_path / "base"))
+    moved = Path(shutil.copytree(head_run, tmp_path / "run"))
+    manifest = A.read_json(moved / A.MANIFEST)
+    trained_on = manifest["base_model"]["resolved_path"]
+    manifest["base_model"].update(name_or_path=str(base), resolved_path=str(base))
+    A.atomic_write_json(moved / A.MANIFEST, manifest)
+    recipe = (moved / A.RESOLVED_RECIPE).read_text()
+    (moved / A.RESOLVED_RECIPE).write_text(recipe.replace(trained_on, str(base)))
+    assert _eval(str(moved)).exit_code == 0  # the same weights at the new path: accepted
+    build_tiny_bert(base, seed=7)  # same architecture and config, other weights, same path
+    result = _eval(str(moved))
+    assert result.exit_code == 2 and "is not the base" in result.output, result.output
+
+
+def test_eval_on_an_empty_file_a_run_without_weights_or_a_damaged_manifest_says_what_is_wrong(
+    head_run, tmp_path
+):
+    (tmp_path / "empty.jsonl").write_text("")
+    result = _eval(str(head_run), "--data", str(tmp_path / "empty.jsonl"))
+    assert result.exit_code == 2 and "empty.jsonl: no rows to score" in result.output, result.output
+    no_weights = Path(shutil.copytree(head_run, tmp_path / "no-weights"))
+    (no_weights / A.ADAPTER_DIR / A.ADAPTER_WEIGHTS).unlink()
+    result = _eval(str(no_weights))
+    assert (
+        result.exit_code == 2 and f"lacks {A.ADAPTER_WEIGHTS}: the run directory is damaged" in result.output
+    )
+    damaged = Path(shutil.copytree(head_run, tmp_path / "damaged"))
+    (damaged / A.MANIFEST).write_text('{"name": ')
+    result = _eval(str(damaged))
+    assert result.exit_code == 2 and "manifest.json is damaged: not valid JSON" in result.output
+    assert "Traceback" not in result.output

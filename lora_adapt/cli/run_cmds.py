@@ -21,11 +21,21 @@ SET_HELP = "Override a recipe value, e.g. --set training.learning_rate=1e-4 (rep
     type=click.Path(file_okay=False, path_type=Path),
     help="Parent folder of the run (default: output.dir).",
 )
-@click.option("--resume", is_flag=True, help="Continue an interrupted run from its last checkpoint.")
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Continue an interrupted run from its newest complete checkpoint (the recipe may change only in "
+    "what does not affect training).",
+)
 @click.option(
     "--dry-run", is_flag=True, help="Load the model and data, report what would happen, write nothing."
 )
-@click.option("--overwrite", is_flag=True, default=None, help="Replace a finished run of the same name.")
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    default=None,
+    help="Replace a finished run of the same name, or discard an interrupted one.",
+)
 @click.option(
     "--num-processes",
     type=click.IntRange(min=1),

@@ -32,7 +32,7 @@ from typing import Any
 
 from ..recipe.schema import DataSpec, TaskSpec
 from .preparation import SPLITS, PreparedData, prepare_data
-from .sources import file_sha256
+from .sources import check_exists, file_sha256
 
 CACHE_ENV = "LORA_ADAPT_DATA_CACHE"
 FORMAT = 1  # bump when the entry layout changes
@@ -96,6 +96,7 @@ def key_inputs(spec: DataSpec, task: TaskSpec, tokenizer, *, head: bool) -> dict
             continue
         if not Path(path).exists():
             return None
+        check_exists(Path(path), f"data.{name}")  # a FIFO or a device is refused before it is opened
         files[name] = {"path": str(path), "sha256": file_sha256(Path(path))}
     return {
         "format": FORMAT,

@@ -11,7 +11,14 @@ from ..recipe.derived import target_names, target_scaling
 from ..recipe.schema import DataSpec, TaskSpec
 from . import cleaning
 from .formats import TASK_LAYOUTS, check_columns, is_pair, rename_columns, rows_layout, to_canonical
-from .labels import LABELLED, check_known, check_labels, label_counts, resolve_labels
+from .labels import (
+    LABELLED,
+    check_known,
+    check_label_values,
+    check_labels,
+    label_counts,
+    resolve_labels,
+)
 from .sources import WHERE, check_exists, detect_file_format, file_sha256, read_file, read_saved_splits
 from .splits import SPLIT_NAMES, split_by_column, split_by_ratio
 from .targets import head_scaling, target_stats
@@ -55,6 +62,7 @@ def _canonical(
     rows = rename_columns(rows, spec, source)
     layout = layout or rows_layout(spec, task, rows[0] if rows else {})
     check_columns(rows, layout, spec, source)
+    check_label_values(rows, layout, task)
     return to_canonical(rows, layout, task), layout
 
 
@@ -91,6 +99,11 @@ def _assemble(spec: DataSpec, task: TaskSpec, stats: dict) -> tuple[dict[str, Ro
     """Read the sources and build {split: canonical rows}, carving missing splits by ratio."""
     given = _sources(spec, task, stats)
     rows, source = given["train"]
+    if not rows:
+        raise DataError(
+            f"{source}: the training file has no rows",
+            hint="check that it is the right file (.jsonl: one JSON object per line; .csv: a header line, then rows)",
+        )
     train, layout = _canonical(rows, spec, task, source, None)
     splits = {"train": train}
     for name in ("validation", "test"):
@@ -100,6 +113,13 @@ def _assemble(spec: DataSpec, task: TaskSpec, stats: dict) -> tuple[dict[str, Ro
     missing = tuple(name for name in ("validation", "test") if name not in splits)
     strata = _stratify_labels(train, layout, spec, task)
     carved, notes = split_by_ratio(train, spec.split, strata, missing)
+    if not carved["train"]:
+        went = ", ".join(f"{len(carved[n])} to {n}" for n in missing if n in carved)
+        raise DataError(
+            f"{source}: {len(train)} row(s) read, and the split leaves none for training ({went})",
+            hint="add rows, or lower data.split.validation / data.split.test (or give data.validation / "
+            "data.test files)",
+        )
     splits.update(carved)
     stats["split"] = {
         "method": "column"
@@ -136,7 +156,8 @@ def _clean(splits: dict[str, Rows], layout: str, spec: DataSpec, stats: dict) ->
     stats["dropped"] = dropped
     if not splits["train"]:
         raise DataError(
-            f"the training data is empty after cleaning: {_drop_story('train', stats)}",
+            f"the training data ({', '.join(stats['files']) or 'data.train'}) is empty after cleaning: "
+            f"{_drop_story('train', stats)}",
             hint="check the file and data.columns; cleaning rules can be switched off under data.cleaning",
         )
 
@@ -213,6 +234,11 @@ def load_rows_from_file(path: str | Path, spec: DataSpec, task: TaskSpec) -> lis
     rows = cleaning.normalize_rows(rows, spec.cleaning, stats["normalized"])
     if spec.cleaning.drop_empty:
         rows, _ = cleaning.drop_empty(rows, layout)
+    if not rows:
+        raise DataError(
+            f"{path}: no rows to score (the file is empty, or every row is empty)",
+            hint="check that it is the right file and that its columns match the run's data.columns",
+        )
     if task.labels is not None and layout in LABELLED:
         check_known({"evaluation": rows}, tuple(task.labels), task, layout)
     return _strip({"train": rows})["train"]

@@ -57,11 +57,26 @@ def file_sha256(path: Path) -> str:
 
 
 def check_exists(path: Path, origin: str) -> None:
-    """``origin`` says where the path came from (``data.train``, ``--data``)."""
+    """``origin`` says where the path came from (``data.train``, ``--data``). Only regular files and
+    folders are read: a FIFO or a device would block the run forever (or never end)."""
     if not path.exists():
         raise DataError(
             f"data file not found: {path} ({origin})",
             hint="relative paths resolve against the recipe file's folder; check the path and spelling",
+        )
+    if not (path.is_file() or path.is_dir()):
+        kind = (
+            "a FIFO (named pipe)"
+            if path.is_fifo()
+            else "a device"
+            if path.is_char_device() or path.is_block_device()
+            else "a socket"
+            if path.is_socket()
+            else "not a regular file"
+        )
+        raise DataError(
+            f"{path} ({origin}) is {kind}, not a regular file",
+            hint="write the data to a file first (e.g. `cat SOURCE > data.jsonl`) and point the recipe at it",
         )
 
 
@@ -156,6 +171,8 @@ def read_file(
             f"{path}: data.label_delimiter reads one-example-per-line text files, but this file reads as {fmt}",
             hint="set data.file_format: text, or remove data.label_delimiter and map columns instead",
         )
+    if fmt not in ("parquet", "hf_dataset"):
+        _check_utf16(path)
     try:
         if fmt in ("csv", "tsv"):
             return _read_delimited(path, "\t" if fmt == "tsv" else ",", column_names, short_rows)
@@ -165,8 +182,26 @@ def read_file(
     except UnicodeDecodeError as exc:
         raise DataError(
             f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason})",
-            hint="convert the file to UTF-8, e.g. `iconv -f latin1 -t utf-8`",
+            hint=f"convert the file to UTF-8, e.g. `iconv -f latin1 -t utf-8 {path} > {path.stem}.utf8{path.suffix}` "
+            "(latin1 for Western European text; name the encoding the file was written in)",
         ) from None
+
+
+UTF16_BOMS = {b"\xff\xfe": "UTF-16LE", b"\xfe\xff": "UTF-16BE"}
+
+
+def _check_utf16(path: Path) -> None:
+    """UTF-16 text (Windows tools write it) is not UTF-8: say so, with the conversion, before parsing."""
+    with path.open("rb") as handle:
+        head = handle.read(4096)
+    encoding = next((name for bom, name in UTF16_BOMS.items() if head.startswith(bom)), None)
+    if encoding is None and head.count(b"\x00") > len(head) // 4:  # ASCII text in UTF-16: every other byte 0
+        encoding = "UTF-16LE" if head[1:2] == b"\x00" else "UTF-16BE"
+    if encoding is not None:
+        raise DataError(
+            f"{path}: {encoding} text, not UTF-8",
+            hint=f"convert it: `iconv -f UTF-16 -t UTF-8 {path} > {path.stem}.utf8{path.suffix}`, then point the recipe at the new file",
+        )
 
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:

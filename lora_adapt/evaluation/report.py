@@ -52,6 +52,7 @@ def render_report(manifest: dict[str, Any], metrics: dict[str, Any]) -> str:
         "",
         *_overview(manifest, metrics),
         "",
+        *_divergence(metrics.get("train", {}).get("divergence")),
     ]
     if metrics.get("task"):
         parts += _task_sections(metrics)
@@ -83,6 +84,31 @@ def _overview(manifest: dict[str, Any], metrics: dict[str, Any]) -> list[str]:
         "- **Data rows:** " + ", ".join(f"{k} {v}" for k, v in rows.items()),
         f"- **Training:** {train.get('global_step')} steps, final train loss {_num(train.get('final_loss'))}, "
         f"{_num(train.get('runtime_s'), 1)} s" + (" (stopped early)" if train.get("stopped_early") else ""),
+    ]
+    return lines
+
+
+def _divergence(rise: dict[str, Any] | None) -> list[str]:
+    """The training loss check, when it failed (kept apart from any evaluation warning)."""
+    if not rise:
+        return []
+    start, final, peak = rise["start"], rise["final"], rise["peak"]
+    chance = rise.get("chance_loss")
+    lines = [
+        "## Warning: training diverged (training loss check)",
+        "",
+        f"The final training loss {_num(final['loss'])} (step {final['step']}) ends above the "
+        f"{' and the '.join(rise['above'])} by more than {100 * rise['margin']:.0f}%: starting loss "
+        f"{_num(start['loss'])} (step {start['step']})"
+        + (f", chance loss ln K = {_num(chance)}" if chance is not None else "")
+        + f". It first rose above at step {rise['rose_at_step']} and peaked at {_num(peak['loss'])} "
+        f"(step {peak['step']}). Treat every result below as that of a failed run"
+        + (" (kept: training.divergence.allow is true)." if rise.get("allowed") else "."),
+        "",
+        "Likely causes:",
+        "",
+        *[f"- {cause}" for cause in rise.get("likely_causes", [])],
+        "",
     ]
     return lines
 

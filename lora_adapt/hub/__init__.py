@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from .access import check_write_access, parse_repo_id, resolve_endpoint, resolve_token
 from .card import render_model_card
+from .network import HubNetwork
 from .transfer import PullResult, PushResult, fetch_adapter, pull_adapter, push_run, resolve_adapter_path
 from .validation import validate_model_card
 
 __all__ = [
+    "HubNetwork",
     "PullResult",
     "PushResult",
     "check_write_access",

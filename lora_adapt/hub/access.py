@@ -55,8 +55,11 @@ def require_token(token: str | None) -> str:
     return resolved
 
 
-def check_write_access(repo_id: str, *, endpoint: str | None = None, token: str | None = None) -> str:
-    """Check (one whoami call) that the token may write to ``repo_id``'s namespace; return the user name.
+def check_write_access(
+    repo_id: str, *, endpoint: str | None = None, token: str | None = None, network: Any = None
+) -> str:
+    """Check (one whoami call, with ``network``'s timeout and retries) that the token may write to
+    ``repo_id``'s namespace; return the user name.
 
     Meant to run before anything heavy: at the start of ``run`` when the recipe publishes, and at the
     start of ``push``."""
@@ -65,12 +68,16 @@ def check_write_access(repo_id: str, *, endpoint: str | None = None, token: str 
     endpoint = resolve_endpoint(endpoint)
     from huggingface_hub import HfApi
 
-    try:
-        me = HfApi(endpoint=endpoint, token=token).whoami(token=token)
-    except Exception as exc:
-        raise translate_error(
-            exc, action="checking your token", endpoint=endpoint, repo_id=repo_id, token=token
-        ) from None
+    from .network import hub_call
+
+    me = hub_call(
+        lambda: HfApi(endpoint=endpoint, token=token).whoami(token=token),
+        action="checking your token",
+        endpoint=endpoint,
+        network=network,
+        repo_id=repo_id,
+        token=token,
+    )
     problem = _namespace_problem(me, namespace)
     if problem:
         raise HubError(f"cannot publish to {repo_id}: {problem}", hint=_namespace_hint(me), exit_code=2)

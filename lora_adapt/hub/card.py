@@ -359,7 +359,16 @@ def _usage(run: RunDir, repo_id: str | None, merged: bool, revision: str | None)
 
 def _limitations(run: RunDir, merged: bool) -> list[str]:
     m = run.manifest
-    items = [
+    diverged = (run.metrics.get("train") or {}).get("divergence")
+    items = (
+        [
+            "Training diverged: the final training loss ended above the starting (or chance) loss; see "
+            "report.md before using this adapter."
+        ]
+        if diverged
+        else []
+    )
+    items += [
         "Scores come from a held-out split of the same data the adapter was trained on; they do not "
         "measure performance on other domains or distributions."
     ]

@@ -32,9 +32,9 @@ from .access import (
     require_token,
     resolve_endpoint,
     resolve_token,
-    translate_error,
 )
 from .card import render_model_card
+from .network import HubNetwork, apply_timeouts, hub_call, hub_error
 from .validation import validate_model_card
 
 HUB_PREFIX = "hub:"
@@ -96,11 +96,14 @@ def push_run(
     merged: bool = False,
     endpoint: str | None = None,
     token: str | None = None,
+    network: HubNetwork | None = None,
 ) -> PushResult:
     """Publish a finished run: its adapter (or ``merged/`` model) at the repo root with a model card.
 
     Order: everything local first (run files, card validation), then the token's write access, then
-    the transfer. Nothing is uploaded if any check fails."""
+    the transfer. Nothing is uploaded if any check fails; a repository this push created is deleted
+    again when the upload fails (or, if that fails too, the error says it is there and empty).
+    ``network``: timeout and retries of each Hub call (default: 60 s, 3 retries)."""
     parse_repo_id(repo_id)
     run_dir = Path(run_dir)
     payload = _payload_dir(run_dir, merged)
@@ -108,23 +111,20 @@ def push_run(
     card = render_model_card(run_dir, repo_id=repo_id, merged=merged, revision=branch)
     validate_model_card(card)
     endpoint, token = resolve_endpoint(endpoint), require_token(token)
-    user = check_write_access(repo_id, endpoint=endpoint, token=token)
+    network = network or HubNetwork()
+    user = check_write_access(repo_id, endpoint=endpoint, token=token, network=network)
     with tempfile.TemporaryDirectory(prefix="lora-adapt-push-") as tmp:
         staging = _stage(run_dir, payload, card, Path(tmp))
-        try:
-            repo_url, commit = _upload(
-                staging,
-                repo_id,
-                branch=branch,
-                private=private,
-                endpoint=endpoint,
-                token=token,
-                message=_commit_message(run_dir, merged),
-            )
-        except Exception as exc:
-            raise translate_error(
-                exc, action=f"pushing to {repo_id}", endpoint=endpoint, repo_id=repo_id, token=token
-            ) from exc
+        repo_url, commit = _upload(
+            staging,
+            repo_id,
+            branch=branch,
+            private=private,
+            endpoint=endpoint,
+            token=token,
+            message=_commit_message(run_dir, merged),
+            network=network,
+        )
     return PushResult(repo_id, branch, commit.oid, commit.commit_url, str(repo_url).rstrip("/"), user)
 
 
@@ -184,7 +184,15 @@ def _link(src: Path, dst: Path) -> None:
 
 
 def _upload(
-    staging: Path, repo_id: str, *, branch: str, private: bool, endpoint: str, token: str, message: str
+    staging: Path,
+    repo_id: str,
+    *,
+    branch: str,
+    private: bool,
+    endpoint: str,
+    token: str,
+    message: str,
+    network: HubNetwork,
 ):
     from huggingface_hub import HfApi
 
@@ -192,23 +200,66 @@ def _upload(
 
     version = package_versions()["lora-adapt"]
     api = HfApi(endpoint=endpoint, token=token, library_name="lora-adapt", library_version=version)
-    repo_url = api.create_repo(repo_id, private=private, exist_ok=True)
-    if private and not api.repo_info(repo_id).private:
-        raise HubError(
-            f"{repo_id} already exists and is public, but a private push was asked for",
-            hint="pass --public (publish.private: false) to push to it, or choose another repo id",
-            exit_code=2,
+
+    def call(fn, action: str):
+        return hub_call(fn, action=action, endpoint=endpoint, network=network, repo_id=repo_id, token=token)
+
+    existed = call(lambda: api.repo_exists(repo_id), f"looking up {repo_id}")
+    repo_url = call(lambda: api.create_repo(repo_id, private=private, exist_ok=True), f"creating {repo_id}")
+    try:
+        if existed and private and not call(lambda: api.repo_info(repo_id), f"reading {repo_id}").private:
+            raise HubError(
+                f"{repo_id} already exists and is public, but a private push was asked for",
+                hint="pass --public (publish.private: false) to push to it, or choose another repo id",
+                exit_code=2,
+            )
+        if branch != "main":
+            call(
+                lambda: api.create_branch(repo_id, branch=branch, exist_ok=True), f"creating branch {branch}"
+            )
+        apply_timeouts(network)
+        commit = api.upload_folder(
+            repo_id=repo_id,
+            folder_path=staging,
+            revision=branch,
+            commit_message=message,
+            delete_patterns=STALE_PATTERNS,
         )
-    if branch != "main":
-        api.create_branch(repo_id, branch=branch, exist_ok=True)
-    commit = api.upload_folder(
-        repo_id=repo_id,
-        folder_path=staging,
-        revision=branch,
-        commit_message=message,
-        delete_patterns=STALE_PATTERNS,
-    )
+    except Exception as exc:
+        error = hub_error(
+            exc,
+            action=f"pushing to {repo_id}",
+            endpoint=endpoint,
+            network=network,
+            repo_id=repo_id,
+            token=token,
+        )
+        if existed:
+            raise error from exc
+        raise _undo_creation(api, error, repo_id, str(repo_url), endpoint, network, token) from exc
     return repo_url, commit
+
+
+def _undo_creation(
+    api, error: HubError, repo_id: str, url: str, endpoint: str, network: HubNetwork, token: str
+) -> HubError:
+    """After a failed first push: delete the repository it created, so nothing empty looks published."""
+    try:
+        hub_call(
+            lambda: api.delete_repo(repo_id, missing_ok=True),
+            action=f"deleting the empty {repo_id}",
+            endpoint=endpoint,
+            network=HubNetwork(network.timeout, retries=1, backoff=network.backoff),
+            repo_id=repo_id,
+            token=token,
+        )
+        note = f"; {repo_id}, created by this push, was deleted again: nothing was published"
+    except HubError as cleanup:
+        note = (
+            f"; {repo_id} was created by this push and is still there, EMPTY - nothing was published "
+            f"(deleting it failed: {cleanup.message}); delete it at {url}/settings or push again"
+        )
+    return HubError(error.message + note, hint=error.hint, exit_code=error.exit_code)
 
 
 def _commit_message(run_dir: Path, merged: bool) -> str:
@@ -227,6 +278,7 @@ def pull_adapter(
     endpoint: str | None = None,
     token: str | None = None,
     cache_dir: Path | None = None,
+    network: HubNetwork | None = None,
 ) -> Path:
     """Download an adapter (or merged model) repo at ``revision`` and return its local folder.
 
@@ -234,7 +286,13 @@ def pull_adapter(
     are fetched at that sha, so the folder is exactly one commit. ``dest``: a plain folder to write
     to; default: the Hugging Face cache."""
     return fetch_adapter(
-        repo_id, revision=revision, dest=dest, endpoint=endpoint, token=token, cache_dir=cache_dir
+        repo_id,
+        revision=revision,
+        dest=dest,
+        endpoint=endpoint,
+        token=token,
+        cache_dir=cache_dir,
+        network=network,
     ).path
 
 
@@ -246,25 +304,23 @@ def fetch_adapter(
     endpoint: str | None = None,
     token: str | None = None,
     cache_dir: Path | None = None,
+    network: HubNetwork | None = None,
 ) -> PullResult:
     """:func:`pull_adapter`, also returning the commit sha the revision resolved to."""
     parse_repo_id(repo_id)
     endpoint, token = resolve_endpoint(endpoint), resolve_token(token)
     from huggingface_hub import snapshot_download
 
-    try:
-        pinned = _pin_revision(repo_id, revision, endpoint, token, cache_dir)
-        path = snapshot_download(
+    def call(fn):
+        action = f"pulling {repo_id}@{revision or 'main'}"
+        return hub_call(fn, action=action, endpoint=endpoint, network=network, repo_id=repo_id, token=token)
+
+    pinned = call(lambda: _pin_revision(repo_id, revision, endpoint, token, cache_dir))
+    path = call(
+        lambda: snapshot_download(
             repo_id, revision=pinned, local_dir=dest, cache_dir=cache_dir, endpoint=endpoint, token=token
         )
-    except Exception as exc:
-        raise translate_error(
-            exc,
-            action=f"pulling {repo_id}@{revision or 'main'}",
-            endpoint=endpoint,
-            repo_id=repo_id,
-            token=token,
-        ) from exc
+    )
     folder = Path(path)
     if not (folder / A.ADAPTER_CONFIG).is_file() and not (folder / "config.json").is_file():
         raise HubError(

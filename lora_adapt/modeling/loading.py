@@ -45,15 +45,19 @@ def load_tokenizer(spec: ModelSpec, source: ModelSource | None = None):
     from transformers import AutoTokenizer
 
     source = source or resolve_model_source(spec)
+    _hub_timeouts(source)
     ref = spec.tokenizer or source.load_path
     try:
         tokenizer = AutoTokenizer.from_pretrained(
             ref, revision=source.revision, trust_remote_code=spec.trust_remote_code
         )
-    except OSError as exc:
+    except (OSError, ValueError) as exc:
+        custom = _load_hint(source, exc)
         raise ModelLoadError(
             f"cannot load the tokenizer from {ref}: {_first_line(exc)}",
-            hint="offline? a Hub id needs network or a local cache; point model.name_or_path at a folder",
+            hint=custom
+            if "trust_remote_code" in custom
+            else "offline? a Hub id needs network or a local cache; point model.name_or_path at a folder",
         ) from None
     if tokenizer.pad_token is None:
         # Pad with EOS: TRL builds labels from the completion mask, not from pad ids, so EOS is still trained.
@@ -118,6 +122,7 @@ def load_model(
     names (one output each, MSE loss). ``sharded``: for FSDP / ZeRO-3, which move the model to the GPUs as
     they shard it (it is neither placed here nor given a device map)."""
     source = resolve_model_source(spec)
+    _hub_timeouts(source)
     device = resolve_device(spec.device)
     dtype = resolve_dtype(spec.dtype, device)
     compute = resolve_dtype(quant.compute_dtype, device) if quant.compute_dtype != "auto" else dtype
@@ -159,6 +164,14 @@ def load_model(
     return LoadedModel(model, tokenizer, source, quant.method, dtype, device, head, resolved, sharded)
 
 
+def _hub_timeouts(source: ModelSource) -> None:
+    """Downloads from the Hub time out (huggingface_hub's shared client has no timeout of its own)."""
+    if source.kind == "hub":
+        from ..hub.network import apply_timeouts
+
+        apply_timeouts()
+
+
 def _head_kwargs(head: Head, labels: tuple[str, ...] | None, problem: str) -> dict[str, Any]:
     if not labels:
         raise ModelLoadError(
@@ -176,6 +189,16 @@ def _head_kwargs(head: Head, labels: tuple[str, ...] | None, problem: str) -> di
 
 def _load_hint(source: ModelSource, exc: Exception) -> str:
     text = str(exc).lower()
+    if "custom code" in text or "trust_remote_code" in text:
+        return (
+            "the model ships its own Python code: set model.trust_remote_code: true if you trust its source "
+            "(the code runs on this machine), or use a model transformers supports natively"
+        )
+    if "does not recognize this architecture" in text or "unrecognized" in text:
+        return (
+            "transformers does not know this model type: upgrade transformers, or set "
+            "model.trust_remote_code: true if the model ships its own code and you trust it"
+        )
     if "safetensors" in text:
         return "only safetensors weights are loaded; set model.allow_pickle: true if you trust the .bin files"
     if source.kind == "hub":

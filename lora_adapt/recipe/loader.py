@@ -36,6 +36,8 @@ def load_recipe(path: str | Path, overrides: typing.Sequence[str] = ()) -> Recip
         )
     text = path.read_text(encoding="utf-8")
     raw, lines = _parse_yaml(text, str(path))
+    if not isinstance(raw, dict):  # checked before --set, which would otherwise start from an empty mapping
+        validate_recipe(raw, source=str(path), lines=lines, overridden=set())
     raw = apply_overrides(raw, overrides)
     _resolve_paths(raw, path.resolve().parent)  # a symlinked recipe resolves against its real folder
     return validate_recipe(raw, source=str(path), lines=lines, overridden=_override_keys(overrides))
@@ -50,8 +52,13 @@ def recipe_from_dict(raw: dict[str, Any], base_dir: Path | None = None, source: 
 
 def validate_recipe(raw: Any, source: str, lines: dict[tuple, int], overridden: set[tuple]) -> Recipe:
     if not isinstance(raw, dict):
+        kind = {"list": "a YAML list", "str": "a single string"}.get(type(raw).__name__, type(raw).__name__)
         raise RecipeError(
-            [f"the recipe must be a mapping of sections, got {type(raw).__name__}"], source=source
+            [
+                f"{source}:1: the recipe is {kind}, but it must be a mapping of sections (name:, model:, data:, ...)"
+            ],
+            source=source,
+            hint="write `key: value` lines at the top level, not `- item` lines; `lora-adapt schema` shows the keys",
         )
     try:
         return Recipe.model_validate(raw)

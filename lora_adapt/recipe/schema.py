@@ -77,7 +77,11 @@ class Spec(BaseModel):
     """Base for every section: unknown keys are errors and values are frozen once built."""
 
     model_config = ConfigDict(
-        extra="forbid", frozen=True, validate_default=True, use_attribute_docstrings=True
+        extra="forbid",
+        frozen=True,
+        validate_default=True,
+        use_attribute_docstrings=True,
+        allow_inf_nan=False,  # `.inf` / `.nan` are errors at validate, never a learning rate or epoch count
     )
 
 
@@ -310,6 +314,17 @@ class EarlyStoppingSpec(Spec):
     """Metric to watch (lower is better for losses, higher for accuracy/f1)."""
 
 
+class DivergenceSpec(Spec):
+    allow: bool = False
+    """Finish with exit 0 even when the final training loss ends above the starting loss (or, for a
+    classifier head, above the chance loss ln K) by more than `margin`; the warning stays in report.md.
+    A NaN or infinite loss or gradient always stops the run."""
+    margin: float = Field(0.1, ge=0, le=10)
+    """How far above the starting / chance loss (relative) the final logged loss may end before the run
+    counts as diverged. The first logged loss is one batch and the last a mean over `logging_steps`
+    batches, so a few percent either way is noise."""
+
+
 class TrainingSpec(Spec):
     epochs: float = Field(3, gt=0)
     max_steps: int | None = Field(None, ge=1)
@@ -347,6 +362,8 @@ class TrainingSpec(Spec):
     report_to: ReportTo = "none"
     neftune_noise_alpha: float | None = Field(None, gt=0)
     progress_bar: bool = True
+    divergence: DivergenceSpec = DivergenceSpec()
+    """The end-of-training loss check (a loss that ends above where it started is a failed run, exit 1)."""
 
     @model_validator(mode="after")
     def _checkpoints_follow_evaluations(self) -> TrainingSpec:
@@ -398,13 +415,18 @@ class PublishSpec(Spec):
     merged: bool = False
     endpoint: str | None = None
     """Hub endpoint; default `HF_ENDPOINT` or https://huggingface.co."""
+    timeout: float = Field(60, gt=0, le=3600)
+    """Seconds to wait for the Hub to connect (at most 10 of them) and to answer each read or write."""
+    retries: int = Field(3, ge=0, le=10)
+    """Retries (with backoff) of Hub calls that are safe to repeat, after a timeout, a network failure or
+    a 5xx / 429 answer; the upload itself is retried by huggingface_hub."""
 
 
 class OutputSpec(Spec):
     dir: Path = Path("runs")
     """Parent directory; the run goes to `<dir>/<name>/`."""
     overwrite: bool = False
-    """Replace a finished run of the same name."""
+    """Replace a finished run of the same name, or discard an interrupted one (`<name>.incomplete/`)."""
     merge: bool = False
     """Also write `merged/` (base + adapter merged, reloaded unquantized)."""
     merge_dtype: Literal["bf16", "fp16", "fp32"] = "bf16"

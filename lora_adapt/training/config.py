@@ -70,6 +70,9 @@ def common_args(
         save_total_limit=spec.save_total_limit,
         logging_steps=spec.logging_steps,
         logging_first_step=True,
+        # a NaN/inf loss is logged as it is (by default transformers logs the mean of the previous ones
+        # instead), so that the divergence guard and the history see it
+        logging_nan_inf_filter=False,
         # TensorBoard gets its own callback writing into the run's logs/ (see logging_callbacks)
         report_to=[spec.report_to] if spec.report_to == "wandb" else [],
         disable_tqdm=not spec.progress_bar,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,27 +58,63 @@ def logging_callbacks(spec, logs_dir: Path) -> list[TrainerCallback]:
     return [TensorBoardCallback(tb_writer=SummaryWriter(log_dir=str(logs_dir)))]
 
 
-def run_trainer(trainer, *, checkpoints: Path, resume: bool, max_steps_hint: int | None) -> TrainResult:
-    """Train (resuming from the last checkpoint when asked), then collect a JSON-able result."""
-    last = _last_checkpoint(checkpoints) if resume else None
-    output = trainer.train(resume_from_checkpoint=str(last) if last else None)
+def run_trainer(
+    trainer,
+    *,
+    resume_from: Path | None,
+    max_steps_hint: int | None,
+    resume_steps: Sequence[int] = (),
+) -> TrainResult:
+    """Train (from ``resume_from``, a complete checkpoint, when given), then collect a JSON-able result.
+
+    ``resume_steps``: the steps every resume of this run started from (this one included), so that the
+    mean training loss covers the whole run, not only the part trained since the last resume."""
+    output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     state = trainer.state
-    history = [_clean_log(entry) for entry in state.log_history]
+    history = clean_history(state.log_history)
     losses = [h["loss"] for h in history if "loss" in h]
     planned = state.max_steps
+    mean = whole_run_mean(history, resume_steps, output.training_loss, state.global_step)
     return TrainResult(
         global_step=state.global_step,
         history=history,
         final_train_loss=losses[-1] if losses else output.training_loss,
-        mean_train_loss=round(output.training_loss, 6) if output.training_loss is not None else None,
+        mean_train_loss=round(mean, 6) if mean is not None else None,
         best_metric=state.best_metric,
         best_checkpoint=state.best_model_checkpoint,
         stopped_early=state.global_step < planned
         and max_steps_hint is None
         and bool(trainer.args.load_best_model_at_end),
         runtime_s=output.metrics.get("train_runtime", 0.0),
-        extra={"resumed_from": str(last.name) if last else None, "planned_steps": planned},
+        extra={"resumed_from": resume_from.name if resume_from else None, "planned_steps": planned},
     )
+
+
+def whole_run_mean(
+    history: list[dict[str, Any]], resume_steps: Sequence[int], session_mean: float | None, global_step: int
+) -> float | None:
+    """Mean training loss per step over the whole run.
+
+    transformers averages only the steps trained since the last resume (``session_mean``). The steps
+    before it are recovered from the logged losses (each the mean over its logging window; a window
+    ends at a resume point, where the running sum restarts). Steps trained after the last log before a
+    crash were never logged and cannot be counted."""
+    if not resume_steps or session_mean is None:
+        return session_mean
+    last = max(resume_steps)
+    covered, total, previous = 0, 0.0, 0
+    for entry in history:
+        step = entry.get("step")
+        if "loss" not in entry or not isinstance(step, int) or step > last:
+            continue
+        start = max([previous, *[r for r in resume_steps if r < step]])
+        covered += step - start
+        total += entry["loss"] * (step - start)
+        previous = step
+    session_steps = global_step - last
+    if covered + session_steps <= 0:
+        return session_mean
+    return (total + session_mean * session_steps) / (covered + session_steps)
 
 
 def evaluate_loss(trainer, dataset, prefix: str) -> dict[str, float]:
@@ -93,13 +130,9 @@ def discard_checkpoints(checkpoints: Path) -> None:
     shutil.rmtree(checkpoints, ignore_errors=True)
 
 
-def _last_checkpoint(folder: Path) -> Path | None:
-    from transformers.trainer_utils import get_last_checkpoint
-
-    if not folder.is_dir():
-        return None
-    last = get_last_checkpoint(str(folder))
-    return Path(last) if last else None
+def clean_history(log_history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Trainer's log entries, floats rounded (non-finite ones kept as they are: they are the story)."""
+    return [_clean_log(entry) for entry in log_history]
 
 
 def _clean_log(entry: dict[str, Any]) -> dict[str, Any]:
