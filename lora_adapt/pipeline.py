@@ -6,18 +6,21 @@ recipe -> Runtime -> LoadedModel -> PreparedData -> peft model -> TrainResult ->
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from . import artifacts as A
 from .distributed import Ranks, join
 from .errors import LoraAdaptError, RunExistsError
 from .recipe import Recipe, dump_recipe
-from .recipe.derived import AUTO_CLASSES
+from .recipe.derived import AUTO_CLASSES, LOSS, metric_name
 from .runtime import Echo, Runtime, load_model_and_data, make_trainer, resolve_runtime, rows_per_split
+
+ScoreSplit = Literal["test", "validation"]
+Loader = Callable[[Recipe, Runtime, Echo], tuple[Any, Any]]
 
 
 @dataclass(frozen=True)
@@ -35,11 +38,20 @@ def run(
     overwrite: bool | None = None,
     callbacks: Sequence[Any] = (),
     echo: Echo = print,
+    load: Loader = load_model_and_data,
+    score_split: ScoreSplit = "test",
+    watch: Sequence[str] = (),
 ) -> RunResult:
     """Load, prepare, attach, train, evaluate and write ``<output_dir>/<name>/``.
 
     Under a distributed launcher every process calls this; only the main one checks, writes and publishes
-    the run directory (``distributed.Ranks``), and a failure on any process fails the run on all."""
+    the run directory (``distributed.Ranks``), and a failure on any process fails the run on all.
+
+    ``load(recipe, runtime, echo) -> (loaded, prepared)`` gives the base model and the prepared data
+    (a sweep passes one that reuses them across trials). ``score_split="validation"`` scores the
+    validation split instead of the test split, without baselines or explanations, and leaves the test
+    split untouched (a sweep's trials choose on it). ``watch`` names validation metrics the caller reads
+    at each evaluation (``callbacks`` see them in ``on_evaluate``)."""
     timings: dict[str, float] = {}
     clock = _Clock(timings)
     runtime = resolve_runtime(recipe)
@@ -52,9 +64,7 @@ def run(
         lambda: _check_run(recipe, final, overwrite=overwrite, resume=resume, dry_run=dry_run),
     )
     with clock("load_s"):
-        loaded, prepared = ranks.main_first(
-            "loading the model and data", lambda: load_model_and_data(recipe, runtime, echo)
-        )
+        loaded, prepared = ranks.main_first("loading the model and data", lambda: load(recipe, runtime, echo))
     if dry_run:
         return _dry_run_summary(recipe, runtime, loaded, prepared, echo)
     ranks.on_main("clearing an unfinished run", lambda: _clear_unfinished(final, resume, echo))
@@ -64,15 +74,30 @@ def run(
         with clock("train_s"):
             model, train_result, lm_metrics, weights = ranks.together(
                 "training",
-                lambda: _train(recipe, runtime, loaded, prepared, stage, resume, callbacks, echo, ranks),
+                lambda: _train(
+                    recipe,
+                    runtime,
+                    loaded,
+                    prepared,
+                    stage,
+                    resume,
+                    callbacks,
+                    echo,
+                    ranks,
+                    score_split,
+                    watch,
+                ),
             )
         with clock("eval_s"):
-            trained = _trained_systems(recipe, runtime, loaded, prepared, ranks, echo)
+            trained = _trained_systems(recipe, runtime, loaded, prepared, ranks, echo, score_split)
             if ranks.is_main:
                 _discard_checkpoints(stage)
-                task_metrics = _evaluate_task(recipe, runtime, model, loaded, prepared, stage, trained, echo)
+                task_metrics = _evaluate_task(
+                    recipe, runtime, model, loaded, prepared, stage, trained, echo, score_split
+                )
         if ranks.is_main:
-            metrics = {"train": train_result.to_json(), **lm_metrics, **task_metrics}
+            train_record = _train_record(recipe, train_result, stage)
+            metrics = {"train": train_record, **lm_metrics, **task_metrics}
             timings["total_s"] = round(sum(timings.values()), 2)
             manifest = _write_run(recipe, runtime, loaded, prepared, model, metrics, timings, stage, weights)
             if recipe.output.merge:
@@ -140,6 +165,8 @@ def _train(
     callbacks,
     echo: Echo,
     ranks: Ranks,
+    score_split: ScoreSplit = "test",
+    watch: Sequence[str] = (),
 ):
     """Attach the adapter and train it (with the loss before and after, for generative tasks). Every
     process of a distributed run calls this; checkpoints are discarded by the caller once all are done.
@@ -165,28 +192,29 @@ def _train(
         *callbacks,
     ]
     trainer = make_trainer(
-        recipe, runtime, model, loaded.tokenizer, prepared, checkpoints, all_callbacks, echo=echo
+        recipe, runtime, model, loaded.tokenizer, prepared, checkpoints, all_callbacks, echo=echo, watch=watch
     )
-    measure_lm = runtime.mode == "generative" and recipe.evaluation.perplexity
-    splits = {
-        name: ds
-        for name, ds in (("validation", prepared.validation), ("test", prepared.test))
-        if ds is not None and len(ds)
-    }
+    # a sweep trial (score_split validation) never touches the test split, and measures the validation
+    # loss after training (not before) in every mode when it is watched
+    watch_loss = score_split == "validation" and LOSS in {metric_name(m) for m in watch}
+    measure_lm = (runtime.mode == "generative" and recipe.evaluation.perplexity) or watch_loss
+    measure_before = measure_lm and score_split == "test"
+    scored = ("validation",) if score_split == "validation" else ("validation", "test")
+    splits = {name: ds for name in scored if (ds := getattr(prepared, name)) is not None and len(ds)}
     # the loss before training is the base model's; with bias: none training leaves the base untouched, so it
     # is measured after training with the adapter switched off. Evaluating before training would mark the
     # model prepared for evaluation, and a distributed Trainer then trains it without synchronising
     # gradients (accelerate's `_is_accelerate_prepared`): checks.py refuses the one case that needs it.
-    before_first = measure_lm and recipe.adapter.bias != "none"
+    before_first = measure_before and recipe.adapter.bias != "none"
     lm_metrics = _lm_losses(trainer, model, splits, "before") if before_first else {}
     result = run_trainer(
         trainer, checkpoints=checkpoints, resume=resume, max_steps_hint=recipe.training.max_steps
     )
     if measure_lm:
-        if not before_first:
+        if measure_before and not before_first:
             lm_metrics = _lm_losses(trainer, model, splits, "before")
         for name, ds in splits.items():
-            lm_metrics[name]["after"] = evaluate_loss(trainer, ds, f"{name}_after")
+            lm_metrics.setdefault(name, {})["after"] = evaluate_loss(trainer, ds, f"{name}_after")
     # sharded weights are gathered by all processes together: the main one saves the adapter from them
     weights = trainer.accelerator.get_state_dict(trainer.model) if runtime.sharded else None
     model = trainer.model
@@ -206,10 +234,13 @@ def _lm_losses(trainer, model, splits, when: str) -> dict[str, dict[str, Any]]:
         return {name: {when: evaluate_loss(trainer, ds, f"{name}_{when}")} for name, ds in splits.items()}
 
 
-def _trained_systems(recipe: Recipe, runtime: Runtime, loaded, prepared, ranks: Ranks, echo: Echo):
+def _trained_systems(
+    recipe: Recipe, runtime: Runtime, loaded, prepared, ranks: Ranks, echo: Echo, score_split: ScoreSplit
+):
     """The baselines that are trained models, for evaluation to score. One process trains them when it
-    scores them; several train them together now (evaluation then runs on the main process alone)."""
-    if recipe.task.type == "sft" or not recipe.evaluation.enabled:
+    scores them; several train them together now (evaluation then runs on the main process alone). A
+    run scored on its validation split (a sweep trial) has no baselines."""
+    if recipe.task.type == "sft" or not recipe.evaluation.enabled or score_split == "validation":
         return {}
     from .full_finetune import trained_baselines
 
@@ -233,11 +264,32 @@ def _ready(value):
 
 
 def _evaluate_task(
-    recipe: Recipe, runtime: Runtime, model, loaded, prepared, stage: Path, trained, echo: Echo
+    recipe: Recipe,
+    runtime: Runtime,
+    model,
+    loaded,
+    prepared,
+    stage: Path,
+    trained,
+    echo: Echo,
+    score_split: ScoreSplit = "test",
 ) -> dict[str, Any]:
-    if recipe.task.type == "sft" or not recipe.evaluation.enabled:
+    if recipe.task.type == "sft" or not (recipe.evaluation.enabled or score_split == "validation"):
         return {}
     from .evaluation import evaluate_task
+
+    if score_split == "validation":  # a sweep trial: no baselines, no explanations, the test split untouched
+        return evaluate_task(
+            recipe=recipe,
+            mode=runtime.mode,
+            model=model,
+            tokenizer=loaded.tokenizer,
+            prepared=prepared,
+            run_dir=stage,
+            echo=echo,
+            split="validation",
+            baselines=(),
+        )
 
     metrics = evaluate_task(
         recipe=recipe,
@@ -253,6 +305,21 @@ def _evaluate_task(
 
     explanations = report_explanations(recipe, model, loaded.tokenizer, prepared, echo=echo)
     return {**metrics, "explanations": explanations} if explanations is not None else metrics
+
+
+def _train_record(recipe: Recipe, result, stage: Path) -> dict[str, Any]:
+    """metrics.json's `train` block with the watched metric, the overfitting check and the curves PNG."""
+    from .evaluation.curves import curve_metric, overfitting_warning, save_learning_curves
+    from .recipe.derived import headline_metric
+
+    record = result.to_json()
+    stopping = recipe.training.early_stopping
+    preferred = stopping.metric if stopping is not None else headline_metric(recipe.task)
+    metric = curve_metric(record["history"], preferred)
+    record["watched_metric"] = metric
+    record["overfitting"] = overfitting_warning(record["history"], metric, result.best_step)
+    save_learning_curves(record["history"], stage / A.LEARNING_CURVES_PNG, metric, result.best_step)
+    return record
 
 
 def _write_run(
@@ -367,6 +434,7 @@ def _manifest(recipe: Recipe, runtime: Runtime, loaded, prepared, model, timings
         "data": {
             "files": prepared.stats.get("files", {}),
             "rows": rows_per_split(prepared),
+            **({"sources": prepared.stats["sources"]} if prepared.stats.get("sources") else {}),
             "stats": prepared.stats,
         },
         "seed": recipe.training.seed,
