@@ -162,6 +162,7 @@ def _trainer(
     eval_ds = prepared.validation if has_val else None
     parallel = strategy_args(recipe.distributed, world_size=runtime.world_size)
     kind = score_kind(recipe.task, runtime.mode)
+    _check_binary_only(watched, prepared.labels)
     l1 = recipe.training.l1_penalty
     if runtime.mode == "head":
         from transformers import TrainingArguments
@@ -209,6 +210,20 @@ def _trainer(
     return make_sft_trainer(
         model, tokenizer, prepared.train, eval_ds, args, list(callbacks), loss_path=loss_path, l1_penalty=l1
     )
+
+
+def _check_binary_only(watched: Sequence[str], labels: Sequence[str] | None) -> None:
+    """A watched binary-only metric (``f1_positive``) on data with other than two labels: refused before
+    training (`validate` refuses it when task.labels names them)."""
+    from .errors import UsageError
+    from .recipe.derived import BINARY_ONLY_METRICS, metric_name
+
+    wanted = sorted({metric_name(m) for m in watched} & BINARY_ONLY_METRICS)
+    if wanted and len(labels or ()) != 2:
+        raise UsageError(
+            f"{wanted[0]} is the F1 of a binary task's positive class; this data has {len(labels or ())} labels",
+            hint="watch f1_macro (training.early_stopping.metric / sweep.objective.metric) instead",
+        )
 
 
 def rows_per_split(prepared) -> dict[str, int]:

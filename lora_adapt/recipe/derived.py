@@ -170,7 +170,7 @@ HEADLINE: dict[str, str] = {
 """The headline metric of each score kind (see ``score_kind``)."""
 _PRF = tuple(f"{m}_{avg}" for m in ("precision", "recall", "f1") for avg in ("macro", "micro", "weighted"))
 TASK_METRICS: dict[str, tuple[str, ...]] = {
-    "single": ("accuracy", *_PRF),
+    "single": ("accuracy", *_PRF, "f1_positive"),
     "multi": ("subset_accuracy", "f1_samples", *_PRF),
     "relation": (
         "accuracy",
@@ -182,6 +182,7 @@ TASK_METRICS: dict[str, tuple[str, ...]] = {
         ),
         "f1_micro_official",
         "f1_micro_directed",
+        "f1_positive",
     ),
     "tagging": ("precision", "recall", "f1", "f1_macro", "token_accuracy"),
     "entities": ("precision", "recall", "f1", "f1_macro"),
@@ -189,7 +190,10 @@ TASK_METRICS: dict[str, tuple[str, ...]] = {
     "regression": ("pearson", "spearman", "mse", "rmse", "mae"),
 }
 """The scalar scores evaluation reports for each kind (counts such as `n` left out): the names early
-stopping and sweeps may watch. tests/test_sweep_recipe.py checks them against evaluation's output."""
+stopping and sweeps may watch. tests/test_sweep_recipe.py checks them against evaluation's output.
+``f1_positive`` (the positive class's F1) exists for binary tasks only (BINARY_ONLY_METRICS): watching it
+on a task with more labels is refused when the labels are known, before training."""
+BINARY_ONLY_METRICS = frozenset({"f1_positive"})
 LOSS = "loss"
 LOWER_IS_BETTER = frozenset({LOSS, "mse", "rmse", "mae"})
 

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ValidationError
 
 from ..errors import RecipeError
 from .schema import Recipe
-from .trials import recipe_problems
+from .trials import raw_space_problems, recipe_problems
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"  # built-in recipes shipped in the package
 # Keys holding filesystem paths: resolved against the recipe's folder.
@@ -64,8 +64,12 @@ def validate_recipe(raw: Any, source: str, lines: dict[tuple, int], overridden: 
     try:
         recipe = Recipe.model_validate(raw)
     except ValidationError as exc:
-        errors = sorted(exc.errors(), key=lambda e: _line_of(_clean_loc(e["loc"]), lines))
-        problems = [_describe(err, raw, source, lines, overridden) for err in errors]
+        found = [(_clean_loc(e["loc"]), _describe(e, raw, source, lines, overridden)) for e in exc.errors()]
+        found += [
+            (loc, f"{_where(loc, source, lines, overridden)}: {message}")
+            for loc, message in raw_space_problems(raw)
+        ]
+        problems = [text for _, text in sorted(found, key=lambda f: _line_of(f[0], lines))]
         raise RecipeError(
             problems, source=source, hint="`lora-adapt schema` prints every key with its type and default"
         ) from None

@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from .derived import greater_is_better, metric_name, validation_metrics
+from .derived import BINARY_ONLY_METRICS, greater_is_better, metric_name, validation_metrics
 from .schema import Recipe
 from .sweep import ParamSpec, SweepSpec
 
@@ -98,13 +98,16 @@ def recipe_problems(recipe: Recipe) -> list[Problem]:
 
 def sweep_problems(recipe: Recipe, sweep: SweepSpec) -> list[Problem]:
     problems: list[Problem] = []
+    unknown = set()
     for path, spec in sweep.space.items():
-        problems += _path_problems(path, spec, sweep)
-    if problems:
-        return problems  # values can only be checked against keys that exist
-    for path, spec in sweep.space.items():
-        problems += _value_problems(recipe, sweep, path, spec)
-    problems += _grid_problems(recipe, sweep)
+        found = _path_problems(path, spec, sweep)
+        problems += found
+        unknown |= {path} if found else set()
+    for path, spec in sweep.space.items():  # values can only be checked against keys that exist
+        if path not in unknown and (spec.relative_to is None or spec.relative_to not in unknown):
+            problems += _value_problems(recipe, sweep, path, spec)
+    if not unknown:
+        problems += _grid_problems(recipe, sweep)
     metric = sweep.objective.metric
     if metric != "auto":
         problems += _metric_problem(recipe, metric, ("sweep", "objective", "metric"))
@@ -131,11 +134,39 @@ def sweep_problems(recipe: Recipe, sweep: SweepSpec) -> list[Problem]:
 
 def _metric_problem(recipe: Recipe, metric: str, loc: tuple) -> list[Problem]:
     known = validation_metrics(recipe.task)
+    labels = recipe.task.labels
+    if metric_name(metric) in BINARY_ONLY_METRICS and labels is not None and len(labels) != 2:
+        return [
+            (
+                loc,
+                f"'{'.'.join(loc)}' = {metric!r} exists for two labels only (task.labels has {len(labels)})",
+            )
+        ]
     if metric_name(metric) in known:
         return []
     guess = difflib.get_close_matches(metric_name(metric), known, n=1, cutoff=0.5)
     fix = f"did you mean '{guess[0]}'?" if guess else f"known: {', '.join(known)}"
     return [(loc, f"'{'.'.join(loc)}' = {metric!r} is not a validation metric of this task — {fix}")]
+
+
+def raw_space_problems(raw: Any) -> list[Problem]:
+    """Unknown keys in a raw (unvalidated) recipe's ``sweep.space``, reported beside pydantic's errors
+    when the recipe does not validate (so every problem comes out in one pass)."""
+    sweep = raw.get("sweep") if isinstance(raw, dict) else None
+    space = sweep.get("space") if isinstance(sweep, dict) else None
+    if not isinstance(space, dict):
+        return []
+    problems: list[Problem] = []
+    for path, spec in space.items():
+        loc = ("sweep", "space", str(path))
+        problem = _path_problem(str(path))
+        if problem:
+            problems.append((loc, f"sweep.space.{path}: {problem}"))
+        target = spec.get("relative_to") if isinstance(spec, dict) else None
+        problem = _path_problem(target) if isinstance(target, str) else None
+        if problem:
+            problems.append((loc, f"sweep.space.{path}.relative_to: {problem}"))
+    return problems
 
 
 def _path_problems(path: str, spec: ParamSpec, sweep: SweepSpec) -> list[Problem]:
@@ -204,7 +235,8 @@ def _grid_problems(recipe: Recipe, sweep: SweepSpec) -> list[Problem]:
         return [
             (
                 loc,
-                f"a grid needs a finite list for every key; give {', '.join(continuous)} `values` or a `step`",
+                f"sweep.method 'grid' needs a finite list for every key; give {', '.join(continuous)} "
+                "`values` or a `step`",
             )
         ]
     size = sweep.grid_size() or 0
@@ -249,7 +281,8 @@ def _pruning_problems(recipe: Recipe, sweep: SweepSpec) -> list[Problem]:
 
 
 def _has_validation(recipe: Recipe) -> bool:
-    return recipe.data.validation is not None or recipe.data.split.validation > 0
+    d = recipe.data
+    return d.validation is not None or d.split.validation > 0 or d.split.column is not None
 
 
 def _invalid(recipe: Recipe, params: Mapping[str, Any]) -> str | None:

@@ -35,7 +35,15 @@ from .results import (
     write_tables,
 )
 from .space import suggest
-from .study import counted, fail_dead_trials, fail_interrupted, mark_process, open_study, queue_grid
+from .study import (
+    counted,
+    fail_dead_trials,
+    fail_interrupted,
+    mark_process,
+    open_study,
+    queue_grid,
+    searched_settings,
+)
 from .trial import TrialFailed, objective_metric, run_trial
 
 __all__ = ["SweepResult", "run_sweep", "sweep_folder"]
@@ -62,7 +70,8 @@ def run_sweep(recipe: Recipe, *, echo=print) -> SweepResult:
     folder = sweep_folder(recipe)
     metric = objective_metric(recipe, sweep)
     direction = _direction(sweep.objective.direction, metric)
-    study = open_study(sweep, folder, recipe.name, direction)
+    searched = searched_settings(recipe.model_dump(mode="json"))
+    study = open_study(sweep, folder, recipe.name, direction, searched)
     dead = fail_dead_trials(study)
     if dead:
         echo(f"sweep: {dead} trial(s) of a stopped process marked interrupted and queued again")

@@ -21,9 +21,16 @@ LOCK_TIMEOUT_S = 60
 """How long a process waits for another one's write to the shared SQLite file."""
 
 
-def open_study(sweep: SweepSpec, folder: Path, name: str, direction: Literal["minimize", "maximize"]):
+def open_study(
+    sweep: SweepSpec,
+    folder: Path,
+    name: str,
+    direction: Literal["minimize", "maximize"],
+    searched: dict[str, Any] | None = None,
+):
     """Create or load the study in ``folder`` (its sampler seeded past the trials it already has, so a
-    resumed random or TPE sweep does not repeat its first suggestions)."""
+    resumed random or TPE sweep does not repeat its first suggestions). ``searched``: what the trials
+    depend on (:func:`searched_settings`); a study made for other settings is refused, not mixed in."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -40,10 +47,52 @@ def open_study(sweep: SweepSpec, folder: Path, name: str, direction: Literal["mi
             f"the sweep in {folder} {probe.direction.name.lower()}s its objective; this recipe asks to {direction}",
             hint="use another sweep.dir for a different objective",
         )
+    if searched is not None:
+        _check_same_search(probe, searched, folder)
     offset = len(probe.get_trials(deepcopy=False))
     return optuna.load_study(
         study_name=name, storage=storage, sampler=_sampler(sweep, offset), pruner=_pruner(sweep)
     )
+
+
+def searched_settings(recipe_dict: dict[str, Any]) -> dict[str, Any]:
+    """The recipe as its trials see it: everything but `output`, the progress display and the sweep's
+    budget and folder (a resumed sweep may get more trials or minutes; anything else changes what a
+    trial means)."""
+    kept = {k: v for k, v in recipe_dict.items() if k != "output"}
+    sweep = {k: v for k, v in (kept.get("sweep") or {}).items() if k not in ("budget", "dir")}
+    training = {k: v for k, v in (kept.get("training") or {}).items() if k != "progress_bar"}
+    return {**kept, "sweep": sweep, "training": training}
+
+
+def _check_same_search(study, searched: dict[str, Any], folder: Path) -> None:
+    """Record the settings of a new study; refuse to add trials of other settings to an existing one."""
+    import json
+
+    from ..errors import UsageError
+
+    canonical = json.loads(json.dumps(searched, sort_keys=True, default=str))
+    recorded = study.user_attrs.get("searched")
+    if recorded is None:
+        if study.get_trials(deepcopy=False):
+            return  # a study from before settings were recorded: nothing to compare with
+        study.set_user_attr("searched", canonical)
+        return
+    changed = sorted(_changed_keys(recorded, canonical))
+    if changed:
+        shown = ", ".join(changed[:6]) + (f" and {len(changed) - 6} more" if len(changed) > 6 else "")
+        raise UsageError(
+            f"the sweep in {folder} was started with other settings ({shown} differ); its trials would "
+            "not be comparable with this recipe's",
+            hint="give this sweep its own folder (--dir or sweep.dir, or another name), or remove the old one",
+        )
+
+
+def _changed_keys(old: Any, new: Any, prefix: str = "") -> list[str]:
+    if isinstance(old, dict) and isinstance(new, dict):
+        keys = set(old) | set(new)
+        return [c for k in keys for c in _changed_keys(old.get(k), new.get(k), f"{prefix}{k}.")]
+    return [] if old == new else [prefix.rstrip(".")]
 
 
 def _sampler(sweep: SweepSpec, offset: int):
