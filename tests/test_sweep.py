@@ -207,12 +207,22 @@ def test_a_nan_loss_or_out_of_memory_fails_the_trial_with_its_reason():
     from types import SimpleNamespace
 
     from lora_adapt.errors import DataError
-    from lora_adapt.sweep.trial import TrialCost, TrialFailed, TrialReporter, _as_failure
+    from lora_adapt.sweep.trial import TrialCost, TrialFailed, TrialReporter, _as_failure, _diverged
 
     reporter = TrialReporter(trial=None, metric="f1_macro", cost=TrialCost())
     with pytest.raises(TrialFailed, match="the training loss became nan at step 7"):
         reporter.on_log(None, SimpleNamespace(global_step=7), None, logs={"loss": float("nan")})
     reporter.on_log(None, SimpleNamespace(global_step=8), None, logs={"loss": 0.5})  # a finite loss goes on
+    with pytest.raises(TrialFailed, match="the validation loss became nan at step 9"):  # before any report
+        reporter.on_evaluate(
+            None,
+            SimpleNamespace(global_step=9),
+            None,
+            metrics={"eval_loss": float("nan"), "eval_f1_macro": 0.5},
+        )
+    assert reporter.cost.evaluations == 0
+    assert "diverged (inf last logged" in _diverged({"train": {"final_loss": float("inf"), "mean_loss": 2.0}})
+    assert _diverged({"train": {"final_loss": 0.1, "mean_loss": 0.2}}) is None
     assert str(_as_failure(MemoryError("no room"))).startswith("out of memory")
     assert str(_as_failure(RuntimeError("CUDA out of memory. Tried to allocate"))).startswith("out of memory")
     assert str(_as_failure(DataError("empty", hint="x"))) == "DataError: empty"
@@ -237,3 +247,19 @@ def test_an_sft_sweep_minimises_the_validation_loss_and_scores_the_test_loss(tmp
     assert (
         set(summary["best"]["test"]) == {"rows", "loss", "perplexity"} and summary["best"]["test"]["loss"] > 0
     )
+
+
+def test_a_sweep_folder_refuses_a_study_made_with_other_settings(tmp_path, tiny_bert_dir):
+    from lora_adapt.errors import UsageError
+    from lora_adapt.sweep.study import searched_settings
+
+    recipe = load_recipe(sweep_recipe(tmp_path, tiny_bert_dir, GRID))
+    settings = searched_settings(recipe.model_dump(mode="json"))
+    open_study(recipe.sweep, tmp_path / "s", "swept", "maximize", settings)
+    more = recipe.model_copy(update={"sweep": recipe.sweep.model_copy(update={"dir": tmp_path / "x"})})
+    again = searched_settings(more.model_dump(mode="json") | {"output": {"dir": "elsewhere"}})
+    open_study(recipe.sweep, tmp_path / "s", "swept", "maximize", again)  # folder, output: the same sweep
+    changed = recipe.model_dump(mode="json")
+    changed["training"]["learning_rate"] = 0.5
+    with pytest.raises(UsageError, match=r"other settings \(training.learning_rate differ\)"):
+        open_study(recipe.sweep, tmp_path / "s", "swept", "maximize", searched_settings(changed))

@@ -79,6 +79,9 @@ class TrialReporter(TrainerCallback):
         value = (metrics or {}).get(f"eval_{self.metric}")
         if value is None:
             return  # another split's loss (before/after), not the validation evaluation
+        loss = (metrics or {}).get("eval_loss")
+        if isinstance(loss, float) and not math.isfinite(loss):  # diverged weights can still score finitely
+            raise TrialFailed(f"the validation loss became {loss} at step {state.global_step}")
         self.cost.evaluations += 1
         if not math.isfinite(value):
             raise TrialFailed(f"validation {self.metric} is {value} at step {state.global_step}")
@@ -133,9 +136,23 @@ def run_trial(
             raise
         raise failed from exc
     value = validation_value(result.metrics, metric)
-    if value is None or not math.isfinite(value):
-        raise TrialFailed(f"the run reported no finite validation {metric} ({value})")
+    failure = _diverged(result.metrics)
+    if failure is None and (value is None or not math.isfinite(value)):
+        failure = f"the run reported no finite validation {metric} ({value})"
+    if failure is not None:
+        if result.run_dir is not None:
+            shutil.rmtree(result.run_dir, ignore_errors=True)  # only scored trials keep a run directory
+        raise TrialFailed(failure)
     return value, result.metrics, cost
+
+
+def _diverged(metrics: dict[str, Any]) -> str | None:
+    """Why a finished trial's training diverged (a non-finite training loss), or None."""
+    train = metrics.get("train") or {}
+    last, mean = train.get("final_loss"), train.get("mean_loss")
+    if any(isinstance(x, float) and not math.isfinite(x) for x in (last, mean)):
+        return f"the training loss diverged ({last} last logged, {mean} mean)"
+    return None
 
 
 def objective_metric(recipe: Recipe, sweep: SweepSpec) -> str:
