@@ -142,7 +142,8 @@ def test_a_hopeless_trial_is_pruned_early(tmp_path, tiny_bert_dir):
         1e-6,
         0.9,
     ]  # the bad one second
-    run_sweep(recipe, echo=lambda line: None)
+    best = run_sweep(recipe, echo=lambda line: None).summary["best"]
+    assert best["test"]["loss"] > 0 and "f1_macro" in best["test"]  # the objective's test score, once
     first, second = trials_of(tmp_path / "sweep")
     assert first.state.name == "COMPLETE" and second.state.name == "PRUNED"
     assert second.user_attrs["cost"]["steps"] < 4 and "pruned at evaluation" in second.user_attrs["pruned"]

@@ -177,7 +177,7 @@ def _best(study, recipe: Recipe, folder: Path, metric: str, echo) -> dict[str, A
         test = previous["test"]  # already scored: the test split is scored once per best trial
     else:
         echo(f"sweep: scoring the best trial ({number}) on the test split, once")
-        test = score_test(run_dir_of(folder, number), echo)
+        test = score_test(run_dir_of(folder, number), echo, metric)
     values = trial_values(trial, recipe, recipe.sweep)  # type: ignore[arg-type]
     header = [
         f"Best of sweep '{recipe.name}' ({recipe.sweep.method}, trial {number}): validation {metric} "  # type: ignore[union-attr]

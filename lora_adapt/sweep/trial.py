@@ -139,7 +139,7 @@ def run_trial(
     failure = _diverged(result.metrics)
     if failure is None and (value is None or not math.isfinite(value)):
         failure = f"the run reported no finite validation {metric} ({value})"
-    if failure is not None:
+    if failure is not None or value is None:
         if result.run_dir is not None:
             shutil.rmtree(result.run_dir, ignore_errors=True)  # only scored trials keep a run directory
         raise TrialFailed(failure)
