@@ -39,12 +39,13 @@ from .study import (
     counted,
     fail_dead_trials,
     fail_interrupted,
+    interrupted,
     mark_process,
     open_study,
     queue_grid,
     searched_settings,
 )
-from .trial import TrialFailed, objective_metric, run_trial
+from .trial import TrialFailed, objective_metric, run_trial, trial_name
 
 __all__ = ["SweepResult", "run_sweep", "sweep_folder"]
 
@@ -75,6 +76,7 @@ def run_sweep(recipe: Recipe, *, echo=print) -> SweepResult:
     dead = fail_dead_trials(study)
     if dead:
         echo(f"sweep: {dead} trial(s) of a stopped process marked interrupted and queued again")
+    _discard_interrupted(study, folder)
     budget = sweep.budget.trials
     if sweep.method == "grid":
         size = queue_grid(study, sweep)
@@ -125,6 +127,16 @@ def _one_trial(study, recipe: Recipe, folder: Path, inputs: TrialInputs, metric:
         trial.set_user_attr("run_dir", str(run_dir_of(folder, trial.number)))
         study.tell(trial, value)
         echo(f"trial {trial.number}: validation {metric} {value:.4f} ({cost.steps} steps)")
+
+
+def _discard_interrupted(study, folder: Path) -> None:
+    """Remove the unfinished run directories interrupted trials left (a killed process cannot)."""
+    import shutil
+
+    for trial in study.get_trials(deepcopy=False):
+        if interrupted(trial):
+            unfinished = A.in_progress_dir(folder / A.SWEEP_TRIALS_DIR / trial_name(trial.number))
+            shutil.rmtree(unfinished, ignore_errors=True)
 
 
 def _cost(trial, exc: BaseException) -> None:
