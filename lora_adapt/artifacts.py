@@ -23,11 +23,24 @@ MODEL_CARD = "README.md"
 MERGED_DIR = "merged"
 CHECKPOINTS_DIR = "checkpoints"  # only inside the in-progress directory; removed on success
 CONFUSION_PNG = "confusion_matrix.png"
+LEARNING_CURVES_PNG = "learning_curves.png"  # training/validation loss and the watched validation metric
 LOGS_DIR = "logs"
 DIVERGENCE = "divergence.json"  # in the in-progress directory of a run stopped for a non-finite step
 
 # Files every finished run has (task-specific extras: CONFUSION_PNG, LOGS_DIR, MERGED_DIR).
-RUN_FILES = frozenset({RESOLVED_RECIPE, MANIFEST, METRICS, REPORT, MODEL_CARD, ADAPTER_DIR})
+RUN_FILES = frozenset(
+    {RESOLVED_RECIPE, MANIFEST, METRICS, REPORT, MODEL_CARD, ADAPTER_DIR, LEARNING_CURVES_PNG}
+)
+
+# A sweep folder (`lora-adapt sweep`): the Optuna study, one run directory per trial, and the results.
+SWEEP_STUDY = "study.db"  # SQLite: trials, parameters, intermediate and final values (resumable, shareable)
+SWEEP_TRIALS_DIR = "trials"  # trials/trial-0007/ is a normal run directory (scored on validation)
+SWEEP_TABLE_CSV = "trials.csv"
+SWEEP_TABLE_MD = "trials.md"
+SWEEP_BEST_RECIPE = "best_recipe.yaml"  # runnable: the recipe with the best trial's values
+SWEEP_SUMMARY = "sweep.json"  # best trial, its validation and test scores, counts, costs
+SWEEP_REPORT = "report.md"
+SWEEP_PLOTS = ("optimization_history.png", "param_importances.png", "parallel_coordinate.png")
 
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 ADAPTER_CONFIG = "adapter_config.json"

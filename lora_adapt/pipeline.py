@@ -6,18 +6,18 @@ recipe -> Runtime -> LoadedModel -> PreparedData -> peft model -> TrainResult ->
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from . import artifacts as A
 from .diskspace import disk_full_errors
 from .distributed import Ranks, join
 from .errors import LoraAdaptError
 from .recipe import Recipe, dump_recipe
-from .recipe.derived import AUTO_CLASSES
+from .recipe.derived import AUTO_CLASSES, LOSS, metric_name
 from .rundir_lock import Claim, claim_run, record_resume, resumable_start, start_record
 from .runtime import (
     Echo,
@@ -28,6 +28,9 @@ from .runtime import (
     resolve_runtime,
     rows_per_split,
 )
+
+ScoreSplit = Literal["test", "validation"]
+Loader = Callable[[Recipe, Runtime, Echo], tuple[Any, Any]]
 
 
 @dataclass(frozen=True)
@@ -45,20 +48,27 @@ def run(
     overwrite: bool | None = None,
     callbacks: Sequence[Any] = (),
     echo: Echo = print,
+    load: Loader = load_model_and_data,
+    score_split: ScoreSplit = "test",
+    watch: Sequence[str] = (),
 ) -> RunResult:
     """Load, prepare, attach, train, evaluate and write ``<output_dir>/<name>/``.
 
     Under a distributed launcher every process calls this; only the main one checks, locks, writes and
     publishes the run directory (``distributed.Ranks``), and a failure on any process fails the run on all.
     The run's name is locked for the whole call (a second run on it is refused); nothing is loaded before
-    the output folder, an existing run of that name and a resume's recipe have been checked."""
+    the output folder, an existing run of that name and a resume's recipe have been checked.
+
+    ``load(recipe, runtime, echo) -> (loaded, prepared)`` gives the base model and the prepared data
+    (a sweep passes one that reuses them across trials). ``score_split="validation"`` scores the
+    validation split instead of the test split, without baselines or explanations, and leaves the test
+    split untouched (a sweep's trials choose on it). ``watch`` names validation metrics the caller reads
+    at each evaluation (``callbacks`` see them in ``on_evaluate``)."""
     runtime = resolve_runtime(recipe)
     ranks = _join(recipe, runtime, echo)
     echo = ranks.main_echo(echo)
     if dry_run:
-        loaded, prepared = ranks.main_first(
-            "loading the model and data", lambda: load_model_and_data(recipe, runtime, echo)
-        )
+        loaded, prepared = ranks.main_first("loading the model and data", lambda: load(recipe, runtime, echo))
         return _dry_run_summary(recipe, runtime, loaded, prepared, echo)
     final = A.run_dir(Path(recipe.output.dir).resolve(), recipe.name)
     overwrite = recipe.output.overwrite if overwrite is None else overwrite
@@ -74,7 +84,17 @@ def run(
             if claim.resuming
             else None
         )
-        result = _run_claimed(recipe, runtime, final, claim.resuming, started, callbacks, echo, ranks)
+        result = _run_claimed(
+            recipe,
+            runtime,
+            final,
+            claim.resuming,
+            started,
+            callbacks,
+            echo,
+            ranks,
+            _Scoring(load, score_split, tuple(watch)),
+        )
         ranks.on_main("checking the training loss", lambda: _refuse_divergence(recipe, result, final))
         if recipe.output.publish is not None:
             ranks.on_main("publishing", lambda: _publish(recipe, final, echo))
@@ -104,6 +124,15 @@ def _refuse_divergence(recipe: Recipe, result: RunResult, final: Path) -> None:
         raise rise_error(divergence, final)
 
 
+@dataclass(frozen=True)
+class _Scoring:
+    """How a run loads and what it scores (a sweep trial: shared loads, the validation split, watched metrics)."""
+
+    load: Loader
+    score_split: ScoreSplit
+    watch: tuple[str, ...]
+
+
 def _run_claimed(
     recipe: Recipe,
     runtime: Runtime,
@@ -113,6 +142,7 @@ def _run_claimed(
     callbacks: Sequence[Any],
     echo: Echo,
     ranks: Ranks,
+    scoring: _Scoring,
 ) -> RunResult:
     from .training.checkpoints import being_written
     from .training.divergence import check_final_loss, describe_rise
@@ -121,7 +151,7 @@ def _run_claimed(
     clock = _Clock(timings)
     with clock("load_s"):
         loaded, prepared = ranks.main_first(
-            "loading the model and data", lambda: load_model_and_data(recipe, runtime, echo)
+            "loading the model and data", lambda: scoring.load(recipe, runtime, echo)
         )
     need = {"bytes": 0}  # known once the adapter is attached
     metrics: dict[str, Any] = {}
@@ -136,7 +166,19 @@ def _run_claimed(
             model, train_result, lm_metrics, weights = ranks.together(
                 "training",
                 lambda: _train(
-                    recipe, runtime, loaded, prepared, stage, record, resuming, need, callbacks, echo, ranks
+                    recipe,
+                    runtime,
+                    loaded,
+                    prepared,
+                    stage,
+                    record,
+                    resuming,
+                    need,
+                    callbacks,
+                    echo,
+                    ranks,
+                    scoring.score_split,
+                    scoring.watch,
                 ),
             )
         divergence = check_final_loss(
@@ -150,15 +192,14 @@ def _run_claimed(
         if divergence:
             echo(f"WARNING: {describe_rise(divergence)}")
         with clock("eval_s"):
-            trained = _trained_systems(recipe, runtime, loaded, prepared, ranks, echo)
+            trained = _trained_systems(recipe, runtime, loaded, prepared, ranks, echo, scoring.score_split)
             if ranks.is_main:
-                task_metrics = _evaluate_task(recipe, runtime, model, loaded, prepared, stage, trained, echo)
+                task_metrics = _evaluate_task(
+                    recipe, runtime, model, loaded, prepared, stage, trained, echo, scoring.score_split
+                )
         if ranks.is_main:
-            metrics = {
-                "train": {**train_result.to_json(), "divergence": divergence},
-                **lm_metrics,
-                **task_metrics,
-            }
+            train_record = _train_record(recipe, train_result, stage)
+            metrics = {"train": {**train_record, "divergence": divergence}, **lm_metrics, **task_metrics}
             timings["total_s"] = round(sum(timings.values()), 2)
             manifest = _write_run(
                 recipe,
@@ -215,6 +256,8 @@ def _train(
     callbacks,
     echo: Echo,
     ranks: Ranks,
+    score_split: ScoreSplit = "test",
+    watch: Sequence[str] = (),
 ):
     """Attach the adapter and train it (with the loss before and after, for generative tasks). Every
     process of a distributed run calls this; checkpoints are discarded by the caller once all are done.
@@ -246,19 +289,20 @@ def _train(
         *callbacks,
     ]
     trainer = make_trainer(
-        recipe, runtime, model, loaded.tokenizer, prepared, checkpoints, all_callbacks, echo=echo
+        recipe, runtime, model, loaded.tokenizer, prepared, checkpoints, all_callbacks, echo=echo, watch=watch
     )
-    measure_lm = runtime.mode == "generative" and recipe.evaluation.perplexity
-    splits = {
-        name: ds
-        for name, ds in (("validation", prepared.validation), ("test", prepared.test))
-        if ds is not None and len(ds)
-    }
+    # a sweep trial (score_split validation) never touches the test split, and measures the validation
+    # loss after training (not before) in every mode when it is watched
+    watch_loss = score_split == "validation" and LOSS in {metric_name(m) for m in watch}
+    measure_lm = (runtime.mode == "generative" and recipe.evaluation.perplexity) or watch_loss
+    measure_before = measure_lm and score_split == "test"
+    scored = ("validation",) if score_split == "validation" else ("validation", "test")
+    splits = {name: ds for name in scored if (ds := getattr(prepared, name)) is not None and len(ds)}
     # the loss before training is the base model's; with bias: none training leaves the base untouched, so it
     # is measured after training with the adapter switched off. Evaluating before training would mark the
     # model prepared for evaluation, and a distributed Trainer then trains it without synchronising
     # gradients (accelerate's `_is_accelerate_prepared`): checks.py refuses the one case that needs it.
-    before_first = measure_lm and recipe.adapter.bias != "none"
+    before_first = measure_before and recipe.adapter.bias != "none"
     lm_metrics = _lm_losses(trainer, model, splits, "before") if before_first else {}
     last = last_complete_checkpoint(checkpoints, echo) if resuming else None
     if last is not None:
@@ -275,10 +319,10 @@ def _train(
     if guard.tripped is not None:
         raise _diverged(recipe, runtime, guard.tripped, trainer, stage, write=ranks.is_main)
     if measure_lm:
-        if not before_first:
+        if measure_before and not before_first:
             lm_metrics = _lm_losses(trainer, model, splits, "before")
         for name, ds in splits.items():
-            lm_metrics[name]["after"] = evaluate_loss(trainer, ds, f"{name}_after")
+            lm_metrics.setdefault(name, {})["after"] = evaluate_loss(trainer, ds, f"{name}_after")
     # sharded weights are gathered by all processes together: the main one saves the adapter from them
     weights = trainer.accelerator.get_state_dict(trainer.model) if runtime.sharded else None
     model = trainer.model
@@ -298,10 +342,13 @@ def _lm_losses(trainer, model, splits, when: str) -> dict[str, dict[str, Any]]:
         return {name: {when: evaluate_loss(trainer, ds, f"{name}_{when}")} for name, ds in splits.items()}
 
 
-def _trained_systems(recipe: Recipe, runtime: Runtime, loaded, prepared, ranks: Ranks, echo: Echo):
+def _trained_systems(
+    recipe: Recipe, runtime: Runtime, loaded, prepared, ranks: Ranks, echo: Echo, score_split: ScoreSplit
+):
     """The baselines that are trained models, for evaluation to score. One process trains them when it
-    scores them; several train them together now (evaluation then runs on the main process alone)."""
-    if recipe.task.type == "sft" or not recipe.evaluation.enabled:
+    scores them; several train them together now (evaluation then runs on the main process alone). A
+    run scored on its validation split (a sweep trial) has no baselines."""
+    if recipe.task.type == "sft" or not recipe.evaluation.enabled or score_split == "validation":
         return {}
     from .full_finetune import trained_baselines
 
@@ -346,11 +393,32 @@ def _diverged(
 
 
 def _evaluate_task(
-    recipe: Recipe, runtime: Runtime, model, loaded, prepared, stage: Path, trained, echo: Echo
+    recipe: Recipe,
+    runtime: Runtime,
+    model,
+    loaded,
+    prepared,
+    stage: Path,
+    trained,
+    echo: Echo,
+    score_split: ScoreSplit = "test",
 ) -> dict[str, Any]:
-    if recipe.task.type == "sft" or not recipe.evaluation.enabled:
+    if recipe.task.type == "sft" or not (recipe.evaluation.enabled or score_split == "validation"):
         return {}
     from .evaluation import evaluate_task
+
+    if score_split == "validation":  # a sweep trial: no baselines, no explanations, the test split untouched
+        return evaluate_task(
+            recipe=recipe,
+            mode=runtime.mode,
+            model=model,
+            tokenizer=loaded.tokenizer,
+            prepared=prepared,
+            run_dir=stage,
+            echo=echo,
+            split="validation",
+            baselines=(),
+        )
 
     metrics = evaluate_task(
         recipe=recipe,
@@ -366,6 +434,21 @@ def _evaluate_task(
 
     explanations = report_explanations(recipe, model, loaded.tokenizer, prepared, echo=echo)
     return {**metrics, "explanations": explanations} if explanations is not None else metrics
+
+
+def _train_record(recipe: Recipe, result, stage: Path) -> dict[str, Any]:
+    """metrics.json's `train` block with the watched metric, the overfitting check and the curves PNG."""
+    from .evaluation.curves import curve_metric, overfitting_warning, save_learning_curves
+    from .recipe.derived import headline_metric
+
+    record = result.to_json()
+    stopping = recipe.training.early_stopping
+    preferred = stopping.metric if stopping is not None else headline_metric(recipe.task)
+    metric = curve_metric(record["history"], preferred)
+    record["watched_metric"] = metric
+    record["overfitting"] = overfitting_warning(record["history"], metric, result.best_step)
+    save_learning_curves(record["history"], stage / A.LEARNING_CURVES_PNG, metric, result.best_step)
+    return record
 
 
 def _write_run(
@@ -483,6 +566,7 @@ def _manifest(recipe: Recipe, runtime: Runtime, loaded, prepared, model, timings
         "data": {
             "files": prepared.stats.get("files", {}),
             "rows": rows_per_split(prepared),
+            **({"sources": prepared.stats["sources"]} if prepared.stats.get("sources") else {}),
             "stats": prepared.stats,
         },
         "seed": recipe.training.seed,

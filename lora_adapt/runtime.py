@@ -5,13 +5,13 @@ and the trainer (TRL's SFTTrainer for generative tasks, transformers' Trainer fo
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .recipe import Recipe
-from .recipe.derived import Head, Mode, head_kind, resolve_loss_path, task_mode
+from .recipe.derived import Head, Mode, head_kind, is_task_metric, resolve_loss_path, score_kind, task_mode
 
 Echo = Callable[[str], None]
 MERGE_BYTES = {"bf16": 2, "fp16": 2, "fp32": 4}
@@ -139,24 +139,36 @@ def make_trainer(
     *,
     echo: Echo = print,
     label: str = "",
+    watch: Sequence[str] = (),
 ):
     """The trainer for ``model`` on ``prepared`` with the recipe's training settings; progress goes to
-    ``echo`` (one line per logging step, or a bar on a terminal), prefixed with ``label`` when given."""
+    ``echo`` (one line per logging step, or a bar on a terminal), prefixed with ``label`` when given.
+
+    Validation metrics at each evaluation: the loss, and in head mode every task score (the Trainer's
+    ``compute_metrics``). A generative task is scored during training only when a task metric is
+    watched (``training.early_stopping.metric`` or one of ``watch``: generation is slow)."""
     from .training import use_progress
 
-    trainer = _trainer(recipe, runtime, model, tokenizer, prepared, checkpoints, callbacks)
+    watched = [*watch, *([recipe.training.early_stopping.metric] if recipe.training.early_stopping else [])]
+    trainer = _trainer(recipe, runtime, model, tokenizer, prepared, checkpoints, callbacks, watched, echo)
     return use_progress(trainer, echo, bar=recipe.training.progress_bar, label=label)
 
 
-def _trainer(recipe: Recipe, runtime: Runtime, model, tokenizer, prepared, checkpoints: Path, callbacks):
+def _trainer(
+    recipe: Recipe, runtime: Runtime, model, tokenizer, prepared, checkpoints: Path, callbacks, watched, echo
+):
     from .training import check_loss_path, common_args, make_sft_trainer, sft_config, strategy_args
 
     has_val = prepared.validation is not None and len(prepared.validation) > 0
     eval_ds = prepared.validation if has_val else None
     parallel = strategy_args(recipe.distributed, world_size=runtime.world_size)
+    kind = score_kind(recipe.task, runtime.mode)
+    _check_binary_only(watched, prepared.labels)
+    l1 = recipe.training.l1_penalty
     if runtime.mode == "head":
         from transformers import TrainingArguments
 
+        from .evaluation.during_training import head_compute_metrics
         from .training.heads import make_head_trainer
 
         args = TrainingArguments(
@@ -169,7 +181,16 @@ def _trainer(recipe: Recipe, runtime: Runtime, model, tokenizer, prepared, check
                 parallel=parallel,
             )
         )
-        return make_head_trainer(model, tokenizer, prepared, args, callbacks, recipe.task)
+        rows = prepared.raw.get("validation") or []
+        scaling = (prepared.stats.get("targets") or {}).get("scaling")
+        metrics = (
+            head_compute_metrics(kind, recipe.task, prepared.labels, rows, scaling)
+            if kind and has_val
+            else None
+        )
+        return make_head_trainer(
+            model, tokenizer, prepared, args, callbacks, compute_metrics=metrics, l1_penalty=l1
+        )
     args = sft_config(
         recipe.training,
         recipe.data,
@@ -182,7 +203,28 @@ def _trainer(recipe: Recipe, runtime: Runtime, model, tokenizer, prepared, check
     loss_path = check_loss_path(
         runtime.loss_path, model, device=runtime.device, explicit=recipe.training.loss_path != "auto"
     )
-    return make_sft_trainer(model, tokenizer, prepared.train, eval_ds, args, callbacks, loss_path=loss_path)
+    if kind and has_val and any(is_task_metric(m) for m in watched):
+        from .evaluation.during_training import validation_scorer
+
+        scorer = validation_scorer(recipe, kind, tokenizer, prepared, echo)
+        callbacks = [scorer, *callbacks] if scorer is not None else callbacks
+    return make_sft_trainer(
+        model, tokenizer, prepared.train, eval_ds, args, list(callbacks), loss_path=loss_path, l1_penalty=l1
+    )
+
+
+def _check_binary_only(watched: Sequence[str], labels: Sequence[str] | None) -> None:
+    """A watched binary-only metric (``f1_positive``) on data with other than two labels: refused before
+    training (`validate` refuses it when task.labels names them)."""
+    from .errors import UsageError
+    from .recipe.derived import BINARY_ONLY_METRICS, metric_name
+
+    wanted = sorted({metric_name(m) for m in watched} & BINARY_ONLY_METRICS)
+    if wanted and len(labels or ()) != 2:
+        raise UsageError(
+            f"{wanted[0]} is the F1 of a binary task's positive class; this data has {len(labels or ())} labels",
+            hint="watch f1_macro (training.early_stopping.metric / sweep.objective.metric) instead",
+        )
 
 
 def check_run_space(recipe: Recipe, counts: dict[str, Any], stage: Path) -> int:

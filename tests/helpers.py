@@ -148,3 +148,27 @@ def run_cli(*args: str):
 
 def read_metrics(tmp_path: Path) -> dict:
     return A.read_json(tmp_path / "runs" / "task" / A.METRICS)
+
+
+def sweep_recipe(tmp_path: Path, model_dir: Path, sweep: dict, rows: int = 30, **sections) -> Path:
+    """A tiny head-classification recipe (2 optimizer steps, an evaluation after each) with a `sweep` section."""
+    data = write_jsonl(tmp_path / "tickets.jsonl", ticket_rows(rows))
+    recipe = {
+        "name": "swept",
+        "task": {"type": "classification"},
+        "model": {"name_or_path": str(model_dir)},
+        "adapter": {"rank": 2, "alpha": 4, "dropout": 0.0},
+        "data": {"path": str(data), "max_seq_length": 32, "split": {"validation": 0.3, "test": 0.2}},
+        "training": {
+            "max_steps": 2,
+            "eval_steps": 1,
+            "learning_rate": 1e-2,
+            "batch_size": 8,
+            "logging_steps": 1,
+            "progress_bar": False,
+        },
+        "evaluation": {"baselines": []},
+        "output": {"dir": str(tmp_path / "runs")},
+        "sweep": {"dir": str(tmp_path / "sweep"), **sweep},
+    }
+    return save_recipe(tmp_path, recipe, sections)

@@ -246,19 +246,23 @@ def test_regression_recipe_on_real_data_beats_the_mean(tmp_path, shared_data, da
 def test_early_stopping_and_validation_scores_understand_regression():
     import numpy as np
 
+    from lora_adapt.evaluation.during_training import head_compute_metrics
     from lora_adapt.recipe.schema import TrainingSpec
     from lora_adapt.training import Precision, common_args
-    from lora_adapt.training.heads import head_metrics_fn
 
     for metric, higher in (("mse", False), ("pearson", True), ("eval_loss", False)):
         spec = TrainingSpec(early_stopping={"metric": metric})
         args = common_args(spec, Precision(False, False), Path("/tmp/x"), has_validation=True, device="cpu")
-        assert args["metric_for_best_model"] == metric and args["greater_is_better"] is higher
+        assert args["metric_for_best_model"] == f"eval_{metric.removeprefix('eval_')}"
+        assert args["greater_is_better"] is higher
 
-    class Pred:
-        predictions = np.array([[0.0, 1.0], [1.0, 2.0], [2.0, 2.5]])
+    class Pred:  # standardised outputs (mean [1, 2], std [2, 1]) of [[0, 1], [1, 2], [2, 2.5]]
+        predictions = np.array([[-0.5, -1.0], [0.0, 0.0], [0.5, 0.5]])
         label_ids = np.array([[0.0, 1.0], [1.0, 3.0], [2.0, 2.0]])
 
-    scores = head_metrics_fn(TaskSpec(type="regression", targets=("V", "A")), ("V", "A"), False)(Pred)
-    assert scores["mse"] == pytest.approx((1.0 + 0.25) / 6)
-    assert scores["pearson"] == pytest.approx((1.0 + np.corrcoef([1, 2, 2.5], [1, 3, 2])[0, 1]) / 2)
+    rows = [{"targets": list(row)} for row in Pred.label_ids]
+    scaling = {"method": "standardize", "mean": [1.0, 2.0], "std": [2.0, 1.0]}
+    task = TaskSpec(type="regression", targets=("V", "A"))
+    scores = head_compute_metrics("regression", task, None, rows, scaling)(Pred)  # scored in the data's units
+    assert scores["mse"] == pytest.approx((1.0 + 0.25) / 6, abs=1e-6)  # rounded to 6 places
+    assert scores["pearson"] == pytest.approx((1.0 + np.corrcoef([1, 2, 2.5], [1, 3, 2])[0, 1]) / 2, abs=1e-6)

@@ -27,6 +27,15 @@ def validate(recipe: str, overrides: tuple[str, ...]) -> None:
             f"note: distributed.strategy '{r.distributed.strategy}' needs the {name} package, which is not "
             "installed here (a run on several processes on this machine would be refused)"
         )
+    if r.sweep is not None:
+        s, size = r.sweep, r.sweep.grid_size()
+        click.echo(
+            f"sweep: {s.method} over {', '.join(s.space)}"
+            + (f" ({size} grid points)" if s.method == "grid" else "")
+            + f"; budget {s.budget.trials or 'unlimited'} trials"
+            + (f", {s.budget.minutes:g} min" if s.budget.minutes else "")
+            + f"; pruning {s.pruning.method}; run it with `lora-adapt sweep {recipe}`"
+        )
 
 
 @main.command()

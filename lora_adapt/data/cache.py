@@ -98,6 +98,10 @@ def key_inputs(spec: DataSpec, task: TaskSpec, tokenizer, *, head: bool) -> dict
             return None
         check_exists(Path(path), f"data.{name}")  # a FIFO or a device is refused before it is opened
         files[name] = {"path": str(path), "sha256": file_sha256(Path(path))}
+    for index, source in enumerate(spec.sources or ()):  # data.sources: each mixed file counts alike
+        if not Path(source.path).exists():
+            return None
+        files[f"sources[{index}]"] = {"path": str(source.path), "sha256": file_sha256(Path(source.path))}
     return {
         "format": FORMAT,
         "files": files,

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import DataError
 from ..recipe.derived import target_names, target_scaling
+from ..recipe.mixing import SourceSpec
 from ..recipe.schema import DataSpec, TaskSpec
 from . import cleaning
 from .formats import TASK_LAYOUTS, check_columns, is_pair, rename_columns, rows_layout, to_canonical
@@ -19,6 +20,7 @@ from .labels import (
     label_counts,
     resolve_labels,
 )
+from .mixing import final_counts, mix
 from .sources import WHERE, check_exists, detect_file_format, file_sha256, read_file, read_saved_splits
 from .splits import SPLIT_NAMES, split_by_column, split_by_ratio
 from .targets import head_scaling, target_stats
@@ -98,13 +100,16 @@ def _sources(spec: DataSpec, task: TaskSpec, stats: dict) -> dict[str, tuple[Row
 def _assemble(spec: DataSpec, task: TaskSpec, stats: dict) -> tuple[dict[str, Rows], str]:
     """Read the sources and build {split: canonical rows}, carving missing splits by ratio."""
     given = _sources(spec, task, stats)
-    rows, source = given["train"]
-    if not rows:
-        raise DataError(
-            f"{source}: the training file has no rows",
-            hint="check that it is the right file (.jsonl: one JSON object per line; .csv: a header line, then rows)",
-        )
-    train, layout = _canonical(rows, spec, task, source, None)
+    if spec.sources is not None:
+        train, layout = _mixed_train(spec, task, stats)
+    else:
+        rows, source = given["train"]
+        if not rows:
+            raise DataError(
+                f"{source}: the training file has no rows",
+                hint="check that it is the right file (.jsonl: one JSON object per line; .csv: a header line, then rows)",
+            )
+        train, layout = _canonical(rows, spec, task, source, None)
     splits = {"train": train}
     for name in ("validation", "test"):
         if name in given:
@@ -124,13 +129,39 @@ def _assemble(spec: DataSpec, task: TaskSpec, stats: dict) -> tuple[dict[str, Ro
     stats["split"] = {
         "method": "column"
         if spec.split.column is not None
-        else ("ratio" if spec.path is not None and len(given) == 1 else "files"),
+        else (
+            "ratio" if (spec.path is not None and len(given) == 1) or (spec.sources and missing) else "files"
+        ),
         "carved": [n for n in missing if n in carved],
         "seed": spec.split.seed,
         "stratified": strata is not None and any(n in carved for n in missing),
         "notes": notes,
     }
     return {name: splits[name] for name in SPLITS if name in splits}, layout
+
+
+def _mixed_train(spec: DataSpec, task: TaskSpec, stats: dict) -> tuple[Rows, str]:
+    """data.sources: each source read with its own columns, in canonical rows, then mixed (data/mixing.py)."""
+    read: list[tuple[SourceSpec, Rows]] = []
+    layout: str | None = None
+    for source in spec.sources or ():
+        own = spec.model_copy(
+            update={
+                "file_format": source.file_format or spec.file_format,
+                "columns": spec.columns if source.columns is None else source.columns,
+                "column_names": source.column_names or spec.column_names,
+            }
+        )
+        if source.path.is_dir() and own.file_format in ("auto", "hf_dataset"):
+            stats["files"][str(source.path)] = file_sha256(source.path)
+            rows = read_saved_splits(source.path).get("train") or []
+        else:
+            rows = _read(source.path, f"data.sources ({source.label})", own, task, stats)
+        rows, layout = _canonical(rows, own, task, str(source.path), layout)
+        read.append((source, rows))
+    assert layout is not None  # the schema requires at least one source
+    mixed, stats["sources"] = mix(read, spec.mixing, spec.cleaning, layout, spec.split.seed)
+    return mixed, layout
 
 
 # --- cleaning ----------------------------------------------------------------------------------
@@ -203,6 +234,8 @@ def _load(spec: DataSpec, task: TaskSpec) -> tuple[dict[str, Rows], str, tuple[s
             stats["warnings"].append(f"task.negative_label {task.negative_label!r} is not among the labels")
         stats["label_counts"] = {name: label_counts(rows, layout) for name, rows in splits.items()}
     stats["labels"] = list(labels) if labels is not None else None
+    if "sources" in stats:
+        final_counts(stats["sources"], splits)
     stats["rows_cleaned"] = {name: len(splits.get(name, [])) for name in SPLITS}
     stats["rows"] = dict(stats["rows_cleaned"])
     return splits, layout, labels, stats

@@ -89,7 +89,9 @@ def evaluate_task(
     if run_dir is not None and ctx.kind in CONFUSION_KINDS:
         from .plots import save_confusion_png
 
-        save_confusion_png(task_metrics["confusion_matrix"], Path(run_dir) / A.CONFUSION_PNG)
+        save_confusion_png(
+            task_metrics["confusion_matrix"], Path(run_dir) / A.CONFUSION_PNG, f"Confusion matrix ({split})"
+        )
     info["seconds"] = round(time.perf_counter() - started, 2)
     out = {
         "evaluation": info,

@@ -85,6 +85,32 @@ def _overview(manifest: dict[str, Any], metrics: dict[str, Any]) -> list[str]:
         f"- **Training:** {train.get('global_step')} steps, final train loss {_num(train.get('final_loss'))}, "
         f"{_num(train.get('runtime_s'), 1)} s" + (" (stopped early)" if train.get("stopped_early") else ""),
     ]
+    if train.get("best_step") is not None:
+        lines.append(
+            f"- **Saved adapter:** the best validation checkpoint, step {train['best_step']} "
+            f"(validation {train.get('watched_metric', 'metric')} {_num(train.get('best_metric'))})"
+        )
+    lines += _source_lines(manifest.get("data", {}).get("sources") or {})
+    if train.get("overfitting"):
+        lines += ["", f"> **Warning:** {train['overfitting']}. See `learning_curves.png`."]
+    return lines
+
+
+def _source_lines(sources: dict[str, Any]) -> list[str]:
+    """Per-source counts of a mixed training set (data.sources)."""
+    if not sources:
+        return []
+    lines = [
+        "",
+        "| source | rows read | duplicates of earlier sources | drawn into the mix | train | validation | test |",
+    ]
+    lines.append("|---|---|---|---|---|---|---|")
+    for name, s in sources.items():
+        final = s.get("final") or {}
+        lines.append(
+            f"| {name} | {s.get('rows_read')} | {s.get('duplicates_of_earlier')} | {s.get('drawn')} | "
+            f"{final.get('train', 0)} | {final.get('validation', 0)} | {final.get('test', 0)} |"
+        )
     return lines
 
 

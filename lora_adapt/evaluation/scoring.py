@@ -22,21 +22,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ..recipe.derived import target_names
+from ..recipe.derived import HEADLINE, score_kind, target_names
 from ..recipe.schema import TaskSpec
 from . import metrics as M
 from . import parsing
 from . import regression as R
 
-HEADLINE = {
-    "single": "f1_macro",
-    "multi": "f1_macro",
-    "relation": "f1_macro_official",
-    "tagging": "f1",
-    "entities": "f1",
-    "extraction": "field_f1",
-    "regression": "pearson",
-}
 TABLE_COLUMNS = {
     "single": ("accuracy", "f1_macro", "f1_micro", "f1_weighted", "precision_macro", "recall_macro"),
     "multi": ("subset_accuracy", "f1_macro", "f1_micro", "f1_samples", "precision_micro", "recall_micro"),
@@ -50,17 +41,10 @@ CONFUSION_KINDS = ("single", "relation")
 
 
 def task_kind(task: TaskSpec, mode: str) -> str:
-    if task.type == "classification":
-        return "multi" if task.multi_label else "single"
-    if task.type == "relation_classification":
-        return "relation"
-    if task.type == "token_classification":
-        return "tagging" if mode == "head" else "entities"
-    if task.type == "extraction":
-        return "extraction"
-    if task.type == "regression":
-        return "regression"
-    raise ValueError(f"task.type {task.type!r} has no task metrics")
+    kind = score_kind(task, mode)
+    if kind is None:
+        raise ValueError(f"task.type {task.type!r} has no task metrics")
+    return kind
 
 
 def spans_from_tags(tokens: Sequence[str], tags: Sequence[str]) -> list[tuple[str, str]]:

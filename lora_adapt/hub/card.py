@@ -231,12 +231,35 @@ def _recipe_rows(run: RunDir) -> list[tuple[str, Any]]:
         ("trainable parameters", _share(a)),
         ("epochs / max steps", f"{t.get('epochs') or '-'} / {t.get('max_steps') or '-'}" if t else None),
         ("learning rate", t.get("learning_rate")),
+        ("regularisation", _regularisation(r)),
+        ("early stopping", _early_stopping(t, run.metrics.get("train") or {})),
         ("effective batch size", _get(m, "runtime", "effective_batch_size")),
         ("max sequence length", _get(r, "data", "max_seq_length")),
         ("precision", _get(m, "runtime", "precision")),
         ("seed", m.get("seed")),
     ]
     return [(k, v) for k, v in rows if v not in (None, "", "None")]
+
+
+def _regularisation(recipe: dict[str, Any]) -> str | None:
+    """Adapter dropout, weight decay, L1 penalty on the adapter weights and label smoothing."""
+    a, t = recipe.get("adapter") or {}, recipe.get("training") or {}
+    knobs = (
+        ("adapter dropout", a.get("dropout")),
+        ("weight decay", t.get("weight_decay")),
+        ("L1 on adapter weights", t.get("l1_penalty")),
+        ("label smoothing", t.get("label_smoothing")),
+    )
+    shown = [f"{name} {value:g}" for name, value in knobs if isinstance(value, (int, float))]
+    return ", ".join(shown) or None
+
+
+def _early_stopping(training: dict[str, Any], train: dict[str, Any]) -> str | None:
+    stopping = training.get("early_stopping")
+    if not stopping:
+        return None
+    kept = f"; saved adapter from step {train['best_step']}" if train.get("best_step") is not None else ""
+    return f"on validation {stopping.get('metric')}, patience {stopping.get('patience')}{kept}"
 
 
 def _share(adapter: dict[str, Any]) -> str | None:

@@ -7,7 +7,10 @@
 - benchmark modes: full / lora / qlora and the recipe each one runs (``recipe_mode``, ``mode_recipe``);
 - the full fine-tuning baseline's training settings (``full_finetune_training``);
 - the baseline names (``BASELINES``, from the schema's literal);
-- the loss path a generative job takes on a device (``resolve_loss_path``).
+- the loss path a generative job takes on a device (``resolve_loss_path``);
+- what is scored: the score kind of a task (``score_kind``), its headline metric (``HEADLINE``), the
+  metrics a validation split can be watched on (``validation_metrics``) and their direction
+  (``greater_is_better``).
 
 Nothing here is written back into a Recipe: these are functions of it.
 """
@@ -153,3 +156,84 @@ def mode_recipe(recipe: Recipe, mode: str) -> Recipe:
     if mode == "full":
         update["training"] = full_finetune_training(recipe)
     return recipe.model_copy(update=update)
+
+
+HEADLINE: dict[str, str] = {
+    "single": "f1_macro",
+    "multi": "f1_macro",
+    "relation": "f1_macro_official",
+    "tagging": "f1",
+    "entities": "f1",
+    "extraction": "field_f1",
+    "regression": "pearson",
+}
+"""The headline metric of each score kind (see ``score_kind``)."""
+_PRF = tuple(f"{m}_{avg}" for m in ("precision", "recall", "f1") for avg in ("macro", "micro", "weighted"))
+TASK_METRICS: dict[str, tuple[str, ...]] = {
+    "single": ("accuracy", *_PRF, "f1_positive"),
+    "multi": ("subset_accuracy", "f1_samples", *_PRF),
+    "relation": (
+        "accuracy",
+        *_PRF,
+        *(
+            f"{m}_macro_{scorer}"
+            for m in ("precision", "recall", "f1")
+            for scorer in ("official", "directed")
+        ),
+        "f1_micro_official",
+        "f1_micro_directed",
+        "f1_positive",
+    ),
+    "tagging": ("precision", "recall", "f1", "f1_macro", "token_accuracy"),
+    "entities": ("precision", "recall", "f1", "f1_macro"),
+    "extraction": ("exact_match", "field_precision", "field_recall", "field_f1"),
+    "regression": ("pearson", "spearman", "mse", "rmse", "mae"),
+}
+"""The scalar scores evaluation reports for each kind (counts such as `n` left out): the names early
+stopping and sweeps may watch. tests/test_sweep_recipe.py checks them against evaluation's output.
+``f1_positive`` (the positive class's F1) exists for binary tasks only (BINARY_ONLY_METRICS): watching it
+on a task with more labels is refused when the labels are known, before training."""
+BINARY_ONLY_METRICS = frozenset({"f1_positive"})
+LOSS = "loss"
+LOWER_IS_BETTER = frozenset({LOSS, "mse", "rmse", "mae"})
+
+
+def score_kind(task: TaskSpec, mode: str) -> str | None:
+    """How a task is scored (a key of HEADLINE), or None for sft (loss only)."""
+    if task.type == "classification":
+        return "multi" if task.multi_label else "single"
+    if task.type == "relation_classification":
+        return "relation"
+    if task.type == "token_classification":
+        return "tagging" if mode == "head" else "entities"
+    if task.type == "extraction":
+        return "extraction"
+    if task.type == "regression":
+        return "regression"
+    return None
+
+
+def validation_metrics(task: TaskSpec) -> tuple[str, ...]:
+    """What a validation split can be watched on: its loss and the task's scores."""
+    kind = score_kind(task, task_mode(task))
+    return (LOSS, *(TASK_METRICS[kind] if kind else ()))
+
+
+def metric_name(metric: str) -> str:
+    """`eval_f1_macro` -> `f1_macro` (transformers prefixes validation metrics with `eval_`)."""
+    return metric.removeprefix("eval_")
+
+
+def headline_metric(task: TaskSpec) -> str:
+    """The metric a task is judged on: its headline score, or the loss for sft."""
+    kind = score_kind(task, task_mode(task))
+    return HEADLINE[kind] if kind else LOSS
+
+
+def greater_is_better(metric: str) -> bool:
+    return metric_name(metric) not in LOWER_IS_BETTER
+
+
+def is_task_metric(metric: str) -> bool:
+    """A score computed from predictions (not the loss the trainer computes anyway)."""
+    return metric_name(metric) != LOSS

@@ -15,10 +15,18 @@ from pydantic import BaseModel, ValidationError
 
 from ..errors import RecipeError
 from .schema import Recipe
+from .trials import raw_space_problems, recipe_problems
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"  # built-in recipes shipped in the package
 # Keys holding filesystem paths: resolved against the recipe's folder.
-PATH_KEYS = (("data", "path"), ("data", "train"), ("data", "validation"), ("data", "test"), ("output", "dir"))
+PATH_KEYS = (
+    ("data", "path"),
+    ("data", "train"),
+    ("data", "validation"),
+    ("data", "test"),
+    ("output", "dir"),
+    ("sweep", "dir"),
+)
 # Keys that may be a path or a Hub id: resolved only when they look like a path.
 MAYBE_PATH_KEYS = (("model", "name_or_path"), ("model", "tokenizer"))
 
@@ -61,13 +69,22 @@ def validate_recipe(raw: Any, source: str, lines: dict[tuple, int], overridden: 
             hint="write `key: value` lines at the top level, not `- item` lines; `lora-adapt schema` shows the keys",
         )
     try:
-        return Recipe.model_validate(raw)
+        recipe = Recipe.model_validate(raw)
     except ValidationError as exc:
-        errors = sorted(exc.errors(), key=lambda e: _line_of(_clean_loc(e["loc"]), lines))
-        problems = [_describe(err, raw, source, lines, overridden) for err in errors]
+        found = [(_clean_loc(e["loc"]), _describe(e, raw, source, lines, overridden)) for e in exc.errors()]
+        found += [
+            (loc, f"{_where(loc, source, lines, overridden)}: {message}")
+            for loc, message in raw_space_problems(raw)
+        ]
+        problems = [text for _, text in sorted(found, key=lambda f: _line_of(f[0], lines))]
         raise RecipeError(
             problems, source=source, hint="`lora-adapt schema` prints every key with its type and default"
         ) from None
+    located = sorted(recipe_problems(recipe), key=lambda p: _line_of(p[0], lines))
+    if located:
+        problems = [f"{_where(loc, source, lines, overridden)}: {message}" for loc, message in located]
+        raise RecipeError(problems, source=source, hint="`lora-adapt schema` describes every key")
+    return recipe
 
 
 def dump_recipe(recipe: Recipe) -> str:
@@ -160,10 +177,11 @@ def _deepcopy(obj: Any) -> Any:
 
 def _resolve_paths(raw: dict, base: Path) -> None:
     for section, key in PATH_KEYS:
-        sect = raw.get(section)
-        if isinstance(sect, dict) and isinstance(sect.get(key), str) and sect[key]:
-            p = Path(sect[key]).expanduser()
-            sect[key] = str(p if p.is_absolute() else (base / p).resolve())
+        _resolve_path(raw.get(section), key, base)
+    data = raw.get("data")
+    sources = data.get("sources") if isinstance(data, dict) else None
+    for source in sources if isinstance(sources, list) else ():
+        _resolve_path(source, "path", base)
     for section, key in MAYBE_PATH_KEYS:
         sect = raw.get(section)
         if isinstance(sect, dict) and isinstance(sect.get(key), str):
@@ -171,6 +189,12 @@ def _resolve_paths(raw: dict, base: Path) -> None:
             if value.startswith(("./", "../", "~", "/")) or (base / value).exists():
                 p = Path(value).expanduser()
                 sect[key] = str(p if p.is_absolute() else (base / p).resolve())
+
+
+def _resolve_path(node: Any, key: str, base: Path) -> None:
+    if isinstance(node, dict) and isinstance(node.get(key), str) and node[key]:
+        p = Path(node[key]).expanduser()
+        node[key] = str(p if p.is_absolute() else (base / p).resolve())
 
 
 # --- error messages ---------------------------------------------------------------------------

@@ -13,7 +13,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
+
+from .mixing import MixingSpec, SourceSpec, source_problems
+from .spec import FileFormat, Spec
+from .sweep import SweepSpec
 
 TaskType = Literal[
     "sft", "classification", "regression", "token_classification", "relation_classification", "extraction"
@@ -28,9 +32,6 @@ Device = Literal["auto", "cpu", "cuda", "mps"]
 AttnImpl = Literal["auto", "sdpa", "eager", "flash_attention_2"]
 AdapterMethod = Literal["lora", "dora"]
 LoraScaling = Literal["standard", "rslora"]
-FileFormat = Literal[
-    "auto", "jsonl", "json", "csv", "tsv", "parquet", "text", "conll", "semeval", "hf_dataset"
-]
 DataFormat = Literal["auto", "completion", "prompt_completion", "instruction", "chat"]
 LossOn = Literal["completion", "all"]
 Scheduler = Literal[
@@ -71,18 +72,6 @@ CANONICAL_COLUMNS = (
 )
 """``text_a`` is another name for ``text`` (the first text of a pair); ``text_b`` makes a row a sentence pair.
 ``e1_start`` ... ``e2_type``: relation entities given as character offsets (end exclusive) instead of markers."""
-
-
-class Spec(BaseModel):
-    """Base for every section: unknown keys are errors and values are frozen once built."""
-
-    model_config = ConfigDict(
-        extra="forbid",
-        frozen=True,
-        validate_default=True,
-        use_attribute_docstrings=True,
-        allow_inf_nan=False,  # `.inf` / `.nan` are errors at validate, never a learning rate or epoch count
-    )
 
 
 class TaskSpec(Spec):
@@ -283,17 +272,33 @@ class DataSpec(Spec):
     """Keep the prepared data in the content-addressed cache (`$LORA_ADAPT_DATA_CACHE`, default
     `~/.cache/lora-adapt/data`) and reuse it when the files, tokenizer and data settings are the same:
     reruns, `--resume`, sweep trials and `eval` skip preparation. `lora-adapt data prepare` fills it."""
+    sources: tuple[SourceSpec, ...] | None = None
+    """Several training sources mixed into one training set (instead of `path` / `train`), by
+    weights or ratios, deduplicated across sources; validation and test are carved from the mix by
+    `split` unless `validation` / `test` files are given. Per-source counts go to the manifest and
+    the report."""
+    mixing: MixingSpec = MixingSpec()
+    """How `sources` are mixed."""
 
     @model_validator(mode="after")
     def _sources(self) -> DataSpec:
-        if self.path is None and self.train is None:
+        given = [key for key in ("path", "train", "sources") if getattr(self, key) is not None]
+        if not given:
             raise ValueError(
-                "data needs `path` (one source, split by ratio) or `train` (explicit split files)"
+                "data needs `path` (one source, split by ratio), `train` (explicit split files) or "
+                "`sources` (several sources mixed)"
             )
-        if self.path is not None and self.train is not None:
+        if len(given) > 1:
             raise ValueError(
-                "data.path and data.train are exclusive: give one source to split, or explicit files"
+                f"data.{' and data.'.join(given)} are exclusive: give one source to split, explicit "
+                "files, or sources to mix"
             )
+        if self.sources is not None:
+            problems = source_problems(self.sources, self.mixing)
+            if problems:
+                raise ValueError("; ".join(problems))
+        elif self.mixing != MixingSpec():
+            raise ValueError("data.mixing applies to data.sources; remove it or list the sources")
         unknown = sorted(set(self.columns) - set(CANONICAL_COLUMNS))
         if unknown:
             raise ValueError(
@@ -308,10 +313,15 @@ class DataSpec(Spec):
 
 class EarlyStoppingSpec(Spec):
     patience: int = Field(3, ge=1)
-    """Evaluations without improvement before stopping. The best adapter is kept."""
+    """Evaluations without improvement before stopping. The best adapter is kept (and the step it
+    came from is recorded)."""
     threshold: float = Field(0.0, ge=0)
-    metric: str = "eval_loss"
-    """Metric to watch (lower is better for losses, higher for accuracy/f1)."""
+    """Smallest change of the metric that counts as an improvement."""
+    metric: str = "loss"
+    """The validation metric watched: `loss`, or any metric the task's evaluation reports
+    (`f1_macro`, `accuracy`, `f1_macro_official`, `f1`, `field_f1`, ...; an `eval_` prefix is
+    accepted). Lower is better for `loss`, higher for the others. Generative tasks score
+    `evaluation.validation_max_samples` validation rows at each evaluation to compute a task metric."""
 
 
 class DivergenceSpec(Spec):
@@ -346,6 +356,13 @@ class TrainingSpec(Spec):
     `pip install liger-kernel`). `auto`: `trl` on CUDA, `chunked` elsewhere."""
     gradient_checkpointing: bool = False
     weight_decay: float = Field(0.0, ge=0)
+    """Decoupled weight decay (AdamW) on the trained parameters."""
+    l1_penalty: float = Field(0.0, ge=0)
+    """Adds this x the sum of the absolute values of the adapter weights (the LoRA A/B matrices) to
+    the training loss: pushes unneeded adapter weights to zero. Not added to validation loss."""
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    """Cross-entropy against targets smoothed by this much (transformers' `label_smoothing_factor`):
+    the model is not pushed towards certainty on small or noisy labels. Not for multi-label heads."""
     max_grad_norm: float = Field(1.0, ge=0)
     optimizer: Optimizer = "adamw_torch"
     precision: DType = "auto"
@@ -405,6 +422,10 @@ class EvaluationSpec(Spec):
     """Head mode: the words that drive the adapted model's decisions (Integrated Gradients) over a sample of
     the test split, beside the TF-IDF baseline's top features, in report.md and metrics.json. Null (the
     default): the ExplanationSpec defaults for head runs (32 rows); `{rows: 0}` switches them off."""
+    validation_max_samples: int = Field(64, ge=1)
+    """Generative tasks: when a task metric is watched during training (early stopping on it, or a
+    sweep's objective), a seeded sample of this many validation rows is scored at each evaluation
+    (generation is slow). Head mode scores every validation row at each evaluation."""
 
 
 class PublishSpec(Spec):
@@ -517,6 +538,9 @@ class Recipe(Spec):
     output: OutputSpec = OutputSpec()
     distributed: DistributedSpec = DistributedSpec()
     """How a run launched on several processes shares the work (one process ignores it)."""
+    sweep: SweepSpec | None = None
+    """The hyperparameter search `lora-adapt sweep` runs over this recipe (`lora-adapt run` trains
+    the recipe as written and ignores this section)."""
 
     @model_validator(mode="after")
     def _cross_section(self) -> Recipe:
@@ -566,6 +590,13 @@ class Recipe(Spec):
                 "evaluation.explanations explains a classifier or regression head; this task trains a generative "
                 "model (remove evaluation.explanations)"
             )
+        if self.training.label_smoothing and self.task.multi_label:
+            problems.append(
+                "training.label_smoothing does not apply to multi-label classification (each label is a "
+                "separate yes/no); remove it"
+            )
+        if self.training.label_smoothing and self.task.type == "regression":
+            problems.append("training.label_smoothing does not apply to regression (no classes); remove it")
         relation_head = self.task.type == "relation_classification" and self.task.mode != "generative"
         if self.output.merge and relation_head and self.task.pooling in ("auto", "entity_start"):
             problems.append(

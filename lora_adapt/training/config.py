@@ -6,9 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..recipe.derived import greater_is_better, metric_name
 from ..recipe.schema import TrainingSpec
-
-LOWER_IS_BETTER = ("loss", "perplexity", "error", "mse", "mae")
 
 
 @dataclass(frozen=True)
@@ -77,6 +76,7 @@ def common_args(
         report_to=[spec.report_to] if spec.report_to == "wandb" else [],
         disable_tqdm=not spec.progress_bar,
         neftune_noise_alpha=spec.neftune_noise_alpha,
+        label_smoothing_factor=spec.label_smoothing,
         use_cpu=device == "cpu",
         dataloader_num_workers=0,
         remove_unused_columns=False,
@@ -85,12 +85,12 @@ def common_args(
     if spec.gradient_checkpointing:
         args["gradient_checkpointing_kwargs"] = {"use_reentrant": False}
     if spec.early_stopping is not None and evaluate:
-        metric = spec.early_stopping.metric
+        metric = metric_name(spec.early_stopping.metric)
         # keeping the best adapter needs a checkpoint at every evaluation
         args.update(
             load_best_model_at_end=True,
-            metric_for_best_model=metric,
+            metric_for_best_model=f"eval_{metric}",
             save_strategy=strategy,
-            greater_is_better=not any(word in metric for word in LOWER_IS_BETTER),
+            greater_is_better=greater_is_better(metric),
         )
     return args

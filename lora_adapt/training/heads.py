@@ -4,11 +4,11 @@ The LoRA adapter and the new head are trained together: peft's SEQ_CLS and TOKEN
 add the head modules (``classifier`` for BERT-style encoders, ``score`` for Llama / Qwen2 and other
 decoders) to ``modules_to_save``, so the head is trained in full and saved with the adapter.
 
-``compute_metrics`` reports ``eval_accuracy`` and ``eval_f1`` so early stopping can watch either:
-macro-F1 for single-label classification (leaving ``task.negative_label`` out, as relation scoring
-does), micro-F1 for multi-label, entity-level F1 (seqeval, conlleval semantics) for tagging. A
-regression head reports ``eval_mse`` (in the trained, possibly standardised, units; averaged over the
-targets) and ``eval_pearson`` (mean over the targets; unaffected by the scaling).
+``compute_metrics`` comes from the caller (the runtime builds it from evaluation's scorer), so every
+metric the task's evaluation reports is a validation metric at each evaluation (``eval_f1_macro``,
+``eval_f1_macro_official``, ``eval_f1``, ``eval_pearson``, ``eval_mse``, ...) that early stopping and sweeps
+can watch (a regression head's outputs are decoded to the data's units first, as the final evaluation
+decodes them).
 """
 
 from __future__ import annotations
@@ -16,14 +16,21 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
-
-from ..recipe.derived import MULTI_LABEL_LOGIT, REGRESSION_TASKS
-from ..recipe.schema import TaskSpec
+from .penalties import penalized
 
 
-def make_head_trainer(model, tokenizer, prepared, args, callbacks, task: TaskSpec):
-    """A ``transformers.Trainer`` for the head task of ``prepared`` (layout classification/relation/tagging)."""
+def make_head_trainer(
+    model,
+    tokenizer,
+    prepared,
+    args,
+    callbacks,
+    *,
+    compute_metrics: Callable[[Any], dict[str, float]] | None = None,
+    l1_penalty: float = 0.0,
+):
+    """A ``transformers.Trainer`` (with the L1 penalty of training/penalties.py) for the head task of
+    ``prepared`` (layout classification/relation/tagging)."""
     from transformers import DataCollatorForTokenClassification, DataCollatorWithPadding, Trainer
 
     tagging = prepared.layout == "tagging"
@@ -31,7 +38,7 @@ def make_head_trainer(model, tokenizer, prepared, args, callbacks, task: TaskSpe
         DataCollatorForTokenClassification(tokenizer) if tagging else DataCollatorWithPadding(tokenizer)
     )
     has_val = prepared.validation is not None and len(prepared.validation) > 0
-    return Trainer(
+    return penalized(Trainer)(
         model=model,
         args=args,
         data_collator=collator,
@@ -39,74 +46,6 @@ def make_head_trainer(model, tokenizer, prepared, args, callbacks, task: TaskSpe
         eval_dataset=prepared.validation if has_val else None,
         processing_class=tokenizer,
         callbacks=list(callbacks),
-        compute_metrics=head_metrics_fn(task, prepared.labels, tagging),
+        compute_metrics=compute_metrics if has_val else None,
+        l1_penalty=l1_penalty,
     )
-
-
-def head_metrics_fn(
-    task: TaskSpec, labels: tuple[str, ...], tagging: bool
-) -> Callable[[Any], dict[str, float]]:
-    """The ``compute_metrics`` callable for a head task."""
-    if task.type in REGRESSION_TASKS:
-        return lambda pred: regression_scores(pred.predictions, pred.label_ids)
-    if tagging:
-        return lambda pred: _tagging_scores(pred.predictions, pred.label_ids, labels)
-    if task.multi_label:
-        return lambda pred: _multilabel_scores(pred.predictions, pred.label_ids)
-    scored = [i for i, label in enumerate(labels) if label != task.negative_label]
-    return lambda pred: _single_label_scores(pred.predictions, pred.label_ids, scored)
-
-
-def _logits(predictions) -> np.ndarray:
-    return np.asarray(predictions[0] if isinstance(predictions, tuple) else predictions)
-
-
-def _single_label_scores(predictions, label_ids, scored: list[int]) -> dict[str, float]:
-    from sklearn.metrics import f1_score
-
-    pred = _logits(predictions).argmax(-1)
-    gold = np.asarray(label_ids)
-    f1 = f1_score(gold, pred, labels=scored, average="macro", zero_division=0)
-    return {"accuracy": float((pred == gold).mean()), "f1": float(f1)}
-
-
-def _multilabel_scores(predictions, label_ids) -> dict[str, float]:
-    from sklearn.metrics import f1_score
-
-    pred = (_logits(predictions) > MULTI_LABEL_LOGIT).astype(int)
-    gold = np.asarray(label_ids).astype(int)
-    return {
-        "accuracy": float((pred == gold).all(axis=1).mean()),
-        "f1": float(f1_score(gold, pred, average="micro", zero_division=0)),
-    }
-
-
-def _tagging_scores(predictions, label_ids, labels: tuple[str, ...]) -> dict[str, float]:
-    from seqeval.metrics import f1_score
-
-    pred = _logits(predictions).argmax(-1)
-    gold = np.asarray(label_ids)
-    gold_tags, pred_tags = [], []
-    for p_row, g_row in zip(pred, gold, strict=True):
-        keep = g_row != -100
-        gold_tags.append([labels[i] for i in g_row[keep]])
-        pred_tags.append([labels[i] for i in p_row[keep]])
-    tokens = sum(len(t) for t in gold_tags)
-    hits = sum(a == b for g, p in zip(gold_tags, pred_tags, strict=True) for a, b in zip(g, p, strict=True))
-    return {
-        "accuracy": hits / tokens if tokens else 0.0,
-        "f1": float(f1_score(gold_tags, pred_tags, zero_division=0)),
-    }
-
-
-def regression_scores(predictions, label_ids) -> dict[str, float]:
-    """Mean squared error and Pearson r, each averaged over the targets."""
-    pred = _logits(predictions).reshape(len(label_ids), -1).astype(float)
-    gold = np.asarray(label_ids, dtype=float).reshape(pred.shape)
-    pearson = [
-        float(np.corrcoef(pred[:, j], gold[:, j])[0, 1])
-        if pred[:, j].std() > 0 and gold[:, j].std() > 0
-        else 0.0
-        for j in range(pred.shape[1])
-    ]
-    return {"mse": float(np.mean((pred - gold) ** 2)), "pearson": float(np.mean(pearson))}

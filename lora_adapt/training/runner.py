@@ -21,6 +21,7 @@ class TrainResult:
     mean_train_loss: float | None  # averaged over the whole run (Trainer's train_loss)
     best_metric: float | None
     best_checkpoint: str | None
+    best_step: int | None  # the step whose checkpoint became the saved adapter (early stopping), else None
     stopped_early: bool
     runtime_s: float
     extra: dict[str, Any] = field(default_factory=dict)
@@ -31,6 +32,7 @@ class TrainResult:
             "final_loss": self.final_train_loss,
             "mean_loss": self.mean_train_loss,
             "best_metric": self.best_metric,
+            "best_step": self.best_step,
             "stopped_early": self.stopped_early,
             "runtime_s": round(self.runtime_s, 2),
             "history": self.history,
@@ -82,6 +84,7 @@ def run_trainer(
         mean_train_loss=round(mean, 6) if mean is not None else None,
         best_metric=state.best_metric,
         best_checkpoint=state.best_model_checkpoint,
+        best_step=state.best_global_step if trainer.args.load_best_model_at_end else None,
         stopped_early=state.global_step < planned
         and max_steps_hint is None
         and bool(trainer.args.load_best_model_at_end),

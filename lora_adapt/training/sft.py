@@ -8,6 +8,7 @@ from transformers import TrainerCallback
 
 from ..recipe.schema import DataSpec, TrainingSpec
 from .config import Precision, common_args
+from .penalties import penalized
 
 
 def sft_config(
@@ -34,10 +35,19 @@ def sft_config(
 
 
 def make_sft_trainer(
-    model, tokenizer, train_ds, eval_ds, args, callbacks: list[TrainerCallback], *, loss_path: str = "trl"
+    model,
+    tokenizer,
+    train_ds,
+    eval_ds,
+    args,
+    callbacks: list[TrainerCallback],
+    *,
+    loss_path: str = "trl",
+    l1_penalty: float = 0.0,
 ):
     """TRL's SFTTrainer (`loss_path` "trl": its own fused LM head), or our subclass scoring tokens by
-    `loss_path` "chunked" / "liger" (training/lm_loss.py)."""
+    `loss_path` "chunked" / "liger" (training/lm_loss.py); either with the L1 penalty of
+    training/penalties.py."""
     kwargs = dict(
         model=model,
         args=args,
@@ -45,14 +55,15 @@ def make_sft_trainer(
         eval_dataset=eval_ds,
         processing_class=tokenizer,
         callbacks=callbacks,
+        l1_penalty=l1_penalty,
     )
     if loss_path == "trl":
         from trl import SFTTrainer
 
-        return SFTTrainer(**kwargs)
+        return penalized(SFTTrainer)(**kwargs)
     from .lm_loss import LossPathSFTTrainer
 
-    return LossPathSFTTrainer(**kwargs, loss_path=loss_path)
+    return penalized(LossPathSFTTrainer)(**kwargs, loss_path=loss_path)
 
 
 def check_loss_path(loss_path: str, model, *, device: str, explicit: bool) -> str:

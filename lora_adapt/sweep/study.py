@@ -1,0 +1,196 @@
+"""The Optuna study behind a sweep: SQLite storage in the sweep folder (so a sweep resumes, and several
+processes can share it), the sampler and pruner the `sweep` section names, and the trial budget.
+
+Trial states: COMPLETE, PRUNED, FAIL (with a user attribute ``failure``: the reason). A trial whose
+process was interrupted (or died: found when a sweep process next opens the study) is failed without a
+reason, does not count against the budget, and its parameters are queued again.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+from typing import Any, Literal
+
+from .. import artifacts as A
+from ..recipe.sweep import SweepSpec
+from .space import grid_params, same_params
+
+LOCK_TIMEOUT_S = 60
+"""How long a process waits for another one's write to the shared SQLite file."""
+
+
+def open_study(
+    sweep: SweepSpec,
+    folder: Path,
+    name: str,
+    direction: Literal["minimize", "maximize"],
+    searched: dict[str, Any] | None = None,
+):
+    """Create or load the study in ``folder`` (its sampler seeded past the trials it already has, so a
+    resumed random or TPE sweep does not repeat its first suggestions). ``searched``: what the trials
+    depend on (:func:`searched_settings`); a study made for other settings is refused, not mixed in."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    folder.mkdir(parents=True, exist_ok=True)
+    storage = optuna.storages.RDBStorage(
+        f"sqlite:///{folder / A.SWEEP_STUDY}",
+        engine_kwargs={"connect_args": {"timeout": LOCK_TIMEOUT_S}},
+    )
+    probe = optuna.create_study(storage=storage, study_name=name, direction=direction, load_if_exists=True)
+    if probe.direction.name.lower() != direction:
+        from ..errors import UsageError
+
+        raise UsageError(
+            f"the sweep in {folder} {probe.direction.name.lower()}s its objective; this recipe asks to {direction}",
+            hint="use another sweep.dir for a different objective",
+        )
+    if searched is not None:
+        _check_same_search(probe, searched, folder)
+    offset = len(probe.get_trials(deepcopy=False))
+    return optuna.load_study(
+        study_name=name, storage=storage, sampler=_sampler(sweep, offset), pruner=_pruner(sweep)
+    )
+
+
+def searched_settings(recipe_dict: dict[str, Any]) -> dict[str, Any]:
+    """The recipe as its trials see it: everything but `output`, the progress display and the sweep's
+    budget and folder (a resumed sweep may get more trials or minutes; anything else changes what a
+    trial means)."""
+    kept = {k: v for k, v in recipe_dict.items() if k != "output"}
+    sweep = {k: v for k, v in (kept.get("sweep") or {}).items() if k not in ("budget", "dir")}
+    training = {k: v for k, v in (kept.get("training") or {}).items() if k != "progress_bar"}
+    return {**kept, "sweep": sweep, "training": training}
+
+
+def _check_same_search(study, searched: dict[str, Any], folder: Path) -> None:
+    """Record the settings of a new study; refuse to add trials of other settings to an existing one."""
+    import json
+
+    from ..errors import UsageError
+
+    canonical = json.loads(json.dumps(searched, sort_keys=True, default=str))
+    recorded = study.user_attrs.get("searched")
+    if recorded is None:
+        if study.get_trials(deepcopy=False):
+            return  # a study from before settings were recorded: nothing to compare with
+        study.set_user_attr("searched", canonical)
+        return
+    changed = sorted(_changed_keys(recorded, canonical))
+    if changed:
+        shown = ", ".join(changed[:6]) + (f" and {len(changed) - 6} more" if len(changed) > 6 else "")
+        raise UsageError(
+            f"the sweep in {folder} was started with other settings ({shown} differ); its trials would "
+            "not be comparable with this recipe's",
+            hint="give this sweep its own folder (--dir or sweep.dir, or another name), or remove the old one",
+        )
+
+
+def _changed_keys(old: Any, new: Any, prefix: str = "") -> list[str]:
+    if isinstance(old, dict) and isinstance(new, dict):
+        keys = set(old) | set(new)
+        return [c for k in keys for c in _changed_keys(old.get(k), new.get(k), f"{prefix}{k}.")]
+    return [] if old == new else [prefix.rstrip(".")]
+
+
+def _sampler(sweep: SweepSpec, offset: int):
+    import optuna
+
+    if sweep.method == "bayes":
+        startup = sweep.startup_trials or max(3, (sweep.budget.trials or 12) // 4)
+        return optuna.samplers.TPESampler(n_startup_trials=startup, seed=sweep.seed + offset)
+    return optuna.samplers.RandomSampler(seed=sweep.seed + offset)  # grid trials are all queued
+
+
+def _pruner(sweep: SweepSpec):
+    import optuna
+
+    p = sweep.pruning
+    if p.method == "median":
+        # steps are evaluation numbers from 1: a trial may be pruned at evaluation warmup + 1
+        return optuna.pruners.MedianPruner(
+            n_startup_trials=p.startup_trials, n_warmup_steps=p.warmup_evaluations + 1
+        )
+    if p.method == "successive_halving":
+        return optuna.pruners.SuccessiveHalvingPruner()
+    if p.method == "hyperband":
+        return optuna.pruners.HyperbandPruner()
+    return optuna.pruners.NopPruner()
+
+
+def mark_process(trial) -> None:
+    """Record which process runs ``trial`` (to tell a live trial from one whose process died)."""
+    trial.set_user_attr("host", socket.gethostname())
+    trial.set_user_attr("pid", os.getpid())
+
+
+def fail_interrupted(study, trial_number: int, params: dict[str, Any]) -> None:
+    """Fail a running trial as interrupted (a FAIL without a recorded reason) and queue its parameters
+    again."""
+    import optuna
+
+    study.tell(trial_number, state=optuna.trial.TrialState.FAIL)
+    if params:
+        study.enqueue_trial(params, user_attrs={"retry_of": trial_number})
+
+
+def fail_dead_trials(study) -> int:
+    """Fail (as interrupted, queued again) running trials whose process on this host is gone."""
+    import optuna
+
+    dead = 0
+    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        attrs = trial.user_attrs
+        if attrs.get("host") == socket.gethostname() and not _alive(attrs.get("pid")):
+            fail_interrupted(study, trial.number, trial.params)
+            dead += 1
+    return dead
+
+
+def _alive(pid: Any) -> bool:
+    if not isinstance(pid, int):
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def interrupted(trial) -> bool:
+    """A trial failed without a reason of its own: its process was interrupted or died."""
+    import optuna
+
+    return trial.state == optuna.trial.TrialState.FAIL and trial.user_attrs.get("failure") is None
+
+
+def counted(study) -> int:
+    """Trials that count against the budget: finished (not interrupted) or running."""
+    import optuna
+
+    states = (
+        optuna.trial.TrialState.COMPLETE,
+        optuna.trial.TrialState.PRUNED,
+        optuna.trial.TrialState.FAIL,
+        optuna.trial.TrialState.RUNNING,
+    )
+    return sum(1 for t in study.get_trials(deepcopy=False, states=states) if not interrupted(t))
+
+
+def queue_grid(study, sweep: SweepSpec) -> int:
+    """Queue every grid point no trial covers yet (finished, running or waiting, interrupted ones aside);
+    return the grid size."""
+    covered = [
+        t.params or t.system_attrs.get("fixed_params") or {}
+        for t in study.get_trials(deepcopy=False)
+        if not interrupted(t)
+    ]
+    points = grid_params(sweep)
+    for point in points:
+        if not any(same_params(point, c) for c in covered if c):
+            study.enqueue_trial(point)
+    return len(points)

@@ -1,0 +1,266 @@
+"""`lora-adapt sweep` on a tiny BERT: grid, random and bayes budgets, pruning, failures, resuming, the
+outputs, and the best recipe reproducing its validation score."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+
+import optuna
+import pytest
+from helpers import instruction_rows, run_cli, sft_recipe, sweep_recipe, write_jsonl
+
+import lora_adapt.sweep as sweep_module
+from lora_adapt import artifacts as A
+from lora_adapt.pipeline import run as run_pipeline
+from lora_adapt.recipe import load_recipe
+from lora_adapt.sweep import run_sweep
+from lora_adapt.sweep.space import grid_params
+from lora_adapt.sweep.study import counted, fail_dead_trials, mark_process, open_study
+
+GRID = {
+    "method": "grid",
+    "space": {"training.learning_rate": {"values": [1e-3, 5e-2]}, "adapter.rank": {"values": [2, 4]}},
+    "budget": {"trials": 4},
+    "pruning": {"method": "none"},
+}
+
+
+def trials_of(folder, name="swept"):
+    return optuna.load_study(study_name=name, storage=f"sqlite:///{folder / A.SWEEP_STUDY}").trials
+
+
+@pytest.fixture(scope="module")
+def grid_sweep(tmp_path_factory, tiny_bert_dir):
+    tmp = tmp_path_factory.mktemp("grid")
+    recipe = sweep_recipe(tmp, tiny_bert_dir, GRID)
+    output = run_cli("sweep", str(recipe)).output
+    return tmp, recipe, output
+
+
+def test_grid_visits_every_point_once(grid_sweep):
+    tmp, recipe, output = grid_sweep
+    trials = trials_of(tmp / "sweep")
+    assert [t.state.name for t in trials] == ["COMPLETE"] * 4
+    visited = sorted((t.params["training.learning_rate"], t.params["adapter.rank"]) for t in trials)
+    assert visited == [(1e-3, 2), (1e-3, 4), (5e-2, 2), (5e-2, 4)]
+    assert "sweep written:" in output
+
+
+def test_a_sweep_writes_trials_tables_plots_and_the_best_recipe(grid_sweep):
+    tmp, _, _ = grid_sweep
+    folder = tmp / "sweep"
+    names = {p.name for p in folder.iterdir()}
+    expected = {A.SWEEP_STUDY, A.SWEEP_TRIALS_DIR, A.SWEEP_TABLE_CSV, A.SWEEP_TABLE_MD, A.SWEEP_BEST_RECIPE}
+    assert expected | {A.SWEEP_SUMMARY, A.SWEEP_REPORT, *A.SWEEP_PLOTS} == names
+    for plot in A.SWEEP_PLOTS:
+        assert (folder / plot).read_bytes()[:4] == b"\x89PNG"
+    rows = list(csv.DictReader((folder / A.SWEEP_TABLE_CSV).open()))
+    assert [int(r["trial"]) for r in rows] == [0, 1, 2, 3] and {r["state"] for r in rows} == {"COMPLETE"}
+    assert all(int(r["steps"]) == 2 and int(r["evaluations"]) == 2 for r in rows)
+    summary = json.loads((folder / A.SWEEP_SUMMARY).read_text())
+    best = summary["best"]
+    assert summary["objective"] == {"metric": "f1_macro", "direction": "maximize", "split": "validation"}
+    assert best["validation"] == max(float(r["value"]) for r in rows)
+    assert best["test"]["rows"] > 0 and "f1_macro" in best["test"]  # scored once, beside validation
+    assert "(best)" in (folder / A.SWEEP_TABLE_MD).read_text()
+    assert summary["cost"]["steps_total"] == 8 and summary["cost"]["before_first_step_first_s"] > 0
+    trial_dir = folder / A.SWEEP_TRIALS_DIR / "trial-0000"
+    assert {p.name for p in trial_dir.iterdir()} == set(A.RUN_FILES) | {A.CONFUSION_PNG}
+    metrics = json.loads((trial_dir / A.METRICS).read_text())
+    assert metrics["evaluation"]["split"] == "validation" and metrics["baselines"] == {}
+    assert "test" not in metrics and "validation" not in metrics  # no loss pass: the objective is f1_macro
+    # the Trainer's compute_metrics and the final evaluation score the validation split alike
+    last_eval = [h for h in metrics["train"]["history"] if "eval_f1_macro" in h][-1]
+    assert last_eval["eval_f1_macro"] == pytest.approx(metrics["task"]["f1_macro"], abs=1e-6)
+
+
+def test_the_best_recipe_run_again_reproduces_its_validation_score(grid_sweep):
+    tmp, _, _ = grid_sweep
+    folder = tmp / "sweep"
+    best = json.loads((folder / A.SWEEP_SUMMARY).read_text())["best"]
+    recipe = load_recipe(folder / A.SWEEP_BEST_RECIPE, [f"output.dir={tmp / 'again'}"])
+    assert recipe.sweep is None and recipe.name == "swept-best"
+    for path, value in best["values"].items():
+        section, key = path.split(".")
+        assert getattr(getattr(recipe, section), key) == value
+    rerun = run_pipeline(recipe, score_split="validation", echo=lambda line: None)  # a fresh load
+    assert rerun.metrics["task"]["f1_macro"] == pytest.approx(best["validation"], abs=1e-9)
+
+
+def test_random_and_bayes_honour_the_budget(tmp_path, tiny_bert_dir):
+    rate = {"training.learning_rate": {"low": 1e-3, "high": 5e-2, "log": True}}
+    sweep = {"method": "random", "space": rate, "budget": {"trials": 2}, "pruning": {"method": "none"}}
+    summary = run_sweep(
+        load_recipe(sweep_recipe(tmp_path, tiny_bert_dir, sweep)), echo=lambda line: None
+    ).summary
+    assert len(trials_of(tmp_path / "sweep")) == 2 and summary["counts"] == {"COMPLETE": 2}
+    bayes = {
+        "method": "bayes",
+        "startup_trials": 1,
+        "space": rate,
+        "dir": str(tmp_path / "bayes"),
+        "budget": {"trials": 2},
+    }
+    run_cli("sweep", str(sweep_recipe(tmp_path, tiny_bert_dir, bayes)), "--trials", "3")  # --trials overrides
+    trials = trials_of(tmp_path / "bayes")
+    assert len(trials) == 3 and len({t.params["training.learning_rate"] for t in trials}) == 3
+
+
+def test_a_failed_trial_is_recorded_with_its_reason_and_the_sweep_goes_on(tmp_path, tiny_bert_dir):
+    models = {"values": [str(tiny_bert_dir), "nobody/missing-model"]}  # offline: the second cannot load
+    sweep = {"method": "grid", "space": {"model.name_or_path": models}, "budget": {"trials": 2}}
+    summary = run_sweep(
+        load_recipe(sweep_recipe(tmp_path, tiny_bert_dir, sweep)), echo=lambda line: None
+    ).summary
+    trials = {t.params["model.name_or_path"]: t for t in trials_of(tmp_path / "sweep")}
+    failed = trials["nobody/missing-model"]
+    assert failed.state.name == "FAIL" and failed.user_attrs["failure"].startswith("ModelLoadError")
+    assert trials[str(tiny_bert_dir)].state.name == "COMPLETE" and summary["counts"] == {
+        "COMPLETE": 1,
+        "FAIL": 1,
+    }
+    rows = list(csv.DictReader((tmp_path / "sweep" / A.SWEEP_TABLE_CSV).open()))
+    assert any(r["state"] == "FAIL" and r["reason"].startswith("ModelLoadError") for r in rows)
+    assert not list((tmp_path / "sweep" / A.SWEEP_TRIALS_DIR).glob("*.incomplete"))
+
+
+def test_a_hopeless_trial_is_pruned_early(tmp_path, tiny_bert_dir):
+    sweep = {
+        "method": "grid",
+        "space": {"training.learning_rate": {"values": [0.9, 1e-6]}},
+        "objective": {"metric": "loss"},
+        "pruning": {"method": "median", "startup_trials": 1, "warmup_evaluations": 0},
+        "budget": {"trials": 2},
+    }
+    recipe = load_recipe(
+        sweep_recipe(tmp_path, tiny_bert_dir, sweep, training={"max_steps": 4, "warmup_ratio": 0.0})
+    )
+    assert [p["training.learning_rate"] for p in grid_params(recipe.sweep)] == [
+        1e-6,
+        0.9,
+    ]  # the bad one second
+    best = run_sweep(recipe, echo=lambda line: None).summary["best"]
+    assert best["test"]["loss"] > 0 and "f1_macro" in best["test"]  # the objective's test score, once
+    first, second = trials_of(tmp_path / "sweep")
+    assert first.state.name == "COMPLETE" and second.state.name == "PRUNED"
+    assert second.user_attrs["cost"]["steps"] < 4 and "pruned at evaluation" in second.user_attrs["pruned"]
+    assert not (tmp_path / "sweep" / A.SWEEP_TRIALS_DIR / "trial-0001").exists()
+    assert not (tmp_path / "sweep" / A.SWEEP_TRIALS_DIR / "trial-0001.incomplete").exists()
+
+
+def test_an_interrupted_sweep_resumes_without_redoing_finished_trials(tmp_path, tiny_bert_dir, monkeypatch):
+    sweep = {
+        **GRID,
+        "space": {"training.learning_rate": {"values": [1e-3, 5e-3, 2e-2]}},
+        "budget": {"trials": 3},
+    }
+    recipe = load_recipe(sweep_recipe(tmp_path, tiny_bert_dir, sweep))
+    real, calls = sweep_module.run_trial, []
+
+    def interrupted_second(trial, *args, **kwargs):
+        calls.append(trial.number)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(trial, *args, **kwargs)
+
+    monkeypatch.setattr(sweep_module, "run_trial", interrupted_second)
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(recipe, echo=lambda line: None)
+    first_run = (tmp_path / "sweep" / A.SWEEP_TRIALS_DIR / "trial-0000" / A.METRICS).stat().st_mtime_ns
+    calls.clear()
+    monkeypatch.setattr(
+        sweep_module, "run_trial", lambda trial, *a, **k: calls.append(trial.number) or real(trial, *a, **k)
+    )
+    summary = run_sweep(recipe, echo=lambda line: None).summary
+    trials = trials_of(tmp_path / "sweep")
+    assert [t.state.name for t in trials] == ["COMPLETE", "FAIL", "COMPLETE", "COMPLETE"]
+    assert calls == [2, 3]  # the interrupted point again, then the last one; trial 0 is not redone
+    assert trials[3].params == trials[1].params  # the interrupted trial's values were queued again
+    assert summary["counts"] == {"COMPLETE": 3, "INTERRUPTED": 1}
+    assert (
+        tmp_path / "sweep" / A.SWEEP_TRIALS_DIR / "trial-0000" / A.METRICS
+    ).stat().st_mtime_ns == first_run
+    rates = sorted(t.params["training.learning_rate"] for t in trials if t.state.name == "COMPLETE")
+    assert rates == [1e-3, 5e-3, 2e-2]
+
+
+def test_a_trial_whose_process_died_is_failed_and_queued_again(tmp_path):
+    recipe = load_recipe(sweep_recipe(tmp_path, tmp_path, {"space": {"adapter.rank": {"values": [2, 4]}}}))
+    study = open_study(recipe.sweep, tmp_path / "sweep", "swept", "maximize")
+    trial = study.ask()
+    trial.suggest_categorical("adapter.rank", [2, 4])
+    mark_process(trial)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    trial.set_user_attr("pid", int(dead.stdout))  # a process that has exited
+    assert counted(study) == 1
+    assert fail_dead_trials(study) == 1
+    states = [t.state.name for t in study.get_trials(deepcopy=False)]
+    assert states == ["FAIL", "WAITING"] and counted(study) == 0
+    assert study.trials[1].system_attrs["fixed_params"] == trial.params
+
+
+def test_a_nan_loss_or_out_of_memory_fails_the_trial_with_its_reason():
+    from types import SimpleNamespace
+
+    from lora_adapt.errors import DataError
+    from lora_adapt.sweep.trial import TrialCost, TrialFailed, TrialReporter, _as_failure, _diverged
+
+    reporter = TrialReporter(trial=None, metric="f1_macro", cost=TrialCost())
+    with pytest.raises(TrialFailed, match="the training loss became nan at step 7"):
+        reporter.on_log(None, SimpleNamespace(global_step=7), None, logs={"loss": float("nan")})
+    reporter.on_log(None, SimpleNamespace(global_step=8), None, logs={"loss": 0.5})  # a finite loss goes on
+    with pytest.raises(TrialFailed, match="the validation loss became nan at step 9"):  # before any report
+        reporter.on_evaluate(
+            None,
+            SimpleNamespace(global_step=9),
+            None,
+            metrics={"eval_loss": float("nan"), "eval_f1_macro": 0.5},
+        )
+    assert reporter.cost.evaluations == 0
+    assert "diverged (inf last logged" in _diverged({"train": {"final_loss": float("inf"), "mean_loss": 2.0}})
+    assert _diverged({"train": {"final_loss": 0.1, "mean_loss": 0.2}}) is None
+    assert str(_as_failure(MemoryError("no room"))).startswith("out of memory")
+    assert str(_as_failure(RuntimeError("CUDA out of memory. Tried to allocate"))).startswith("out of memory")
+    assert str(_as_failure(DataError("empty", hint="x"))) == "DataError: empty"
+    bug = ValueError("a bug")
+    assert _as_failure(bug) is bug  # anything else stops the sweep
+
+
+def test_an_sft_sweep_minimises_the_validation_loss_and_scores_the_test_loss(tmp_path, tiny_llama_dir):
+    data = write_jsonl(tmp_path / "train.jsonl", instruction_rows(32))
+    sweep = {
+        "dir": str(tmp_path / "sweep"),
+        "method": "grid",
+        "space": {"training.learning_rate": {"values": [1e-4, 1e-2]}},
+        "budget": {"trials": 2},
+        "pruning": {"method": "none"},
+    }
+    path = sft_recipe(tmp_path, tiny_llama_dir, data, training={"max_steps": 2, "eval_steps": 1}, sweep=sweep)
+    summary = run_sweep(load_recipe(path), echo=lambda line: None).summary
+    assert summary["objective"] == {"metric": "loss", "direction": "minimize", "split": "validation"}
+    values = [t.value for t in trials_of(tmp_path / "sweep", "tiny")]
+    assert summary["best"]["validation"] == min(values)
+    assert (
+        set(summary["best"]["test"]) == {"rows", "loss", "perplexity"} and summary["best"]["test"]["loss"] > 0
+    )
+
+
+def test_a_sweep_folder_refuses_a_study_made_with_other_settings(tmp_path, tiny_bert_dir):
+    from lora_adapt.errors import UsageError
+    from lora_adapt.sweep.study import searched_settings
+
+    recipe = load_recipe(sweep_recipe(tmp_path, tiny_bert_dir, GRID))
+    settings = searched_settings(recipe.model_dump(mode="json"))
+    open_study(recipe.sweep, tmp_path / "s", "swept", "maximize", settings)
+    more = recipe.model_copy(update={"sweep": recipe.sweep.model_copy(update={"dir": tmp_path / "x"})})
+    again = searched_settings(more.model_dump(mode="json") | {"output": {"dir": "elsewhere"}})
+    open_study(recipe.sweep, tmp_path / "s", "swept", "maximize", again)  # folder, output: the same sweep
+    changed = recipe.model_dump(mode="json")
+    changed["training"]["learning_rate"] = 0.5
+    with pytest.raises(UsageError, match=r"other settings \(training.learning_rate differ\)"):
+        open_study(recipe.sweep, tmp_path / "s", "swept", "maximize", searched_settings(changed))
