@@ -80,6 +80,7 @@ class Prepared:
     head: bool
     extra: dict[str, Any] = field(default_factory=dict)  # attention_mask, word positions
     budget: int = 0  # new tokens (generative)
+    stop: tuple[str, ...] = ()  # stop strings of this row's request (else the batch's GenerationSpec.stop)
 
 
 class AdapterSet:

@@ -85,7 +85,7 @@ def generate(
     for p, out in zip(batch, outputs, strict=True):
         member = aset[p.name]
         text = member.tokenizer.decode(out.token_ids, skip_special_tokens=True)
-        text, stopped = cut_at_stop(text, generation.stop)
+        text, stopped = cut_at_stop(text, p.stop or generation.stop)
         results.append(
             {
                 "adapter": p.name,
