@@ -149,10 +149,10 @@ def predict(
     name = adapter_name(source)
     aset = AdapterSet.load({name: source}, **load_kwargs(options))
     member = aset[name]
-    click.echo(
-        f"loaded {aset.spec.name_or_path} + {member.kind.name} adapter from {member.info.folder}", err=True
-    )
-    columns = member.info.run.recipe.data.columns if member.info.run and member.info.run.recipe else None
+    info = member.info
+    assert info is not None  # an adapter, not the base
+    click.echo(f"loaded {aset.spec.name_or_path} + {member.kind.name} adapter from {info.folder}", err=True)
+    columns = info.run.recipe.data.columns if info.run and info.run.recipe else None
     rows: list[Any] = read_inputs(input_file, columns) if input_file is not None else list(texts)
     results = predict_rows(
         aset,

@@ -136,8 +136,8 @@ class MicroBatcher:
         for job, prepared in ready:
             own = results[start : start + len(prepared)]
             start += len(prepared)
-            for result, route in zip(own, job.routes or [None] * len(own), strict=True):
-                if route is not None:
+            for result, route in zip(own, job.routes or [{}] * len(own), strict=True):
+                if route:
                     result["routing"] = route
             self._resolve(job, own)
 
@@ -191,12 +191,21 @@ class MicroBatcher:
     def _threadsafe(self, job: Job, index: int) -> Callable[[str], None]:
         assert self._loop is not None and job.sink is not None
         loop, sink = self._loop, job.sink
-        return lambda text: loop.call_soon_threadsafe(sink, index, text)
+
+        def emit(text: str) -> None:
+            loop.call_soon_threadsafe(sink, index, text)
+
+        return emit
 
     def _resolve(self, job: Job, results: list[dict[str, Any]]) -> None:
         assert self._loop is not None and job.future is not None
         future = job.future
-        self._loop.call_soon_threadsafe(lambda: future.done() or future.set_result(results))
+
+        def settle() -> None:
+            if not future.done():
+                future.set_result(results)
+
+        self._loop.call_soon_threadsafe(settle)
 
     def _fail(self, job: Job, exc: Exception) -> None:
         assert self._loop is not None and job.future is not None
@@ -206,4 +215,9 @@ class MicroBatcher:
         elif not isinstance(exc, APIError):
             error = APIError(500, f"internal error: {type(exc).__name__}: {exc}", code="internal_error")
         future = job.future
-        self._loop.call_soon_threadsafe(lambda: future.done() or future.set_exception(error))
+
+        def settle() -> None:
+            if not future.done():
+                future.set_exception(error)
+
+        self._loop.call_soon_threadsafe(settle)
