@@ -204,7 +204,15 @@ class AdapterSet:
             )
 
     def _check_fits(self, name: str, info: AdapterInfo) -> dict[str, str]:
-        """Refuse an adapter this base cannot hold, naming what differs (identity, head, pooling)."""
+        """Refuse an adapter this base cannot hold, naming what differs: the recorded base identity first,
+        then the head class and the pooling (one base object has one of each)."""
+        check = check_base(
+            info.base_model,
+            self.spec,
+            self.tokenizer.pad_token_id,
+            config=self.config,
+            what=f"adapter {name!r}",
+        )
         head = self.loaded.head
         if info.head != head:
             raise UsageError(
@@ -218,13 +226,7 @@ class AdapterSet:
                 f"{self.loaded.pooling!r}",
                 hint="one base object has one pooler: serve it in a set of its own",
             )
-        return check_base(
-            info.base_model,
-            self.spec,
-            self.tokenizer.pad_token_id,
-            config=self.config,
-            what=f"adapter {name!r}",
-        )
+        return check
 
     # --- running -----------------------------------------------------------------------------------
 

@@ -44,6 +44,7 @@ def attach(model, base, name: str, folder: str, *, head_width: int) -> Attached:
     config.inference_mode = True
     device = next((model or base).parameters()).device
     weights = load_peft_weights(folder, device=str(device))
+    numbers = sum(t.numel() for t in weights.values())  # the adapter's own, before any head padding
     created = model is None
     try:
         model = get_peft_model(base, config, adapter_name=name) if created else _add(model, name, config)
@@ -61,9 +62,7 @@ def attach(model, base, name: str, folder: str, *, head_width: int) -> Attached:
             model.delete_adapter(name)
         raise
     model.eval()
-    dtype = _parameter_dtype(model)
-    numbers = sum(t.numel() for t in weights.values())
-    return Attached(model, width, numbers, numbers * dtype.itemsize, padding)
+    return Attached(model, width, numbers, numbers * _parameter_dtype(model).itemsize, padding)
 
 
 def _add(model, name: str, config):

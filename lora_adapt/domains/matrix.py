@@ -72,10 +72,10 @@ def eval_matrix(
     return result
 
 
-def _composition(member) -> bool:
-    return (
-        member.info is not None and member.info.run is not None and "composition" in member.info.run.manifest
-    )
+def _composition(member) -> dict[str, Any] | None:
+    """The ``composition`` block of a `compose` run (None for anything else)."""
+    run = member.info.run if member.info is not None else None
+    return run.manifest.get("composition") if run is not None else None
 
 
 def _is_domain(member) -> bool:

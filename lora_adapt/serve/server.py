@@ -7,6 +7,8 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
 
 from ..domains.adapter_set import AdapterSet
 from ..errors import LoraAdaptError
@@ -15,6 +17,14 @@ from .app import create_app
 
 STARTUP_TIMEOUT_S = 60.0
 KEEP_ALIVE_S = 5
+
+
+@dataclass(frozen=True)
+class Served:
+    """A server running in the background: its base URL and its shared state (adapters, batcher)."""
+
+    url: str
+    state: Any  # app.Server
 
 
 def _server(aset: AdapterSet, settings: ServeSpec, router):
@@ -54,8 +64,8 @@ def serve_forever(
 
 
 @contextmanager
-def running(aset: AdapterSet, settings: ServeSpec | None = None, router=None) -> Iterator[str]:
-    """A real server on a background thread; yields its base URL (``http://host:port``)."""
+def running(aset: AdapterSet, settings: ServeSpec | None = None, router=None) -> Iterator[Served]:
+    """A real server on a background thread (tests, benchmarks); yields its URL and state."""
     settings = settings or ServeSpec(port=0)
     server = _server(aset, settings, router)
     thread = threading.Thread(target=server.run, name="lora-adapt-serve", daemon=True)
@@ -66,7 +76,7 @@ def running(aset: AdapterSet, settings: ServeSpec | None = None, router=None) ->
             raise LoraAdaptError(f"the server did not start on {settings.host}:{settings.port}")
         time.sleep(0.02)
     try:
-        yield f"http://{settings.host}:{bound_port(server)}"
+        yield Served(f"http://{settings.host}:{bound_port(server)}", server.config.app.state.server)
     finally:
         server.should_exit = True
         thread.join(timeout=30)
