@@ -171,10 +171,7 @@ def build_domain_runs(root: Path, bert: Path, qwen: Path) -> dict[str, Path]:
     head = {"type": "classification", "pooling": "mean"}
     for name, rows in (
         ("tickets", ticket_rows(36)),
-        (
-            "binary",
-            [{**r, "label": "money" if r["label"] == "billing" else "other"} for r in ticket_rows(36)],
-        ),
+        ("binary", travel_rows(36)),
     ):
         folder = root / name
         folder.mkdir()

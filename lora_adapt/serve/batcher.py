@@ -57,6 +57,7 @@ class MicroBatcher:
         self.max_batch_size, self.max_wait_s = max_batch_size, max_wait_s
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lora-adapt-model")
         self.batch_sizes: list[int] = []  # rows per executed group (for /health and the tests)
+        self.waiting = 0  # jobs submitted and not yet run (queued, collected or in the running group)
         self._queue: asyncio.Queue[Job] | None = None
         self._task: asyncio.Task | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -79,6 +80,7 @@ class MicroBatcher:
         """Queue ``job`` and wait for its results (one per item, in order)."""
         assert self._queue is not None and self._loop is not None, "the batcher is not started"
         job.future = self._loop.create_future()
+        self.waiting += 1
         await self._queue.put(job)
         try:
             return await job.future
@@ -108,8 +110,10 @@ class MicroBatcher:
             for job in jobs:
                 if not job.cancelled:
                     groups.setdefault(job.key(), []).append(job)
+            self.waiting -= len(jobs) - sum(len(g) for g in groups.values())  # cancelled ones
             for group in groups.values():
                 await self._loop.run_in_executor(self.executor, self._execute, group)
+                self.waiting -= len(group)
 
     # --- on the model thread -----------------------------------------------------------------------
 

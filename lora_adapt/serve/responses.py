@@ -112,7 +112,7 @@ def model_card(member, base_id: str, created: int) -> dict[str, Any]:
         "created": created,
         "owned_by": "lora-adapt",
         "root": description["source"] or base_id,
-        "parent": None if description["source"] is None else base_id,
+        "parent": None if description["source"] is None else "base",  # the base answers as model "base"
         "kind": description["kind"],
         "task": description["task"],
         "labels": description["labels"],
