@@ -37,13 +37,23 @@ REQUESTS = 8
 CHUNK = 16
 
 
+MAX_ROWS: int | None = None  # --max-rows: each test split capped to a seeded sample (as eval's max_samples)
+
+
 def test_rows(run_dir: Path) -> tuple[list[dict], Any]:
+    """The run's test split as `eval` scores it (the same seeded sample when --max-rows caps it)."""
+    import numpy as np
+
     from lora_adapt.data import load_split_rows
     from lora_adapt.rundir import read_run
 
     recipe = read_run(run_dir).recipe
     splits, _ = load_split_rows(recipe.data, recipe.task)
-    return splits["test"], recipe.task
+    rows = splits["test"]
+    if MAX_ROWS is not None and len(rows) > MAX_ROWS:
+        keep = np.random.default_rng(recipe.training.seed).choice(len(rows), MAX_ROWS, replace=False)
+        rows = [rows[i] for i in sorted(keep.tolist())]
+    return rows, recipe.task
 
 
 def own_eval(runs: dict[str, Path]) -> dict[str, Any]:
@@ -53,7 +63,7 @@ def own_eval(runs: dict[str, Path]) -> dict[str, Any]:
     for name, run_dir in runs.items():
         start = time.perf_counter()
         result = evaluate_run(
-            run_dir, data_file=None, split="test", baselines=(), max_samples=None, echo=lambda _: None
+            run_dir, data_file=None, split="test", baselines=(), max_samples=MAX_ROWS, echo=lambda _: None
         )
         out[name] = {"metrics": _scores(result["task"]), "seconds": round(time.perf_counter() - start, 1)}
     return out
@@ -216,7 +226,15 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--skip-router", action="store_true")
+    parser.add_argument("--max-rows", type=int, default=None, help="cap each test split (seeded sample)")
+    parser.add_argument(
+        "--router-rows", type=int, default=500, help="training rows per domain for the router"
+    )
+    parser.add_argument("--router-epochs", type=float, default=2.0)
+    parser.add_argument("--latency-requests", type=int, default=25, help="requests per client (16 clients)")
     args = parser.parse_args()
+    global MAX_ROWS
+    MAX_ROWS = args.max_rows
     import torch
 
     from lora_adapt import AdapterSet
@@ -237,7 +255,7 @@ def main() -> None:
         report["server_eval"] = through_server(served.url, runs)
     if not args.skip_router:
         print("2/5 router ...", flush=True)
-        report["router"] = router(args.work, runs, aset)
+        report["router"] = router(args.work, runs, aset, args.router_rows, args.router_epochs)
     texts = {name: test_rows(run_dir)[0][0]["text"] for name, run_dir in runs.items()}
     for name, source in COPIES.items():
         aset.add(name, runs[source])
@@ -247,7 +265,9 @@ def main() -> None:
         server_load(aset, texts, batch=b, clients=8, per_client=4) for b in (16, 1)
     ]
     print("4/5 latency under load ...", flush=True)
-    report["latency"] = [server_load(aset, texts, batch=b, clients=16, per_client=25) for b in (16, 1)]
+    report["latency"] = [
+        server_load(aset, texts, batch=b, clients=16, per_client=args.latency_requests) for b in (16, 1)
+    ]
     print("5/5 memory ...", flush=True)
     report["memory"] = memory(runs)
     report["wall_s"] = round(time.perf_counter() - started, 1)
@@ -257,7 +277,7 @@ def main() -> None:
     print(render(report))
 
 
-def router(work: Path, runs: dict[str, Path], aset) -> dict[str, Any]:
+def router(work: Path, runs: dict[str, Path], aset, rows: int, epochs: float) -> dict[str, Any]:
     from lora_adapt.domains.route_build import build_router
     from lora_adapt.domains.router import load_router
     from lora_adapt.recipe.serving import ServeSpec
@@ -268,8 +288,8 @@ def router(work: Path, runs: dict[str, Path], aset) -> dict[str, Any]:
     config = build_router(
         {n: str(p) for n, p in runs.items()},
         out,
-        max_rows_per_domain=500,
-        epochs=2,
+        max_rows_per_domain=rows,
+        epochs=epochs,
         overwrite=True,
         echo=print,
     )
@@ -350,7 +370,10 @@ def render(r: dict[str, Any]) -> str:
         "| load | max batch | requests | p50 ms | p95 ms | req/s | mean batch |",
         "|---|---|---|---|---|---|---|",
     ]
-    for label, rows in (("8 clients x 4", r["server_throughput"]), ("16 clients x 25", r["latency"])):
+    for label, rows in (
+        ("8 clients x 4", r["server_throughput"]),
+        (f"16 clients x {r['latency'][0]['requests'] // 16}", r["latency"]),
+    ):
         for s in rows:
             lines.append(
                 f"| {label} | {s['max_batch_size']} | {s['requests']} | {s['p50_ms']} | {s['p95_ms']} | {s['req_s']} | {s['mean_batch']} |"

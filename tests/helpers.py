@@ -152,7 +152,10 @@ def read_metrics(tmp_path: Path) -> dict:
 
 # --- adapters per domain (predict, AdapterSet, serve, compose, route): tiny runs shared per session ---
 
-SILENT = {"training": {"max_steps": 3}, "evaluation": {"baselines": ["majority"]}}
+SILENT = {
+    "training": {"max_steps": 3},
+    "evaluation": {"baselines": ["majority"], "explanations": {"rows": 0}},
+}
 
 
 def _tiny_run(tmp: Path, name: str, recipe_path: Path) -> Path:

@@ -111,6 +111,56 @@ def test_predict_usage_errors_exit_2(domain_runs, tmp_path):
     assert missing.exit_code == 2 and "`text`" in missing.output
 
 
+def pair_score_rows(n: int) -> list[dict]:
+    """Sentence pairs scored by how many words of ``text_b`` are in ``text`` (two targets)."""
+    words = ["bill", "meter", "power", "refund", "charge", "outage"]
+    rows = []
+    for i in range(n):
+        a = [words[(i + k) % 6] for k in range(3)]
+        b = [words[(i * 2 + k) % 6] for k in range(2)]
+        rows.append({"text": " ".join(a), "text_b": " ".join(b), "V": sum(w in a for w in b), "A": i % 3})
+    return rows
+
+
+def test_predict_regression_pair_head_undoes_the_scaling_and_mixes_with_a_classifier(
+    domain_runs, tiny_bert_dir, tmp_path
+):
+    from helpers import SILENT, task_recipe
+
+    from lora_adapt.pipeline import run
+    from lora_adapt.recipe import load_recipe
+
+    data = write_jsonl(tmp_path / "pairs.jsonl", pair_score_rows(30))
+    task = {"type": "regression", "targets": ["V", "A"], "pooling": "mean"}
+    split = {"validation": 0.15, "test": 0.2}
+    recipe = task_recipe(tmp_path, tiny_bert_dir, {"path": str(data), "split": split}, task, **SILENT)
+    run_dir = run(load_recipe(recipe, ["name=pairs"]), echo=lambda _: None).run_dir
+    scaling = read_run(run_dir).manifest["task"]["targets"]["scaling"]
+    rows = pair_score_rows(3)
+
+    adapted = load_adapted(run_dir)  # by hand: the pair encoding, the head, the scaling undone
+    with torch.no_grad():
+        texts = ([r["text"] for r in rows], [r["text_b"] for r in rows])
+        enc = adapted.tokenizer(*texts, padding=True, return_tensors="pt")
+        raw = adapted.model(**enc).logits.float()
+    expected = raw * torch.tensor(scaling["std"]) + torch.tensor(scaling["mean"])
+
+    both = AdapterSet.load({"pairs": run_dir, "tickets": domain_runs["tickets"]})
+    items = [("pairs", rows[0]), ("tickets", TEXTS[0]), ("pairs", rows[1]), ("pairs", rows[2])]
+    mixed = both.run(items, top_k=0)
+    got = torch.tensor([[r["values"]["V"], r["values"]["A"]] for r in mixed if r["adapter"] == "pairs"])
+    assert torch.allclose(got, expected, atol=1e-5)
+    alone = own_probabilities(domain_runs["tickets"], [TEXTS[0]])[0]
+    assert torch.allclose(as_vector(mixed[1], read_run(domain_runs["tickets"]).labels), alone, atol=1e-5)
+
+    one_text = cli("predict", str(run_dir), "--text", "bill meter")
+    assert one_text.exit_code == 2 and "sentence pairs" in one_text.output and "text_b" in one_text.output
+    inputs = write_jsonl(tmp_path / "in.jsonl", [{"text_a": r["text"], "text_b": r["text_b"]} for r in rows])
+    out = run_cli("predict", str(run_dir), "--input", str(inputs)).output
+    values = [json.loads(line)["prediction"]["values"] for line in out.splitlines() if line.startswith("{")]
+    assert torch.allclose(torch.tensor([[v["V"], v["A"]] for v in values]), expected, atol=1e-5)
+
+
 # --- many adapters on one base ----------------------------------------------------------------------
 
 

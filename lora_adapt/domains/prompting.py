@@ -19,6 +19,7 @@ class Prompting:
     source_format: str | None  # the sft data format before templating (instruction, prompt_completion, ...)
     max_seq_length: int
     max_new_tokens: int  # generative tasks: the answer budget `eval` used
+    pair: bool = False  # a sentence-pair adapter: each input has `text` and `text_b`
 
     @classmethod
     def of(cls, info: AdapterInfo) -> Prompting:
@@ -32,11 +33,12 @@ class Prompting:
             task = TaskSpec(
                 type=info.task_type,  # type: ignore[arg-type]
                 mode="head" if info.head != "causal_lm" else "generative",
-                labels=info.labels,
+                labels=info.labels if info.task_type != "regression" else None,  # regression: target names
                 multi_label=info.multi_label,
                 label_separator=rec.get("label_separator") or "|",
                 negative_label=rec.get("negative_label"),
                 fields=tuple(rec["fields"]) if rec.get("fields") else None,
+                targets=_target_names(info),
             )
             data = DataSpec.model_construct(
                 system_prompt=rec.get("system_prompt"),
@@ -51,6 +53,7 @@ class Prompting:
             source_format=rec.get("format"),
             max_seq_length=int(rec.get("max_seq_length") or data.max_seq_length),
             max_new_tokens=int(rec.get("max_new_tokens") or 64),
+            pair="text_b" in (info.task.get("inputs") or ()),
         )
 
     @classmethod
@@ -64,3 +67,11 @@ class Prompting:
             max_seq_length=int(getattr(tokenizer, "model_max_length", 0) or 0),
             max_new_tokens=64,
         )
+
+
+def _target_names(info: AdapterInfo) -> tuple[str, ...] | None:
+    """A regression adapter's targets, in output order (recorded with the adapter)."""
+    if info.task_type != "regression":
+        return None
+    names = (info.task.get("targets") or {}).get("names") or info.labels
+    return tuple(names) if names else None

@@ -19,7 +19,15 @@ def classify(aset: AdapterSet, batch: Sequence[Prepared], top_k: int) -> list[di
     """Head rows: pad, one forward, each row's logits cut to its adapter's own labels and decoded."""
     from ..evaluation.prediction import model_device
 
-    features = [{"input_ids": p.ids, "attention_mask": p.extra["attention_mask"]} for p in batch]
+    segments = all("token_type_ids" in p.extra for p in batch)  # BERT-style segment ids (sentence pairs)
+    features = [
+        {
+            "input_ids": p.ids,
+            "attention_mask": p.extra["attention_mask"],
+            **({"token_type_ids": p.extra["token_type_ids"]} if segments else {}),
+        }
+        for p in batch
+    ]
     inputs = aset.tokenizer.pad(features, return_tensors="pt")
     model = aset.model
     inputs = {k: v.to(model_device(model)) for k, v in inputs.items()}

@@ -8,11 +8,16 @@ prediction. `predict`, :class:`~lora_adapt.domains.AdapterSet` and the server sh
 | single     | classification head                    | text                  | label, score, probabilities              |
 | multi      | multi-label classification head        | text                  | labels, probabilities                    |
 | relation   | relation classification head           | text with <e1>/<e2>   | label, score, probabilities              |
+| regression | regression head                        | text                  | values (one per target, in data units)   |
 | tagging    | token classification head              | tokens (or text)      | entities (type, text, start, end), tags  |
 | answer     | classification/relation, generative    | text                  | label (null if unreadable), valid, text  |
 | labels     | multi-label, generative                | text                  | labels, valid, text                      |
 | entities   | token classification, generative       | tokens (or text)      | entities, valid, text                    |
 | extraction | extraction                             | text                  | fields (null if unreadable), valid, text |
+| number     | regression, generative                 | text                  | values (null if unreadable), valid, text |
+
+A sentence-pair adapter (trained on rows with ``text_b``) reads ``text`` and ``text_b`` (``text_a`` is read
+as ``text``), encoded as training encoded the pair.
 
 A new task kind is one subclass of :class:`HeadKind` or :class:`AnswerKind` added to ``KINDS``.
 Prompts come from ``data.prompts`` (as training wrote them), answers are read by
@@ -26,7 +31,7 @@ from typing import Any, ClassVar
 
 from ..data.prompts import alpaca_prompt, instruction_messages, system_of, task_prompt
 from ..errors import UsageError
-from ..recipe.derived import MULTI_LABEL_LOGIT
+from ..recipe.derived import MULTI_LABEL_LOGIT, target_names
 from ..rundir import AdapterInfo
 from .prompting import Prompting
 
@@ -47,16 +52,26 @@ class TaskKind:
     def row(self, raw: dict[str, Any] | str) -> dict[str, Any]:
         """A canonical input row from a request row (or plain text); errors name what is missing."""
         row = {"text": raw} if isinstance(raw, str) else dict(raw)
+        if "text" not in row and "text_a" in row:
+            row["text"] = row.pop("text_a")
         if not isinstance(row.get("text"), str) or not row["text"].strip():
             raise UsageError(
                 f"{_where(row)}this {self.name} adapter reads a non-empty `text`",
                 hint="give each input a `text` field (or --text)",
             )
+        if self.prompting.pair and (not isinstance(row.get("text_b"), str) or not row["text_b"].strip()):
+            raise UsageError(
+                f"{_where(row)}this {self.name} adapter was trained on sentence pairs: it reads `text` and "
+                "a non-empty `text_b`",
+                hint='give each input both texts, e.g. {"text": "...", "text_b": "..."}',
+            )
+        if not self.prompting.pair:
+            row.pop("text_b", None)  # a single-text adapter never sees a second text
         return row
 
     def input_text(self, row: dict[str, Any]) -> str:
         """The text a router reads to pick the adapter for this row."""
-        return row["text"]
+        return row["text"] if "text_b" not in row else f"{row['text']} {row['text_b']}"
 
 
 class HeadKind(TaskKind):
@@ -66,8 +81,15 @@ class HeadKind(TaskKind):
 
     def encode(self, row: dict[str, Any], tokenizer) -> dict[str, Any]:
         """``input_ids``/``attention_mask`` truncated as training truncated them (data.max_seq_length)."""
-        enc = tokenizer(row["text"], truncation=True, max_length=self.prompting.max_seq_length)
-        return {"input_ids": list(enc["input_ids"]), "attention_mask": list(enc["attention_mask"])}
+        limit = self.prompting.max_seq_length
+        if "text_b" in row:  # a pair, as data/tokenization.py encodes it
+            enc = tokenizer(row["text"], row["text_b"], truncation="longest_first", max_length=limit)
+        else:
+            enc = tokenizer(row["text"], truncation=True, max_length=limit)
+        out = {"input_ids": list(enc["input_ids"]), "attention_mask": list(enc["attention_mask"])}
+        if "token_type_ids" in enc:
+            out["token_type_ids"] = list(enc["token_type_ids"])
+        return out
 
     def decode(self, logits, row: dict[str, Any], encoded: dict[str, Any], top_k: int) -> dict[str, Any]:
         raise NotImplementedError
@@ -88,6 +110,22 @@ class SingleLabel(HeadKind):
 
 class Relation(SingleLabel):
     name = "relation"
+
+
+class Regression(HeadKind):
+    """One output per target; the head's training scaling undone (values in the data's units)."""
+
+    name = "regression"
+
+    def __init__(self, prompting: Prompting, labels: tuple[str, ...] | None, scaling=None):
+        super().__init__(prompting, labels)
+        self.scaling = scaling
+
+    def decode(self, logits, row, encoded, top_k):
+        from ..evaluation.prediction import decode_regression
+
+        values = decode_regression([logits], self.scaling)[0]
+        return {"values": {name: round(v, 6) for name, v in zip(self.labels, values, strict=True)}}
 
 
 class MultiLabel(HeadKind):
@@ -195,6 +233,20 @@ class EntitiesAnswer(WordsInput, AnswerKind):
         return out
 
 
+class NumberAnswer(AnswerKind):
+    """A generative regression adapter writes its number(s); read strictly as `eval` reads them."""
+
+    name = "number"
+    answer_kind = "regression"
+    field = "values"
+
+    def read(self, text, row):
+        out = super().read(text, row)
+        if out["values"] is not None:
+            out["values"] = dict(zip(self.labels, out["values"], strict=True))
+        return out
+
+
 class Extraction(AnswerKind):
     name = "extraction"
     answer_kind = "extraction"
@@ -299,11 +351,13 @@ KINDS: dict[str, type[TaskKind]] = {
     for k in (
         SingleLabel,
         Relation,
+        Regression,
         MultiLabel,
         Tagging,
         LabelAnswer,
         LabelsAnswer,
         EntitiesAnswer,
+        NumberAnswer,
         Extraction,
         Generation,
     )
@@ -316,6 +370,7 @@ KIND_OF: dict[str, tuple[str | None, str | None]] = {
     "classification": ("answer", "single"),
     "relation_classification": ("answer", "relation"),
     "token_classification": ("entities", "tagging"),
+    "regression": ("number", "regression"),
 }
 """Task type -> (kind in generative mode, kind in head mode); multi-label classification: labels / multi."""
 
@@ -338,6 +393,10 @@ def task_kind(info: AdapterInfo) -> TaskKind:
             "serve do not run",
             hint=f"supported: {', '.join(f'{t} ({g} / {h})' for t, (g, h) in KIND_OF.items())}",
         )
+    if name == "regression":
+        return Regression(prompting, target_names(prompting.task), info.target_scaling)
+    if name == "number":
+        return NumberAnswer(prompting, target_names(prompting.task))
     return KINDS[name](prompting, prompting.task.labels)
 
 
