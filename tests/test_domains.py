@@ -332,3 +332,23 @@ def test_compose_refuses_classifier_heads_and_eval_matrix_scores_every_system(do
     assert (out / "matrix.png").stat().st_size > 1000 and "| mix (composition) |" in (
         out / "matrix.md"
     ).read_text()
+
+
+def test_regression_predictions_score_as_eval_scores_them_with_unreadable_numbers_at_the_mean():
+    from lora_adapt.domains.prompting import Prompting
+    from lora_adapt.domains.scores import score_predictions
+    from lora_adapt.domains.tasks import NumberAnswer
+    from lora_adapt.recipe.schema import DataSpec, TaskSpec
+
+    task = TaskSpec(type="regression", mode="generative", targets=("V", "A"))
+    prompting = Prompting(task, DataSpec.model_construct(), "regression", None, 64, 8)
+    kind = NumberAnswer(prompting, ("V", "A"), training_mean=[2.0, 3.0])
+    assert kind.read("V: 1.5; A: 4", {}) == {"values": {"V": 1.5, "A": 4.0}, "valid": True}
+    assert kind.read("no idea", {})["values"] is None
+    rows = [{"text": "a", "targets": [1.0, 4.0]}, {"text": "b", "targets": [3.0, 1.0]}]
+    results = [{"values": {"V": 1.5, "A": 4.0}}, {"values": None}]
+    metrics = score_predictions(kind, rows, results, task)
+    # by hand: the unreadable answer is scored as the training mean (2, 3)
+    errors = [(1.5 - 1.0) ** 2, (4.0 - 4.0) ** 2, (2.0 - 3.0) ** 2, (3.0 - 1.0) ** 2]
+    assert metrics["invalid"] == 1 and metrics["n"] == 2
+    assert metrics["mse"] == pytest.approx(sum(errors) / len(errors), abs=1e-6)

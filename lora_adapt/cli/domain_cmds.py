@@ -134,8 +134,9 @@ def predict(
     """Run the adapter SOURCE (a run directory, an adapter folder or hub:ORG/NAME@REV) on new inputs.
 
     sft adapters generate (chats through the adapter's chat template); classifier heads give labels with
-    probabilities; taggers give entity spans; extraction gives parsed fields. Each output line is the
-    input row plus "prediction"."""
+    probabilities; taggers give entity spans; regression gives values in the data's units; extraction gives
+    parsed fields. Sentence-pair adapters read `text` and `text_b` (--input). Each output line is the input
+    row plus "prediction"."""
     from ..domains.adapter_set import AdapterSet
     from ..domains.predict import predict_rows, read_inputs, write_jsonl
     from ..quiet import quiet_libraries

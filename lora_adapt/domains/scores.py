@@ -16,6 +16,8 @@ SCORING_KIND = {
     "labels": "multi",
     "entities": "entities",
     "extraction": "extraction",
+    "regression": "regression",
+    "number": "regression",
 }
 """Prediction kind -> the scorer's kind (generative single-label answers: see :func:`scoring_kind`)."""
 BATCH = 32
@@ -48,6 +50,9 @@ def prediction_value(kind: TaskKind, result: dict[str, Any]) -> Any:
         return None if entities is None else [(e["type"], e["text"]) for e in entities]
     if name == "extraction":
         return result.get("fields")
+    if name in ("regression", "number"):
+        values = result.get("values")
+        return None if values is None else [values[target] for target in kind.labels]
     raise ValueError(f"{name} predictions are not scored")
 
 
@@ -59,7 +64,8 @@ def score_predictions(
 
     which = scoring_kind(kind)
     predictions = [prediction_value(kind, r) for r in results]
-    return score(which, gold_of(rows, which, task), predictions, kind.labels, task)
+    fallback = getattr(kind, "training_mean", None)  # regression: what an unreadable number is scored as
+    return score(which, gold_of(rows, which, task), predictions, kind.labels, task, fallback=fallback)
 
 
 def score_task_rows(aset, name: str, rows: Sequence[dict[str, Any]], task) -> dict[str, Any]:

@@ -112,14 +112,26 @@ class Relation(SingleLabel):
     name = "relation"
 
 
-class Regression(HeadKind):
+class Numbers(TaskKind):
+    """Regression: ``labels`` are the target names; ``scaling`` is what the head trained on (undone when
+    decoding) and ``training_mean`` the value `eval` scores an unreadable generated number as."""
+
+    def __init__(
+        self,
+        prompting: Prompting,
+        labels: tuple[str, ...] | None,
+        *,
+        scaling: dict[str, Any] | None = None,
+        training_mean: list[float] | None = None,
+    ):
+        super().__init__(prompting, labels)
+        self.scaling, self.training_mean = scaling, training_mean
+
+
+class Regression(Numbers, HeadKind):
     """One output per target; the head's training scaling undone (values in the data's units)."""
 
     name = "regression"
-
-    def __init__(self, prompting: Prompting, labels: tuple[str, ...] | None, scaling=None):
-        super().__init__(prompting, labels)
-        self.scaling = scaling
 
     def decode(self, logits, row, encoded, top_k):
         from ..evaluation.prediction import decode_regression
@@ -233,7 +245,7 @@ class EntitiesAnswer(WordsInput, AnswerKind):
         return out
 
 
-class NumberAnswer(AnswerKind):
+class NumberAnswer(Numbers, AnswerKind):
     """A generative regression adapter writes its number(s); read strictly as `eval` reads them."""
 
     name = "number"
@@ -393,10 +405,11 @@ def task_kind(info: AdapterInfo) -> TaskKind:
             "serve do not run",
             hint=f"supported: {', '.join(f'{t} ({g} / {h})' for t, (g, h) in KIND_OF.items())}",
         )
-    if name == "regression":
-        return Regression(prompting, target_names(prompting.task), info.target_scaling)
-    if name == "number":
-        return NumberAnswer(prompting, target_names(prompting.task))
+    if name in ("regression", "number"):
+        mean = (info.task.get("targets") or {}).get("mean")
+        return (Regression if name == "regression" else NumberAnswer)(
+            prompting, target_names(prompting.task), scaling=info.target_scaling, training_mean=mean
+        )
     return KINDS[name](prompting, prompting.task.labels)
 
 

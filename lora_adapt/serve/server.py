@@ -17,6 +17,9 @@ from .app import create_app
 
 STARTUP_TIMEOUT_S = 60.0
 KEEP_ALIVE_S = 5
+"""Seconds an idle keep-alive connection is held open."""
+CONNECTIONS_PER_REQUEST_SLOT = 2
+"""Open connections allowed per request slot (``max_concurrent``): room for idle keep-alive clients."""
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,9 @@ def _server(aset: AdapterSet, settings: ServeSpec, router):
         port=settings.port,
         log_level="warning",
         timeout_keep_alive=KEEP_ALIVE_S,
+        # open connections (slow or idle clients included) beyond this get 503 from uvicorn itself; requests
+        # in flight are limited more tightly (429) by limits.ConcurrencyLimit
+        limit_concurrency=CONNECTIONS_PER_REQUEST_SLOT * settings.max_concurrent,
         lifespan="on",
     )
     return uvicorn.Server(config)
