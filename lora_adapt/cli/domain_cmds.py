@@ -145,6 +145,8 @@ def predict(
         raise UsageError(
             "give either --input FILE or --text TEXT", hint="lora-adapt predict RUN --text 'hello'"
         )
+    if input_file is not None and not input_file.is_file():
+        raise UsageError(f"--input {input_file}: no such file", hint="give the path of a jsonl/json/csv file")
     generation = generation_spec(options)
     quiet_libraries()
     name = adapter_name(source)

@@ -114,6 +114,7 @@ def _write(stage: Path, adapted, infos, composition: dict[str, Any], name: str) 
 
     adapter_dir = stage / A.ADAPTER_DIR
     model = adapted.model
+    model.set_adapter(COMPOSED)  # deleting the active adapter makes PEFT warn and pick another
     for other in [i.name for i in infos]:
         model.delete_adapter(other)
     model.save_pretrained(adapter_dir)

@@ -52,7 +52,7 @@ def router_recipe(out: Path, base: str, data: Path, *, epochs: float, seed: int)
             "progress_bar": False,
             "seed": seed,
         },
-        "evaluation": {"baselines": ["majority", "tfidf_logreg"]},
+        "evaluation": {"baselines": ["majority", "tfidf_logreg"], "explanations": {"rows": 0}},
         "output": {"dir": str(out.parent)},
     }
 
