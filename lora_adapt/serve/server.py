@@ -66,7 +66,11 @@ def serve_forever(
             )
 
     threading.Thread(target=announce, daemon=True).start()
-    server.run()
+    try:
+        server.run()
+    except KeyboardInterrupt:  # uvicorn shuts down gracefully on Ctrl-C, then re-raises the signal
+        pass
+    echo("server stopped")
 
 
 @contextmanager
