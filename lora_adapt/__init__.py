@@ -15,4 +15,12 @@ def run(recipe: Recipe, **kwargs):
     return _run(recipe, **kwargs)
 
 
-__all__ = ["LoraAdaptError", "Recipe", "__version__", "load_recipe", "run"]
+def __getattr__(name: str):
+    if name == "AdapterSet":  # many adapters on one base (lora_adapt.domains); imported on first use
+        from .domains.adapter_set import AdapterSet
+
+        return AdapterSet
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["AdapterSet", "LoraAdaptError", "Recipe", "__version__", "load_recipe", "run"]

@@ -467,7 +467,7 @@ def _write_run(
     from .evaluation.report import render_report
     from .export.checks import check_adapter_weights
     from .hub import render_model_card
-    from .rundir import adapter_record
+    from .rundir import adapter_record, inference_record
 
     adapter_dir = stage / A.ADAPTER_DIR
     model.save_pretrained(adapter_dir, state_dict=weights)  # weights: gathered from a sharded model
@@ -477,9 +477,12 @@ def _write_run(
     manifest["resumes"] = resumes  # each: {from_step, checkpoint, utc}; empty when trained in one go
     resolved = dump_recipe(recipe)
     manifest["recipe_sha256"] = A.sha256_text(resolved)
-    A.atomic_write_json(
-        adapter_dir / A.ADAPTER_RECORD, adapter_record(manifest, multi_label=recipe.task.multi_label)
+    record = adapter_record(
+        manifest,
+        multi_label=recipe.task.multi_label,
+        inference=inference_record(recipe, prepared.stats),
     )
+    A.atomic_write_json(adapter_dir / A.ADAPTER_RECORD, record)
     A.atomic_write_text(stage / A.RESOLVED_RECIPE, resolved)
     A.atomic_write_json(stage / A.MANIFEST, manifest)
     A.atomic_write_json(stage / A.METRICS, metrics)

@@ -181,9 +181,12 @@ PEFT_HEADS: dict[str, Head] = {
 }
 
 
-def adapter_record(manifest: dict[str, Any], *, multi_label: bool = False) -> dict[str, Any]:
+def adapter_record(
+    manifest: dict[str, Any], *, multi_label: bool = False, inference: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """What ``adapter/lora_adapt.json`` holds: enough to reload the adapter on the right base, pooled and
-    labelled as trained, from the adapter folder alone (an exported or pushed adapter has no manifest)."""
+    labelled as trained, from the adapter folder alone (an exported or pushed adapter has no manifest),
+    and to prompt it as it was trained (``inference``: see :func:`inference_record`)."""
     task = manifest.get("task") or {}
     head = task.get("head") or head_of_auto_class((manifest.get("base_model") or {}).get("auto_class"))
     return {
@@ -194,6 +197,24 @@ def adapter_record(manifest: dict[str, Any], *, multi_label: bool = False) -> di
         "base_model": manifest.get("base_model") or {},
         "quantization": manifest.get("quantization") or {"method": "none"},
         "adapter": manifest.get("adapter") or {},
+        "inference": inference or {},
+    }
+
+
+def inference_record(recipe: Recipe, stats: dict[str, Any]) -> dict[str, Any]:
+    """How the adapter reads new inputs as it was trained: the trained layout (``chat``, ``prompt_completion``,
+    ``completion`` or a task layout) and the source format, the prompt settings, the input length limit
+    and the answer budget of generative tasks. `predict` and `serve` prompt an adapter folder with it."""
+    return {
+        "layout": stats.get("layout"),
+        "format": stats.get("format"),
+        "system_prompt": recipe.data.system_prompt,
+        "prompt_template": recipe.data.prompt_template,
+        "max_seq_length": recipe.data.max_seq_length,
+        "max_new_tokens": recipe.evaluation.max_new_tokens,
+        "label_separator": recipe.task.label_separator,
+        "fields": list(recipe.task.fields) if recipe.task.fields else None,
+        "negative_label": recipe.task.negative_label,
     }
 
 
@@ -218,6 +239,9 @@ class AdapterInfo:
     task: dict[str, Any] = field(default_factory=dict)
     """The recorded task block (manifest ``task``): e.g. ``targets`` (names and the scaling to undo) for
     regression, ``inputs`` (["text"] or ["text", "text_b"]) for sentence pairs."""
+    inference: dict[str, Any] = field(default_factory=dict)
+    """How to prompt the adapter on new inputs (lora_adapt.json's ``inference``: layout, prompt settings,
+    input length and answer budget; see ``inference_record``)."""
 
     @property
     def target_scaling(self) -> dict[str, Any] | None:
@@ -269,7 +293,15 @@ def _from_run(run: RunDir, name: str | None) -> AdapterInfo:
         config=config,
         run=run,
         task=run.task,
+        inference=_run_inference(run),
     )
+
+
+def _run_inference(run: RunDir) -> dict[str, Any]:
+    if run.recipe is not None:
+        return inference_record(run.recipe, (run.manifest.get("data") or {}).get("stats") or {})
+    record = _read_json(run.adapter_dir / A.ADAPTER_RECORD) or {}
+    return dict(record.get("inference") or {})
 
 
 def _from_record(
@@ -290,6 +322,7 @@ def _from_record(
         base_model=record.get("base_model") or {},
         config=config,
         task=task,
+        inference=dict(record.get("inference") or {}),
     )
 
 

@@ -47,3 +47,11 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip("../shared/data is not present")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def domain_runs(tmp_path_factory, tiny_bert_dir, tiny_qwen2_dir) -> dict[str, Path]:
+    """Tiny finished runs for predict / AdapterSet / serve / compose (see helpers.build_domain_runs)."""
+    from helpers import build_domain_runs
+
+    return build_domain_runs(tmp_path_factory.mktemp("domains"), tiny_bert_dir, tiny_qwen2_dir)

@@ -172,3 +172,90 @@ def sweep_recipe(tmp_path: Path, model_dir: Path, sweep: dict, rows: int = 30, *
         "sweep": {"dir": str(tmp_path / "sweep"), **sweep},
     }
     return save_recipe(tmp_path, recipe, sections)
+
+
+# --- adapters per domain (predict, AdapterSet, serve, compose, route): tiny runs shared per session ---
+
+SILENT = {
+    "training": {"max_steps": 3},
+    "evaluation": {"baselines": ["majority"], "explanations": {"rows": 0}},
+}
+
+
+def _tiny_run(tmp: Path, name: str, recipe_path: Path) -> Path:
+    from lora_adapt.pipeline import run
+    from lora_adapt.recipe import load_recipe
+
+    return run(load_recipe(recipe_path, [f"name={name}"]), echo=lambda _: None).run_dir
+
+
+def build_domain_runs(root: Path, bert: Path, qwen: Path) -> dict[str, Path]:
+    """Tiny finished runs: ``tickets`` (3-label head on support tickets), ``binary`` (2-label head on travel
+    sentences: another domain), ``tags`` (tagging head) on the tiny BERT; ``chat`` (sft, ChatML), ``chat2`` (its copy with other weights), ``answer`` (generative
+    classification) on the tiny Qwen2."""
+    runs: dict[str, Path] = {}
+    split = {"validation": 0.15, "test": 0.2}
+    head = {"type": "classification", "pooling": "mean"}
+    for name, rows in (
+        ("tickets", ticket_rows(36)),
+        ("binary", travel_rows(36)),
+    ):
+        folder = root / name
+        folder.mkdir()
+        data = write_jsonl(folder / "data.jsonl", rows)
+        recipe = task_recipe(folder, bert, {"path": str(data), "split": split}, head, **SILENT)
+        runs[name] = _tiny_run(folder, name, recipe)
+    folder = root / "tags"
+    folder.mkdir()
+    data = write_jsonl(folder / "data.jsonl", tagging_rows(30))
+    recipe = task_recipe(
+        folder, bert, {"path": str(data), "split": split}, {"type": "token_classification"}, **SILENT
+    )
+    runs["tags"] = _tiny_run(folder, "tags", recipe)
+    folder = root / "chat"
+    folder.mkdir()
+    data = write_jsonl(folder / "data.jsonl", instruction_rows(40))
+    runs["chat"] = _tiny_run(folder, "chat", sft_recipe(folder, qwen, data, training={"max_steps": 3}))
+    runs["chat2"] = copy_run(runs["chat"], root / "chat2" / "chat2", scale=3.0)
+    folder = root / "answer"
+    folder.mkdir()
+    data = write_jsonl(folder / "data.jsonl", ticket_rows(36))
+    recipe = task_recipe(
+        folder,
+        qwen,
+        {"path": str(data), "split": split},
+        {"type": "classification", "mode": "generative"},
+        **SILENT,
+    )
+    runs["answer"] = _tiny_run(folder, "answer", recipe)
+    return runs
+
+
+def travel_rows(n: int) -> list[dict]:
+    """Sentences of another domain than the tickets, labelled by destination (``paris`` or ``other``)."""
+    rows = []
+    for i, row in enumerate(tagging_rows(n)):
+        city = row["tokens"][4]
+        rows.append(
+            {
+                "text": f"{' '.join(row['tokens'])} for trip {i}",
+                "label": "paris" if city == "Paris" else "other",
+            }
+        )
+    return rows
+
+
+def copy_run(run_dir: Path, to: Path, *, scale: float) -> Path:
+    """A copy of a finished run named after ``to`` whose LoRA weights are scaled (so it answers differently)."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    shutil.copytree(run_dir, to)
+    weights_file = to / A.ADAPTER_DIR / A.ADAPTER_WEIGHTS
+    weights = load_file(weights_file)
+    save_file({k: v * scale if "lora_" in k else v for k, v in weights.items()}, weights_file)
+    for file in (to / A.MANIFEST, to / A.ADAPTER_DIR / A.ADAPTER_RECORD):
+        record = A.read_json(file)
+        A.atomic_write_json(file, {**record, "name": to.name})
+    return to

@@ -120,6 +120,12 @@ def generative_prompt(row: dict[str, Any], task: TaskSpec, spec: DataSpec, label
         if "instruction" in row:
             return alpaca_prompt(row, spec)
         raise ValueError("generative_prompt needs a task row or an sft prompt_completion/instruction row")
+    return task_prompt(row, task, spec, labels), " " + gold_completion(row, _layout_of(row, task), task)
+
+
+def task_prompt(row: dict[str, Any], task: TaskSpec, spec: DataSpec, labels) -> str:
+    """The prompt a generative task model answers (the row needs only its input: ``text``, or ``tokens``
+    for tagging), exactly as training wrote it; `predict` and the server prompt new rows with it."""
     layout = _layout_of(row, task)
     text = " ".join(row["tokens"]) if layout == "tagging" else row["text"]
     names = _label_names(layout, task, labels)
@@ -136,9 +142,7 @@ def generative_prompt(row: dict[str, Any], task: TaskSpec, spec: DataSpec, label
         body = f"Text A: {text}\nText B: {pair}" if pair is not None else f"Text: {text}"
         prompt = f"{instruction}\n\n{body}\nAnswer:"
     system = system_of(row, spec)
-    if system:
-        prompt = f"{system}\n\n{prompt}"
-    return prompt, " " + gold_completion(row, layout, task)
+    return f"{system}\n\n{prompt}" if system else prompt
 
 
 def _label_names(layout: str, task: TaskSpec, labels) -> str:

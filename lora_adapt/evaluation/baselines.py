@@ -94,30 +94,39 @@ def fit_predict(
     x_train, y_train: Sequence[Any], x_val, y_val: Sequence[Any], x_test, *, multi: bool = False
 ) -> list[Any]:
     """Logistic regression with C chosen on the validation split (macro-F1); multi-label: one-vs-rest."""
-    from sklearn.metrics import f1_score
     from sklearn.preprocessing import MultiLabelBinarizer
 
     if not multi and len(set(y_train)) < 2:
         return [y_train[0]] * x_test.shape[0]
     binarizer = MultiLabelBinarizer().fit(list(y_train) + list(y_val)) if multi else None
     targets = binarizer.transform(y_train) if binarizer is not None else list(y_train)
-    best_c, best_f1 = DEFAULT_C, -1.0
-    if x_val is not None and len(y_val) and len(set(map(str, y_train))) > 1:
-        gold_val = binarizer.transform(y_val) if binarizer is not None else list(y_val)
-        for c in C_GRID:
-            f1 = f1_score(
-                gold_val,
-                _logreg(c, multi).fit(x_train, targets).predict(x_val),
-                average="macro",
-                zero_division=0,
-            )
-            if f1 > best_f1:
-                best_c, best_f1 = c, f1
+    gold_val = binarizer.transform(y_val) if binarizer is not None and len(y_val) else list(y_val)
+    best_c = choose_c(x_train, targets, x_val, gold_val, multi=multi)
     model = _logreg(best_c, multi).fit(x_train, targets)
     pred = model.predict(x_test)
     if binarizer is not None:
         return [sorted(labels) for labels in binarizer.inverse_transform(pred)]
     return [p.item() if hasattr(p, "item") else p for p in pred]
+
+
+def choose_c(x_train, y_train, x_val, y_val, *, multi: bool = False) -> float:
+    """The C of C_GRID with the best validation macro-F1 (DEFAULT_C without a usable validation split)."""
+    from sklearn.metrics import f1_score
+
+    best_c, best_f1 = DEFAULT_C, -1.0
+    if x_val is None or not len(y_val) or len(set(map(str, y_train))) < 2:
+        return best_c
+    for c in C_GRID:
+        predicted = _logreg(c, multi).fit(x_train, y_train).predict(x_val)
+        f1 = f1_score(y_val, predicted, average="macro", zero_division=0)
+        if f1 > best_f1:
+            best_c, best_f1 = c, f1
+    return best_c
+
+
+def logistic_regression(c: float):
+    """The baseline's classifier (unfitted)."""
+    return _logreg(c, False)
 
 
 def _logreg(c: float, multi: bool):

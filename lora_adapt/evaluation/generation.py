@@ -1,7 +1,8 @@
 """Generative evaluation: batched greedy generation, and label scoring by log-likelihood.
 
 Prompts are tokenized as in training (``add_special_tokens=True``, the prompt text exactly as the
-data module's ``generative_prompt`` wrote it), left-padded for generation.
+data module's ``generative_prompt`` wrote it), left-padded for generation. ``generate_ids`` is the one
+generation loop: evaluation, ``predict`` and the server (mixed-adapter batches, streaming) all use it.
 
 Two ways to read a label from a causal LM:
 - ``generate_answers``: what the model says (greedy). The answer is parsed strictly; unreadable
@@ -12,51 +13,92 @@ Two ways to read a label from a causal LM:
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 
 from .prediction import model_device
 
 
-@contextmanager
-def left_padding(tokenizer) -> Iterator[None]:
-    """Pad on the left while generating (restored afterwards: the tokenizer is shared)."""
-    side = tokenizer.padding_side
-    tokenizer.padding_side = "left"
-    try:
-        yield
-    finally:
-        tokenizer.padding_side = side
+@dataclass
+class Generated:
+    """One row's new tokens (EOS and anything after it removed) and why generation ended."""
+
+    token_ids: list[int]
+    finish_reason: (
+        str  # "stop": an end token (or a stop string, set by the caller); "length": the budget ran out
+    )
+
+
+def end_token_ids(model, tokenizer) -> set[int]:
+    """Tokens that end an answer: the tokenizer's EOS and the model's generation-config EOS ids (chat
+    models often end a turn with a token of their own, e.g. ``<|im_end|>`` or ``<|eot_id|>``)."""
+    ids = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
+    configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    ids.update([configured] if isinstance(configured, int) else list(configured or []))
+    return ids
 
 
 @torch.no_grad()
+def generate_ids(
+    model,
+    prompts: Sequence[Sequence[int]],
+    *,
+    pad_token_id: int,
+    end_ids: set[int],
+    max_new_tokens: int | Sequence[int],
+    sampling: dict[str, Any] | None = None,
+    adapter_names: Sequence[str] | None = None,
+    streamer: Any = None,
+) -> list[Generated]:
+    """Continue each tokenized prompt (left-padded into one batch) until an end token or its budget.
+
+    ``max_new_tokens``: one budget, or one per row (the batch runs to the largest; each row is cut to its
+    own, which for greedy decoding is exactly what a run with that budget gives). ``sampling``: keyword
+    arguments of ``generate`` that turn sampling on (``{"do_sample": True, "temperature": ...}``); greedy
+    when None. ``adapter_names``: one PEFT adapter per row (``"__base__"`` = no adapter), for a batch that
+    mixes adapters. ``streamer``: a transformers ``BaseStreamer`` that receives each step's tokens."""
+    model.eval()
+    budgets = [max_new_tokens] * len(prompts) if isinstance(max_new_tokens, int) else list(max_new_tokens)
+    width = max(len(p) for p in prompts)
+    device = model_device(model)
+    input_ids = torch.tensor([[pad_token_id] * (width - len(p)) + list(p) for p in prompts], device=device)
+    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=device)
+    extra: dict[str, Any] = dict(sampling or {"do_sample": False, "num_beams": 1})
+    if adapter_names is not None:
+        extra["adapter_names"] = list(adapter_names)
+    out = model.generate(
+        input_ids=input_ids,
+        attention_mask=mask,
+        max_new_tokens=max(budgets),
+        pad_token_id=pad_token_id,
+        eos_token_id=sorted(end_ids) or None,
+        streamer=streamer,
+        **extra,
+    )
+    return [_cut(row.tolist(), end_ids, budget) for row, budget in zip(out[:, width:], budgets, strict=True)]
+
+
+def _cut(tokens: list[int], end_ids: set[int], budget: int) -> Generated:
+    for i, token in enumerate(tokens[:budget]):
+        if token in end_ids:
+            return Generated(tokens[:i], "stop")
+    return Generated(tokens[:budget], "length")
+
+
 def generate_answers(
     model, tokenizer, prompts: Sequence[str], *, max_new_tokens: int, batch_size: int
 ) -> list[str]:
     """Greedy continuations of ``prompts`` (special tokens removed), in order."""
-    model.eval()
-    device = model_device(model)
     answers: list[str] = []
-    with left_padding(tokenizer):
-        for start in range(0, len(prompts), batch_size):
-            enc = tokenizer(
-                list(prompts[start : start + batch_size]),
-                return_tensors="pt",
-                padding=True,
-                add_special_tokens=True,
-            ).to(device)
-            out = model.generate(
-                **enc,
-                max_new_tokens=max_new_tokens,
-                do_sample=False,
-                num_beams=1,
-                pad_token_id=tokenizer.pad_token_id,
-                eos_token_id=tokenizer.eos_token_id,
-            )
-            new = out[:, enc["input_ids"].shape[1] :]
-            answers.extend(tokenizer.batch_decode(new, skip_special_tokens=True))
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    ends = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
+    for start in range(0, len(prompts), batch_size):
+        ids = tokenizer(list(prompts[start : start + batch_size]), add_special_tokens=True)["input_ids"]
+        out = generate_ids(model, ids, pad_token_id=pad, end_ids=ends, max_new_tokens=max_new_tokens)
+        answers.extend(tokenizer.batch_decode([g.token_ids for g in out], skip_special_tokens=True))
     return answers
 
 

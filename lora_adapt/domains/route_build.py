@@ -1,0 +1,186 @@
+"""`lora-adapt route build`: train the domain router of ``router.py`` from the adapters' own runs."""
+
+from __future__ import annotations
+
+import random
+import tempfile
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from .. import artifacts as A
+from ..errors import UsageError
+from ..rundir import AdapterInfo
+from .router import ROUTE_FILE, ROUTER_NAME, TFIDF_FILE, TfidfClassifier, routing_text
+
+DEFAULT_THRESHOLD = 0.5
+"""Below this top-domain probability a request goes to the fallback."""
+HELD_OUT = {"validation": 0.1, "test": 0.2}
+"""The router data's own splits: validation picks TF-IDF's C, test is the held-out slice that picks the router."""
+
+
+def domain_rows(info: AdapterInfo) -> dict[str, list[str]]:
+    """The texts of an adapter's training data per split, read through its run's recipe."""
+    from ..data import load_split_rows
+
+    if info.run is None or info.run.recipe is None:
+        raise UsageError(
+            f"adapter {info.name!r} ({info.folder}) has no run directory with a readable recipe",
+            hint="route build reads each adapter's training data from its run: pass run directories",
+        )
+    splits, _ = load_split_rows(info.run.recipe.data, info.run.recipe.task)
+    return {
+        split: [t for t in (routing_text(r) for r in rows) if t.strip()] for split, rows in splits.items()
+    }
+
+
+def router_recipe(out: Path, base: str, data: Path, *, epochs: float, seed: int) -> dict[str, Any]:
+    return {
+        "name": out.name,
+        "description": "Domain router built by `lora-adapt route build` from the adapters' training data.",
+        "task": {"type": "classification", "mode": "head"},
+        "model": {"name_or_path": base},
+        "adapter": {"rank": 8, "alpha": 16, "dropout": 0.1, "target_modules": "all-linear"},
+        "data": {"path": str(data), "max_seq_length": 128, "split": {**HELD_OUT, "seed": seed}},
+        "training": {
+            "epochs": epochs,
+            "learning_rate": 1.0e-3,
+            "scheduler": "linear",
+            "warmup_ratio": 0.06,
+            "batch_size": 16,
+            "logging_steps": 25,
+            "progress_bar": False,
+            "seed": seed,
+        },
+        "evaluation": {"baselines": ["majority", "tfidf_logreg"], "explanations": {"rows": 0}},
+        "output": {"dir": str(out.parent)},
+    }
+
+
+def build_router(
+    sources: Mapping[str, str],
+    out: Path,
+    *,
+    base: str | None = None,
+    max_rows_per_domain: int | None = None,
+    threshold: float = DEFAULT_THRESHOLD,
+    fallback: str = "base",
+    epochs: float = 2.0,
+    seed: int = 42,
+    overwrite: bool = False,
+    echo: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Train the router, choose LoRA head vs TF-IDF on the held-out slice, measure it on each domain's test
+    split, and write ``route.json`` (returned)."""
+    from ..modeling.adapted import resolve_adapter
+    from ..pipeline import run
+    from ..recipe import recipe_from_dict
+
+    if len(sources) < 2:
+        raise UsageError("a router needs at least two adapters", hint="--adapter NAME=RUN twice or more")
+    infos = {name: resolve_adapter(source, name=name) for name, source in sources.items()}
+    texts = {name: domain_rows(info) for name, info in infos.items()}
+    base = base or str(next(iter(infos.values())).base_model.get("name_or_path"))
+    with tempfile.TemporaryDirectory(prefix="lora-adapt-route-") as tmp:
+        data = _write_training_rows(texts, Path(tmp) / "domains.jsonl", max_rows_per_domain, seed)
+        recipe = recipe_from_dict(
+            router_recipe(Path(out), base, data, epochs=epochs, seed=seed), source="route build"
+        )
+        counts = ", ".join(f"{n} {len(t.get('train', []))} rows" for n, t in texts.items())
+        echo(f"training the router on {base}: {counts}")
+        result = run(recipe, overwrite=overwrite, echo=echo)
+        assert result.run_dir is not None  # not a dry run
+        run_dir = result.run_dir
+        held_out = _held_out_scores(result.metrics)
+        chosen = max(held_out, key=lambda k: (held_out[k], k == "lora"))
+        if chosen == "tfidf_logreg":
+            _save_tfidf(recipe, run_dir)
+    config = {
+        "domains": list(infos),
+        "adapters": {name: str(source) for name, source in sources.items()},
+        "base": base,
+        "chosen": chosen,
+        "held_out_accuracy": held_out,
+        "threshold": threshold,
+        "fallback": fallback,
+    }
+    A.atomic_write_json(run_dir / ROUTE_FILE, config)  # written last: a router without it is refused
+    config["test_accuracy"] = _domain_accuracy(
+        result.run_dir, config, {n: t.get("test", []) for n, t in texts.items()}
+    )
+    A.atomic_write_json(run_dir / ROUTE_FILE, config)
+    _append_report(run_dir, config)
+    return config
+
+
+def _write_training_rows(
+    texts: dict[str, dict[str, list[str]]], path: Path, cap: int | None, seed: int
+) -> Path:
+    rows = []
+    for name, splits in texts.items():
+        own = [*splits.get("train", []), *splits.get("validation", [])]
+        if cap is not None and len(own) > cap:
+            own = random.Random(seed).sample(own, cap)
+        rows += [{"text": t, "label": name} for t in own]
+    if not rows:
+        raise UsageError("the adapters' runs hold no training texts", hint="check their recipes' data paths")
+    import json
+
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def _held_out_scores(metrics: dict[str, Any]) -> dict[str, float]:
+    scores = {"lora": float(metrics["task"]["accuracy"])}
+    tfidf = metrics.get("baselines", {}).get("tfidf_logreg", {})
+    if "accuracy" in tfidf:
+        scores["tfidf_logreg"] = float(tfidf["accuracy"])
+    return scores
+
+
+def _save_tfidf(recipe, run_dir: Path) -> None:
+    from ..data import load_split_rows
+
+    splits, _ = load_split_rows(recipe.data, recipe.task)
+    model = TfidfClassifier.fit(splits.get("train", []), splits.get("validation", []))
+    A.atomic_write_json(run_dir / TFIDF_FILE, model.record())
+
+
+def _domain_accuracy(run_dir: Path, config: dict[str, Any], tests: dict[str, list[str]]) -> dict[str, Any]:
+    """Routing accuracy on each domain's own test split (routed to the top domain, before any threshold)."""
+    from .router import Router
+
+    router = Router(run_dir, config, threshold=0.0, fallback=config["fallback"])
+    if config["chosen"] == "tfidf_logreg":
+        record = A.read_json(run_dir / TFIDF_FILE)
+        router.tfidf = TfidfClassifier(record["texts"], record["labels"], record["c"])
+    else:
+        from .adapter_set import AdapterSet
+
+        router.head_set = AdapterSet.load({ROUTER_NAME: run_dir})
+    out: dict[str, Any] = {}
+    right = total = 0
+    for name, texts in tests.items():
+        if not texts:
+            out[name] = None
+            continue
+        probs = [
+            p for start in range(0, len(texts), 64) for p in router.probabilities(texts[start : start + 64])
+        ]
+        hits = sum(max(p, key=p.__getitem__) == name for p in probs)
+        out[name] = {"rows": len(texts), "accuracy": round(hits / len(texts), 6)}
+        right, total = right + hits, total + len(texts)
+    out["all"] = {"rows": total, "accuracy": round(right / total, 6) if total else None}
+    return out
+
+
+def _append_report(run_dir: Path, config: dict[str, Any]) -> None:
+    lines = ["", "## Routing", "", f"Chosen on the held-out slice: **{config['chosen']}** "]
+    lines.append(", ".join(f"{k} {v:.4f}" for k, v in config["held_out_accuracy"].items()) + " (accuracy).")
+    lines += ["", "| domain | test rows | routed right |", "|---|---|---|"]
+    for name, score in config["test_accuracy"].items():
+        if score:
+            lines.append(f"| {name} | {score['rows']} | {score['accuracy']:.4f} |")
+    lines.append(f"\nThreshold {config['threshold']:g}; below it requests go to `{config['fallback']}`.")
+    report = run_dir / A.REPORT
+    A.atomic_write_text(report, report.read_text(encoding="utf-8") + "\n".join(lines) + "\n")

@@ -1,0 +1,173 @@
+"""Routing (``model: auto``): pick the adapter for each input from its text.
+
+`lora-adapt route build --adapter NAME=RUN ...` trains a domain classifier on the adapters' own training
+data (read from their runs: each input labelled with its adapter's name) with the normal pipeline - a LoRA
+classifier head on a base, scored beside majority and TF-IDF + logistic regression on a held-out slice of
+that data (the router run's test split) - and keeps whichever scores best there. The router is a run
+directory plus ``route.json``: the chosen system, the threshold, the fallback, the scores on the
+held-out slice, and the routing accuracy on each adapter's *own* test split (data neither the router nor
+the choice saw). A TF-IDF router is stored as the rows it was fitted on and refitted when loaded
+(deterministic; no pickled objects are ever loaded).
+
+At serving time a request for ``auto`` goes to the router's top domain when its probability reaches the
+threshold, else to the fallback (the base, or a named adapter); every answer says where it went and why.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .. import artifacts as A
+from ..errors import UsageError
+
+ROUTE_FILE = "route.json"
+TFIDF_FILE = "router_tfidf.json"
+ROUTER_NAME = "router"
+"""The name of a LoRA router in the set it serves (it answers /v1/classify like any head adapter)."""
+
+
+def routing_text(raw: Any) -> str:
+    """The text a request is routed by: a plain text, a row's ``text``/``prompt``/``instruction`` or its
+    ``tokens``, or the last user message of a chat."""
+    if isinstance(raw, str):
+        return raw
+    if isinstance(raw, dict):
+        messages = raw.get("messages")
+        if isinstance(messages, list):
+            users = [
+                m.get("content", "") for m in messages if isinstance(m, dict) and m.get("role") == "user"
+            ]
+            return str(users[-1] if users else "")
+        for key in ("text", "prompt", "instruction"):
+            if isinstance(raw.get(key), str):
+                return raw[key]
+        if isinstance(raw.get("tokens"), list):
+            return " ".join(map(str, raw["tokens"]))
+    return ""
+
+
+@dataclass
+class TfidfClassifier:
+    """TF-IDF + logistic regression (the pipeline's baseline features and C grid), fitted from rows."""
+
+    texts: list[str]
+    labels: list[str]
+    c: float
+
+    def __post_init__(self) -> None:
+        from ..evaluation.baselines import logistic_regression
+        from ..evaluation.features import make_vectorizer
+
+        self.vectorizer = make_vectorizer()
+        features = self.vectorizer.fit_transform(self.texts)
+        self.model = logistic_regression(self.c).fit(features, self.labels)
+
+    @classmethod
+    def fit(cls, train: Sequence[dict], validation: Sequence[dict]) -> TfidfClassifier:
+        from ..evaluation.baselines import choose_c
+        from ..evaluation.features import make_vectorizer
+
+        vectorizer = make_vectorizer()
+        x_train = vectorizer.fit_transform([r["text"] for r in train])
+        x_val = vectorizer.transform([r["text"] for r in validation]) if validation else None
+        c = choose_c(x_train, [r["label"] for r in train], x_val, [r["label"] for r in validation])
+        return cls([r["text"] for r in train], [r["label"] for r in train], c)
+
+    def probabilities(self, texts: Sequence[str]) -> list[dict[str, float]]:
+        probs = self.model.predict_proba(self.vectorizer.transform(list(texts)))
+        classes = [str(c) for c in self.model.classes_]
+        return [dict(zip(classes, map(float, row), strict=True)) for row in probs]
+
+    def record(self) -> dict[str, Any]:
+        return {"c": self.c, "texts": self.texts, "labels": self.labels}
+
+
+class Router:
+    """Sends each input to an adapter of an :class:`AdapterSet` (see the module docstring)."""
+
+    def __init__(self, path: Path, config: dict[str, Any], *, threshold: float, fallback: str):
+        self.source, self.config = str(path), config
+        self.threshold, self.fallback = threshold, fallback
+        self.tfidf: TfidfClassifier | None = None
+        self.head_set: Any = None  # the AdapterSet holding the LoRA router (the served set when it fits)
+
+    def probabilities(self, texts: Sequence[str]) -> list[dict[str, float]]:
+        if self.tfidf is not None:
+            return self.tfidf.probabilities(texts)
+        results = self.head_set.run([(ROUTER_NAME, t or " ") for t in texts], top_k=0)
+        return [r["probabilities"] for r in results]
+
+    def route(self, aset, raws: Sequence[Any], *, serves: str) -> list[dict[str, Any]]:
+        """``{"adapter", "confidence", "top", "reason"}`` per input; ``serves``: "generation" or "task"."""
+        texts = [routing_text(raw) for raw in raws]
+        return [self._decide(aset, probs, serves) for probs in self.probabilities(texts)]
+
+    def _decide(self, aset, probs: dict[str, float], serves: str) -> dict[str, Any]:
+        top = max(probs, key=probs.__getitem__)
+        confidence = round(probs[top], 6)
+        reason = "confident"
+        if confidence < self.threshold:
+            reason = f"below the threshold {self.threshold:g}"
+        elif not _serves(aset, top, serves):
+            reason = "the top domain's adapter is not loaded here" if top not in aset else "wrong endpoint"
+        if reason == "confident":
+            return {"adapter": top, "confidence": confidence, "top": top, "reason": reason}
+        if _serves(aset, self.fallback, serves):
+            return {"adapter": self.fallback, "confidence": confidence, "top": top, "reason": reason}
+        if _serves(aset, top, serves):  # no usable fallback (a classifier set has no base answer)
+            return {"adapter": top, "confidence": confidence, "top": top, "reason": reason + "; no fallback"}
+        raise UsageError(f"model 'auto': no adapter here can answer (router chose {top!r}: {reason})")
+
+
+def _serves(aset, name: str, serves: str) -> bool:
+    member = aset.members.get(name)
+    return member is not None and (member.kind.name == "generation") == (serves == "generation")
+
+
+def load_router(path: Path, aset, *, threshold: float | None = None, fallback: str | None = None) -> Router:
+    """The router of ``path`` (a `route build` run) working for ``aset``."""
+    from ..modeling.adapted import resolve_adapter
+
+    file = Path(path) / ROUTE_FILE
+    if not file.is_file():
+        raise UsageError(
+            f"{path} is not a router: it has no {ROUTE_FILE}", hint="build one with `lora-adapt route build`"
+        )
+    config = A.read_json(file)
+    router = Router(
+        Path(path),
+        config,
+        threshold=config["threshold"] if threshold is None else threshold,
+        fallback=fallback or config["fallback"],
+    )
+    if config["chosen"] == "tfidf_logreg":
+        record = A.read_json(Path(path) / TFIDF_FILE)
+        router.tfidf = TfidfClassifier(record["texts"], record["labels"], record["c"])
+        return router
+    info = resolve_adapter(path, name=ROUTER_NAME)
+    router.head_set = aset if _fits(aset, info) else _own_set(path)
+    if router.head_set is aset:
+        aset.add(ROUTER_NAME, info)
+    return router
+
+
+def _fits(aset, info) -> bool:
+    """Can the router's head share the served base (same identity, head class and pooling)?"""
+    from ..errors import LoraAdaptError
+
+    if info.head != aset.loaded.head or info.pooling != aset.loaded.pooling or ROUTER_NAME in aset:
+        return False
+    try:
+        aset._check_fits(ROUTER_NAME, info)
+    except LoraAdaptError:
+        return False
+    return True
+
+
+def _own_set(path: Path):
+    from .adapter_set import AdapterSet
+
+    return AdapterSet.load({ROUTER_NAME: path})

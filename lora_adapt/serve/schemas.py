@@ -1,0 +1,75 @@
+"""Request bodies of the OpenAI-compatible endpoints (the fields lora-adapt honours; an unknown field is
+ignored as OpenAI's API ignores it, a field we cannot honour with a non-default value is refused)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class Sampling(Body):
+    model: str
+    max_tokens: int | None = Field(None, ge=1)
+    temperature: float | None = Field(None, ge=0.0, le=2.0)
+    top_p: float | None = Field(None, gt=0.0, le=1.0)
+    stop: str | list[str] | None = None
+    seed: int | None = None
+    stream: bool = False
+    n: int = Field(1, ge=1, le=1)
+    """One answer per prompt (more would need sampling several times: not supported)."""
+    presence_penalty: float = Field(0.0, ge=0.0, le=0.0)
+    frequency_penalty: float = Field(0.0, ge=0.0, le=0.0)
+    logprobs: Any = None
+
+    def stops(self) -> tuple[str, ...]:
+        if self.stop is None:
+            return ()
+        return (self.stop,) if isinstance(self.stop, str) else tuple(self.stop)
+
+
+class CompletionRequest(Sampling):
+    prompt: str | list[str]
+    echo: bool = False
+
+    def prompts(self) -> list[str]:
+        return [self.prompt] if isinstance(self.prompt, str) else list(self.prompt)
+
+
+class Message(Body):
+    role: Literal["system", "user", "assistant", "developer"]
+    content: str
+
+
+class ChatRequest(Sampling):
+    messages: list[Message] = Field(min_length=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
+
+    def budget(self) -> int | None:
+        return self.max_completion_tokens or self.max_tokens
+
+    def chat(self) -> list[dict[str, str]]:
+        return [
+            {"role": "system" if m.role == "developer" else m.role, "content": m.content}
+            for m in self.messages
+        ]
+
+
+class ClassifyRequest(Body):
+    model: str
+    input: str | list[str] | list[dict[str, Any]] = Field(min_length=1)
+    """Texts, or rows such as ``{"tokens": [...]}`` for taggers."""
+    top_labels: int = Field(5, ge=0)
+
+    def inputs(self) -> list[Any]:
+        return [self.input] if isinstance(self.input, str) else list(self.input)
+
+
+class LoadRequest(Body):
+    name: str
+    source: str
+    """A run directory, an adapter folder or hub:ORG/NAME@REV, as the server's machine sees it."""

@@ -1,0 +1,332 @@
+"""The real server on a loopback port, driven by the official `openai` client and by raw HTTP: completions,
+chat, streaming, classify, routing (`model: auto`), admin load/unload while requests run, the micro-batcher
+mixing adapters in one forward without cross-talk, and every bad request answered with the right 4xx."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import openai
+import pytest
+from helpers import cli, copy_run
+
+from lora_adapt import AdapterSet
+from lora_adapt.recipe.serving import GenerationSpec, ServeSpec
+from lora_adapt.serve import running
+from lora_adapt.serve.limits import ConcurrencyLimit
+
+KEY = "test-key"
+PROMPTS = ["Summarise ticket 1.", "Summarise ticket 5 about rent.", "The tenant shall pay"]
+NAMES = ["chat", "chat2", "base"]
+GREEDY = GenerationSpec(max_new_tokens=8)
+
+
+@pytest.fixture(scope="module")
+def reference(domain_runs) -> AdapterSet:
+    """A second set, answering in the test thread: what each adapter gives alone."""
+    return AdapterSet.load({"chat": domain_runs["chat"], "chat2": domain_runs["chat2"]})
+
+
+@pytest.fixture(scope="module")
+def chat_server(domain_runs):
+    aset = AdapterSet.load({"chat": domain_runs["chat"], "chat2": domain_runs["chat2"]})
+    settings = ServeSpec(
+        port=0,
+        api_key=KEY,
+        max_wait_ms=50,
+        max_batch_size=16,
+        max_prompt_tokens=64,
+        max_tokens=16,
+        max_body_bytes=20_000,
+        max_inputs=4,
+    )
+    with running(aset, settings) as served:
+        yield served
+
+
+@pytest.fixture(scope="module")
+def client(chat_server) -> openai.OpenAI:
+    return openai.OpenAI(base_url=chat_server.url + "/v1", api_key=KEY, max_retries=0, timeout=600)
+
+
+def alone(reference: AdapterSet, name: str, raw, **kw) -> dict:
+    return reference.run([(name, raw)], GenerationSpec(max_new_tokens=8, **kw))[0]
+
+
+def test_openai_client_lists_models_and_completes_as_each_adapter_alone(client, reference):
+    models = {m.id: m for m in client.models.list()}
+    assert (
+        set(models) == {"base", "chat", "chat2"} and models["chat"].model_extra["parent"] == models["base"].id
+    )
+    for name, prompt in zip(NAMES, PROMPTS, strict=True):
+        response = client.completions.create(model=name, prompt=prompt, max_tokens=8, temperature=0)
+        expected = alone(reference, name, {"text": prompt})
+        assert response.model == name and response.choices[0].text == expected["text"]
+        assert response.choices[0].finish_reason == expected["finish_reason"]
+        assert response.usage.completion_tokens == expected["completion_tokens"]
+
+
+def test_chat_and_streaming_give_the_same_answer(client, reference):
+    messages = [{"role": "user", "content": "Summarise ticket 2 about meter."}]
+    expected = alone(reference, "chat", {"messages": messages})
+    response = client.chat.completions.create(model="chat", messages=messages, max_tokens=8)
+    assert response.choices[0].message.content == expected["text"] and response.model == "chat"
+    chunks = list(client.chat.completions.create(model="chat", messages=messages, max_tokens=8, stream=True))
+    assert "".join(c.choices[0].delta.content or "" for c in chunks) == expected["text"]
+    assert chunks[-1].choices[0].finish_reason == expected["finish_reason"]
+    stop = expected["text"][2:4] or "x"
+    cut = alone(reference, "chat2", {"text": PROMPTS[0]}, stop=(stop,))
+    streamed = client.completions.create(
+        model="chat2", prompt=PROMPTS[0], max_tokens=8, stop=[stop], stream=True
+    )
+    assert "".join(c.choices[0].text for c in streamed) == cut["text"]
+
+
+def test_concurrent_mixed_adapter_requests_share_a_batch_without_cross_talk(client, chat_server, reference):
+    state = chat_server.state
+    gate = threading.Event()
+    state.batcher.executor.submit(gate.wait)  # hold the model thread so every request queues up
+    jobs = [(name, prompt) for prompt in PROMPTS for name in NAMES]
+    seen = len(state.batcher.batch_sizes)
+    with ThreadPoolExecutor(len(jobs)) as pool:
+        futures = [pool.submit(client.completions.create, model=n, prompt=p, max_tokens=8) for n, p in jobs]
+        while state.batcher.waiting < len(jobs) and not any(f.done() for f in futures):
+            time.sleep(0.01)  # waiting for a count of queued requests, not for a time
+        gate.set()
+        answers = [f.result().choices[0].text for f in futures]
+    assert answers == [alone(reference, n, {"text": p})["text"] for n, p in jobs]
+    # all 12 were waiting together: at most two collections (the one held at the gate, then the rest)
+    assert max(state.batcher.batch_sizes[seen:]) >= len(jobs) // 2
+
+
+def test_adapters_load_and_unload_while_requests_run(client, chat_server, domain_runs, reference, tmp_path):
+    chat3 = copy_run(domain_runs["chat"], tmp_path / "chat3" / "chat3", scale=3.0)  # same weights as chat2
+    expected = alone(reference, "chat", {"text": PROMPTS[1]})["text"]
+    headers = {"Authorization": f"Bearer {KEY}"}
+    stop = threading.Event()
+
+    def keep_asking() -> list[str]:
+        out = []
+        while not stop.is_set() or len(out) < 2:
+            out.append(
+                client.completions.create(model="chat", prompt=PROMPTS[1], max_tokens=8).choices[0].text
+            )
+        return out
+
+    with (
+        ThreadPoolExecutor(2) as pool,
+        httpx.Client(base_url=chat_server.url, headers=headers, timeout=600) as http,
+    ):
+        askers = [pool.submit(keep_asking) for _ in range(2)]
+        loaded = http.post("/v1/adapters", json={"name": "chat3", "source": str(chat3)})
+        assert loaded.status_code == 201 and loaded.json()["memory"]["added_bytes"] > 0
+        assert http.post("/v1/adapters", json={"name": "chat3", "source": str(chat3)}).status_code == 409
+        assert http.delete("/v1/adapters/chat2").status_code == 200
+        stop.set()
+        answers = [a for f in askers for a in f.result()]
+    assert answers and set(answers) == {expected}
+    assert (
+        client.completions.create(model="chat3", prompt=PROMPTS[0], max_tokens=8).choices[0].text
+        == alone(reference, "chat2", {"text": PROMPTS[0]})["text"]
+    )
+    with pytest.raises(openai.NotFoundError):
+        client.completions.create(model="chat2", prompt="x", max_tokens=2)
+    with httpx.Client(
+        base_url=chat_server.url, headers=headers
+    ) as http:  # back as it was for the other tests
+        assert (
+            http.post("/v1/adapters", json={"name": "chat2", "source": str(domain_runs["chat2"])}).status_code
+            == 201
+        )
+        assert http.delete("/v1/adapters/chat3").status_code == 200
+        assert http.delete("/v1/adapters/nope").status_code == 404
+
+
+BAD_REQUESTS = [
+    (
+        "post",
+        "/v1/completions",
+        {"content": b'{"model": "chat", "prompt": ', "headers": {"content-type": "application/json"}},
+        400,
+        "invalid_json",
+    ),
+    ("post", "/v1/completions", {"json": {"model": "nope", "prompt": "x"}}, 404, "model_not_found"),
+    (
+        "post",
+        "/v1/chat/completions",
+        {"json": {"model": "nope", "messages": [{"role": "user", "content": "x"}], "stream": True}},
+        404,
+        "model_not_found",
+    ),
+    (
+        "post",
+        "/v1/completions",
+        {"json": {"model": "chat", "prompt": "rent " * 200}},
+        400,
+        "context_length_exceeded",
+    ),
+    ("post", "/v1/completions", {"json": {"model": "chat", "prompt": "x", "max_tokens": 10_000}}, 400, None),
+    ("post", "/v1/completions", {"json": {"model": "chat", "prompt": "x", "n": 2}}, 400, "invalid_value"),
+    ("post", "/v1/completions", {"json": {"model": "chat", "prompt": ["a"] * 5}}, 400, None),
+    ("post", "/v1/chat/completions", {"json": {"model": "chat", "messages": []}}, 400, "invalid_value"),
+    ("post", "/v1/classify", {"json": {"model": "chat", "input": "x"}}, 400, None),
+    ("post", "/v1/completions", {"json": {"model": "auto", "prompt": "x"}}, 400, None),
+    (
+        "post",
+        "/v1/completions",
+        {"content": b"x" * 30_000, "headers": {"content-type": "application/json"}},
+        413,
+        "request_too_large",
+    ),
+    ("get", "/v1/nothing-here", {}, 404, None),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "kwargs", "status", "code"), BAD_REQUESTS)
+def test_bad_requests_get_openai_style_errors_and_the_server_keeps_serving(
+    chat_server, client, method, path, kwargs, status, code
+):
+    with httpx.Client(
+        base_url=chat_server.url, headers={"Authorization": f"Bearer {KEY}"}, timeout=600
+    ) as http:
+        response = getattr(http, method)(path, **kwargs)
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert error["message"] and error["type"] and (code is None or error["code"] == code)
+    assert httpx.get(chat_server.url + "/health").json()["status"] == "ok"
+    assert client.completions.create(model="chat", prompt="x", max_tokens=2).choices[0].finish_reason
+
+
+def test_missing_or_wrong_api_key_is_401(chat_server):
+    for headers in ({}, {"Authorization": "Bearer wrong"}):
+        response = httpx.get(chat_server.url + "/v1/models", headers=headers)
+        assert response.status_code == 401 and response.json()["error"]["code"] == "invalid_api_key"
+    with pytest.raises(openai.AuthenticationError):
+        openai.OpenAI(base_url=chat_server.url + "/v1", api_key="wrong", max_retries=0).models.list()
+
+
+# --- classifier heads, routing -------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def router_run(domain_runs, tmp_path_factory):
+    from lora_adapt.domains.route_build import build_router
+
+    out = tmp_path_factory.mktemp("router") / "router"
+    build_router(
+        {"tickets": str(domain_runs["tickets"]), "binary": str(domain_runs["binary"])},
+        out,
+        epochs=1,
+        echo=lambda _: None,
+    )
+    return out
+
+
+def test_route_build_keeps_the_better_router_and_reports_accuracy_per_domain(router_run):
+    from lora_adapt import artifacts as A
+
+    config = A.read_json(router_run / "route.json")
+    assert config["chosen"] in config["held_out_accuracy"] and set(config["held_out_accuracy"]) == {
+        "lora",
+        "tfidf_logreg",
+    }
+    assert config["chosen"] == max(
+        config["held_out_accuracy"], key=lambda k: (config["held_out_accuracy"][k], k == "lora")
+    )
+    assert (
+        config["test_accuracy"]["tickets"]["accuracy"] >= 0.9
+        and config["test_accuracy"]["binary"]["accuracy"] >= 0.9
+    )
+    assert "## Routing" in (router_run / "report.md").read_text()
+
+
+def test_classify_mixes_heads_of_different_widths_and_auto_routes_by_text(domain_runs, router_run):
+    from lora_adapt.domains.router import load_router
+
+    reference = AdapterSet.load({"tickets": domain_runs["tickets"], "binary": domain_runs["binary"]})
+    served = AdapterSet.load({"tickets": domain_runs["tickets"], "binary": domain_runs["binary"]})
+    router = load_router(router_run, served)
+    texts = {
+        "tickets": "the meter reading looks wrong, ticket 9",
+        "binary": "Mary Jones flew to Berlin on day 4 for trip 2",
+    }
+    with (
+        running(served, ServeSpec(port=0, max_wait_ms=50), router) as server,
+        httpx.Client(base_url=server.url, timeout=600) as http,
+    ):
+        with ThreadPoolExecutor(4) as pool:
+            futures = {
+                n: pool.submit(http.post, "/v1/classify", json={"model": n, "input": [t, t], "top_labels": 0})
+                for n, t in texts.items()
+            }
+            answers = {n: f.result().json() for n, f in futures.items()}
+        for name, text in texts.items():
+            expected = reference.run([(name, text)], top_k=0)[0]
+            for row in answers[name]["data"]:
+                assert row["adapter"] == name and row["label"] == expected["label"]
+                assert all(
+                    abs(row["probabilities"][k] - v) < 1e-5 for k, v in expected["probabilities"].items()
+                )
+        auto = http.post("/v1/classify", json={"model": "auto", "input": list(texts.values())}).json()
+        assert [row["adapter"] for row in auto["data"]] == list(texts)
+        assert all(row["routing"]["reason"] == "confident" for row in auto["data"])
+        wrong = http.post(
+            "/v1/chat/completions", json={"model": "tickets", "messages": [{"role": "user", "content": "x"}]}
+        )
+        assert wrong.status_code == 400 and "/v1/classify" in wrong.json()["error"]["message"]
+
+
+def test_a_request_past_its_timeout_gets_504(domain_runs):
+    aset = AdapterSet.load({"tickets": domain_runs["tickets"]})
+    settings = ServeSpec(
+        port=0, timeout_s=0.001, max_wait_ms=200
+    )  # the batcher waits longer than the timeout
+    with running(aset, settings) as server:
+        response = httpx.post(
+            server.url + "/v1/classify", json={"model": "tickets", "input": "x"}, timeout=60
+        )
+        assert response.status_code == 504 and response.json()["error"]["type"] == "timeout_error"
+        assert httpx.get(server.url + "/health").status_code == 200
+
+
+def test_concurrency_limit_answers_429_beyond_the_limit():
+    release = asyncio.Event()
+    sent: list[dict] = []
+
+    async def slow_app(scope, receive, send):
+        await release.wait()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    async def scenario() -> list[int]:
+        limited = ConcurrencyLimit(slow_app, limit=1)
+        scope = {"type": "http", "path": "/v1/completions"}
+
+        async def call() -> None:
+            await limited(scope, None, lambda event: _record(sent, event))
+
+        first = asyncio.ensure_future(call())
+        await asyncio.sleep(0)  # let the first request enter the app
+        await call()  # the second is refused at once
+        release.set()
+        await first
+        return [e["status"] for e in sent if e["type"] == "http.response.start"]
+
+    assert asyncio.run(scenario()) == [429, 200]
+
+
+async def _record(sent: list[dict], event: dict) -> None:
+    sent.append(event)
+
+
+def test_serve_command_usage_errors_exit_2(domain_runs):
+    nothing = cli("serve")
+    assert nothing.exit_code == 2 and "nothing to serve" in nothing.output
+    twice = cli("serve", "--adapter", f"a={domain_runs['chat']}", "--adapter", f"a={domain_runs['chat2']}")
+    assert twice.exit_code == 2 and "given twice" in twice.output
+    port = cli("serve", "--adapter", f"a={domain_runs['chat']}", "--port", "70000")
+    assert port.exit_code == 2 and "--port" in port.output
