@@ -25,6 +25,7 @@ from .runtime import (
     check_run_space,
     load_model_and_data,
     make_trainer,
+    plan_budget_for,
     resolve_runtime,
     rows_per_split,
 )
@@ -152,10 +153,13 @@ def _run_claimed(
         with clock("eval_s"):
             trained = _trained_systems(recipe, runtime, loaded, prepared, ranks, echo)
             if ranks.is_main:
-                task_metrics = _evaluate_task(recipe, runtime, model, loaded, prepared, stage, trained, echo)
+                task_metrics = _evaluate_task(
+                    recipe, runtime, model, loaded, prepared, stage, trained, echo, train_result.global_step
+                )
         if ranks.is_main:
+            budget = train_result.extra.get("budget")
             metrics = {
-                "train": {**train_result.to_json(), "divergence": divergence},
+                "train": {**train_result.to_json(), "divergence": divergence, "budget": budget},
                 **lm_metrics,
                 **task_metrics,
             }
@@ -245,8 +249,17 @@ def _train(
         *(logging_callbacks(recipe.training, stage / A.LOGS_DIR) if ranks.is_main else []),
         *callbacks,
     ]
+    budget = plan_budget_for(recipe, runtime, prepared)
     trainer = make_trainer(
-        recipe, runtime, model, loaded.tokenizer, prepared, checkpoints, all_callbacks, echo=echo
+        recipe,
+        runtime,
+        model,
+        loaded.tokenizer,
+        prepared,
+        checkpoints,
+        all_callbacks,
+        echo=echo,
+        budget=budget,
     )
     measure_lm = runtime.mode == "generative" and recipe.evaluation.perplexity
     splits = {
@@ -279,6 +292,7 @@ def _train(
             lm_metrics = _lm_losses(trainer, model, splits, "before")
         for name, ds in splits.items():
             lm_metrics[name]["after"] = evaluate_loss(trainer, ds, f"{name}_after")
+    result.extra["budget"] = budget.to_json()
     # sharded weights are gathered by all processes together: the main one saves the adapter from them
     weights = trainer.accelerator.get_state_dict(trainer.model) if runtime.sharded else None
     model = trainer.model
@@ -346,7 +360,15 @@ def _diverged(
 
 
 def _evaluate_task(
-    recipe: Recipe, runtime: Runtime, model, loaded, prepared, stage: Path, trained, echo: Echo
+    recipe: Recipe,
+    runtime: Runtime,
+    model,
+    loaded,
+    prepared,
+    stage: Path,
+    trained,
+    echo: Echo,
+    steps: int | None = None,
 ) -> dict[str, Any]:
     if recipe.task.type == "sft" or not recipe.evaluation.enabled:
         return {}
@@ -361,6 +383,7 @@ def _evaluate_task(
         run_dir=stage,
         echo=echo,
         trained=trained,
+        trained_steps=steps,
     )
     from .explain import report_explanations
 
