@@ -128,10 +128,10 @@ def tag_table(runs: list[dict[str, Any]], tag: str) -> list[str]:
             if stats["lora"] and stats["full_finetune"]
             else "–"
         )
-        borrowed = any(r.get("borrowed") for r in records)
+        borrowed = {name for r in records for name in r.get("borrowed", [])}
         lines.append(
             f"| {dataset} | {rows} | "
-            + " | ".join(_cell(stats[name], borrowed and name in BORROWED) for name, _ in SYSTEMS)
+            + " | ".join(_cell(stats[name], name in borrowed) for name, _ in SYSTEMS)
             + f" | {gap} | {falls}/{len(records)} | {mark(rows, stats, falls)} |"
         )
     return lines
