@@ -655,7 +655,8 @@ class Recipe(Spec):
         """Settings of a classifier head set explicitly where no head is trained (they would be ignored)."""
         t, problems = self.training, []
         if not _trains_a_head(self.task):
-            if "head_lr_ratio" in t.model_fields_set:
+            default_ratio = TrainingSpec.model_fields["head_lr_ratio"].default
+            if t.head_lr_ratio != default_ratio:  # at its default it is no choice (resolved recipes dump it)
                 problems.append("training.head_lr_ratio applies to classifier heads (task.mode head) only")
             if t.class_weights not in ("auto", "none"):
                 problems.append("training.class_weights applies to classifier heads (task.mode head) only")
