@@ -25,6 +25,7 @@ from .runtime import (
     check_run_space,
     load_model_and_data,
     make_trainer,
+    plan_budget_for,
     resolve_runtime,
     rows_per_split,
 )
@@ -195,11 +196,25 @@ def _run_claimed(
             trained = _trained_systems(recipe, runtime, loaded, prepared, ranks, echo, scoring.score_split)
             if ranks.is_main:
                 task_metrics = _evaluate_task(
-                    recipe, runtime, model, loaded, prepared, stage, trained, echo, scoring.score_split
+                    recipe,
+                    runtime,
+                    model,
+                    loaded,
+                    prepared,
+                    stage,
+                    trained,
+                    echo,
+                    scoring.score_split,
+                    train_result.global_step,
                 )
         if ranks.is_main:
             train_record = _train_record(recipe, train_result, stage)
-            metrics = {"train": {**train_record, "divergence": divergence}, **lm_metrics, **task_metrics}
+            budget = train_result.extra.get("budget")
+            metrics = {
+                "train": {**train_record, "divergence": divergence, "budget": budget},
+                **lm_metrics,
+                **task_metrics,
+            }
             timings["total_s"] = round(sum(timings.values()), 2)
             manifest = _write_run(
                 recipe,
@@ -288,8 +303,18 @@ def _train(
         *(logging_callbacks(recipe.training, stage / A.LOGS_DIR) if ranks.is_main else []),
         *callbacks,
     ]
+    budget = plan_budget_for(recipe, runtime, prepared)
     trainer = make_trainer(
-        recipe, runtime, model, loaded.tokenizer, prepared, checkpoints, all_callbacks, echo=echo, watch=watch
+        recipe,
+        runtime,
+        model,
+        loaded.tokenizer,
+        prepared,
+        checkpoints,
+        all_callbacks,
+        echo=echo,
+        watch=watch,
+        budget=budget,
     )
     # a sweep trial (score_split validation) never touches the test split, and measures the validation
     # loss after training (not before) in every mode when it is watched
@@ -323,6 +348,7 @@ def _train(
             lm_metrics = _lm_losses(trainer, model, splits, "before")
         for name, ds in splits.items():
             lm_metrics.setdefault(name, {})["after"] = evaluate_loss(trainer, ds, f"{name}_after")
+    result.extra["budget"] = budget.to_json()
     # sharded weights are gathered by all processes together: the main one saves the adapter from them
     weights = trainer.accelerator.get_state_dict(trainer.model) if runtime.sharded else None
     model = trainer.model
@@ -402,6 +428,7 @@ def _evaluate_task(
     trained,
     echo: Echo,
     score_split: ScoreSplit = "test",
+    steps: int | None = None,
 ) -> dict[str, Any]:
     if recipe.task.type == "sft" or not (recipe.evaluation.enabled or score_split == "validation"):
         return {}
@@ -429,6 +456,7 @@ def _evaluate_task(
         run_dir=stage,
         echo=echo,
         trained=trained,
+        trained_steps=steps,
     )
     from .explain import report_explanations
 

@@ -80,6 +80,8 @@ def load_model_and_data(recipe: Recipe, runtime: Runtime, echo: Echo):
     tokenizer = recipe_tokenizer(recipe)
     prepared = recipe_data(recipe, tokenizer, echo=echo)
     echo(data_line(prepared))
+    for warning in (prepared.stats or {}).get("warnings", []):
+        echo(f"warning: {warning}")
     loaded = load_base(recipe, runtime, tokenizer, prepared.labels)
     pooled = f" ({loaded.pooling} pooling)" if runtime.head == "sequence_classification" else ""
     echo(
@@ -128,6 +130,18 @@ def load_base(recipe: Recipe, runtime: Runtime, tokenizer, labels: tuple[str, ..
     )
 
 
+def plan_budget_for(recipe: Recipe, runtime: Runtime, prepared):
+    """The run's epochs after `training.min_steps` (training/budget.py) on the prepared training split."""
+    from .training import plan_budget
+
+    return plan_budget(
+        recipe.training,
+        train_rows=len(prepared.train),
+        world_size=runtime.world_size,
+        head=runtime.mode == "head",
+    )
+
+
 def make_trainer(
     recipe: Recipe,
     runtime: Runtime,
@@ -140,22 +154,40 @@ def make_trainer(
     echo: Echo = print,
     label: str = "",
     watch: Sequence[str] = (),
+    budget=None,
 ):
     """The trainer for ``model`` on ``prepared`` with the recipe's training settings; progress goes to
     ``echo`` (one line per logging step, or a bar on a terminal), prefixed with ``label`` when given.
+    ``budget`` (default: ``plan_budget_for``) sets the epochs; when `training.min_steps` raised them,
+    ``echo`` says so.
 
     Validation metrics at each evaluation: the loss, and in head mode every task score (the Trainer's
     ``compute_metrics``). A generative task is scored during training only when a task metric is
     watched (``training.early_stopping.metric`` or one of ``watch``: generation is slow)."""
     from .training import use_progress
 
+    budget = budget or plan_budget_for(recipe, runtime, prepared)
+    note = budget.describe(recipe.training.resolved_min_steps(head=runtime.mode == "head"))
+    if note:
+        echo(f"{label}: {note}" if label else note)
     watched = [*watch, *([recipe.training.early_stopping.metric] if recipe.training.early_stopping else [])]
-    trainer = _trainer(recipe, runtime, model, tokenizer, prepared, checkpoints, callbacks, watched, echo)
+    trainer = _trainer(
+        recipe, runtime, model, tokenizer, prepared, checkpoints, callbacks, watched, echo, budget
+    )
     return use_progress(trainer, echo, bar=recipe.training.progress_bar, label=label)
 
 
 def _trainer(
-    recipe: Recipe, runtime: Runtime, model, tokenizer, prepared, checkpoints: Path, callbacks, watched, echo
+    recipe: Recipe,
+    runtime: Runtime,
+    model,
+    tokenizer,
+    prepared,
+    checkpoints: Path,
+    callbacks,
+    watched,
+    echo,
+    budget,
 ):
     from .training import check_loss_path, common_args, make_sft_trainer, sft_config, strategy_args
 
@@ -165,22 +197,15 @@ def _trainer(
     kind = score_kind(recipe.task, runtime.mode)
     _check_binary_only(watched, prepared.labels)
     l1 = recipe.training.l1_penalty
+    common = dict(has_validation=has_val, device=runtime.device, parallel=parallel, budget=budget)
     if runtime.mode == "head":
         from transformers import TrainingArguments
 
         from .evaluation.during_training import head_compute_metrics
+        from .modeling.loading import HEAD_MODULES
         from .training.heads import make_head_trainer
 
-        args = TrainingArguments(
-            **common_args(
-                recipe.training,
-                runtime.precision,
-                checkpoints,
-                has_validation=has_val,
-                device=runtime.device,
-                parallel=parallel,
-            )
-        )
+        args = TrainingArguments(**common_args(recipe.training, runtime.precision, checkpoints, **common))
         rows = prepared.raw.get("validation") or []
         scaling = (prepared.stats.get("targets") or {}).get("scaling")
         metrics = (
@@ -189,17 +214,18 @@ def _trainer(
             else None
         )
         return make_head_trainer(
-            model, tokenizer, prepared, args, callbacks, compute_metrics=metrics, l1_penalty=l1
+            model,
+            tokenizer,
+            prepared,
+            args,
+            callbacks,
+            recipe.task,
+            recipe.training,
+            head_modules=HEAD_MODULES,
+            compute_metrics=metrics,
+            l1_penalty=l1,
         )
-    args = sft_config(
-        recipe.training,
-        recipe.data,
-        runtime.precision,
-        checkpoints,
-        has_validation=has_val,
-        device=runtime.device,
-        parallel=parallel,
-    )
+    args = sft_config(recipe.training, recipe.data, runtime.precision, checkpoints, **common)
     loss_path = check_loss_path(
         runtime.loss_path, model, device=runtime.device, explicit=recipe.training.loss_path != "auto"
     )

@@ -332,20 +332,6 @@ def test_empty_after_cleaning_says_why(tmp_path):
 # --- tasks -------------------------------------------------------------------------------------
 
 
-def test_unknown_test_label_and_empty_listed_class(tmp_path):
-    train = write_jsonl(tmp_path / "train.jsonl", labelled(10))
-    test = write_jsonl(
-        tmp_path / "test.jsonl", [{"text": "a", "label": "common"}, {"text": "b", "label": "new"}]
-    )
-    with pytest.raises(DataError, match=r"test\.jsonl:2: unknown label 'new' in the test split"):
-        load_split_rows(DataSpec(train=train, test=test, split=NO_SPLIT), CLS)
-    listed = TaskSpec(type="classification", labels=("common", "rare", "never"))
-    with pytest.raises(
-        DataError, match=r"task.labels lists \['never'\] but the training split has no example"
-    ):
-        load_split_rows(DataSpec(train=train, split=NO_SPLIT), listed)
-
-
 def test_misaligned_tags_and_missing_markers_name_the_line(tmp_path):
     (tmp_path / "bad.conll").write_text("EU B-ORG\nrejects\n")
     with pytest.raises(DataError, match=r"bad\.conll:2: token without a tag"):

@@ -12,6 +12,7 @@ import click
 
 from ..recipe.derived import BASELINES
 from . import main
+from .run_cmds import health_warnings
 
 
 @main.command("eval")
@@ -61,6 +62,8 @@ def eval_command(
         echo=click.echo,
     )
     click.echo(result["summary"])
+    for line in health_warnings(result):
+        click.echo(line)
     if out is not None:
         A.atomic_write_json(out, result)
         click.echo(f"metrics written to {out}")

@@ -113,7 +113,14 @@ def _summary(metrics: dict) -> str:
             )
     if "summary" in metrics:
         lines.append(metrics["summary"])
-    return "\n".join(lines)
+    return "\n".join(lines + health_warnings(metrics))
+
+
+def health_warnings(metrics: dict) -> list[str]:
+    """The health verdict's warnings (a collapse, a loss to a baseline) repeated as the last lines, so a run
+    that finished with exit 0 cannot end on a line that reads like success."""
+    health = metrics.get("health") or {}
+    return [f"WARNING: {w}" for w in health.get("warnings", [])]
 
 
 @main.group()

@@ -4,7 +4,8 @@ Order per split: NFC normalisation -> whitespace normalisation -> drop empty row
 duplicates within the split (not in test: the scored set stays whole, so a benchmark's test set
 keeps its official size). Then across splits: a row also in test is removed from validation
 and train, a row also in validation is removed from train (test stays untouched, so it never
-leaks into training). Then ``data.max_samples`` caps each split (seeded). Row identity for
+leaks into training). Then ``data.max_samples`` caps each split and ``data.max_train_samples`` the
+training split (seeded; see splits.sample_rows). Row identity for
 duplicates is every canonical column except ``id``.
 
 Whitespace normalisation: ends stripped, non-breaking and other odd spaces become plain spaces,

@@ -1,7 +1,11 @@
 """The label set of a task and its checks (unknown labels, empty classes), naming file and line.
 
-Labels come from ``task.labels`` when given, else from the training split: sorted for
-classification and relations; for tagging the tag set with ``O`` first, then sorted.
+Labels come from ``task.labels`` when given, else from the data: sorted for classification and
+relations; for tagging the tag set with ``O`` first, then sorted. Read from the data, the set is the
+training split's labels plus any that only validation or test rows carry (a small training sample
+can lack a rare label): the head gets a class for each, which never trains, so such rows are scored
+as misses, never dropped, and a warning names them. With ``task.labels`` declared, a label outside
+it is an error, and a declared label without training rows is a warning.
 """
 
 from __future__ import annotations
@@ -26,12 +30,12 @@ def row_labels(row: dict[str, Any], layout: str) -> list[str]:
     return list(value) if isinstance(value, list) else [value]
 
 
-def resolve_labels(train: Rows, task: TaskSpec, layout: str) -> tuple[str, ...] | None:
+def resolve_labels(splits: dict[str, Rows], task: TaskSpec, layout: str) -> tuple[str, ...] | None:
     if layout not in LABELLED:
         return None
     if task.labels is not None:
         return tuple(task.labels)
-    seen = {label for row in train for label in row_labels(row, layout)}
+    seen = {label for rows in splits.values() for row in rows for label in row_labels(row, layout)}
     if layout == "tagging":
         return tuple(["O"] * ("O" in seen) + sorted(seen - {"O"}))
     return tuple(sorted(seen))
@@ -43,9 +47,9 @@ def label_counts(rows: Rows, layout: str) -> dict[str, int]:
 
 
 def check_labels(splits: dict[str, Rows], labels: tuple[str, ...], task: TaskSpec, layout: str) -> list[str]:
-    """Raise on a label outside the set or a listed class without training rows; return warnings."""
+    """Raise on a label outside a declared set; return warnings for labels without training rows."""
     check_known(splits, labels, task, layout)
-    return _empty_classes(splits.get("train", []), labels, task, layout)
+    return _untrained_labels(splits, labels, task, layout)
 
 
 def check_known(splits: dict[str, Rows], labels: tuple[str, ...], task: TaskSpec, layout: str) -> None:
@@ -62,15 +66,22 @@ def check_known(splits: dict[str, Rows], labels: tuple[str, ...], task: TaskSpec
                 )
 
 
-def _empty_classes(train: Rows, labels: tuple[str, ...], task: TaskSpec, layout: str) -> list[str]:
-    counts = label_counts(train, layout)
-    empty = [label for label in labels if counts.get(label, 0) == 0]
-    if not empty:
+def _untrained_labels(
+    splits: dict[str, Rows], labels: tuple[str, ...], task: TaskSpec, layout: str
+) -> list[str]:
+    trained = label_counts(splits.get("train", []), layout)
+    missing = [label for label in labels if trained.get(label, 0) == 0]
+    if not missing:
         return []
-    message = f"task.labels lists {empty} but the training split has no example of them"
-    if layout == "tagging":  # a rare I- tag can be absent from a small sample; training still works
-        return [message]
-    raise DataError(message, hint="remove them from task.labels, or add training rows for them")
+    held_out = {
+        name: sum(any(label in missing for label in row_labels(row, layout)) for row in rows)
+        for name, rows in splits.items()
+        if name != "train"
+    }
+    where = " and ".join(f"{n} {name} row(s)" for name, n in held_out.items() if n)
+    listed = "task.labels lists" if task.labels is not None else "the label set has"
+    scored = f": {where} carry them and are scored; the model never learns them, so they count as misses"
+    return [f"{listed} {missing} without a training example" + (scored if where else "")]
 
 
 def check_label_values(rows: Rows, layout: str, task: TaskSpec) -> None:

@@ -22,7 +22,7 @@ from .labels import (
 )
 from .mixing import final_counts, mix
 from .sources import WHERE, check_exists, detect_file_format, file_sha256, read_file, read_saved_splits
-from .splits import SPLIT_NAMES, split_by_column, split_by_ratio
+from .splits import SPLIT_NAMES, sample_rows, split_by_column, split_by_ratio
 from .targets import head_scaling, target_stats
 from .templates import resolve_chat_template
 from .tokenization import generative_layout, tokenize_generative, tokenize_head
@@ -167,7 +167,7 @@ def _mixed_train(spec: DataSpec, task: TaskSpec, stats: dict) -> tuple[Rows, str
 # --- cleaning ----------------------------------------------------------------------------------
 
 
-def _clean(splits: dict[str, Rows], layout: str, spec: DataSpec, stats: dict) -> None:
+def _clean(splits: dict[str, Rows], layout: str, spec: DataSpec, task: TaskSpec, stats: dict) -> None:
     rules = spec.cleaning
     dropped: dict[str, dict[str, int]] = {"empty": {}, "duplicate": {}, "cross_split": {}, "max_samples": {}}
     for name, rows in splits.items():
@@ -180,17 +180,36 @@ def _clean(splits: dict[str, Rows], layout: str, spec: DataSpec, stats: dict) ->
     if rules.deduplicate:
         cross = cleaning.drop_cross_split(splits)
         dropped["cross_split"] = {name: cross[name] for name in splits}
+    seed = spec.split.seed if spec.sample_seed is None else spec.sample_seed
     for name, rows in splits.items():
-        splits[name], dropped["max_samples"][name] = cleaning.cap_rows(
-            rows, spec.max_samples, spec.split.seed
-        )
+        splits[name], dropped["max_samples"][name] = cleaning.cap_rows(rows, spec.max_samples, seed)
     stats["dropped"] = dropped
+    if spec.max_train_samples is not None:
+        _sample_train(splits, spec, task, layout, seed, stats)
     if not splits["train"]:
         raise DataError(
             f"the training data ({', '.join(stats['files']) or 'data.train'}) is empty after cleaning: "
             f"{_drop_story('train', stats)}",
             hint="check the file and data.columns; cleaning rules can be switched off under data.cleaning",
         )
+
+
+def _sample_train(
+    splits: dict[str, Rows], spec: DataSpec, task: TaskSpec, layout: str, seed: int, stats: dict
+) -> None:
+    """``data.max_train_samples``: a seeded (stratified where it applies) sample of the training split."""
+    assert spec.max_train_samples is not None
+    train = splits["train"]
+    strata = _stratify_labels(train, layout, spec, task)
+    splits["train"] = sample_rows(train, spec.max_train_samples, seed, strata)
+    stats["dropped"]["max_train_samples"] = {"train": len(train) - len(splits["train"])}
+    stats["train_sample"] = {
+        "limit": spec.max_train_samples,
+        "available": len(train),
+        "kept": len(splits["train"]),
+        "seed": seed,
+        "stratified": strata is not None,
+    }
 
 
 def _drop_story(split: str, stats: dict) -> str:
@@ -219,11 +238,11 @@ def _load(spec: DataSpec, task: TaskSpec) -> tuple[dict[str, Rows], str, tuple[s
     splits, layout = _assemble(spec, task, stats)
     stats["format"] = layout
     stats["rows_read"] = {name: len(rows) for name, rows in splits.items()}
-    _clean(splits, layout, spec, stats)
+    _clean(splits, layout, spec, task, stats)
     for name in ("validation", "test"):
         if name in splits and not splits[name] and stats["rows_read"].get(name):
             stats["warnings"].append(f"the {name} split is empty after cleaning: {_drop_story(name, stats)}")
-    labels = resolve_labels(splits["train"], task, layout)
+    labels = resolve_labels(splits, task, layout)
     if layout == "regression":
         labels = target_names(task)
         stats["targets"] = target_stats(splits["train"], labels)

@@ -4,6 +4,10 @@ Test is carved first, then validation (its share is of the whole, so it is resca
 Within a split rows keep their source order. A split depends only on the rows, the shares and the
 seed. Stratified carving gives every label its share (largest remainders); labels with a single
 row cannot be in two splits and stay in train (noted).
+
+``sample_rows`` draws the training sample of ``data.max_train_samples``: stratified, every label
+keeps its share and, while the cap allows, at least one row (a small sample should not lose a class
+the full data has); the kept rows stay in source order.
 """
 
 from __future__ import annotations
@@ -115,3 +119,38 @@ def split_by_column(rows: Rows, column: str, source: str) -> dict[str, Rows]:
     if "train" not in out:
         raise DataError(f"{source}: no row has {column} = train", hint="check data.split.column")
     return out
+
+
+def sample_rows(rows: Rows, limit: int, seed: int, labels: list[str] | None) -> Rows:
+    """At most ``limit`` rows, seeded, in source order; stratified by ``labels`` when given."""
+    if len(rows) <= limit:
+        return rows
+    rng = random.Random(seed)
+    if labels is None:
+        picked = set(rng.sample(range(len(rows)), limit))
+        return [row for i, row in enumerate(rows) if i in picked]
+    groups: dict[str, list[int]] = defaultdict(list)
+    for i, label in enumerate(labels):
+        groups[label].append(i)
+    quotas = _sample_quotas({k: len(v) for k, v in groups.items()}, limit)
+    picked = set()
+    left: list[int] = []
+    for label in sorted(groups):
+        idx = list(groups[label])
+        rng.shuffle(idx)
+        picked.update(idx[: quotas[label]])
+        left += idx[quotas[label] :]
+    rng.shuffle(left)
+    picked.update(left[: limit - len(picked)])
+    return [row for i, row in enumerate(rows) if i in picked]
+
+
+def _sample_quotas(sizes: dict[str, int], limit: int) -> dict[str, int]:
+    """Rows per label: one each while ``limit`` allows, the rest in proportion to each label's share."""
+    floor = 1 if limit >= len(sizes) else 0
+    total = sum(sizes.values())
+    wanted = {k: max(n * limit / total - floor, 0.0) for k, n in sorted(sizes.items())}
+    spare = limit - floor * len(sizes)
+    scale = spare / sum(wanted.values()) if sum(wanted.values()) > 0 else 0.0
+    extra = _largest_remainder({k: w * scale for k, w in wanted.items()}, spare)
+    return {k: min(sizes[k], floor + extra[k]) for k in sizes}

@@ -25,6 +25,7 @@ from ..recipe.derived import BASELINES, is_quantized
 from . import baselines as B
 from . import regression as R
 from .baselines import BaselineSkipped
+from .health import assess, health_lines, verdict_suffix
 from .metrics import normalize_value
 from .report import comparison_table, system_method
 from .scoring import CONFUSION_KINDS, HEADLINE, gold_of, score, spans_from_tags, task_kind
@@ -51,6 +52,7 @@ def evaluate_task(
     dataset=None,
     baselines: Sequence[str] | None = None,
     trained: Mapping[str, TrainedSystem] | None = None,
+    trained_steps: int | None = None,
 ) -> dict[str, Any]:
     """Score ``model`` and the baselines on ``split`` of ``prepared`` (or on ``rows``/``dataset`` given).
 
@@ -59,7 +61,8 @@ def evaluate_task(
     ``recipe.evaluation.baselines``. Baselines that are trained models (``full_finetune``) come from
     ``trained``: ``{name: callable returning (model, info)}``, called when that baseline is scored;
     evaluation itself never trains a model. An unknown baseline name is an error; one that does not
-    apply to the task is reported as skipped, with the reason."""
+    apply to the task is reported as skipped, with the reason. ``health`` (see health.py) says plainly
+    when the adapted model collapsed or lost to a baseline; ``trained_steps`` feeds its likely causes."""
     started = time.perf_counter()
     ctx = _context(recipe, mode, tokenizer, prepared, split, rows, dataset)
     info = {
@@ -69,7 +72,7 @@ def evaluate_task(
         "mode": mode,
         "headline": HEADLINE[ctx.kind],
         "labels": list(ctx.labels or []),
-        "notes": _notes(recipe, ctx),
+        "notes": _notes(recipe, ctx, prepared),
     }
     if not ctx.rows:
         return {
@@ -93,14 +96,18 @@ def evaluate_task(
             task_metrics["confusion_matrix"], Path(run_dir) / A.CONFUSION_PNG, f"Confusion matrix ({split})"
         )
     info["seconds"] = round(time.perf_counter() - started, 2)
-    out = {
+    health = assess(ctx, gold, adapted[0].predictions, task_metrics, results, recipe, prepared, trained_steps)
+    out: dict[str, Any] = {
         "evaluation": info,
         "task": task_metrics,
         "baselines": results,
         "samples": _samples(ctx, gold, adapted[0], recipe.evaluation.samples_in_report),
+        "health": health,
     }
     out["summary"] = _summary(out)
     echo(comparison_table(out))
+    for line in health_lines(health):
+        echo(line)
     return out
 
 
@@ -140,8 +147,15 @@ def _context(recipe, mode: str, tokenizer, prepared, split: str, rows, dataset) 
     )
 
 
-def _notes(recipe, ctx: EvalContext) -> list[str]:
+def _notes(recipe, ctx: EvalContext, prepared) -> list[str]:
     notes = []
+    sample = (getattr(prepared, "stats", None) or {}).get("train_sample")
+    if sample and sample["kept"] < sample["available"]:
+        kind = "stratified " if sample["stratified"] else ""
+        notes.append(
+            f"data.max_train_samples = {sample['limit']}: trained on a seeded {kind}sample of {sample['kept']} "
+            f"of the {sample['available']} training rows (seed {sample['seed']}); validation and test kept whole"
+        )
     if ctx.available > len(ctx.rows):
         notes.append(
             f"scored a seeded sample of {len(ctx.rows)} of the {ctx.available} rows (evaluation.max_samples)"
@@ -331,7 +345,7 @@ def _summary(out: dict[str, Any]) -> str:
         )
     invalid = out["task"].get("invalid")
     tail = f" ({invalid} invalid answers)" if info["mode"] == "generative" else ""
-    return " | ".join(parts) + tail
+    return " | ".join(parts) + tail + verdict_suffix(out.get("health"))
 
 
 def _fmt(value: Any) -> str:

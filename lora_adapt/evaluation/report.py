@@ -143,6 +143,7 @@ def _task_sections(metrics: dict[str, Any]) -> list[str]:
     info = metrics.get("evaluation", {})
     kind = info.get("kind", "single")
     parts = [
+        *_health(metrics.get("health")),
         f"## Results on the {info.get('split', 'test')} split ({info.get('rows')} rows)",
         "",
         comparison_table(metrics),
@@ -153,6 +154,23 @@ def _task_sections(metrics: dict[str, Any]) -> list[str]:
     parts += [f"- {note}" for note in info.get("notes", [])]
     parts += ["", *_per_class(metrics["task"], kind), *_samples(metrics.get("samples", []))]
     return parts + explanation_section(metrics.get("explanations"))
+
+
+def _health(health: dict[str, Any] | None) -> list[str]:
+    """A warning section above the results when the adapted model collapsed or lost to TF-IDF."""
+    if not health or not health.get("warnings"):
+        return []
+    title = "collapsed" if health.get("collapsed") else "scores below a simple baseline"
+    return [
+        f"## Warning: the adapted model {title}",
+        "",
+        *[f"- **{w}**" for w in health["warnings"]],
+        "",
+        "Likely causes:",
+        "",
+        *[f"- {cause}" for cause in health.get("likely_causes", [])],
+        "",
+    ]
 
 
 def comparison_table(metrics: dict[str, Any]) -> str:

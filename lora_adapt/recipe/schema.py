@@ -11,7 +11,7 @@ No torch import here: ``lora-adapt validate`` must answer in about a second.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
@@ -46,6 +46,8 @@ Baseline = Literal["majority", "tfidf_logreg", "base_model", "full_finetune"]
 OverlengthPolicy = Literal["drop", "truncate"]
 Strategy = Literal["ddp", "fsdp", "deepspeed"]
 FsdpSharding = Literal["full_shard", "shard_grad_op"]
+AUTO_MIN_STEPS_HEAD = 300
+"""`training.min_steps: auto` when a classifier head is trained."""
 
 # Canonical column names a recipe may map from its own field names.
 CANONICAL_COLUMNS = (
@@ -268,6 +270,40 @@ class DataSpec(Spec):
     cleaning: CleaningSpec = CleaningSpec()
     max_samples: int | None = Field(None, ge=1)
     """Keep at most this many rows per split (after cleaning), for quick runs."""
+    max_train_samples: int | None = Field(None, ge=1)
+    """Keep at most this many *training* rows (after cleaning and splitting; validation and test keep
+    every row): a seeded sample, stratified by label for classification and relations (each label
+    keeps its share, and at least one row while the cap allows), a plain seeded sample otherwise.
+    For learning curves and small-data runs."""
+    sample_seed: int | None = None
+    """Seed of the rows `max_samples` / `max_train_samples` keep. Default: `data.split.seed`. Change it
+    to draw another sample while validation and test stay the same split."""
+
+    @field_validator("max_train_samples")
+    @classmethod
+    def _below_max_samples(cls, limit: int | None, info: ValidationInfo) -> int | None:
+        every = info.data.get("max_samples")
+        if limit is not None and every is not None and limit >= every:
+            raise ValueError(
+                f"{limit} has no effect: data.max_samples ({every}) already caps every split, the "
+                "training split included; remove one of them"
+            )
+        return limit
+
+    @field_validator("sample_seed")
+    @classmethod
+    def _seeds_a_sample(cls, seed: int | None, info: ValidationInfo) -> int | None:
+        if (
+            seed is not None
+            and info.data.get("max_samples") is None
+            and info.data.get("max_train_samples") is None
+        ):
+            raise ValueError(
+                "seeds only the rows data.max_samples / data.max_train_samples keep; set one of them, "
+                "or remove data.sample_seed"
+            )
+        return seed
+
     cache: bool = True
     """Keep the prepared data in the content-addressed cache (`$LORA_ADAPT_DATA_CACHE`, default
     `~/.cache/lora-adapt/data`) and reuse it when the files, tokenizer and data settings are the same:
@@ -339,7 +375,22 @@ class TrainingSpec(Spec):
     epochs: float = Field(3, gt=0)
     max_steps: int | None = Field(None, ge=1)
     """Stop after this many optimizer steps (overrides epochs)."""
+    min_steps: Annotated[int, Field(ge=0)] | Literal["auto"] = "auto"
+    """At least this many optimizer steps: on small data whole epochs are added until the run has them
+    (a fresh head and adapter need a few hundred updates; 300 rows x 3 epochs give ~60), and validation
+    runs as often as `epochs` asked, spread over the run. `auto`: 300 with a classifier head, 0 for
+    generative tasks (a language model memorises small data shown many times). 0: off."""
     learning_rate: float = Field(2e-4, gt=0, lt=1)
+    head_lr_ratio: float = Field(10.0, gt=0, le=1000)
+    """Head mode: the new, randomly initialised classifier head trains at this multiple of
+    `learning_rate` (the full fine-tuning baseline applies it to its own rate). 1: the same rate."""
+    lora_plus_ratio: float = Field(1.0, gt=0, le=1000)
+    """LoRA+ (Hayou et al., 2024): the B matrices train at this multiple of `learning_rate`. 1: plain LoRA."""
+    class_weights: Literal["auto", "none", "balanced", "sqrt_balanced"] = "auto"
+    """Head mode, single-label and tagging: weight each class's loss by its inverse training frequency
+    (`balanced`: n / (classes x count)), its square root (`sqrt_balanced`, milder), or not (`none`).
+    `auto`: `sqrt_balanced` for tagging (`O` is 80-95% of tokens: unweighted, a few hundred sentences
+    can teach a model to predict `O` everywhere), `none` otherwise."""
     scheduler: Scheduler = "cosine"
     warmup_ratio: float = Field(0.03, ge=0, lt=1)
     batch_size: int = Field(8, ge=1)
@@ -381,6 +432,29 @@ class TrainingSpec(Spec):
     progress_bar: bool = True
     divergence: DivergenceSpec = DivergenceSpec()
     """The end-of-training loss check (a loss that ends above where it started is a failed run, exit 1)."""
+
+    def resolved_min_steps(self, *, head: bool) -> int:
+        """`min_steps` with `auto` resolved (see its description)."""
+        if self.min_steps == "auto":
+            return AUTO_MIN_STEPS_HEAD if head else 0
+        return self.min_steps
+
+    def resolved_class_weights(self, *, tagging: bool, multi_label: bool) -> str:
+        """`class_weights` with `auto` resolved: `none`, `balanced` or `sqrt_balanced`."""
+        if multi_label:
+            return "none"
+        if self.class_weights == "auto":
+            return "sqrt_balanced" if tagging else "none"
+        return self.class_weights
+
+    @field_validator("min_steps")
+    @classmethod
+    def _min_steps_without_max_steps(cls, value: int | str, info: ValidationInfo) -> int | str:
+        if value not in ("auto", 0) and info.data.get("max_steps") is not None:
+            raise ValueError(
+                "has no effect with training.max_steps, which fixes the steps; remove one of them"
+            )
+        return value
 
     @model_validator(mode="after")
     def _checkpoints_follow_evaluations(self) -> TrainingSpec:
@@ -597,6 +671,7 @@ class Recipe(Spec):
             )
         if self.training.label_smoothing and self.task.type == "regression":
             problems.append("training.label_smoothing does not apply to regression (no classes); remove it")
+        problems += self._head_only_training_keys()
         relation_head = self.task.type == "relation_classification" and self.task.mode != "generative"
         if self.output.merge and relation_head and self.task.pooling in ("auto", "entity_start"):
             problems.append(
@@ -606,6 +681,25 @@ class Recipe(Spec):
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+    def _head_only_training_keys(self) -> list[str]:
+        """Settings of a classifier head set explicitly where no head is trained (they would be ignored)."""
+        t, problems = self.training, []
+        if not _trains_a_head(self.task):
+            default_ratio = TrainingSpec.model_fields["head_lr_ratio"].default
+            if t.head_lr_ratio != default_ratio:  # at its default it is no choice (resolved recipes dump it)
+                problems.append("training.head_lr_ratio applies to classifier heads (task.mode head) only")
+            if t.class_weights not in ("auto", "none"):
+                problems.append("training.class_weights applies to classifier heads (task.mode head) only")
+        elif (self.task.multi_label or self.task.type == "regression") and t.class_weights not in (
+            "auto",
+            "none",
+        ):
+            problems.append(
+                "training.class_weights applies to single-label classifier and tagging heads; a multi-label or "
+                "regression head has no classes to weigh (remove it)"
+            )
+        return problems
 
 
 def _trains_a_head(task: TaskSpec) -> bool:

@@ -8,6 +8,7 @@ from typing import Any
 
 from ..recipe.derived import greater_is_better, metric_name
 from ..recipe.schema import TrainingSpec
+from .budget import Budget
 
 
 @dataclass(frozen=True)
@@ -38,15 +39,20 @@ def common_args(
     has_validation: bool,
     device: str,
     parallel: dict[str, Any] | None = None,
+    budget: Budget | None = None,
 ) -> dict[str, Any]:
     """Arguments shared by SFTConfig and TrainingArguments (heads), all explicit; ``parallel`` adds the
-    distributed strategy's (``training.strategy.strategy_args``)."""
+    distributed strategy's (``training.strategy.strategy_args``).
+
+    ``budget`` (see budget.plan_budget): the epochs after ``training.min_steps``, and the evaluation
+    spacing when it raised them."""
     evaluate = has_validation
-    strategy = "steps" if spec.eval_steps else "epoch"
-    save_strategy = "steps" if (spec.save_steps or spec.eval_steps) else "epoch"
+    eval_steps = spec.eval_steps or (budget.eval_steps if budget is not None else None)
+    strategy = "steps" if eval_steps else "epoch"
+    save_strategy = "steps" if (spec.save_steps or eval_steps) else "epoch"
     args: dict[str, Any] = dict(
         output_dir=str(output_dir),
-        num_train_epochs=spec.epochs,
+        num_train_epochs=spec.epochs if budget is None else budget.epochs,
         max_steps=spec.max_steps or -1,
         learning_rate=spec.learning_rate,
         lr_scheduler_type=spec.scheduler,
@@ -63,9 +69,9 @@ def common_args(
         seed=spec.seed,
         data_seed=spec.seed,
         eval_strategy=strategy if evaluate else "no",
-        eval_steps=spec.eval_steps,
+        eval_steps=eval_steps,
         save_strategy=save_strategy,
-        save_steps=spec.save_steps or spec.eval_steps or 500,
+        save_steps=spec.save_steps or eval_steps or 500,
         save_total_limit=spec.save_total_limit,
         logging_steps=spec.logging_steps,
         logging_first_step=True,

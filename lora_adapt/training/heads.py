@@ -16,7 +16,61 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from transformers import Trainer
+
+from ..recipe.derived import REGRESSION_TASKS
+from ..recipe.schema import TaskSpec, TrainingSpec
+from .optimization import class_weights, flat_label_ids, param_groups, role_learning_rates
 from .penalties import penalized
+
+
+class HeadTrainer(Trainer):
+    """transformers' Trainer with per-role learning rates and an optional class-weighted loss.
+
+    The optimizer is still the Trainer's (``create_optimizer`` with ``optimizer_cls_and_kwargs``
+    carrying our param groups); with class weights, ``compute_loss`` computes the weighted
+    cross-entropy from the logits as a per-batch mean (the Trainer scales it for accumulation).
+    """
+
+    def __init__(self, *args, rates: dict[str, float], head_modules: tuple[str, ...], weights=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.role_rates = rates
+        self.head_modules = head_modules
+        self.class_weights = weights
+        if weights is not None:
+            self.loss_is_scaled_for_ga = False
+
+    def create_optimizer(self, model=None):
+        if self.optimizer is None:
+            opt_model = self.model if model is None else model
+            cls, kwargs = self.get_optimizer_cls_and_kwargs(self.args, opt_model)
+            groups = param_groups(
+                opt_model.named_parameters(),
+                self.get_decay_parameter_names(opt_model),
+                self.role_rates,
+                self.args.weight_decay,
+                self.head_modules,
+            )
+            self.optimizer_cls_and_kwargs = (cls, {**kwargs, "params": groups})
+        return super().create_optimizer(model)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if self.class_weights is None or "labels" not in inputs:
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        import torch
+
+        labels = inputs["labels"]
+        outputs = model(**{k: v for k, v in inputs.items() if k != "labels"})
+        logits = outputs["logits"] if isinstance(outputs, dict) else outputs[0]
+        weight = torch.tensor(self.class_weights, dtype=logits.dtype, device=logits.device)
+        loss = torch.nn.functional.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]),
+            labels.reshape(-1),
+            weight=weight,
+            ignore_index=-100,
+            label_smoothing=self.args.label_smoothing_factor,  # the Trainer's smoother is bypassed here
+        )
+        return (loss, outputs) if return_outputs else loss
 
 
 def make_head_trainer(
@@ -25,20 +79,27 @@ def make_head_trainer(
     prepared,
     args,
     callbacks,
+    task: TaskSpec,
+    training: TrainingSpec,
     *,
+    head_modules: tuple[str, ...],
     compute_metrics: Callable[[Any], dict[str, float]] | None = None,
     l1_penalty: float = 0.0,
 ):
-    """A ``transformers.Trainer`` (with the L1 penalty of training/penalties.py) for the head task of
-    ``prepared`` (layout classification/relation/tagging)."""
-    from transformers import DataCollatorForTokenClassification, DataCollatorWithPadding, Trainer
+    """A ``HeadTrainer`` (with the L1 penalty of training/penalties.py) for the head task of ``prepared``
+    (layout classification/relation/tagging)."""
+    from transformers import DataCollatorForTokenClassification, DataCollatorWithPadding
 
     tagging = prepared.layout == "tagging"
     collator = (
         DataCollatorForTokenClassification(tokenizer) if tagging else DataCollatorWithPadding(tokenizer)
     )
     has_val = prepared.validation is not None and len(prepared.validation) > 0
-    return penalized(Trainer)(
+    weights = None
+    if task.type not in REGRESSION_TASKS:
+        policy = training.resolved_class_weights(tagging=tagging, multi_label=task.multi_label)
+        weights = class_weights(flat_label_ids(prepared.train["labels"]), len(prepared.labels), policy)
+    return penalized(HeadTrainer)(
         model=model,
         args=args,
         data_collator=collator,
@@ -48,4 +109,7 @@ def make_head_trainer(
         callbacks=list(callbacks),
         compute_metrics=compute_metrics if has_val else None,
         l1_penalty=l1_penalty,
+        rates=role_learning_rates(training, args.learning_rate),
+        head_modules=head_modules,
+        weights=weights,
     )

@@ -7,6 +7,7 @@ from pathlib import Path
 from transformers import TrainerCallback
 
 from ..recipe.schema import DataSpec, TrainingSpec
+from .budget import Budget
 from .config import Precision, common_args
 from .penalties import penalized
 
@@ -20,12 +21,19 @@ def sft_config(
     has_validation: bool,
     device: str,
     parallel: dict | None = None,
+    budget: Budget | None = None,
 ):
     from trl import SFTConfig
 
     return SFTConfig(
         **common_args(
-            spec, precision, output_dir, has_validation=has_validation, device=device, parallel=parallel
+            spec,
+            precision,
+            output_dir,
+            has_validation=has_validation,
+            device=device,
+            parallel=parallel,
+            budget=budget,
         ),
         max_length=data.max_seq_length,
         packing=spec.packing,

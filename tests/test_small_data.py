@@ -1,0 +1,304 @@
+"""Small training sets: the training-split cap, labels a sample never saw, the step budget, learning
+rates per parameter role, class weights, and the health verdict that never reports a collapse as success."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from helpers import read_metrics, run_cli, save_recipe, ticket_rows, write_jsonl
+
+from lora_adapt import artifacts as A
+from lora_adapt.data import load_split_rows
+from lora_adapt.data.splits import sample_rows
+from lora_adapt.errors import DataError, RecipeError
+from lora_adapt.evaluation.health import assess
+from lora_adapt.recipe import recipe_from_dict
+from lora_adapt.recipe.schema import DataSpec, SplitSpec, TaskSpec, TrainingSpec
+from lora_adapt.training import plan_budget
+from lora_adapt.training.optimization import class_weights, param_groups, role_learning_rates
+
+CLS = TaskSpec(type="classification")
+NO_SPLIT = SplitSpec(validation=0, test=0)
+
+
+def labelled(n: int, rare_every: int = 10) -> list[dict]:
+    return [
+        {"text": f"example number {i}", "label": "rare" if i % rare_every == 0 else "common"}
+        for i in range(n)
+    ]
+
+
+# --- data.max_train_samples ------------------------------------------------------------------
+
+
+def test_max_train_samples_caps_only_the_training_split_seeded_and_stratified(tmp_path):
+    path = write_jsonl(tmp_path / "all.jsonl", labelled(200))
+    split = SplitSpec(validation=0.1, test=0.2, seed=7)
+    whole, _ = load_split_rows(DataSpec(path=path, split=split), CLS)
+    capped, stats = load_split_rows(DataSpec(path=path, split=split, max_train_samples=30), CLS)
+    again, _ = load_split_rows(DataSpec(path=path, split=split, max_train_samples=30), CLS)
+    other, _ = load_split_rows(DataSpec(path=path, split=split, max_train_samples=30, sample_seed=8), CLS)
+    assert len(whole["train"]) == 140 and len(capped["train"]) == 30
+    assert capped["validation"] == whole["validation"] and capped["test"] == whole["test"]
+    assert other["validation"] == whole["validation"] and other["test"] == whole["test"]
+    assert capped == again and capped["train"] != other["train"]
+    assert all(row in whole["train"] for row in capped["train"])
+    assert Counter(r["label"] for r in capped["train"]) == {"common": 27, "rare": 3}  # 10% rare, as in train
+    assert stats["dropped"]["max_train_samples"] == {"train": 110}
+    assert stats["train_sample"] == {"limit": 30, "available": 140, "kept": 30, "seed": 7, "stratified": True}
+
+
+def test_stratified_sample_keeps_every_label_while_the_cap_allows():
+    labels = ["a"] * 900 + ["b"] * 90 + ["c"] * 9 + ["d"]
+    rows = [{"i": i, "label": label} for i, label in enumerate(labels)]
+    kept = sample_rows(rows, 20, seed=1, labels=labels)
+    counts = Counter(r["label"] for r in kept)
+    assert len(kept) == 20 and set(counts) == {"a", "b", "c", "d"} and counts["a"] >= 15
+    assert [r["i"] for r in kept] == sorted(r["i"] for r in kept)  # source order
+    assert len(sample_rows(rows, 3, seed=1, labels=labels)) == 3  # fewer rows than labels: proportional
+    assert sample_rows(rows, 5000, seed=1, labels=labels) == rows
+
+
+def test_max_train_samples_without_labels_is_a_plain_seeded_sample(tmp_path):
+    rows = [{"tokens": ["w", str(i)], "tags": ["O", "O"]} for i in range(50)]
+    path = write_jsonl(tmp_path / "ner.jsonl", rows)
+    spec = DataSpec(train=path, split=NO_SPLIT, max_train_samples=12)
+    raw, stats = load_split_rows(spec, TaskSpec(type="token_classification"))
+    assert len(raw["train"]) == 12 and stats["train_sample"]["stratified"] is False
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"max_samples": 10, "max_train_samples": 10}, "data.max_samples (10) already caps every split"),
+        ({"sample_seed": 3}, "set one of them, or remove data.sample_seed"),
+        ({"max_train_samples": 0}, "greater than or equal to 1"),
+    ],
+)
+def test_sample_keys_are_validated(tmp_path, data, message):
+    recipe = {"name": "x", "model": {"name_or_path": "m"}, "data": {"path": "a.jsonl", **data}}
+    with pytest.raises(RecipeError, match=re.escape(message)):
+        recipe_from_dict(recipe, base_dir=tmp_path)
+
+
+# --- labels a small sample never saw ---------------------------------------------------------
+
+
+def test_labels_only_in_test_join_the_set_with_a_warning(tmp_path):
+    train = write_jsonl(tmp_path / "train.jsonl", labelled(10))
+    test = write_jsonl(
+        tmp_path / "test.jsonl", [{"text": "a", "label": "common"}, {"text": "b", "label": "new"}]
+    )
+    raw, stats = load_split_rows(DataSpec(train=train, test=test, split=NO_SPLIT), CLS)
+    assert stats["labels"] == ["common", "new", "rare"] and len(raw["test"]) == 2  # nothing dropped
+    assert any("['new'] without a training example: 1 test row(s)" in w for w in stats["warnings"])
+
+
+def test_a_declared_label_set_stays_strict(tmp_path):
+    train = write_jsonl(tmp_path / "train.jsonl", labelled(10))
+    test = write_jsonl(tmp_path / "test.jsonl", [{"text": "b", "label": "new"}])
+    declared = TaskSpec(type="classification", labels=("common", "rare"))
+    with pytest.raises(
+        DataError, match=r"test\.jsonl:1: unknown label 'new' in the test split \(not in task.labels\)"
+    ):
+        load_split_rows(DataSpec(train=train, test=test, split=NO_SPLIT), declared)
+    listed = TaskSpec(type="classification", labels=("common", "rare", "never"))
+    _, stats = load_split_rows(DataSpec(train=train, split=NO_SPLIT), listed)
+    assert stats["labels"] == ["common", "rare", "never"]
+    assert any("task.labels lists ['never'] without a training example" in w for w in stats["warnings"])
+
+
+# --- the step budget, learning rates per role, class weights ----------------------------------
+
+
+def test_min_steps_adds_whole_epochs_and_spreads_the_evaluations():
+    spec = TrainingSpec(epochs=3, batch_size=16)
+    small = plan_budget(spec, train_rows=250, head=True)  # 16 steps an epoch, 48 in 3 epochs
+    assert (small.epochs, small.planned_steps, small.raised_from) == (19.0, 304, 3)
+    assert small.eval_steps == 102  # three evaluations, as the recipe's epochs asked
+    large = plan_budget(spec, train_rows=4000, head=True)
+    assert (large.epochs, large.planned_steps, large.raised_from, large.eval_steps) == (3, 750, None, None)
+    assert plan_budget(spec, train_rows=250, head=False).planned_steps == 48  # generative: auto = 0
+    assert (
+        plan_budget(TrainingSpec(epochs=3, batch_size=16, min_steps=0), train_rows=250, head=True).epochs == 3
+    )
+    assert plan_budget(TrainingSpec(max_steps=7), train_rows=250, head=True).planned_steps == 7
+
+
+def test_head_and_lora_b_get_their_own_learning_rates():
+    import torch
+
+    named = [
+        ("base_model.model.bert.layer.0.query.lora_A.default.weight", torch.nn.Parameter(torch.zeros(2))),
+        ("base_model.model.bert.layer.0.query.lora_B.default.weight", torch.nn.Parameter(torch.zeros(2))),
+        ("base_model.model.classifier.modules_to_save.default.weight", torch.nn.Parameter(torch.zeros(2))),
+        ("base_model.model.classifier.modules_to_save.default.bias", torch.nn.Parameter(torch.zeros(2))),
+        ("base_model.model.bert.layer.0.query.base_layer.weight", torch.nn.Parameter(torch.zeros(2))),
+    ]
+    named[-1][1].requires_grad_(False)
+    spec = TrainingSpec(head_lr_ratio=10, lora_plus_ratio=4, weight_decay=0.01)
+    decay = {named[0][0], named[1][0], named[2][0]}
+    groups = param_groups(named, decay, role_learning_rates(spec, 1e-3), 0.01, ("classifier", "score"))
+    summary = {(g["role"], g["weight_decay"]): (round(g["lr"], 6), len(g["params"])) for g in groups}
+    assert summary == {
+        ("head", 0.01): (0.01, 1),
+        ("head", 0.0): (0.01, 1),
+        ("lora_B", 0.01): (0.004, 1),
+        ("base", 0.01): (0.001, 1),
+    }  # the frozen base weight is in no group
+    assert groups[0]["role"] == "base"  # the rate the Trainer logs is training.learning_rate
+
+
+def test_class_weights_follow_inverse_frequency():
+    ids = [0] * 90 + [1] * 10 + [-100] * 5
+    assert class_weights(ids, 3, "none") is None
+    balanced = class_weights(ids, 3, "balanced")
+    assert balanced == pytest.approx([100 / (2 * 90), 100 / (2 * 10), 1.0])
+    assert class_weights(ids, 3, "sqrt_balanced") == pytest.approx([w**0.5 for w in balanced[:2]] + [1.0])
+    assert TrainingSpec().resolved_class_weights(tagging=True, multi_label=False) == "sqrt_balanced"
+    assert TrainingSpec().resolved_class_weights(tagging=False, multi_label=False) == "none"
+
+
+@pytest.mark.parametrize(
+    ("sections", "message"),
+    [
+        ({"training": {"max_steps": 5, "min_steps": 100}}, "has no effect with training.max_steps"),
+        ({"training": {"class_weights": "balanced"}}, "class_weights applies to classifier heads"),
+        ({"training": {"head_lr_ratio": 5}}, "head_lr_ratio applies to classifier heads"),
+        (
+            {
+                "task": {"type": "classification", "multi_label": True},
+                "training": {"class_weights": "balanced"},
+            },
+            "class_weights applies to single-label classifier and tagging heads",
+        ),
+    ],
+)
+def test_training_keys_that_would_be_ignored_are_errors(tmp_path, sections, message):
+    recipe = {"name": "x", "model": {"name_or_path": "m"}, "data": {"path": "a.jsonl"}, **sections}
+    with pytest.raises(RecipeError, match=re.escape(message)):
+        recipe_from_dict(recipe, base_dir=tmp_path)
+
+
+# --- end to end on a tiny BERT -----------------------------------------------------------------
+
+NAMES = ["john", "mary", "ali", "paris"]
+FILLER = [
+    "the",
+    "patient",
+    "was",
+    "admitted",
+    "with",
+    "chest",
+    "pain",
+    "and",
+    "card",
+    "charged",
+    "twice",
+    "for",
+    "rent",
+]
+OLD_DEFAULTS = {"min_steps": 0, "head_lr_ratio": 1, "lora_plus_ratio": 1, "class_weights": "none"}
+
+
+def imbalanced_tagging_rows(n: int, offset: int = 0) -> list[dict]:
+    """Ten tokens a sentence, one of them an entity (B-PER, or B-LOC for `paris`): `O` is 90% of the tags."""
+    rows = []
+    for i in range(offset, offset + n):
+        words = [FILLER[(i * 7 + k * 3) % len(FILLER)] for k in range(9)]
+        tags = ["O"] * 10
+        position, name = (i * 5) % 9, NAMES[i % len(NAMES)]
+        words.insert(position, name)
+        tags[position] = "B-LOC" if name == "paris" else "B-PER"
+        rows.append({"tokens": words, "tags": tags})
+    return rows
+
+
+def tagging_run(tmp_path: Path, model_dir: Path, training: dict) -> dict:
+    from lora_adapt.pipeline import run
+
+    train = write_jsonl(tmp_path / "train.jsonl", imbalanced_tagging_rows(40))
+    test = write_jsonl(tmp_path / "test.jsonl", imbalanced_tagging_rows(30, offset=1000))
+    recipe = recipe_from_dict(
+        {
+            "name": "tagging",
+            "task": {"type": "token_classification"},
+            "model": {"name_or_path": str(model_dir)},
+            "data": {"train": str(train), "test": str(test), "split": {"validation": 0, "test": 0}},
+            "training": {"batch_size": 8, "learning_rate": 5e-3, "progress_bar": False, **training},
+            "evaluation": {"baselines": ["majority"]},
+            "output": {"dir": str(tmp_path / "runs")},
+        }
+    )
+    return run(recipe, overwrite=True, echo=lambda _: None).metrics
+
+
+def test_old_defaults_tag_everything_O_on_small_imbalanced_data_and_the_new_ones_do_not(
+    tmp_path, tiny_bert_dir
+):
+    old = tagging_run(tmp_path, tiny_bert_dir, OLD_DEFAULTS)
+    assert old["train"]["global_step"] == 15  # 40 sentences, batch 8, 3 epochs
+    assert old["task"]["entities_predicted"] == 0 and old["task"]["f1"] == 0.0
+    assert (
+        old["health"]["collapsed"] and old["health"]["one_label"] and old["health"]["dominant_label"] == "O"
+    )
+    assert any("only 15 optimizer steps" in cause for cause in old["health"]["likely_causes"])
+    new = tagging_run(tmp_path, tiny_bert_dir, {})
+    assert new["train"]["global_step"] >= 300  # training.min_steps: auto
+    assert new["task"]["f1"] >= 0.8 and not new["health"]["collapsed"] and new["health"]["ok"]
+
+
+def test_a_collapsed_run_says_so_in_the_cli_report_and_metrics(tmp_path, tiny_bert_dir):
+
+    rows = ticket_rows(60)
+    train = write_jsonl(tmp_path / "train.jsonl", [r for r in rows if r["label"] == "billing"])
+    test = write_jsonl(tmp_path / "test.jsonl", rows[:30])  # three labels; training saw only one
+    recipe = {
+        "name": "task",
+        "task": {"type": "classification"},
+        "model": {"name_or_path": str(tiny_bert_dir)},
+        "data": {"train": str(train), "test": str(test), "split": {"validation": 0}},
+        "training": {"max_steps": 2, "batch_size": 8, "progress_bar": False},
+        "evaluation": {"baselines": ["tfidf_logreg"]},
+        "output": {"dir": str(tmp_path / "runs")},
+    }
+    out = run_cli("run", str(save_recipe(tmp_path, recipe, {}))).output
+    assert "without a training example: 20 test row(s)" in out  # the unseen labels are scored, not dropped
+    assert "WARNING: COLLAPSED: the adapted model answers 'billing' for 100.0% of the scored units" in out
+    assert "likely causes:" in out and "| COLLAPSED (see the warnings)" in out
+    assert out.rstrip().splitlines()[-1].startswith("WARNING: ")  # the run's last word is the warning
+    health = read_metrics(tmp_path)["health"]
+    assert health["collapsed"] and health["one_label"] and health["below_majority"] and not health["ok"]
+    assert health["dominant_label"] == "billing" and health["gold_share"] == pytest.approx(1 / 3, abs=0.01)
+    assert read_metrics(tmp_path)["task"]["n"] == 30
+    report = (tmp_path / "runs" / "task" / A.REPORT).read_text()
+    assert "## Warning: the adapted model collapsed" in report and "Likely causes:" in report
+
+
+def health_of(gold: list[str], predicted: list[str], adapted: float, tfidf: float | None = None) -> dict:
+    from types import SimpleNamespace
+
+    task = TaskSpec(type="classification")
+    ctx = SimpleNamespace(kind="single", task=task, rows=[{"label": g} for g in gold], labels=("ham", "spam"))
+    counts = Counter(gold)
+    prepared = SimpleNamespace(raw={"train": ctx.rows}, stats={"label_counts": {"train": dict(counts)}})
+    recipe = SimpleNamespace(training=TrainingSpec())
+    baselines = {"tfidf_logreg": {"f1_macro": tfidf}} if tfidf is not None else {}
+    return assess(ctx, gold, predicted, {"f1_macro": adapted}, baselines, recipe, prepared, 500)
+
+
+def test_health_tells_an_imbalanced_but_working_model_from_a_collapsed_one():
+    gold = ["ham"] * 87 + ["spam"] * 13
+    working = health_of(gold, ["ham"] * 90 + ["spam"] * 10, adapted=0.9, tfidf=0.85)
+    assert working["ok"] and not working["collapsed"] and working["warnings"] == []
+    assert working["majority_score"] == pytest.approx(0.4652, abs=1e-3)  # computed: the recipe did not ask
+    collapsed = health_of(gold, ["ham"] * 99 + ["spam"], adapted=0.55)
+    assert collapsed["one_label"] and collapsed["collapsed"] and not collapsed["below_majority"]
+    assert collapsed["dominant_share"] == 0.99 and collapsed["gold_share"] == 0.87
+    assert any("'ham' is 87% of the training labels" in c for c in collapsed["likely_causes"])
+    below = health_of(gold, ["ham"] * 90 + ["spam"] * 10, adapted=0.8, tfidf=0.85)
+    assert below["below_tfidf"] and not below["collapsed"] and not below["ok"]
+    assert below["warnings"][0].startswith("BELOW BASELINE: f1_macro 0.8000 is below TF-IDF")
