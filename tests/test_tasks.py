@@ -154,7 +154,7 @@ def test_relation_classification_from_a_semeval_file(tmp_path, tiny_bert_dir):
 
 
 # Real data through the shipped recipes (recipes/tasks/*.yaml, data paths ../shared/data): a short LoRA run
-# per dataset must beat the majority class on the headline metric. Seconds each on 2 cores.
+# per dataset must beat the majority class on the headline metric. 2-3 minutes each on 2 cores: marked slow.
 REAL_DATA_RUNS = {
     "sms_spam": [
         "data.max_samples=200",
@@ -178,6 +178,8 @@ REAL_DATA_RUNS = {
 }
 
 
+@pytest.mark.slow  # real data: minutes each on 2 cores (run with -m slow)
+@pytest.mark.slow  # real data: 2-3 minutes each on 2 cores (python -m pytest -m slow)
 @pytest.mark.parametrize("dataset", list(REAL_DATA_RUNS))
 def test_task_recipe_on_real_data_beats_majority(tmp_path, shared_data, dataset):
     import sys
