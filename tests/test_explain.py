@@ -31,7 +31,7 @@ def keyword_rows(n: int, seed: int = 0) -> list[dict]:
 def keyword_run(tmp_path_factory, tiny_bert_dir):
     """A LoRA classifier trained where one token decides the label (it learns it: accuracy 1.0)."""
     tmp = tmp_path_factory.mktemp("explain")
-    data = write_jsonl(tmp / "kw.jsonl", keyword_rows(80))
+    data = write_jsonl(tmp / "kw.jsonl", keyword_rows(160))
     recipe = task_recipe(
         tmp,
         tiny_bert_dir,
