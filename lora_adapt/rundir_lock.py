@@ -225,8 +225,14 @@ def _describe_holder(holder: dict[str, Any]) -> str:
 
 
 def _alive(holder: dict[str, Any]) -> bool:
-    pid = holder.get("pid")
-    if not isinstance(pid, int) or holder.get("host") not in (None, socket.gethostname()):
+    if holder.get("host") not in (None, socket.gethostname()):
+        return False
+    return process_alive(holder.get("pid"))
+
+
+def process_alive(pid: Any) -> bool:
+    """Whether a process with this pid runs on this machine (one we may not signal counts as running)."""
+    if not isinstance(pid, int):
         return False
     try:
         os.kill(pid, 0)

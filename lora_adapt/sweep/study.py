@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from .. import artifacts as A
 from ..recipe.sweep import SweepSpec
+from ..rundir_lock import process_alive
 from .space import grid_params, same_params
 
 LOCK_TIMEOUT_S = 60
@@ -143,22 +144,10 @@ def fail_dead_trials(study) -> int:
     dead = 0
     for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         attrs = trial.user_attrs
-        if attrs.get("host") == socket.gethostname() and not _alive(attrs.get("pid")):
+        if attrs.get("host") == socket.gethostname() and not process_alive(attrs.get("pid")):
             fail_interrupted(study, trial.number, trial.params)
             dead += 1
     return dead
-
-
-def _alive(pid: Any) -> bool:
-    if not isinstance(pid, int):
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def interrupted(trial) -> bool:
