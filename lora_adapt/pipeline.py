@@ -434,19 +434,8 @@ def _evaluate_task(
         return {}
     from .evaluation import evaluate_task
 
-    if score_split == "validation":  # a sweep trial: no baselines, no explanations, the test split untouched
-        return evaluate_task(
-            recipe=recipe,
-            mode=runtime.mode,
-            model=model,
-            tokenizer=loaded.tokenizer,
-            prepared=prepared,
-            run_dir=stage,
-            echo=echo,
-            split="validation",
-            baselines=(),
-        )
-
+    # a sweep trial scores the validation split: no baselines, no explanations, the test split untouched
+    trial = score_split == "validation"
     metrics = evaluate_task(
         recipe=recipe,
         mode=runtime.mode,
@@ -455,9 +444,13 @@ def _evaluate_task(
         prepared=prepared,
         run_dir=stage,
         echo=echo,
+        split=score_split,
+        baselines=() if trial else None,
         trained=trained,
         trained_steps=steps,
     )
+    if trial:
+        return metrics
     from .explain import report_explanations
 
     explanations = report_explanations(recipe, model, loaded.tokenizer, prepared, echo=echo)
