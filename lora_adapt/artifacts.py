@@ -9,10 +9,12 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from .errors import UsageError
 
 RESOLVED_RECIPE = "recipe.resolved.yaml"
 MANIFEST = "manifest.json"
@@ -111,9 +113,11 @@ def staged_dir(final: Path) -> Iterator[Path]:
 
 
 @contextmanager
-def staged_output(out_dir: Path) -> Iterator[Path]:
+def staged_output(out_dir: Path, *, overwrite: bool, keep: Sequence[Path] = ()) -> Iterator[Path]:
     """Yield a hidden sibling folder that becomes ``out_dir`` only if the block finishes; a failed
-    block leaves nothing behind (for outputs that cannot be resumed: merges, exports)."""
+    block leaves nothing behind (for outputs that cannot be resumed: merges, exports). ``out_dir`` is
+    checked first (:func:`check_output`): what it would replace must be an earlier output of ours."""
+    out_dir = check_output(out_dir, overwrite=overwrite, keep=keep)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.", suffix=".partial"))
     stage.chmod(0o777 & ~current_umask())  # mkdtemp makes 0700
@@ -124,6 +128,22 @@ def staged_output(out_dir: Path) -> Iterator[Path]:
         raise
     follow_umask(stage)
     replace_dir(stage, out_dir)
+
+
+def check_output(out_dir: Path, *, overwrite: bool, keep: Sequence[Path] = ()) -> Path:
+    """``out_dir`` resolved, when a command may write it: never the working directory, the home folder
+    or a folder that is or holds one of ``keep`` (the runs and adapters the command reads) - replacing
+    it would delete them; an existing folder only with ``overwrite``."""
+    out = Path(out_dir).resolve()
+    for guarded in (Path.cwd(), Path.home(), *(Path(k).resolve() for k in keep)):
+        if out == guarded or guarded.is_relative_to(out):
+            what = guarded if out == guarded else f"{out}, which holds {guarded}"
+            raise UsageError(f"--out would replace {what}", hint="choose a new folder for the output")
+    if out.exists() and not overwrite:
+        raise UsageError(
+            f"{out} already exists", hint="pass --overwrite to replace it, or choose another --out"
+        )
+    return out
 
 
 def replace_dir(stage: Path, final: Path) -> None:

@@ -112,3 +112,21 @@ def test_explain_refuses_what_it_cannot_explain(keyword_run, tmp_path):
         "explanation-002.png",
         "explanation.html",
     ]
+
+
+def test_out_never_replaces_the_run_it_reads_or_the_working_directory(keyword_run, tmp_path, monkeypatch):
+    run_dir = keyword_run / "runs" / "task"
+    before = sorted(p.name for p in run_dir.iterdir())
+    for out in (run_dir, run_dir / "adapter", keyword_run / "runs"):
+        result = cli("explain", str(run_dir), "--text", "refund", "--out", str(out), "--overwrite")
+        assert result.exit_code == 2 and "would replace" in result.output, out
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "notes.txt").write_text("mine")
+    result = cli("explain", str(run_dir), "--text", "refund", "--out", ".", "--overwrite")
+    assert result.exit_code == 2 and "would replace" in result.output
+    assert sorted(p.name for p in run_dir.iterdir()) == before and (tmp_path / "notes.txt").is_file()
+    out = tmp_path / "why"
+    run_cli("explain", str(run_dir), "--text", "refund", "--steps", "4", "--out", str(out))
+    again = cli("explain", str(run_dir), "--text", "refund", "--steps", "4", "--out", str(out))
+    assert again.exit_code == 2 and "already exists" in again.output and "--overwrite" in again.output
+    run_cli("explain", str(run_dir), "--text", "rent", "--steps", "4", "--out", str(out), "--overwrite")

@@ -35,8 +35,9 @@ from . import main
     type=click.Path(file_okay=False, path_type=Path),
     default=Path("explanation"),
     show_default=True,
-    help="Folder for explanation.html, explanation-NNN.png and attributions.json (replaced if it exists).",
+    help="Folder for explanation.html, explanation-NNN.png and attributions.json.",
 )
+@click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")
 def explain_command(
     source: str,
     texts: tuple[str, ...],
@@ -45,6 +46,7 @@ def explain_command(
     target: str | None,
     steps: int,
     out: Path,
+    overwrite: bool,
 ) -> None:
     """Attribute the prediction of the adapter at SOURCE (a run directory, an adapter folder or
     hub:ORG/NAME[@REV]) to the words of each input."""
@@ -61,7 +63,9 @@ def explain_command(
     else:
         inputs = list(zip(texts, texts_b or [None] * len(texts), strict=True))
     quiet_libraries()
-    explanations = explain_source(source, inputs, out_dir=out, target=target, steps=steps, echo=click.echo)
+    explanations = explain_source(
+        source, inputs, out_dir=out, target=target, steps=steps, overwrite=overwrite, echo=click.echo
+    )
     for e in explanations:
         top = sorted(e.words, key=lambda w: -abs(w.score))[:5]
         click.echo(

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .. import artifacts as A
-from ..errors import RunExistsError, UsageError
+from ..errors import UsageError
 
 Method = Literal["linear", "cat", "svd", "ties", "dare_ties", "dare_linear"]
 METHODS: tuple[str, ...] = ("linear", "cat", "svd", "ties", "dare_ties", "dare_linear")
@@ -72,7 +72,8 @@ def compose(
         "density": density,
         "sources": [_source_record(i, sources[i.name]) for i in infos],
     }
-    with A.staged_output(Path(out)) as stage:
+    keep = [p for i in infos for p in (i.folder, *([i.run.path] if i.run else []))]
+    with A.staged_output(Path(out), overwrite=overwrite, keep=keep) as stage:
         _write(stage, adapted, infos, composition, Path(out).name)
     echo(f"composed {', '.join(sources)} ({method}, weights {list(weights)}) into {out}")
     return composition
@@ -90,9 +91,12 @@ def _check(sources, method, weights, density, out: Path, overwrite: bool) -> lis
         )
     if method in NEEDS_DENSITY and (density is None or not 0.0 < density <= 1.0):
         raise UsageError(f"--method {method} needs --density in (0, 1]", hint="e.g. --density 0.5")
-    if Path(out).exists() and not overwrite:
-        raise RunExistsError(f"{out} already exists", hint="pass --overwrite to replace it")
+    A.check_output(out, overwrite=overwrite, keep=_local_sources(sources))
     return weights
+
+
+def _local_sources(sources: dict[str, str]) -> list[Path]:
+    return [Path(src) for src in sources.values() if not str(src).startswith("hub:")]
 
 
 def _source_record(info, source: str) -> dict[str, Any]:

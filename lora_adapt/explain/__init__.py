@@ -67,13 +67,17 @@ def explain_source(
     out_dir: Path,
     target: str | None = None,
     steps: int = 50,
+    overwrite: bool = False,
     echo: Callable[[str], None] = print,
 ) -> list[Explanation]:
-    """Explain ``inputs`` with the adapter at ``source``; write the HTML page, PNGs and JSON to ``out_dir``."""
+    """Explain ``inputs`` with the adapter at ``source``; write the HTML page, PNGs and JSON to ``out_dir``
+    (an existing folder only with ``overwrite``; never the adapter's own folder or run)."""
     from ..modeling import load_adapted
     from ..modeling.adapted import resolve_adapter
 
     info = resolve_adapter(str(source))
+    keep = [info.folder, *([info.run.path] if info.run else [])]
+    A.check_output(out_dir, overwrite=overwrite, keep=keep)  # before the model loads
     head = head_for(
         info.task_type, info.head, info.labels, multi_label=info.multi_label, scaling=info.target_scaling
     )
@@ -94,7 +98,7 @@ def explain_source(
     for text, text_b in inputs:
         targets = [index] if index is not None or head.kind == "classification" else range(len(head.names))
         explanations += [attributor.explain(text, text_b, target=t) for t in targets]
-    _write(explanations, out_dir, title=f"Explanations: {info.name}")
+    _write(explanations, out_dir, title=f"Explanations: {info.name}", overwrite=overwrite, keep=keep)
     return explanations
 
 
@@ -109,8 +113,10 @@ def _target_index(head: Head, target: str | None) -> int | None:
     return head.names.index(target)
 
 
-def _write(explanations: Sequence[Explanation], out_dir: Path, *, title: str) -> None:
-    with A.staged_output(Path(out_dir)) as stage:
+def _write(
+    explanations: Sequence[Explanation], out_dir: Path, *, title: str, overwrite: bool, keep: Sequence[Path]
+) -> None:
+    with A.staged_output(Path(out_dir), overwrite=overwrite, keep=keep) as stage:
         A.atomic_write_text(stage / HTML_FILE, render_html(explanations, title))
         for number, explanation in enumerate(explanations, 1):
             save_png(explanation, stage / png_name(number))

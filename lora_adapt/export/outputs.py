@@ -6,7 +6,6 @@ import shutil
 from pathlib import Path
 
 from .. import artifacts as A
-from ..errors import UsageError
 
 # Tokenizer files a serving engine or `AutoTokenizer.from_pretrained` reads from an adapter folder.
 TOKENIZER_FILES = (
@@ -33,14 +32,9 @@ def copy_tokenizer_files(source: Path, dest: Path) -> list[str]:
 
 
 def check_output_dir(out_dir: Path, run_dir: Path, overwrite: bool) -> Path:
-    out_dir = Path(out_dir).resolve()
-    if out_dir == run_dir or run_dir.is_relative_to(out_dir) or out_dir == run_dir / A.ADAPTER_DIR:
-        raise UsageError(
-            f"--out {out_dir} would replace the run itself",
-            hint=f"choose a new folder, e.g. {run_dir / A.MERGED_DIR}",
-        )
-    if out_dir.exists() and not overwrite:
-        raise UsageError(
-            f"{out_dir} already exists", hint="pass --overwrite to replace it, or choose another --out"
-        )
-    return out_dir
+    """``--out`` of a merge or export of ``run_dir`` (never the run or its adapter folder)."""
+    return A.check_output(out_dir, overwrite=overwrite, keep=output_keeps(run_dir))
+
+
+def output_keeps(run_dir: Path) -> tuple[Path, ...]:
+    return (run_dir, run_dir / A.ADAPTER_DIR)

@@ -22,7 +22,7 @@ from ..artifacts import staged_output
 from ..errors import LoraAdaptError, UsageError
 from ..rundir import RunDir, read_run
 from .checks import adapter_config, check_adapter_weights, lora_module_paths, tensor_names
-from .outputs import check_output_dir, copy_tokenizer_files
+from .outputs import check_output_dir, copy_tokenizer_files, output_keeps
 
 TARGETS = ("peft", "vllm", "merged")
 # Linear projections of the decoder layers that vLLM wraps with LoRA, by HF model_type, as HF module
@@ -121,7 +121,7 @@ def export_run(
             exit_code=2,
             hint="fix the adapter as listed, export --target merged, or pass --force to write it anyway",
         )
-    with staged_output(out) as stage:
+    with staged_output(out, overwrite=overwrite, keep=output_keeps(run.path)) as stage:
         report["files"] = _write_clean_adapter(run, stage)
         A.atomic_write_json(stage / A.EXPORT_REPORT, report)
     return report
