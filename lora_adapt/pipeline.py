@@ -643,11 +643,13 @@ def _dry_run_summary(recipe: Recipe, runtime: Runtime, loaded, prepared, echo: E
     from .modeling import parameter_counts
 
     counts = parameter_counts(loaded.model)
-    t = recipe.training
-    steps = t.max_steps or int(-(-len(prepared.train) // runtime.effective_batch_size) * t.epochs)
+    budget = plan_budget_for(recipe, runtime, prepared)  # what the run would train, min_steps included
+    note = budget.describe(recipe.training.resolved_min_steps(head=runtime.mode == "head"))
+    if note:
+        echo(note)
     echo(
         f"dry run: {counts['total']:,} base parameters; {len(prepared.train)} training rows, "
-        f"effective batch {runtime.effective_batch_size}, about {steps} optimizer steps; nothing written"
+        f"effective batch {runtime.effective_batch_size}, {budget.planned_steps} optimizer steps; nothing written"
     )
     return RunResult(None, {}, {"runtime": runtime.to_json(), "data": prepared.stats})
 

@@ -8,7 +8,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from helpers import read_metrics, run_cli, save_recipe, ticket_rows, write_jsonl
+from helpers import read_metrics, run_cli, save_recipe, task_recipe, ticket_rows, write_jsonl
 
 from lora_adapt import artifacts as A
 from lora_adapt.data import load_split_rows
@@ -126,6 +126,9 @@ def test_min_steps_adds_whole_epochs_and_spreads_the_evaluations():
         plan_budget(TrainingSpec(epochs=3, batch_size=16, min_steps=0), train_rows=250, head=True).epochs == 3
     )
     assert plan_budget(TrainingSpec(max_steps=7), train_rows=250, head=True).planned_steps == 7
+    # as transformers counts: 16 batches with accumulation 3 are 6 optimizer steps (the last one partial)
+    accumulated = TrainingSpec(epochs=3, batch_size=16, gradient_accumulation_steps=3, min_steps=0)
+    assert plan_budget(accumulated, train_rows=250, head=True).planned_steps == 18
 
 
 def test_head_and_lora_b_get_their_own_learning_rates():
@@ -302,3 +305,16 @@ def test_health_tells_an_imbalanced_but_working_model_from_a_collapsed_one():
     below = health_of(gold, ["ham"] * 90 + ["spam"] * 10, adapted=0.8, tfidf=0.85)
     assert below["below_tfidf"] and not below["collapsed"] and not below["ok"]
     assert below["warnings"][0].startswith("BELOW BASELINE: f1_macro 0.8000 is below TF-IDF")
+
+
+def test_dry_run_counts_the_steps_the_run_would_train(tmp_path, tiny_bert_dir):
+    data = write_jsonl(tmp_path / "t.jsonl", ticket_rows(48))
+    recipe = task_recipe(
+        tmp_path,
+        tiny_bert_dir,
+        {"path": str(data)},
+        {"type": "classification"},
+        training={"min_steps": 300, "max_steps": None, "batch_size": 4, "epochs": 3},
+    )
+    result = run_cli("run", str(recipe), "--dry-run")
+    assert "small data:" in result.output and ", 300 optimizer steps; nothing written" in result.output

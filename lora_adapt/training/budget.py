@@ -44,7 +44,9 @@ class Budget:
 def plan_budget(spec: TrainingSpec, *, train_rows: int, world_size: int = 1, head: bool) -> Budget:
     """Epochs and evaluation spacing for ``train_rows`` rows, as the Trainer counts steps."""
     batches = math.ceil(train_rows / (spec.batch_size * world_size))
-    per_epoch = max(batches // spec.gradient_accumulation_steps, 1)
+    per_epoch = max(
+        math.ceil(batches / spec.gradient_accumulation_steps), 1
+    )  # a last partial group steps too
     floor = spec.resolved_min_steps(head=head)
     if spec.max_steps is not None:
         return Budget(spec.epochs, per_epoch, spec.max_steps)
