@@ -92,8 +92,10 @@ class RunDir:
         return is_quantized(self.quantization)
 
 
-def read_run(path: str | Path) -> RunDir:
-    """Read a finished run; anything else (missing, unfinished, damaged) is a usage error (exit 2)."""
+def read_run(path: str | Path, *, for_use: bool = True) -> RunDir:
+    """Read a finished run; anything else (missing, unfinished, damaged) is a usage error (exit 2). A run
+    kept only for diagnosis (its training diverged and that was not allowed) is refused ``for_use``; the
+    model card, which describes it, reads it with ``for_use=False``."""
     path = Path(path).expanduser()
     if not path.is_dir():
         raise UsageError(
@@ -113,15 +115,32 @@ def read_run(path: str | Path) -> RunDir:
             hint="the run directory is damaged; rerun the recipe",
         )
     _check_adapter_files(path / A.ADAPTER_DIR, run=True)
+    metrics = _read_json(path / A.METRICS) or {}
+    if for_use:
+        _refuse_diverged(path, metrics)
     recipe_dict, recipe = _read_recipe(path)
     return RunDir(
         path=path.resolve(),
         manifest=manifest,
         recipe=recipe,
         recipe_dict=recipe_dict,
-        metrics=_read_json(path / A.METRICS) or {},
+        metrics=metrics,
         merge_report=_read_json(path / A.MERGED_DIR / A.MERGE_VERIFICATION) or {},
     )
+
+
+def _refuse_diverged(path: Path, metrics: dict[str, Any]) -> None:
+    """A run whose training loss check failed (and was not allowed) is written for diagnosis, not for use:
+    evaluating, merging, exporting, serving or publishing its adapter is refused."""
+    divergence = (metrics.get("train") or {}).get("divergence")
+    if divergence and not divergence.get("allowed"):
+        raise UsageError(
+            f"{path} is the run of a training that diverged (the final training loss "
+            f"{divergence['final']['loss']:.4g} ended above the {' and the '.join(divergence['above'])}); "
+            "its report.md says why, and its adapter is not one to use",
+            hint="fix the recipe and rerun with --overwrite, or rerun with --set training.divergence.allow=true "
+            "to keep such a run",
+        )
 
 
 def _check_adapter_files(folder: Path, *, run: bool) -> None:

@@ -97,6 +97,18 @@ def test_a_loss_that_ends_above_where_it_started_fails_the_run_loudly(exploding)
     assert "Training diverged" in (final / A.MODEL_CARD).read_text()
 
 
+def test_a_run_refused_for_divergence_is_not_used_by_other_commands(exploding):
+    recipe, _ = exploding
+    final = recipe.parent / "runs" / "task"
+    for command in (
+        ["eval", str(final)],
+        ["export", str(final), "--target", "peft", "--out", str(final.parent / "x")],
+    ):
+        result = cli(*command)
+        assert result.exit_code == 2 and "diverged" in result.output, result.output
+    assert not (final.parent / "x").exists()
+
+
 def test_allowing_divergence_keeps_the_warning_and_exits_0(exploding):
     recipe, _ = exploding
     result = cli("run", str(recipe), "--overwrite", "--set", "training.divergence.allow=true")

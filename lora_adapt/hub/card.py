@@ -53,7 +53,7 @@ def render_model_card(
     ``repo_id`` / ``revision`` name where it is published (used in the loading snippet)."""
     from huggingface_hub import ModelCard
 
-    run = read_run(run_dir)
+    run = read_run(run_dir, for_use=False)  # it describes a run kept for diagnosis too
     data = card_data(run, repo_id=repo_id, merged=merged)
     body = _body(run, repo_id=repo_id, merged=merged, revision=revision)
     card = ModelCard.from_template(data, template_path=str(TEMPLATE), **body)

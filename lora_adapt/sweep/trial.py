@@ -176,8 +176,10 @@ def trial_name(number: int) -> str:
 
 
 def _discard(final: Path) -> None:
-    """A pruned or failed trial leaves no unfinished run directory behind."""
+    """A pruned or failed trial leaves no run directory behind, unfinished or written for diagnosis (a run
+    refused for divergence is written, then fails)."""
     shutil.rmtree(A.in_progress_dir(final), ignore_errors=True)
+    shutil.rmtree(final, ignore_errors=True)
 
 
 def _as_failure(exc: BaseException) -> BaseException:

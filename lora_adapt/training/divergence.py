@@ -214,7 +214,8 @@ def trip_error(record: dict[str, Any], record_path: Any) -> TrainingDivergedErro
 
 def rise_error(rise: dict[str, Any], final: Any) -> TrainingDivergedError:
     return TrainingDivergedError(
-        f"{describe_rise(rise)}. The run was written to {final} with this warning; likely causes: "
+        f"{describe_rise(rise)}. The run was written to {final} with this warning, for diagnosis (eval, "
+        "merge, export, serve and push refuse it); likely causes: "
         f"{'; '.join(rise['likely_causes'])}",
         hint="fix the recipe and rerun with --overwrite, or set training.divergence.allow: true to accept "
         "such a run",
