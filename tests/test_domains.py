@@ -352,3 +352,14 @@ def test_regression_predictions_score_as_eval_scores_them_with_unreadable_number
     errors = [(1.5 - 1.0) ** 2, (4.0 - 4.0) ** 2, (2.0 - 3.0) ** 2, (3.0 - 1.0) ** 2]
     assert metrics["invalid"] == 1 and metrics["n"] == 2
     assert metrics["mse"] == pytest.approx(sum(errors) / len(errors), abs=1e-6)
+
+
+def test_tagging_in_a_batch_is_right_whatever_side_the_tokenizer_pads(domain_runs):
+    """Llama, Mistral and Gemma tokenizers pad on the left: word positions must still match the tags."""
+    tags = AdapterSet.load({"tags": domain_runs["tags"]})
+    texts = ["John flew", "John Smith flew to Paris on day 3 with Anna from Berlin"]
+    alone = [tags.run([("tags", text)])[0]["tags"] for text in texts]
+    for side in ("right", "left"):
+        tags.tokenizer.padding_side = side
+        batched = [p["tags"] for p in tags.run([("tags", text) for text in texts])]
+        assert batched == alone, side

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 @torch.no_grad()
 def classify(aset: AdapterSet, batch: Sequence[Prepared], top_k: int) -> list[dict[str, Any]]:
     """Head rows: pad, one forward, each row's logits cut to its adapter's own labels and decoded."""
-    from ..evaluation.prediction import model_device
+    from ..evaluation.prediction import model_device, pad_right
 
     segments = all("token_type_ids" in p.extra for p in batch)  # BERT-style segment ids (sentence pairs)
     features = [
@@ -28,7 +28,7 @@ def classify(aset: AdapterSet, batch: Sequence[Prepared], top_k: int) -> list[di
         }
         for p in batch
     ]
-    inputs = aset.tokenizer.pad(features, return_tensors="pt")
+    inputs = pad_right(aset.tokenizer, features)
     model = aset.model
     inputs = {k: v.to(model_device(model)) for k, v in inputs.items()}
     with aset.routed([p.name for p in batch]) as extra:

@@ -24,15 +24,18 @@ def batches(
     dataset, tokenizer, batch_size: int, device
 ) -> Iterator[tuple[dict[str, torch.Tensor], list[Any]]]:
     """Padded model inputs and the raw ``labels`` values of each batch, in dataset order."""
-    from transformers import DataCollatorWithPadding
-
-    collate = DataCollatorWithPadding(tokenizer)
     columns = [c for c in MODEL_COLUMNS if c in dataset.column_names]
     for start in range(0, len(dataset), batch_size):
         chunk = dataset[start : start + batch_size]
         features = [{c: chunk[c][i] for c in columns} for i in range(len(chunk["input_ids"]))]
-        inputs = {k: v.to(device) for k, v in collate(features).items()}
+        inputs = {k: v.to(device) for k, v in pad_right(tokenizer, features).items()}
         yield inputs, list(chunk["labels"]) if "labels" in chunk else [None] * len(features)
+
+
+def pad_right(tokenizer, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+    """A head model's batch, padded on the right whatever the tokenizer's own side (Llama, Mistral and
+    Gemma tokenizers pad on the left): token positions then match the unpadded ids, as decoding expects."""
+    return tokenizer.pad(features, padding=True, return_tensors="pt", padding_side="right")
 
 
 def model_device(model) -> torch.device:
