@@ -211,3 +211,17 @@ def test_sklearn_metrics_equal_the_hand_written_ones_on_the_quickstart_predictio
     assert (
         M.classification_metrics(gold, pred, labels)["f1_macro"] == fixture["expected"]["single"]["f1_macro"]
     )
+
+
+def test_a_label_no_row_of_the_split_uses_does_not_lower_the_macro_scores():
+    """A label only another split carries (small training slices add such labels to the set) is reported
+    per class but left out of the macro averages, as scikit-learn does by default."""
+    from lora_adapt.evaluation.metrics import classification_metrics
+
+    gold, pred = ["a", "b", "a", "b"], ["a", "b", "a", "a"]
+    two = classification_metrics(gold, pred, ["a", "b"])
+    three = classification_metrics(gold, pred, ["a", "b", "c"])
+    assert three["f1_macro"] == two["f1_macro"] and three["precision_macro"] == two["precision_macro"]
+    assert three["per_class"]["c"]["support"] == 0
+    missed = classification_metrics(["a", "b", "c"], ["a", "b", "a"], ["a", "b", "c"])
+    assert missed["f1_macro"] < 1.0 and missed["per_class"]["c"]["recall"] == 0.0  # a gold label still counts

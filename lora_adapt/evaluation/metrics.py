@@ -73,18 +73,21 @@ def _sklearn_scores(
             y_true, y_pred, labels=index, average=None, zero_division=0
         )
         tables = multilabel_confusion_matrix(y_true, y_pred, labels=index)
+        # a label neither in gold nor predicted here (one only another split carries) is no class of this
+        # split: averaging its 0/0 would take 1/K off every system's macro score (sklearn's own default)
+        present = _present(y_true, y_pred, index) or index
         averages = {
             f"{name}_{avg}": _r(value)
             for avg in ("macro", "micro", "weighted")
             for name, value in zip(
                 names,
-                precision_recall_fscore_support(y_true, y_pred, labels=index, average=avg, zero_division=0)[
+                precision_recall_fscore_support(y_true, y_pred, labels=present, average=avg, zero_division=0)[
                     :3
                 ],
                 strict=True,
             )
         }
-    per_class = {
+    per_class = {  # every label, present or not
         label: {
             "precision": _r(p[k]),
             "recall": _r(r[k]),
@@ -344,3 +347,14 @@ def normalize_value(value: Any) -> str | None:
     if isinstance(value, list):
         return json.dumps(sorted(normalize_value(v) or "" for v in value))
     return json.dumps(value, sort_keys=True).casefold()
+
+
+def _present(y_true: Any, y_pred: Any, index: list) -> list:
+    """The labels of ``index`` that gold or the predictions use (label lists, or indicator matrices)."""
+    if isinstance(y_true, list):
+        used = set(y_true) | set(y_pred)
+        return [label for label in index if label in used]
+    import numpy as np
+
+    used_columns = (np.asarray(y_true).sum(axis=0) + np.asarray(y_pred).sum(axis=0)) > 0
+    return [k for k in index if used_columns[k]]
