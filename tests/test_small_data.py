@@ -318,3 +318,30 @@ def test_dry_run_counts_the_steps_the_run_would_train(tmp_path, tiny_bert_dir):
     )
     result = run_cli("run", str(recipe), "--dry-run")
     assert "small data:" in result.output and ", 300 optimizer steps; nothing written" in result.output
+
+
+def test_health_flags_a_constant_or_worse_than_the_mean_regression_model():
+    """Pearson is undefined for the mean predictor and for a constant model: errors are compared instead."""
+    from types import SimpleNamespace
+
+    from lora_adapt.evaluation.scoring import score
+
+    task = TaskSpec(type="regression")
+    rows = [{"text": "x", "targets": [v]} for v in (1.0, 2.0, 3.0, 4.0)]
+    ctx = SimpleNamespace(kind="regression", rows=rows, labels=("label",), task=task)
+    prepared = SimpleNamespace(
+        raw={"train": [{"text": "a", "targets": [1.0]}, {"text": "b", "targets": [4.0]}]}, stats={}
+    )
+    recipe = SimpleNamespace(training=TrainingSpec())
+    gold = [r["targets"] for r in rows]
+
+    def health(predictions):
+        metrics = score("regression", gold, predictions, ("label",), task)
+        return assess(ctx, gold, predictions, metrics, {}, recipe, prepared, 300)
+
+    constant = health([[2.5]] * 4)
+    assert constant["collapsed"] and constant["one_label"] and "COLLAPSED" in constant["warnings"][0]
+    wild = health([[40.0], [1.0], [80.0], [3.0]])
+    assert wild["collapsed"] and wild["below_majority"] and "training-mean predictor" in wild["warnings"][0]
+    good = health([[1.1], [2.1], [2.9], [4.2]])
+    assert good["ok"] and not good["warnings"]

@@ -21,9 +21,12 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+from ..recipe.derived import greater_is_better
 from . import baselines as B
 from . import regression as R
 from .scoring import HEADLINE, score
+
+REGRESSION_KEY = "mse"
 
 OTHER_SHARE_FLOOR = 0.25
 MIN_GOLD_OTHER_SHARE = 0.02  # below this, gold is itself one label: predicting it is no collapse
@@ -36,7 +39,9 @@ def assess(
     ctx, gold: list, predictions: list, task_metrics: dict, baselines: dict, recipe, prepared, steps
 ) -> dict:
     """The health block for the adapted model's ``predictions`` on ``ctx.rows`` (see the module doc)."""
-    key = HEADLINE[ctx.kind]
+    # regression compares errors: Pearson is undefined for the mean predictor and for a collapsed,
+    # constant model alike, so it would flag neither
+    key = REGRESSION_KEY if ctx.kind == "regression" else HEADLINE[ctx.kind]
     adapted = task_metrics.get(key)
     dominant = _dominance(ctx.kind, gold, predictions)
     majority = _baseline_score(baselines, "majority", key)
@@ -49,8 +54,8 @@ def assess(
         )
         majority = score(ctx.kind, gold, trivial, ctx.labels, ctx.task)[key]
     tfidf = _baseline_score(baselines, "tfidf_logreg", key)
-    below_majority = None if adapted is None or majority is None else adapted <= majority
-    below_tfidf = None if adapted is None or tfidf is None else adapted < tfidf
+    below_majority = _worse(key, adapted, majority, ties=True)
+    below_tfidf = _worse(key, adapted, tfidf, ties=False)
     collapsed = bool(dominant["one_label"]) or bool(below_majority)
     health = {
         "ok": not collapsed and not below_tfidf,
@@ -67,6 +72,15 @@ def assess(
     return health
 
 
+def _worse(key: str, adapted: float | None, baseline: float | None, *, ties: bool) -> bool | None:
+    """Whether ``adapted`` does not beat (``ties``) or is below ``baseline`` on ``key``."""
+    if adapted is None or baseline is None:
+        return None
+    if greater_is_better(key):
+        return adapted <= baseline if ties else adapted < baseline
+    return adapted >= baseline if ties else adapted > baseline
+
+
 def _baseline_score(baselines: dict, name: str, key: str) -> float | None:
     result = baselines.get(name) or {}
     return None if "skipped" in result or "error" in result else result.get(key)
@@ -80,7 +94,9 @@ def _units(kind: str, values: list) -> list:
         return [t for row in values for t in ([k for k, _ in row] if row else ["(no entity)"])]
     if kind == "multi":
         return ["|".join(row) if row is not None else None for row in values]
-    if kind in ("extraction", "regression"):  # no labels to count (regression: below_majority applies)
+    if kind == "regression":  # one "label" per distinct answer: a constant model answers one value
+        return [None if row is None else repr(row) for row in values]
+    if kind == "extraction":  # no labels to count
         return []
     return list(values)
 
@@ -112,14 +128,16 @@ def _warnings(health: dict, adapted: float | None) -> list[str]:
             f"{100 * health['gold_share']:.1f}%); it has not learned the task"
         )
     if health["below_majority"]:
+        trivial = "training-mean predictor" if key == REGRESSION_KEY else "majority-class baseline"
         out.append(
-            f"{'COLLAPSED' if not health['one_label'] else 'also'}: {key} {adapted:.4f} is not above the "
-            f"majority-class baseline ({health['majority_score']:.4f})"
+            f"{'COLLAPSED' if not health['one_label'] else 'also'}: {key} {adapted:.4f} is not "
+            f"{'above' if greater_is_better(key) else 'below'} the {trivial}'s ({health['majority_score']:.4f})"
         )
     if health["below_tfidf"]:
         out.append(
-            f"BELOW BASELINE: {key} {adapted:.4f} is below TF-IDF + logistic regression "
-            f"({health['tfidf_score']:.4f}); a bag of words does better on this data"
+            f"BELOW BASELINE: {key} {adapted:.4f} is {'below' if greater_is_better(key) else 'above'} TF-IDF "
+            f"+ {'ridge' if key == REGRESSION_KEY else 'logistic'} regression ({health['tfidf_score']:.4f}); "
+            "a bag of words does better on this data"
         )
     return out
 
