@@ -209,7 +209,14 @@ def _trainer(
         rows = prepared.raw.get("validation") or []
         scaling = (prepared.stats.get("targets") or {}).get("scaling")
         metrics = (
-            head_compute_metrics(kind, recipe.task, prepared.labels, rows, scaling)
+            head_compute_metrics(
+                kind,
+                recipe.task,
+                prepared.labels,
+                rows,
+                scaling,
+                train_counts=(prepared.stats.get("label_counts") or {}).get("train"),
+            )
             if kind and has_val
             else None
         )

@@ -175,6 +175,17 @@ def test_binary_tasks_report_the_positive_class_f1():
     assert "F1 of the positive class `interacts` alone" in _headline_meaning("relation", m)
 
 
+def test_the_positive_class_is_the_rarer_training_label_on_every_split():
+    """Validation (watched by early stopping and sweeps), test and new data name the same positive class."""
+    task = TaskSpec(type="classification")
+    train = {"ham": 870, "spam": 130}
+    flipped = ["spam"] * 5 + ["ham"] * 3  # a split where spam happens to be the majority
+    m = score("single", flipped, flipped, ["ham", "spam"], task, train_counts=train)
+    assert m["positive_label"] == "spam"
+    assert positive_label(["ham", "spam"], None, flipped, train) == "spam"
+    assert positive_label(["ham", "spam"], None, flipped) == "ham"  # without training counts: this split's
+
+
 def test_recipe_checks_for_regression(tmp_path):
     base = {"name": "r", "model": {"name_or_path": "m"}, "data": {"path": "d.csv"}}
     cases = [

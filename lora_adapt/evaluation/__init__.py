@@ -132,7 +132,7 @@ def _context(recipe, mode: str, tokenizer, prepared, split: str, rows, dataset) 
         rows = [rows[i] for i in keep]
         dataset = dataset.select(keep) if dataset is not None else None
     return EvalContext(
-        targets=(getattr(prepared, "stats", None) or {}).get("targets"),
+        **EvalContext.stats_of(prepared),
         task=recipe.task,
         data=recipe.data,
         evaluation=recipe.evaluation,
@@ -181,11 +181,19 @@ def _metrics(
     method: str = "",
     keep_confusion: bool = True,
 ) -> dict[str, Any]:
-    m = score(ctx.kind, gold, output.predictions, ctx.labels, ctx.task, fallback=ctx.fallback)
+    m = score(
+        ctx.kind,
+        gold,
+        output.predictions,
+        ctx.labels,
+        ctx.task,
+        fallback=ctx.fallback,
+        train_counts=ctx.train_counts,
+    )
     if not keep_confusion:
         m.pop("confusion_matrix", None)
     if output.constrained is not None:
-        c = score(ctx.kind, gold, output.constrained, ctx.labels, ctx.task)
+        c = score(ctx.kind, gold, output.constrained, ctx.labels, ctx.task, train_counts=ctx.train_counts)
         c.pop("confusion_matrix", None)
         m["constrained"] = c
     elif ctx.mode == "generative" and ctx.kind in ("single", "relation"):

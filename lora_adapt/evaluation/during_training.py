@@ -19,8 +19,8 @@ import numpy as np
 from transformers import TrainerCallback
 
 from ..recipe.derived import TASK_METRICS
-from . import generation, prediction
-from .scoring import gold_of, parse_answer, score
+from . import prediction, systems
+from .scoring import gold_of, score
 from .systems import EvalContext
 
 Scores = dict[str, float]
@@ -37,6 +37,7 @@ def head_compute_metrics(
     labels: Sequence[str] | None,
     rows: Sequence[dict[str, Any]],
     scaling: dict[str, Any] | None = None,
+    train_counts: dict[str, int] | None = None,
 ) -> Callable[[Any], Scores]:
     """``compute_metrics`` for a head trainer whose eval dataset is the tokenized form of ``rows``
     (aligned row for row). Another dataset (of a different length) gets no task scores. ``scaling``: a
@@ -53,7 +54,7 @@ def head_compute_metrics(
             predicted: list = prediction.decode_regression(list(logits), scaling)
         else:
             predicted = _decode(kind, logits, np.asarray(prediction_output.label_ids), labels or (), lengths)
-        return task_scores(kind, score(kind, gold, predicted, labels, task))
+        return task_scores(kind, score(kind, gold, predicted, labels, task, train_counts=train_counts))
 
     return compute
 
@@ -87,14 +88,17 @@ class ValidationScorer(TrainerCallback):
 
     def scores(self, model) -> Scores:
         ctx, labels = self.ctx, list(self.ctx.labels or ())
-        budget = ctx.evaluation.max_new_tokens
-        if ctx.kind in ("single", "relation"):
-            budget = generation.answer_budget(ctx.tokenizer, labels, budget)
-        answers = generation.generate_answers(
-            model, ctx.tokenizer, ctx.prompts(), max_new_tokens=budget, batch_size=ctx.evaluation.batch_size
+        predicted = systems.generate(model, ctx).predictions
+        metrics = score(
+            ctx.kind,
+            self.gold,
+            predicted,
+            labels,
+            ctx.task,
+            fallback=ctx.fallback,
+            train_counts=ctx.train_counts,
         )
-        predicted = [parse_answer(a, ctx.kind, labels, ctx.task) for a in answers]
-        return task_scores(ctx.kind, score(ctx.kind, self.gold, predicted, labels, ctx.task))
+        return task_scores(ctx.kind, metrics)
 
 
 _SHOWN = ("accuracy", "f1_macro", "f1_macro_official", "f1", "field_f1", "exact_match")
@@ -110,6 +114,9 @@ def validation_scorer(recipe, kind: str, tokenizer, prepared, echo=print) -> Val
         keep = sorted(np.random.default_rng(recipe.training.seed).choice(len(rows), limit, replace=False))
         rows = [rows[i] for i in keep]
     ctx = EvalContext(
+        **EvalContext.stats_of(
+            prepared
+        ),  # regression: invalid answers score as the training mean, as in eval
         task=recipe.task,
         data=recipe.data,
         evaluation=recipe.evaluation,

@@ -52,7 +52,8 @@ def assess(
             if ctx.kind == "regression"
             else B.majority(train, ctx.rows, ctx.kind, ctx.task)
         )
-        majority = score(ctx.kind, gold, trivial, ctx.labels, ctx.task)[key]
+        counts = getattr(ctx, "train_counts", None)
+        majority = score(ctx.kind, gold, trivial, ctx.labels, ctx.task, train_counts=counts)[key]
     tfidf = _baseline_score(baselines, "tfidf_logreg", key)
     below_majority = _worse(key, adapted, majority, ties=True)
     below_tfidf = _worse(key, adapted, tfidf, ties=False)

@@ -14,12 +14,12 @@ Kinds (one per task type and mode):
 | regression | regression                             | list of floats, one per target        | pearson (mean)      |
 
 A binary single-label or relation task also reports ``f1_positive``, the F1 of its positive class (the label
-that is not ``task.negative_label``; without one, the rarer gold label), named in ``positive_label``.
+that is not ``task.negative_label``; without one, the rarer training label), named in ``positive_label``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..recipe.derived import HEADLINE, score_kind, target_names
@@ -101,19 +101,23 @@ def score(
     task: TaskSpec,
     *,
     fallback: Sequence[float] | None = None,
+    train_counts: Mapping[str, int] | None = None,
 ) -> dict[str, Any]:
-    """The full metric dict of one system (``fallback``: regression, the value an invalid answer is scored as)."""
+    """The full metric dict of one system (``fallback``: regression, the value an invalid answer is scored as;
+    ``train_counts``: the training split's label counts, which name a binary task's positive class)."""
     labels = list(labels or ())
     if kind == "regression":
         return R.regression_metrics(
             gold, pred, target_names(task), fallback or [0.0] * len(target_names(task))
         )
     if kind == "single":
-        return _with_positive(M.classification_metrics(gold, pred, labels), gold, labels, task)
+        return _with_positive(M.classification_metrics(gold, pred, labels), gold, labels, task, train_counts)
     if kind == "multi":
         return M.multilabel_metrics(gold, pred, labels)
     if kind == "relation":
-        return _with_positive(M.relation_metrics(gold, pred, labels, task.negative_label), gold, labels, task)
+        return _with_positive(
+            M.relation_metrics(gold, pred, labels, task.negative_label), gold, labels, task, train_counts
+        )
     if kind == "tagging":
         return M.entity_metrics(gold, pred)
     if kind == "entities":
@@ -121,21 +125,35 @@ def score(
     return M.extraction_metrics(gold, pred, task.fields)
 
 
-def positive_label(labels: Sequence[str], negative: str | None, gold: Sequence[str]) -> str | None:
-    """A binary task's positive class: the label that is not ``negative``, else the rarer gold label
-    (ties: the later label); None unless there are exactly two labels."""
+def positive_label(
+    labels: Sequence[str],
+    negative: str | None,
+    gold: Sequence[str],
+    train_counts: Mapping[str, int] | None = None,
+) -> str | None:
+    """A binary task's positive class: the label that is not ``negative``, else the rarer label of the
+    training split (``train_counts``: one answer for validation, test and new data alike; without them,
+    the rarer gold label) - ties: the later label; None unless there are exactly two labels."""
     if len(labels) != 2:
         return None
     if negative in labels:
         return next(label for label in labels if label != negative)
-    counts = {label: sum(g == label for g in gold) for label in labels}
+    counts = (
+        {label: train_counts.get(label, 0) for label in labels}
+        if train_counts
+        else {label: sum(g == label for g in gold) for label in labels}
+    )
     return min(reversed(labels), key=lambda label: counts[label])
 
 
 def _with_positive(
-    m: dict[str, Any], gold: Sequence[str], labels: list[str], task: TaskSpec
+    m: dict[str, Any],
+    gold: Sequence[str],
+    labels: list[str],
+    task: TaskSpec,
+    train_counts: Mapping[str, int] | None,
 ) -> dict[str, Any]:
-    positive = positive_label(labels, task.negative_label, gold)
+    positive = positive_label(labels, task.negative_label, gold, train_counts)
     if positive is not None:
         m["positive_label"] = positive
         m["f1_positive"] = m["per_class"][positive]["f1"]

@@ -41,6 +41,16 @@ class EvalContext:
     targets: dict[str, Any] | None = (
         None  # regression: training stats and the head's scaling (data/targets.py)
     )
+    train_counts: dict[str, int] | None = None  # the training split's label counts (a binary positive class)
+
+    @classmethod
+    def stats_of(cls, prepared) -> dict[str, Any]:
+        """The fields that come from the prepared data's stats."""
+        stats = getattr(prepared, "stats", None) or {}
+        return {
+            "targets": stats.get("targets"),
+            "train_counts": (stats.get("label_counts") or {}).get("train"),
+        }
 
     @property
     def fallback(self) -> list[float] | None:
@@ -86,9 +96,20 @@ def _head_predictions(model, ctx: EvalContext) -> list[Any]:
 
 
 def _generative(model, ctx: EvalContext) -> SystemOutput:
-    prompts = ctx.prompts()
+    out = generate(model, ctx)
     labels = list(ctx.labels or ())
-    tok, batch = ctx.tokenizer, ctx.evaluation.batch_size
+    if ctx.kind in CONSTRAINED_KINDS and len(labels) <= CONSTRAINED_MAX_LABELS:
+        out.constrained = generation.rank_choices(
+            model, ctx.tokenizer, ctx.prompts(), labels, batch_size=ctx.evaluation.batch_size
+        )
+    return out
+
+
+def generate(model, ctx: EvalContext) -> SystemOutput:
+    """A generative model's parsed answers on the scored rows, with the answer budget of their kind (also
+    what validation during training scores)."""
+    labels = list(ctx.labels or ())
+    tok = ctx.tokenizer
     budget = ctx.evaluation.max_new_tokens
     if ctx.kind in CONSTRAINED_KINDS:
         budget = generation.answer_budget(tok, labels, budget)
@@ -96,11 +117,11 @@ def _generative(model, ctx: EvalContext) -> SystemOutput:
         from ..data.targets import format_targets
 
         budget = generation.answer_budget(tok, [format_targets(ctx.fallback, tuple(labels))], budget)
-    answers = generation.generate_answers(model, tok, prompts, max_new_tokens=budget, batch_size=batch)
+    answers = generation.generate_answers(
+        model, tok, ctx.prompts(), max_new_tokens=budget, batch_size=ctx.evaluation.batch_size
+    )
     out = SystemOutput([parse_answer(a, ctx.kind, labels, ctx.task) for a in answers], answers=answers)
     out.info["max_new_tokens"] = budget
-    if ctx.kind in CONSTRAINED_KINDS and len(labels) <= CONSTRAINED_MAX_LABELS:
-        out.constrained = generation.rank_choices(model, tok, prompts, labels, batch_size=batch)
     return out
 
 
