@@ -169,6 +169,12 @@ def test_a_logged_nan_loss_trips_the_guard_and_is_logged_as_it_is(tmp_path):
     control.should_save = True
     guard.on_step_end(None, state, control)
     assert not control.should_save, "no checkpoint after a non-finite step"
+    # transformers' order within a step: on_step_end (which may ask for a save), then on_log, then the save
+    guard, control = DivergenceGuard(), TrainerControl()
+    control.should_save = True
+    guard.on_step_end(None, state, control)
+    guard.on_log(None, state, control, logs={"loss": float("nan")})
+    assert not control.should_save and not control.should_evaluate, "the tripping step is not checkpointed"
     args = common_args(
         TrainingSpec(), Precision(bf16=False, fp16=False), tmp_path, has_validation=False, device="cpu"
     )

@@ -59,6 +59,8 @@ class DivergenceGuard(TrainerCallback):
         if self.tripped is None:
             self.tripped = {"step": step, "what": what, "value": str(value)}
         control.should_training_stop = True
+        # on_log runs after on_step_end and before the Trainer saves this step's checkpoint: cancel it here
+        self._no_more_saves(control)
 
     def _no_more_saves(self, control):
         if self.tripped is not None:  # weights after a non-finite step are garbage: never checkpoint them
