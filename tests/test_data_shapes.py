@@ -311,3 +311,13 @@ def test_real_emobank_and_stsbenchmark():
         min(r["targets"][0] for r in raw["test"]) == 0.0 and max(r["targets"][0] for r in raw["test"]) == 5.0
     )
     assert json.dumps(stats["targets"]["names"]) == '["score"]'
+
+
+def test_a_mapped_column_wins_over_one_already_named_like_its_target():
+    """data.columns says which column the user means, also when the row has the canonical name too."""
+    from lora_adapt.data.formats import _renamed
+
+    assert _renamed({"label": "coarse", "meta": {"fine": "FINE"}}, {"label": "meta.fine"})["label"] == "FINE"
+    assert _renamed({"fine": "FINE", "label": "coarse"}, {"label": "fine"}) == {"label": "FINE"}
+    assert _renamed({"label": "FINE", "fine": "x"}, {"label": "fine"}) == {"label": "x"}
+    assert _renamed({"label": "coarse"}, {"label": "meta.fine"}) == {"label": "coarse"}  # path absent here

@@ -18,7 +18,7 @@ from typing import Any
 
 from ..errors import DataError
 from ..recipe.schema import CANONICAL_COLUMNS, DataSpec, TaskSpec
-from .paths import describe_value, is_path, lookup
+from .paths import describe_value, is_path, lookup, parse_path
 from .relations import OFFSET_COLUMNS, TYPE_COLUMNS, marked_text
 from .sources import WHERE
 from .targets import read_targets
@@ -92,14 +92,26 @@ def rename_columns(rows: list[dict[str, Any]], spec: DataSpec, source: str) -> l
 
 
 def _renamed(row: dict[str, Any], columns: dict[str, str]) -> dict[str, Any]:
-    back = {user: canonical for canonical, user in columns.items() if user in row}
-    out = {back.get(k, k): v for k, v in row.items()}
-    for canonical, user in columns.items():
-        if user not in row and canonical not in row and is_path(user):
+    """The row with each mapped column under its canonical name. What the mapping names wins over a column
+    that already has the canonical name (a mapping says which one the user means); a canonical column is
+    kept only when the mapped column (or the path's first step) is absent from this row."""
+    mapped = {canonical: user for canonical, user in columns.items() if user != canonical}
+    out = {k: v for k, v in row.items() if k not in mapped.values()}
+    for canonical, user in mapped.items():
+        if user in row:
+            out[canonical] = row[user]
+        elif is_path(user) and (_first_step(user) in row or canonical not in row):
             out[canonical] = lookup(row, user, row.get(WHERE, "?"), f"data.columns.{canonical}")
     if "text_a" in out and "text" not in out:
         out["text"] = out.pop("text_a")
     return out
+
+
+def _first_step(path: str) -> Any:
+    try:
+        return parse_path(path)[0]
+    except ValueError:  # malformed: lookup says so, naming the row
+        return path
 
 
 def check_columns(rows: list[dict[str, Any]], layout: str, spec: DataSpec, source: str) -> None:
