@@ -363,3 +363,13 @@ def test_tagging_in_a_batch_is_right_whatever_side_the_tokenizer_pads(domain_run
         tags.tokenizer.padding_side = side
         batched = [p["tags"] for p in tags.run([("tags", text) for text in texts])]
         assert batched == alone, side
+
+
+def test_a_text_longer_than_training_read_says_it_was_truncated(heads):
+    """A head reads the first data.max_seq_length tokens, as in training and eval; the answer says so."""
+    short, long = heads.run(
+        [("tickets", "my bill"), ("tickets", " ".join(["my bill was charged twice"] * 200))]
+    )
+    assert "truncated" not in short
+    assert long["truncated"] is True and long["input_tokens"] > long["prompt_tokens"]
+    assert heads.prepare("tickets", "my bill " * 300).input_tokens > 500  # what the server's limit counts

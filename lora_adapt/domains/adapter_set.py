@@ -81,6 +81,11 @@ class Prepared:
     extra: dict[str, Any] = field(default_factory=dict)  # attention_mask, word positions
     budget: int = 0  # new tokens (generative)
     stop: tuple[str, ...] = ()  # stop strings of this row's request (else the batch's GenerationSpec.stop)
+    input_tokens: int = 0  # the input's tokens before a head's truncation (generative: the prompt's)
+
+    @property
+    def truncated(self) -> bool:
+        return self.input_tokens > len(self.ids)
 
 
 class AdapterSet:
@@ -237,12 +242,14 @@ class AdapterSet:
         row = kind.row(raw)
         if kind.head:
             encoded = kind.encode(row, member.tokenizer)  # type: ignore[attr-defined]
-            return Prepared(name, row, encoded.pop("input_ids"), True, encoded)
+            full = encoded.pop("input_tokens")
+            return Prepared(name, row, encoded.pop("input_ids"), True, encoded, input_tokens=full)
         text, special = kind.prompt(row, member.tokenizer)  # type: ignore[attr-defined]
         ids = member.tokenizer(text, add_special_tokens=special)["input_ids"]
         if not ids:
             raise UsageError("the prompt is empty after tokenization", hint="send some text")
-        return Prepared(name, row, list(ids), False, budget=kind.budget(max_new_tokens, member.tokenizer))  # type: ignore[attr-defined]
+        budget = kind.budget(max_new_tokens, member.tokenizer)  # type: ignore[attr-defined]
+        return Prepared(name, row, list(ids), False, budget=budget, input_tokens=len(ids))
 
     def run(
         self,

@@ -38,7 +38,9 @@ def classify(aset: AdapterSet, batch: Sequence[Prepared], top_k: int) -> list[di
         member = aset[p.name]
         own = row_logits[..., : member.width]
         decoded = member.kind.decode(own, p.row, p.extra, top_k)  # type: ignore[attr-defined]
-        out.append({"adapter": p.name, **decoded, "prompt_tokens": len(p.ids)})
+        # read as trained: the first data.max_seq_length tokens; the answer says when that cut the input
+        truncated = {"truncated": True, "input_tokens": p.input_tokens} if p.truncated else {}
+        out.append({"adapter": p.name, **decoded, "prompt_tokens": len(p.ids), **truncated})
     return out
 
 

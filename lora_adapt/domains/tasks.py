@@ -80,13 +80,17 @@ class HeadKind(TaskKind):
     head = True
 
     def encode(self, row: dict[str, Any], tokenizer) -> dict[str, Any]:
-        """``input_ids``/``attention_mask`` truncated as training truncated them (data.max_seq_length)."""
+        """``input_ids``/``attention_mask`` truncated as training truncated them (data.max_seq_length), and
+        ``input_tokens``: the input's length before that (a truncated input is said so in the answer)."""
         limit = self.prompting.max_seq_length
-        if "text_b" in row:  # a pair, as data/tokenization.py encodes it
-            enc = tokenizer(row["text"], row["text_b"], truncation="longest_first", max_length=limit)
-        else:
-            enc = tokenizer(row["text"], truncation=True, max_length=limit)
-        out = {"input_ids": list(enc["input_ids"]), "attention_mask": list(enc["attention_mask"])}
+        texts = (row["text"], row["text_b"]) if "text_b" in row else (row["text"],)
+        # a pair is cut as data/tokenization.py cuts it
+        enc = tokenizer(*texts, truncation="longest_first" if len(texts) == 2 else True, max_length=limit)
+        out = {
+            "input_ids": list(enc["input_ids"]),
+            "attention_mask": list(enc["attention_mask"]),
+            "input_tokens": len(tokenizer(*texts)["input_ids"]),
+        }
         if "token_type_ids" in enc:
             out["token_type_ids"] = list(enc["token_type_ids"])
         return out
@@ -184,6 +188,7 @@ class Tagging(WordsInput, HeadKind):
             "input_ids": list(enc["input_ids"]),
             "attention_mask": list(enc["attention_mask"]),
             "positions": firsts,
+            "input_tokens": len(tokenizer(row["tokens"], is_split_into_words=True)["input_ids"]),
         }
 
     def decode(self, logits, row, encoded, top_k):

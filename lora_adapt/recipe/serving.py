@@ -49,7 +49,9 @@ class ServeSpec(Spec):
     max_body_bytes: int = Field(1_000_000, ge=1024)
     """Request bodies above this are refused with 413 before they are parsed."""
     max_prompt_tokens: int = Field(2048, ge=1)
-    """Prompts (or texts to classify) longer than this many tokens are refused with 400."""
+    """Prompts (or texts to classify) longer than this many tokens are refused with 400. A text to classify
+    that fits but is longer than the adapter's data.max_seq_length is read as training read it (its first
+    max_seq_length tokens), and the answer says `"truncated": true` with its `input_tokens`."""
     max_tokens: int = Field(512, ge=1)
     """Most new tokens a request may ask for; larger `max_tokens` is refused with 400."""
     max_concurrent: int = Field(64, ge=1)

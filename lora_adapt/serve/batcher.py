@@ -151,10 +151,10 @@ class MicroBatcher:
         out = []
         for name, (_, raw) in zip(names, job.items, strict=True):
             prepared = replace(self.aset.prepare(name, raw, max_new_tokens=budget), stop=job.stops)
-            if job.max_prompt_tokens and len(prepared.ids) > job.max_prompt_tokens:
+            if job.max_prompt_tokens and prepared.input_tokens > job.max_prompt_tokens:
                 raise APIError(
                     400,
-                    f"the input has {len(prepared.ids)} tokens; this server takes at most {job.max_prompt_tokens}",
+                    f"the input has {prepared.input_tokens} tokens; this server takes at most {job.max_prompt_tokens}",
                     code="context_length_exceeded",
                 )
             out.append(prepared)
