@@ -194,3 +194,16 @@ def test_full_finetune_baseline_learning_rate():
     assert derived_training(chosen).learning_rate == 5e-5 and chosen.training.learning_rate == 2e-3
     with pytest.raises(RecipeError, match="'full_finetune' is not in evaluation.baselines"):
         recipe_from_dict({**base, "evaluation": {"full_finetune_learning_rate": 5e-5}})
+
+
+def test_the_readme_quickstart_command_finds_its_recipe_and_data():
+    """The README's first command runs `lora-adapt run recipes/quickstart.yaml` from the checkout: that file
+    is the built-in recipe (a link to it), so its relative data paths resolve to the shipped tickets."""
+    first_screen = (REPO / "README.md").read_text().split("```")[1]
+    commands = [c.strip() for line in first_screen.splitlines() for c in line.split("&&")]
+    (target,) = [c.split()[2] for c in commands if c.startswith("lora-adapt run ")]
+    assert (REPO / target).resolve() == (REPO / "lora_adapt" / "examples" / "quickstart.yaml").resolve()
+    for name in (target, "quickstart"):
+        data = load_recipe(REPO / name if name.endswith(".yaml") else name).data
+        for path in (data.train, data.test):
+            assert path is not None and Path(path).is_file(), (name, path)
