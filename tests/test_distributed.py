@@ -381,3 +381,17 @@ def test_num_processes_inside_a_launch_is_refused(tmp_path, monkeypatch, tiny_ll
     result = cli("run", str(recipe), "--num-processes", "2")
     assert result.exit_code == 2
     assert "inside a distributed launch" in result.output
+
+
+def test_deepspeed_optimizer_offload_refuses_learning_rates_per_role():
+    """DeepSpeed builds the offloaded optimizer from its config (one rate): a head's 10x rate or LoRA+
+    would be dropped silently, so the recipe is refused before any process starts."""
+    offload = {"strategy": "deepspeed", "deepspeed": {"offload_optimizer": True}}
+    gpu = {"name_or_path": "m", "device": "cuda"}
+    head = {"type": "classification", "mode": "head"}
+    with pytest.raises(RecipeError, match=r"training.head_lr_ratio \(10"):
+        _recipe(distributed=offload, model=gpu, task=head)
+    with pytest.raises(RecipeError, match="lora_plus_ratio"):
+        _recipe(distributed=offload, model=gpu, training={"lora_plus_ratio": 16})
+    _recipe(distributed=offload, model=gpu, task=head, training={"head_lr_ratio": 1})  # one rate: runs
+    _recipe(distributed=offload, model=gpu)  # SFT: no head

@@ -37,6 +37,8 @@ def sharding_problems(recipe: Recipe) -> list[str]:
             "distributed.deepspeed.offload_optimizer runs DeepSpeed's CPU AdamW, not training.optimizer "
             f"'{recipe.training.optimizer}'; set training.optimizer: adamw_torch or turn the offload off"
         )
+    if d.strategy == "deepspeed" and d.deepspeed.offload_optimizer:
+        problems += _one_learning_rate_problems(recipe)
     if d.strategy == "deepspeed" and recipe.model.device == "cpu":
         problems.append(
             "distributed.strategy 'deepspeed' does not run on model.device 'cpu' (ZeRO needs GPUs); "
@@ -71,3 +73,24 @@ def _sharded_parameter_problems(recipe: Recipe) -> list[str]:
             "evaluation.enabled: false and score the run afterwards with `lora-adapt eval RUN_DIR`"
         )
     return problems
+
+
+def _one_learning_rate_problems(recipe: Recipe) -> list[str]:
+    """DeepSpeed's offloaded optimizer is built from its config with one group at training.learning_rate
+    (transformers' deepspeed_optim_sched never calls the Trainer's create_optimizer): per-role rates would
+    be dropped without a word."""
+    from .schema import _trains_a_head
+
+    t, rates = recipe.training, []
+    if _trains_a_head(recipe.task) and t.head_lr_ratio != 1:
+        rates.append(
+            f"training.head_lr_ratio ({t.head_lr_ratio:g}: the new head at that multiple of the rate)"
+        )
+    if t.lora_plus_ratio != 1:
+        rates.append(f"training.lora_plus_ratio ({t.lora_plus_ratio:g}: LoRA+ B matrices)")
+    if not rates:
+        return []
+    return [
+        "distributed.deepspeed.offload_optimizer steps DeepSpeed's own AdamW with one learning rate for every "
+        f"parameter, so {' and '.join(rates)} would be ignored; set them to 1, or turn the offload off"
+    ]
