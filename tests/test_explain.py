@@ -130,3 +130,12 @@ def test_out_never_replaces_the_run_it_reads_or_the_working_directory(keyword_ru
     again = cli("explain", str(run_dir), "--text", "refund", "--steps", "4", "--out", str(out))
     assert again.exit_code == 2 and "already exists" in again.output and "--overwrite" in again.output
     run_cli("explain", str(run_dir), "--text", "rent", "--steps", "4", "--out", str(out), "--overwrite")
+
+
+def test_the_report_says_when_explanations_failed():
+    """A failed attribution never fails the run; the report says it was not computed instead of nothing."""
+    from lora_adapt.evaluation.report import explanation_section
+
+    lines = explanation_section({"error": "RuntimeError: out of memory"})
+    assert "Not computed" in "\n".join(lines) and "RuntimeError: out of memory" in "\n".join(lines)
+    assert explanation_section(None) == []

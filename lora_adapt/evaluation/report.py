@@ -234,6 +234,14 @@ def _headline_meaning(kind: str, task: dict[str, Any]) -> str:
 
 def explanation_section(explanations: dict[str, Any] | None) -> list[str]:
     """The words that drive the adapted model's decisions, beside the TF-IDF baseline's top features."""
+    if explanations and explanations.get("error"):  # explanations are never fatal; their failure is said
+        return [
+            "## What drives the adapted model's decisions",
+            "",
+            f"Not computed: the attribution failed ({table_text(_short(str(explanations['error']), 400))}). "
+            "The scores above stand; rerun it alone with `lora-adapt explain RUN_DIR --text ...`.",
+            "",
+        ]
     if not explanations or not explanations.get("groups"):
         return []
     lines = [
