@@ -103,13 +103,13 @@ def recipe_tokenizer(recipe: Recipe):
     return tokenizer
 
 
-def recipe_data(recipe: Recipe, tokenizer, *, echo: Echo | None = None, build: bool = True):
+def recipe_data(recipe: Recipe, tokenizer, *, echo: Echo | None = None):
     """The recipe's prepared data through the content-addressed cache (data/cache.py): read back when an
-    intact entry exists, else prepared and stored (`build=False`: None instead)."""
+    intact entry exists, else prepared and stored."""
     from .data.cache import prepared
 
     head = task_mode(recipe.task) == "head"
-    return prepared(recipe.data, recipe.task, tokenizer, head=head, build=build, echo=echo)
+    return prepared(recipe.data, recipe.task, tokenizer, head=head, echo=echo)
 
 
 def load_base(recipe: Recipe, runtime: Runtime, tokenizer, labels: tuple[str, ...] | None):

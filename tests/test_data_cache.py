@@ -150,3 +150,20 @@ def test_shipped_data_is_the_same_through_the_cache(shared_data, tmp_path, tiny_
     cached = prepared(recipe.data, recipe.task, tokenizer, head=False, root=tmp_path / "c")
     same(cached, fresh)
     assert fresh.stats["dropped"]["duplicate"]["train"] > 0
+
+
+def test_the_key_covers_the_code_the_data_stage_runs():
+    """Preparation reads task rules outside data/ (regression targets and scaling in recipe/derived.py):
+    a change there is a new key too. Specs (dumped into the key) and error messages are not code to hash."""
+    import re
+
+    from lora_adapt.data import cache
+
+    package = Path(cache.__file__).resolve().parents[1]
+    hashed = {p.relative_to(package).as_posix() for p in cache.data_code_files()}
+    imported = set()
+    for source in (package / "data").glob("*.py"):
+        imported |= set(re.findall(r"from \.\.([\w.]+) import", source.read_text()))
+    outside = {m.replace(".", "/") + ".py" for m in imported}
+    assert "recipe/derived.py" in hashed
+    assert outside - hashed <= {"errors.py", "recipe/schema.py", "recipe/mixing.py"}, outside - hashed

@@ -12,7 +12,7 @@ every file. It is built under a temporary name and renamed into place, so a read
 none, and concurrent writers of one key both succeed (the first rename wins). Readers check the
 checksums; an entry that fails them is moved aside and rebuilt, never trusted. Entries never change once
 written, so any number of processes may read one at a time (distributed training: the main process
-builds, the others call with `build=False` after it).
+prepares first, the others then read its entry; ``Ranks.main_first``).
 
 Root: `$LORA_ADAPT_DATA_CACHE`, else `$XDG_CACHE_HOME/lora-adapt/data`, else `~/.cache/lora-adapt/data`.
 TRL's own `map` over a memory-mapped split writes its cache files beside that split (datasets' behaviour);
@@ -130,10 +130,17 @@ def tokenizer_files_sha256(tokenizer) -> str:
     return digest.hexdigest()
 
 
+def data_code_files() -> list[Path]:
+    """The source the prepared data depends on: the data stage, and the task rules it reads from
+    recipe/derived.py (regression targets and their scaling)."""
+    package = Path(__file__).resolve().parents[1]
+    return [*sorted(Path(__file__).parent.glob("*.py")), package / "recipe" / "derived.py"]
+
+
 def data_code_sha256() -> str:
-    """sha256 of this package's data stage source: changed preparation code is a new key."""
+    """sha256 of the data stage's source (``data_code_files``): changed preparation code is a new key."""
     digest = hashlib.sha256()
-    for file in sorted(Path(__file__).parent.glob("*.py")):
+    for file in data_code_files():
         digest.update(file.name.encode())
         digest.update(file.read_bytes())
     return digest.hexdigest()
