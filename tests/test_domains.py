@@ -373,3 +373,33 @@ def test_a_text_longer_than_training_read_says_it_was_truncated(heads):
     assert "truncated" not in short
     assert long["truncated"] is True and long["input_tokens"] > long["prompt_tokens"]
     assert heads.prepare("tickets", "my bill " * 300).input_tokens > 500  # what the server's limit counts
+
+
+def test_eval_matrix_scores_evals_sample_and_refuses_mixing_loss_with_task_metrics(domain_runs, tmp_path):
+    """--max-rows scores the seeded sample `eval --max-samples` scores (it took the first rows); an sft
+    domain (loss) beside a task domain (F1) is refused: the first domain decided how every one was scored."""
+    from lora_adapt.data import load_split_rows
+    from lora_adapt.domains.matrix import eval_matrix
+    from lora_adapt.evaluation.systems import seeded_sample
+    from lora_adapt.rundir import read_run
+
+    sources = {"tickets": str(domain_runs["tickets"]), "binary": str(domain_runs["binary"])}
+    result = eval_matrix(sources, tmp_path / "m", max_rows=3, echo=lambda _: None)
+    assert (
+        result["metrics"] == {"tickets": "f1_macro", "binary": "f1_macro"} and result["metric"] == "f1_macro"
+    )
+    recipe = read_run(domain_runs["tickets"]).recipe
+    test = load_split_rows(recipe.data, recipe.task)[0]["test"]
+    keep = seeded_sample(len(test), 3, recipe.training.seed)
+    assert keep is not None and keep != [0, 1, 2]  # the seeded sample is not the first rows
+    scored = eval_matrix({"tickets": sources["tickets"]}, tmp_path / "t", max_rows=3, echo=lambda _: None)
+    from lora_adapt.domains.adapter_set import AdapterSet
+    from lora_adapt.domains.scores import score_task_rows
+
+    aset = AdapterSet.load({"tickets": sources["tickets"]})
+    expected = score_task_rows(aset, "tickets", [test[i] for i in keep], recipe.task)["f1_macro"]
+    assert scored["cells"]["tickets"]["tickets"] == {"value": expected, "rows": 3, "split": "test"}
+    mixed = [f"chat={domain_runs['chat']}", f"answer={domain_runs['answer']}"]
+    refused = cli("eval-matrix", *mixed, "--out", str(tmp_path / "x"))
+    assert refused.exit_code == 2 and "one kind of domain" in refused.output, refused.output
+    assert not (tmp_path / "x").exists()

@@ -83,7 +83,10 @@ def compose(
     help="Folder for matrix.json/.md/.png.",
 )
 @click.option(
-    "--max-rows", type=click.IntRange(min=1), default=None, help="Score at most N test rows per domain."
+    "--max-rows",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Score a seeded sample of at most N test rows per domain (the rows `eval --max-samples N` scores).",
 )
 @base_options
 def eval_matrix(sources: tuple[str, ...], out_dir: Path, max_rows: int | None, **options: Any) -> None:

@@ -45,7 +45,16 @@ def eval_matrix(
             "no source has a test split to score on",
             hint="pass the run directories the adapters were trained in",
         )
-    generative = next(iter(domains.values())).kind.name == "generation"
+    kinds = {
+        n: "loss" if m.kind.name == "generation" else headline_metric(m.kind) for n, m in domains.items()
+    }
+    if len({metric == "loss" for metric in kinds.values()}) > 1:
+        raise UsageError(
+            "eval-matrix compares one kind of domain at a time: "
+            + ", ".join(f"{n} ({'sft: loss' if k == 'loss' else k})" for n, k in kinds.items()),
+            hint="run it once for the sft adapters and once for the task adapters",
+        )
+    generative = "loss" in kinds.values()
     systems = list(aset.members)  # adapters in the order given, then the base (causal LMs only)
     systems = [n for n in systems if n != BASE] + ([BASE] if BASE in aset.members else [])
     cells: dict[str, dict[str, Any]] = {}
@@ -55,10 +64,13 @@ def eval_matrix(
         cells[domain] = (
             _loss_row(aset, systems, recipe, max_rows)
             if generative
-            else _task_row(aset, systems, domain, recipe, max_rows)
+            else _task_row(aset, systems, domain, recipe, max_rows, echo)
         )
+    metrics = set(kinds.values())
     result = {
-        "metric": "loss" if generative else headline_metric(next(iter(domains.values())).kind),
+        # one name when every domain reports the same metric; else each domain's, in `metrics`
+        "metric": metrics.pop() if len(metrics) == 1 else "headline metric",
+        "metrics": kinds,
         "lower_is_better": generative,
         "domains": list(domains),
         "systems": systems,
@@ -86,12 +98,21 @@ def _is_domain(member) -> bool:
 
 
 def _task_row(
-    aset: AdapterSet, systems: list[str], domain: str, recipe, max_rows: int | None
+    aset: AdapterSet, systems: list[str], domain: str, recipe, max_rows: int | None, echo
 ) -> dict[str, Any]:
     from ..data import load_split_rows
+    from ..evaluation.systems import seeded_sample
 
     splits, _ = load_split_rows(recipe.data, recipe.task)
-    rows = (splits.get("test") or [])[:max_rows]
+    split = "test" if splits.get("test") else "validation"  # as the sft rows fall back (_loss_row)
+    rows = list(splits.get(split) or [])
+    if not rows:
+        echo(f"warning: domain {domain} has no test or validation rows: its column is n/a")
+        return {name: None for name in systems}
+    if split != "test":
+        echo(f"warning: domain {domain} has no test split: scoring its validation split")
+    keep = seeded_sample(len(rows), max_rows, recipe.training.seed)  # the rows `eval --max-samples` scores
+    rows = rows if keep is None else [rows[i] for i in keep]
     own = aset[domain]
     row: dict[str, Any] = {}
     for name in systems:
@@ -100,19 +121,21 @@ def _task_row(
             row[name] = None  # a different task or label set: not comparable
             continue
         metrics = score_task_rows(aset, name, rows, recipe.task)
-        row[name] = {"value": metrics[headline_metric(own.kind)], "rows": len(rows)}
+        row[name] = {"value": metrics[headline_metric(own.kind)], "rows": len(rows), "split": split}
     return row
 
 
 def _loss_row(aset: AdapterSet, systems: list[str], recipe, max_rows: int | None) -> dict[str, Any]:
     from ..data import prepare_data
+    from ..evaluation.systems import seeded_sample
 
     prepared = prepare_data(recipe.data, recipe.task, aset.tokenizer, head=False)
     test = prepared.test if prepared.test is not None else prepared.validation
     if test is None or not len(test):
         return {name: None for name in systems}
-    if max_rows is not None:
-        test = test.select(range(min(max_rows, len(test))))
+    keep = seeded_sample(len(test), max_rows, recipe.training.seed)
+    if keep is not None:
+        test = test.select(keep)
     row: dict[str, Any] = {}
     for name in systems:
         loss = completion_loss(aset, name, test["input_ids"], test["completion_mask"])
@@ -162,7 +185,9 @@ def render(result: dict[str, Any]) -> str:
     metric, domains, systems = result["metric"], result["domains"], result["systems"]
     better = "lower is better" if result["lower_is_better"] else "higher is better"
     lines = [f"# Eval matrix: {metric} on each domain's test split ({better})", ""]
-    lines += ["| system | " + " | ".join(domains) + " |", "|---|" + "---|" * len(domains)]
+    per = result.get("metrics") or {}
+    heads = [f"{d} ({per[d]})" if len(set(per.values())) > 1 else d for d in domains]
+    lines += ["| system | " + " | ".join(heads) + " |", "|---|" + "---|" * len(domains)]
     for system in systems:
         label = system + (" (composition)" if system in result["compositions"] else "")
         values = [result["cells"][d].get(system) for d in domains]

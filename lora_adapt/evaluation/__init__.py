@@ -29,7 +29,7 @@ from .health import assess, health_lines, verdict_suffix
 from .metrics import normalize_value
 from .report import comparison_table, system_method
 from .scoring import CONFUSION_KINDS, HEADLINE, gold_of, score, spans_from_tags, task_kind
-from .systems import EvalContext, SystemOutput, linear_probe, run_model
+from .systems import EvalContext, SystemOutput, linear_probe, run_model, seeded_sample
 
 Echo = Callable[[str], None]
 TrainedSystem = Callable[[], tuple[Any, dict[str, Any]]]
@@ -122,13 +122,8 @@ def _context(recipe, mode: str, tokenizer, prepared, split: str, rows, dataset) 
             f"but the cleaned split has {len(rows)}; head-mode evaluation needs them aligned"
         )
     available = len(rows)
-    limit = recipe.evaluation.max_samples
-    if limit is not None and len(rows) > limit:
-        import numpy as np
-
-        keep = sorted(
-            np.random.default_rng(recipe.training.seed).choice(len(rows), limit, replace=False).tolist()
-        )
+    keep = seeded_sample(len(rows), recipe.evaluation.max_samples, recipe.training.seed)
+    if keep is not None:
         rows = [rows[i] for i in keep]
         dataset = dataset.select(keep) if dataset is not None else None
     return EvalContext(

@@ -21,7 +21,7 @@ from transformers import TrainerCallback
 from ..recipe.derived import TASK_METRICS
 from . import prediction, systems
 from .scoring import gold_of, score
-from .systems import EvalContext
+from .systems import EvalContext, seeded_sample
 
 Scores = dict[str, float]
 
@@ -109,9 +109,8 @@ def validation_scorer(recipe, kind: str, tokenizer, prepared, echo=print) -> Val
     rows = list(prepared.raw.get("validation") or [])
     if not rows:
         return None
-    limit = recipe.evaluation.validation_max_samples
-    if len(rows) > limit:
-        keep = sorted(np.random.default_rng(recipe.training.seed).choice(len(rows), limit, replace=False))
+    keep = seeded_sample(len(rows), recipe.evaluation.validation_max_samples, recipe.training.seed)
+    if keep is not None:
         rows = [rows[i] for i in keep]
     ctx = EvalContext(
         **EvalContext.stats_of(

@@ -23,6 +23,14 @@ PROBE_MAX_ROWS = 10_000
 """The linear probe encodes at most this many training rows (a seeded sample) to bound CPU time."""
 
 
+def seeded_sample(count: int, limit: int | None, seed: int) -> list[int] | None:
+    """Sorted indices of the ``limit`` of ``count`` rows that `eval` scores (evaluation.max_samples, seeded
+    by training.seed); None when every row is kept. Validation during training and eval-matrix use it too."""
+    if limit is None or count <= limit:
+        return None
+    return sorted(np.random.default_rng(seed).choice(count, limit, replace=False).tolist())
+
+
 @dataclass(frozen=True)
 class EvalContext:
     """What every system is scored on: the rows (and, in head mode, their tokenized form)."""
