@@ -139,3 +139,38 @@ def test_the_report_says_when_explanations_failed():
     lines = explanation_section({"error": "RuntimeError: out of memory"})
     assert "Not computed" in "\n".join(lines) and "RuntimeError: out of memory" in "\n".join(lines)
     assert explanation_section(None) == []
+
+
+def test_the_reports_tfidf_features_are_the_scored_baselines():
+    """The report's TF-IDF column shows the baseline that was scored: its C picked on validation (the
+    features came from a C=10 model that the baseline, choosing among 0.3 / 3 / 30, never was)."""
+    import numpy as np
+
+    from lora_adapt.evaluation.baselines import choose_c, logistic_regression
+    from lora_adapt.evaluation.features import TextFeatures
+    from lora_adapt.explain import head_for
+    from lora_adapt.explain.summary import top_features
+
+    rng = random.Random(3)
+    vocab = ["refund", "card", "rent", "day", "late", "fee", "the", "a", "bill", "pay"]
+
+    def rows(n):
+        out = []
+        for _ in range(n):
+            label = rng.choice(["refund", "other"])
+            words = rng.sample(vocab, 4) + (["refund"] if label == "refund" and rng.random() < 0.7 else [])
+            out.append({"text": " ".join(words), "label": label})
+        return out
+
+    train, validation = rows(60), rows(30)
+    head = head_for("classification", "sequence_classification", ["other", "refund"], multi_label=False)
+    shown = top_features(train, validation, "single", head, top=3)
+    features = TextFeatures(train, "single")
+    x = features.transform(train)
+    labels = [r["label"] for r in train]
+    c = choose_c(x, labels, features.transform(validation), [r["label"] for r in validation])
+    coef = logistic_regression(c).fit(x, labels).coef_[0]
+    words = features.word_names()
+    top = [words[i] for i in np.argsort(-coef[: len(words)])[:3] if coef[i] > 0]
+    assert [w for w, _ in shown["refund"]] == top
+    assert shown["refund"][0][1] == round(float(coef[words.index(top[0])]), 4)

@@ -153,6 +153,7 @@ def report_explanations(
             attributor,
             rows,
             prepared.raw.get("train") or [],
+            validation=prepared.raw.get("validation") or [],
             kind=kind,
             top=spec.top_words,
             sample=spec.rows,

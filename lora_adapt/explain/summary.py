@@ -35,6 +35,7 @@ def influential_words(
     top: int,
     sample: int,
     seed: int,
+    validation: Sequence[dict[str, Any]] = (),
 ) -> dict[str, Any]:
     """``{"method", "rows", "max_abs_delta", "groups": [{"name", "words": [[w, score]], "tfidf": [[f, w]]}]}``."""
     picked = _sample(len(rows), sample, seed)
@@ -48,7 +49,7 @@ def influential_words(
             for word in explanation.words:
                 for group, value in _groups(head, explanation, word.score):
                     scores[group][word.text.casefold()] += value
-    tfidf = top_features(train, kind, head, top)
+    tfidf = top_features(train, validation, kind, head, top)
     names = _group_names(head)
     groups = [
         {
@@ -99,42 +100,50 @@ def _ranked(scores: dict[str, float], top: int, *, negative: bool = False) -> li
 
 
 def top_features(
-    train: Sequence[dict[str, Any]], kind: str, head: Head, top: int
+    train: Sequence[dict[str, Any]],
+    validation: Sequence[dict[str, Any]],
+    kind: str,
+    head: Head,
+    top: int,
 ) -> dict[str, list[list[Any]]]:
-    """The TF-IDF baseline's word n-grams with the largest weights per group (see the module docstring)."""
+    """The TF-IDF baseline's word n-grams with the largest weights per group (see the module docstring):
+    the baseline's own model, its C (alpha for regression) chosen on ``validation`` as the baseline chose it."""
     from ..evaluation.features import TextFeatures
 
     if not train:
         return {}
     features = TextFeatures(train, "relation" if kind == "relation" else kind)
     x = features.transform(train)
+    x_val = features.transform(validation) if validation else None
     words = features.word_names()
     if head.kind == "regression":
         from sklearn.linear_model import Ridge
 
-        y = np.array([r["targets"] for r in train], dtype=float)
-        coef = np.atleast_2d(Ridge(alpha=1.0).fit(x, y).coef_)
+        from ..evaluation.regression import choose_alpha, targets_of
+
+        y = targets_of(train)
+        alpha = choose_alpha(x, y, x_val, targets_of(validation))
+        coef = np.atleast_2d(Ridge(alpha=alpha).fit(x, y).coef_)
         out = {}
         for j, name in enumerate(head.names):
             weights = _word_weights(coef[j], len(words), features.pair, x.shape[1])
             out[f"{name} raises"] = _top(weights, words, top, sign=1)
             out[f"{name} lowers"] = _top(weights, words, top, sign=-1)
         return out
-    return _class_features(x, [r["label"] for r in train], words, features.pair, top)
+    from ..evaluation.baselines import choose_c, logistic_regression
 
-
-def _class_features(
-    x, labels: list[str], words: list[str], pair: bool, top: int
-) -> dict[str, list[list[Any]]]:
-    from sklearn.linear_model import LogisticRegression
-
+    labels = [r["label"] for r in train]
     if len(set(labels)) < 2:
         return {}
-    model = LogisticRegression(C=10.0, max_iter=1000).fit(x, labels)
+    c = choose_c(x, labels, x_val, [r["label"] for r in validation])
+    return _class_features(logistic_regression(c).fit(x, labels), words, features.pair, x.shape[1], top)
+
+
+def _class_features(model, words: list[str], pair: bool, width: int, top: int) -> dict[str, list[list[Any]]]:
     classes = list(model.classes_)
     rows = model.coef_ if len(classes) > 2 else np.vstack([-model.coef_[0], model.coef_[0]])
     return {
-        str(label): _top(_word_weights(rows[k], len(words), pair, x.shape[1]), words, top, sign=1)
+        str(label): _top(_word_weights(rows[k], len(words), pair, width), words, top, sign=1)
         for k, label in enumerate(classes)
     }
 
