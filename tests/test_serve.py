@@ -330,3 +330,37 @@ def test_serve_command_usage_errors_exit_2(domain_runs):
     assert twice.exit_code == 2 and "given twice" in twice.output
     port = cli("serve", "--adapter", f"a={domain_runs['chat']}", "--port", "70000")
     assert port.exit_code == 2 and "--port" in port.output
+
+
+def test_serve_refuses_a_router_whose_domains_or_fallback_are_not_served(domain_runs, tmp_path):
+    from lora_adapt import artifacts as A
+
+    router = tmp_path / "router"
+    router.mkdir()
+    tickets, binary = str(domain_runs["tickets"]), str(domain_runs["binary"])
+    config = {
+        "domains": ["tickets", "binary"],
+        "adapters": {"tickets": tickets, "binary": binary},
+        "chosen": "tfidf_logreg",
+        "threshold": 0.5,
+        "fallback": "base",
+    }
+    A.atomic_write_json(router / "route.json", config)
+    one = cli("serve", "--adapter", f"tickets={tickets}", "--router", str(router))
+    assert one.exit_code == 2 and "'binary'" in one.output and "served: tickets" in one.output
+    assert f"--adapter binary={binary}" in one.output and "Traceback" not in one.output
+    renamed = cli("serve", "--adapter", f"a={tickets}", "--adapter", f"b={binary}", "--router", str(router))
+    assert (
+        renamed.exit_code == 2
+        and "'tickets', 'binary'" in renamed.output
+        and "served: a, b" in renamed.output
+    )
+    both = ("--adapter", f"tickets={tickets}", "--adapter", f"binary={binary}", "--router", str(router))
+    fallback = cli("serve", *both, "--fallback", "nope")
+    assert fallback.exit_code == 2 and "--fallback 'nope'" in fallback.output
+    assert "served: tickets, binary" in fallback.output
+    A.atomic_write_json(router / "route.json", {**config, "fallback": "gone"})
+    recorded = cli("serve", *both)
+    assert recorded.exit_code == 2 and "fallback" in recorded.output and "'gone'" in recorded.output
+    threshold = cli("serve", *both, "--threshold", "1.5")
+    assert threshold.exit_code == 2 and "--threshold" in threshold.output
