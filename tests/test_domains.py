@@ -111,6 +111,16 @@ def test_predict_usage_errors_exit_2(domain_runs, tmp_path):
     assert missing.exit_code == 2 and "`text`" in missing.output
 
 
+def test_predict_refuses_generation_options_an_adapter_would_ignore(domain_runs):
+    head = cli("predict", str(domain_runs["tickets"]), "--text", "x", "--temperature", "0.7", "--stop", "!")
+    assert head.exit_code == 2 and "head adapter" in head.output and "does not generate" in head.output
+    assert "--temperature, --stop" in head.output and "Traceback" not in head.output
+    tagger = cli("predict", str(domain_runs["tags"]), "--text", "John flew", "--max-new-tokens", "4")
+    assert tagger.exit_code == 2 and "--max-new-tokens" in tagger.output and "head adapter" in tagger.output
+    answer = cli("predict", str(domain_runs["answer"]), "--text", "x", "--max-new-tokens", "4")
+    assert answer.exit_code == 2 and "evaluation.max_new_tokens" in answer.output
+
+
 def pair_score_rows(n: int) -> list[dict]:
     """Sentence pairs scored by how many words of ``text_b`` are in ``text`` (two targets)."""
     words = ["bill", "meter", "power", "refund", "charge", "outage"]
