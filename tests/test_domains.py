@@ -121,6 +121,29 @@ def test_predict_refuses_generation_options_an_adapter_would_ignore(domain_runs)
     assert answer.exit_code == 2 and "evaluation.max_new_tokens" in answer.output
 
 
+def test_predict_out_follows_the_umask_and_is_whole_or_untouched(tmp_path):
+    import os
+
+    from lora_adapt.domains.predict import write_jsonl
+
+    out = tmp_path / "out.jsonl"
+    old = os.umask(0o022)
+    try:
+        assert write_jsonl(out, [{"a": 1}, {"a": 2}]) == 2
+    finally:
+        os.umask(old)
+    assert out.stat().st_mode & 0o777 == 0o644  # as every other output (mkstemp alone gives 0600)
+
+    def killed():
+        yield {"a": 3}
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        write_jsonl(out, killed())
+    assert [json.loads(line) for line in out.read_text().splitlines()] == [{"a": 1}, {"a": 2}]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.jsonl"]  # no temporary file left
+
+
 def pair_score_rows(n: int) -> list[dict]:
     """Sentence pairs scored by how many words of ``text_b`` are in ``text`` (two targets)."""
     words = ["bill", "meter", "power", "refund", "charge", "outage"]
