@@ -201,6 +201,57 @@ def test_bad_requests_get_openai_style_errors_and_the_server_keeps_serving(
     assert client.completions.create(model="chat", prompt="x", max_tokens=2).choices[0].finish_reason
 
 
+def test_unknown_request_fields_are_refused_naming_them_not_dropped(chat_server):
+    with httpx.Client(
+        base_url=chat_server.url, headers={"Authorization": f"Bearer {KEY}"}, timeout=600
+    ) as http:
+        biased = http.post(
+            "/v1/completions",
+            json={"model": "chat", "prompt": "x", "max_tokens": 2, "logit_bias": {"5": 100}, "top_k": 1},
+        )
+        named = http.post(
+            "/v1/chat/completions",
+            json={"model": "chat", "messages": [{"role": "user", "content": "x", "name": "ann"}]},
+        )
+        classify = http.post("/v1/classify", json={"model": "chat", "input": "x", "labels": ["a"]})
+        load = http.post("/v1/adapters", json={"name": "c", "source": "x", "revision": "main"})
+        vllm = http.post(
+            "/v1/load_lora_adapter", json={"lora_name": "chat", "lora_path": "x", "load_inplace": True}
+        )
+        user = http.post(
+            "/v1/completions", json={"model": "chat", "prompt": "x", "max_tokens": 2, "user": "u1"}
+        )
+    error = biased.json()["error"]
+    assert (
+        biased.status_code == 400 and error["code"] == "unknown_parameter" and error["param"] == "logit_bias"
+    )
+    assert "'logit_bias', 'top_k'" in error["message"]
+    assert named.status_code == 400 and named.json()["error"]["param"] == "messages.0.name"
+    for response, field in ((classify, "labels"), (load, "revision"), (vllm, "load_inplace")):
+        assert response.status_code == 400 and response.json()["error"]["param"] == field, response.text
+        assert f"'{field}'" in response.json()["error"]["message"]
+    assert user.status_code == 200  # OpenAI's end-user id: documented as accepted, it changes no answer
+    assert "chat" in httpx.get(chat_server.url + "/health").json()["adapters"]
+
+
+def test_a_name_conflict_is_409_by_its_type_not_by_its_message(chat_server, monkeypatch):
+    from lora_adapt.domains.adapter_set import AdapterExistsError
+    from lora_adapt.errors import UsageError
+
+    headers = {"Authorization": f"Bearer {KEY}"}
+    raised: list[Exception] = []
+
+    def add(name, source):
+        raise raised[-1]
+
+    monkeypatch.setattr(chat_server.state.aset, "add", add)
+    with httpx.Client(base_url=chat_server.url, headers=headers, timeout=600) as http:
+        raised.append(AdapterExistsError("the name 'chat' is taken"))
+        assert http.post("/v1/adapters", json={"name": "chat", "source": "x"}).status_code == 409
+        raised.append(UsageError("x: its tokenizer is already loaded with other special tokens"))
+        assert http.post("/v1/adapters", json={"name": "new", "source": "x"}).status_code == 400
+
+
 def test_missing_or_wrong_api_key_is_401(chat_server):
     for headers in ({}, {"Authorization": "Bearer wrong"}):
         response = httpx.get(chat_server.url + "/v1/models", headers=headers)
