@@ -406,3 +406,20 @@ def test_a_text_longer_than_training_read_says_it_was_truncated(heads):
     assert "truncated" not in short
     assert long["truncated"] is True and long["input_tokens"] > long["prompt_tokens"]
     assert heads.prepare("tickets", "my bill " * 300).input_tokens > 500  # what the server's limit counts
+
+
+def test_compose_cli_takes_its_methods_from_the_library_and_help_imports_no_torch():
+    import subprocess
+    import sys
+
+    from lora_adapt.cli import compose_cmds
+    from lora_adapt.domains import compose
+
+    assert compose_cmds.METHODS is compose.METHODS  # one list: a method added there is offered here
+    code = (
+        "import sys\nfrom lora_adapt.cli import main\n"
+        "for args in ([], ['compose'], ['serve'], ['route', 'build'], ['predict'], ['eval-matrix']):\n"
+        "    try: main([*args, '--help'])\n    except SystemExit: pass\n"
+        "assert 'torch' not in sys.modules, 'lora-adapt --help imported torch'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)

@@ -19,13 +19,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from .. import artifacts as A
 from ..errors import UsageError
 
 Method = Literal["linear", "cat", "svd", "ties", "dare_ties", "dare_linear"]
-METHODS: tuple[str, ...] = ("linear", "cat", "svd", "ties", "dare_ties", "dare_linear")
+METHODS: tuple[str, ...] = get_args(Method)
 NEEDS_DENSITY = ("ties", "dare_ties", "dare_linear")
 COMPOSED = "default"  # PEFT saves the adapter named "default" at the folder's top level
 
