@@ -423,3 +423,29 @@ def test_compose_cli_takes_its_methods_from_the_library_and_help_imports_no_torc
         "assert 'torch' not in sys.modules, 'lora-adapt --help imported torch'"
     )
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+
+
+def test_a_composition_of_multi_label_adapters_records_multi_label_in_its_adapter_folder(
+    domain_runs, tmp_path
+):
+    import shutil
+
+    import yaml
+
+    from lora_adapt.domains.tasks import task_kind
+    from lora_adapt.modeling.adapted import resolve_adapter
+
+    sources = []
+    for name, scale in (("m1", 1.0), ("m2", 2.0)):
+        run = copy_run(domain_runs["answer"], tmp_path / name / name, scale=scale)
+        recipe = yaml.safe_load((run / A.RESOLVED_RECIPE).read_text())
+        recipe["task"]["multi_label"] = True
+        (run / A.RESOLVED_RECIPE).write_text(yaml.safe_dump(recipe, sort_keys=False))
+        assert read_run(run).multi_label
+        sources.append(f"{name}={run}")
+    out = tmp_path / "both"
+    run_cli("compose", *sources, "--out", str(out))
+    assert A.read_json(out / A.ADAPTER_DIR / A.ADAPTER_RECORD)["task"]["multi_label"] is True
+    alone = shutil.copytree(out / A.ADAPTER_DIR, tmp_path / "pushed")  # an adapter folder without its run
+    info = resolve_adapter(alone, name="both")
+    assert info.multi_label and task_kind(info).name == "labels"

@@ -8,6 +8,7 @@ import asyncio
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
 import openai
@@ -265,16 +266,35 @@ def test_missing_or_wrong_api_key_is_401(chat_server):
 
 @pytest.fixture(scope="module")
 def router_run(domain_runs, tmp_path_factory):
+    from lora_adapt import artifacts as A
     from lora_adapt.domains.route_build import build_router
 
     out = tmp_path_factory.mktemp("router") / "router"
-    build_router(
-        {"tickets": str(domain_runs["tickets"]), "binary": str(domain_runs["binary"])},
-        out,
-        epochs=1,
-        echo=lambda _: None,
-    )
+    write_text = A.atomic_write_text
+
+    def recorded(path, text):
+        ROUTER_WRITES.append(Path(path))
+        write_text(path, text)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(A, "atomic_write_text", recorded)
+        build_router(
+            {"tickets": str(domain_runs["tickets"]), "binary": str(domain_runs["binary"])},
+            out,
+            epochs=1,
+            echo=lambda _: None,
+        )
     return out
+
+
+ROUTER_WRITES: list[Path] = []
+"""Every file `route build` wrote (through artifacts' atomic writer), in order."""
+
+
+def test_route_build_writes_route_json_once_and_last(router_run):
+    routes = [p for p in ROUTER_WRITES if p.name == "route.json"]
+    assert routes == [router_run / "route.json"]  # once: complete, with the per-domain test accuracy
+    assert ROUTER_WRITES[-1] == router_run / "route.json"  # last: a router without it is refused
 
 
 def test_route_build_keeps_the_better_router_and_reports_accuracy_per_domain(router_run):

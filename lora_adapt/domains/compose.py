@@ -148,7 +148,8 @@ def _write(stage: Path, adapted, infos, composition: dict[str, Any], name: str) 
         "versions": package_versions(),
         "data": template.get("data") or {},
     }
-    A.atomic_write_json(adapter_dir / A.ADAPTER_RECORD, adapter_record(manifest, inference=first.inference))
+    record = adapter_record(manifest, multi_label=first.multi_label, inference=first.inference)
+    A.atomic_write_json(adapter_dir / A.ADAPTER_RECORD, record)
     recipe = (
         dict(first.run.recipe_dict)
         if first.run is not None
