@@ -9,7 +9,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -67,17 +67,28 @@ def in_progress_dir(final: Path) -> Path:
 
 
 def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_chunks(path, [text])
+
+
+def atomic_write_chunks(path: Path, chunks: Iterable[str]) -> int:
+    """Write ``chunks`` (consumed as they come: a generator may compute them) to a temporary file beside
+    ``path``, then rename it into place: ``path`` is whole or untouched, whatever stops the writer. The
+    file follows the umask. Returns the number of chunks written."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    count = 0
     try:
         os.fchmod(fd, 0o666 & ~current_umask())  # mkstemp makes 0600; a run's files follow the umask
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+            for chunk in chunks:
+                f.write(chunk)
+                count += 1
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    return count
 
 
 def atomic_write_json(path: Path, obj: Any) -> None:

@@ -111,6 +111,39 @@ def test_predict_usage_errors_exit_2(domain_runs, tmp_path):
     assert missing.exit_code == 2 and "`text`" in missing.output
 
 
+def test_predict_refuses_generation_options_an_adapter_would_ignore(domain_runs):
+    head = cli("predict", str(domain_runs["tickets"]), "--text", "x", "--temperature", "0.7", "--stop", "!")
+    assert head.exit_code == 2 and "head adapter" in head.output and "does not generate" in head.output
+    assert "--temperature, --stop" in head.output and "Traceback" not in head.output
+    tagger = cli("predict", str(domain_runs["tags"]), "--text", "John flew", "--max-new-tokens", "4")
+    assert tagger.exit_code == 2 and "--max-new-tokens" in tagger.output and "head adapter" in tagger.output
+    answer = cli("predict", str(domain_runs["answer"]), "--text", "x", "--max-new-tokens", "4")
+    assert answer.exit_code == 2 and "evaluation.max_new_tokens" in answer.output
+
+
+def test_predict_out_follows_the_umask_and_is_whole_or_untouched(tmp_path):
+    import os
+
+    from lora_adapt.domains.predict import write_jsonl
+
+    out = tmp_path / "out.jsonl"
+    old = os.umask(0o022)
+    try:
+        assert write_jsonl(out, [{"a": 1}, {"a": 2}]) == 2
+    finally:
+        os.umask(old)
+    assert out.stat().st_mode & 0o777 == 0o644  # as every other output (mkstemp alone gives 0600)
+
+    def killed():
+        yield {"a": 3}
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        write_jsonl(out, killed())
+    assert [json.loads(line) for line in out.read_text().splitlines()] == [{"a": 1}, {"a": 2}]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.jsonl"]  # no temporary file left
+
+
 def pair_score_rows(n: int) -> list[dict]:
     """Sentence pairs scored by how many words of ``text_b`` are in ``text`` (two targets)."""
     words = ["bill", "meter", "power", "refund", "charge", "outage"]
@@ -403,3 +436,46 @@ def test_eval_matrix_scores_evals_sample_and_refuses_mixing_loss_with_task_metri
     refused = cli("eval-matrix", *mixed, "--out", str(tmp_path / "x"))
     assert refused.exit_code == 2 and "one kind of domain" in refused.output, refused.output
     assert not (tmp_path / "x").exists()
+
+
+def test_compose_cli_takes_its_methods_from_the_library_and_help_imports_no_torch():
+    import subprocess
+    import sys
+
+    from lora_adapt.cli import compose_cmds
+    from lora_adapt.domains import compose
+
+    assert compose_cmds.METHODS is compose.METHODS  # one list: a method added there is offered here
+    code = (
+        "import sys\nfrom lora_adapt.cli import main\n"
+        "for args in ([], ['compose'], ['serve'], ['route', 'build'], ['predict'], ['eval-matrix']):\n"
+        "    try: main([*args, '--help'])\n    except SystemExit: pass\n"
+        "assert 'torch' not in sys.modules, 'lora-adapt --help imported torch'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+
+
+def test_a_composition_of_multi_label_adapters_records_multi_label_in_its_adapter_folder(
+    domain_runs, tmp_path
+):
+    import shutil
+
+    import yaml
+
+    from lora_adapt.domains.tasks import task_kind
+    from lora_adapt.modeling.adapted import resolve_adapter
+
+    sources = []
+    for name, scale in (("m1", 1.0), ("m2", 2.0)):
+        run = copy_run(domain_runs["answer"], tmp_path / name / name, scale=scale)
+        recipe = yaml.safe_load((run / A.RESOLVED_RECIPE).read_text())
+        recipe["task"]["multi_label"] = True
+        (run / A.RESOLVED_RECIPE).write_text(yaml.safe_dump(recipe, sort_keys=False))
+        assert read_run(run).multi_label
+        sources.append(f"{name}={run}")
+    out = tmp_path / "both"
+    run_cli("compose", *sources, "--out", str(out))
+    assert A.read_json(out / A.ADAPTER_DIR / A.ADAPTER_RECORD)["task"]["multi_label"] is True
+    alone = shutil.copytree(out / A.ADAPTER_DIR, tmp_path / "pushed")  # an adapter folder without its run
+    info = resolve_adapter(alone, name="both")
+    assert info.multi_label and task_kind(info).name == "labels"

@@ -8,6 +8,7 @@ import asyncio
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
 import openai
@@ -201,6 +202,57 @@ def test_bad_requests_get_openai_style_errors_and_the_server_keeps_serving(
     assert client.completions.create(model="chat", prompt="x", max_tokens=2).choices[0].finish_reason
 
 
+def test_unknown_request_fields_are_refused_naming_them_not_dropped(chat_server):
+    with httpx.Client(
+        base_url=chat_server.url, headers={"Authorization": f"Bearer {KEY}"}, timeout=600
+    ) as http:
+        biased = http.post(
+            "/v1/completions",
+            json={"model": "chat", "prompt": "x", "max_tokens": 2, "logit_bias": {"5": 100}, "top_k": 1},
+        )
+        named = http.post(
+            "/v1/chat/completions",
+            json={"model": "chat", "messages": [{"role": "user", "content": "x", "name": "ann"}]},
+        )
+        classify = http.post("/v1/classify", json={"model": "chat", "input": "x", "labels": ["a"]})
+        load = http.post("/v1/adapters", json={"name": "c", "source": "x", "revision": "main"})
+        vllm = http.post(
+            "/v1/load_lora_adapter", json={"lora_name": "chat", "lora_path": "x", "load_inplace": True}
+        )
+        user = http.post(
+            "/v1/completions", json={"model": "chat", "prompt": "x", "max_tokens": 2, "user": "u1"}
+        )
+    error = biased.json()["error"]
+    assert (
+        biased.status_code == 400 and error["code"] == "unknown_parameter" and error["param"] == "logit_bias"
+    )
+    assert "'logit_bias', 'top_k'" in error["message"]
+    assert named.status_code == 400 and named.json()["error"]["param"] == "messages.0.name"
+    for response, field in ((classify, "labels"), (load, "revision"), (vllm, "load_inplace")):
+        assert response.status_code == 400 and response.json()["error"]["param"] == field, response.text
+        assert f"'{field}'" in response.json()["error"]["message"]
+    assert user.status_code == 200  # OpenAI's end-user id: documented as accepted, it changes no answer
+    assert "chat" in httpx.get(chat_server.url + "/health").json()["adapters"]
+
+
+def test_a_name_conflict_is_409_by_its_type_not_by_its_message(chat_server, monkeypatch):
+    from lora_adapt.domains.adapter_set import AdapterExistsError
+    from lora_adapt.errors import UsageError
+
+    headers = {"Authorization": f"Bearer {KEY}"}
+    raised: list[Exception] = []
+
+    def add(name, source):
+        raise raised[-1]
+
+    monkeypatch.setattr(chat_server.state.aset, "add", add)
+    with httpx.Client(base_url=chat_server.url, headers=headers, timeout=600) as http:
+        raised.append(AdapterExistsError("the name 'chat' is taken"))
+        assert http.post("/v1/adapters", json={"name": "chat", "source": "x"}).status_code == 409
+        raised.append(UsageError("x: its tokenizer is already loaded with other special tokens"))
+        assert http.post("/v1/adapters", json={"name": "new", "source": "x"}).status_code == 400
+
+
 def test_missing_or_wrong_api_key_is_401(chat_server):
     for headers in ({}, {"Authorization": "Bearer wrong"}):
         response = httpx.get(chat_server.url + "/v1/models", headers=headers)
@@ -214,16 +266,35 @@ def test_missing_or_wrong_api_key_is_401(chat_server):
 
 @pytest.fixture(scope="module")
 def router_run(domain_runs, tmp_path_factory):
+    from lora_adapt import artifacts as A
     from lora_adapt.domains.route_build import build_router
 
     out = tmp_path_factory.mktemp("router") / "router"
-    build_router(
-        {"tickets": str(domain_runs["tickets"]), "binary": str(domain_runs["binary"])},
-        out,
-        epochs=1,
-        echo=lambda _: None,
-    )
+    write_text = A.atomic_write_text
+
+    def recorded(path, text):
+        ROUTER_WRITES.append(Path(path))
+        write_text(path, text)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(A, "atomic_write_text", recorded)
+        build_router(
+            {"tickets": str(domain_runs["tickets"]), "binary": str(domain_runs["binary"])},
+            out,
+            epochs=1,
+            echo=lambda _: None,
+        )
     return out
+
+
+ROUTER_WRITES: list[Path] = []
+"""Every file `route build` wrote (through artifacts' atomic writer), in order."""
+
+
+def test_route_build_writes_route_json_once_and_last(router_run):
+    routes = [p for p in ROUTER_WRITES if p.name == "route.json"]
+    assert routes == [router_run / "route.json"]  # once: complete, with the per-domain test accuracy
+    assert ROUTER_WRITES[-1] == router_run / "route.json"  # last: a router without it is refused
 
 
 def test_route_build_keeps_the_better_router_and_reports_accuracy_per_domain(router_run):
@@ -330,3 +401,37 @@ def test_serve_command_usage_errors_exit_2(domain_runs):
     assert twice.exit_code == 2 and "given twice" in twice.output
     port = cli("serve", "--adapter", f"a={domain_runs['chat']}", "--port", "70000")
     assert port.exit_code == 2 and "--port" in port.output
+
+
+def test_serve_refuses_a_router_whose_domains_or_fallback_are_not_served(domain_runs, tmp_path):
+    from lora_adapt import artifacts as A
+
+    router = tmp_path / "router"
+    router.mkdir()
+    tickets, binary = str(domain_runs["tickets"]), str(domain_runs["binary"])
+    config = {
+        "domains": ["tickets", "binary"],
+        "adapters": {"tickets": tickets, "binary": binary},
+        "chosen": "tfidf_logreg",
+        "threshold": 0.5,
+        "fallback": "base",
+    }
+    A.atomic_write_json(router / "route.json", config)
+    one = cli("serve", "--adapter", f"tickets={tickets}", "--router", str(router))
+    assert one.exit_code == 2 and "'binary'" in one.output and "served: tickets" in one.output
+    assert f"--adapter binary={binary}" in one.output and "Traceback" not in one.output
+    renamed = cli("serve", "--adapter", f"a={tickets}", "--adapter", f"b={binary}", "--router", str(router))
+    assert (
+        renamed.exit_code == 2
+        and "'tickets', 'binary'" in renamed.output
+        and "served: a, b" in renamed.output
+    )
+    both = ("--adapter", f"tickets={tickets}", "--adapter", f"binary={binary}", "--router", str(router))
+    fallback = cli("serve", *both, "--fallback", "nope")
+    assert fallback.exit_code == 2 and "--fallback 'nope'" in fallback.output
+    assert "served: tickets, binary" in fallback.output
+    A.atomic_write_json(router / "route.json", {**config, "fallback": "gone"})
+    recorded = cli("serve", *both)
+    assert recorded.exit_code == 2 and "fallback" in recorded.output and "'gone'" in recorded.output
+    threshold = cli("serve", *both, "--threshold", "1.5")
+    assert threshold.exit_code == 2 and "--threshold" in threshold.output

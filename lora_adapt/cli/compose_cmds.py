@@ -8,12 +8,11 @@ from typing import Any
 
 import click
 
+from ..domains.compose import METHODS  # torch-free: --help stays light
 from ..errors import UsageError
 from . import main
 from .domain_cmds import base_options, load_kwargs
 from .serve_cmds import named_sources
-
-METHODS = ("linear", "cat", "svd", "ties", "dare_ties", "dare_linear")
 
 
 def parse_weights(values: tuple[str, ...]) -> list[float] | None:

@@ -77,11 +77,34 @@ def build_spec(cls, what: str, **values: Any):
         raise UsageError(f"invalid {what}: {problems}", hint="see --help for the allowed values") from None
 
 
+GENERATION_KEYS = ("max_new_tokens", "temperature", "top_p", "top_k", "repetition_penalty", "stop", "seed")
+"""The options of :func:`generation_options` (GenerationSpec's fields)."""
+
+
 def generation_spec(options: dict[str, Any]):
     from ..recipe.serving import GenerationSpec
 
-    keys = ("max_new_tokens", "temperature", "top_p", "top_k", "repetition_penalty", "stop", "seed")
-    return build_spec(GenerationSpec, "generation settings", **{k: options.get(k) for k in keys})
+    return build_spec(GenerationSpec, "generation settings", **{k: options.get(k) for k in GENERATION_KEYS})
+
+
+def check_generation_options(kind, name: str, options: dict[str, Any]) -> None:
+    """Refuse generation options the adapter would ignore: every one for a head adapter (it does not
+    generate), --max-new-tokens for a generative task adapter (it answers within its evaluation budget)."""
+    given = [k for k in GENERATION_KEYS if options.get(k) not in (None, ())]
+    if kind.head and given:
+        flags = ", ".join("--" + k.replace("_", "-") for k in given)
+        raise UsageError(
+            f"{flags}: {name!r} is a head adapter ({kind.name}): it answers from its classifier head and "
+            "does not generate, so generation options would be ignored",
+            hint=f"drop {flags}; they are for adapters that generate (sft, generative task adapters)",
+        )
+    if not kind.head and kind.name != "generation" and "max_new_tokens" in given:
+        raise UsageError(
+            f"--max-new-tokens: {name!r} is a generative {kind.name} adapter: it answers within the budget "
+            "it was evaluated with (its recipe's evaluation.max_new_tokens), so --max-new-tokens would be "
+            "ignored",
+            hint="drop --max-new-tokens (the sampling options apply)",
+        )
 
 
 def load_kwargs(options: dict[str, Any]) -> dict[str, Any]:
@@ -139,6 +162,8 @@ def predict(
     row plus "prediction"."""
     from ..domains.adapter_set import AdapterSet
     from ..domains.predict import predict_rows, read_inputs, write_jsonl
+    from ..domains.tasks import task_kind
+    from ..modeling.adapted import resolve_adapter
     from ..quiet import quiet_libraries
 
     if (input_file is None) == (not texts):
@@ -150,7 +175,9 @@ def predict(
     generation = generation_spec(options)
     quiet_libraries()
     name = adapter_name(source)
-    aset = AdapterSet.load({name: source}, **load_kwargs(options))
+    adapter = resolve_adapter(source, name=name)
+    check_generation_options(task_kind(adapter), name, options)
+    aset = AdapterSet.load({name: adapter}, **load_kwargs(options))
     member = aset[name]
     info = member.info
     assert info is not None  # an adapter, not the base

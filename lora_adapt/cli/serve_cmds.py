@@ -47,7 +47,7 @@ def named_sources(values: tuple[str, ...]) -> dict[str, str]:
 )
 @click.option(
     "--threshold",
-    type=float,
+    type=click.FloatRange(0.0, 1.0),
     default=None,
     help="Router confidence below which 'auto' answers with the fallback [the router's].",
 )

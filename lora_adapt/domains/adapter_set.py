@@ -44,6 +44,10 @@ class UnknownAdapterError(UsageError):
     """A request named an adapter the set does not hold."""
 
 
+class AdapterExistsError(UsageError):
+    """An adapter is added under a name the set already holds (the server answers 409 Conflict)."""
+
+
 @dataclass
 class Member:
     """One adapter of the set (or the base): what it is, how it reads inputs, what it cost to add."""
@@ -204,7 +208,7 @@ class AdapterSet:
                 hint=f"use letters, digits, '.', '_' or '-' (at most 64), not {', '.join(RESERVED)}",
             )
         if name in self.members:
-            raise UsageError(
+            raise AdapterExistsError(
                 f"an adapter named {name!r} is already loaded", hint="remove it first, or pick another name"
             )
 
@@ -342,4 +346,12 @@ def _quant_fields(recorded: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in recorded.items() if k in QuantizationSpec.model_fields}
 
 
-__all__ = ["BASE", "AdapterSet", "Member", "Prepared", "UnknownAdapterError", "tensor_bytes"]
+__all__ = [
+    "BASE",
+    "AdapterExistsError",
+    "AdapterSet",
+    "Member",
+    "Prepared",
+    "UnknownAdapterError",
+    "tensor_bytes",
+]

@@ -19,13 +19,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from .. import artifacts as A
 from ..errors import UsageError
 
 Method = Literal["linear", "cat", "svd", "ties", "dare_ties", "dare_linear"]
-METHODS: tuple[str, ...] = ("linear", "cat", "svd", "ties", "dare_ties", "dare_linear")
+METHODS: tuple[str, ...] = get_args(Method)
 NEEDS_DENSITY = ("ties", "dare_ties", "dare_linear")
 COMPOSED = "default"  # PEFT saves the adapter named "default" at the folder's top level
 
@@ -148,7 +148,8 @@ def _write(stage: Path, adapted, infos, composition: dict[str, Any], name: str) 
         "versions": package_versions(),
         "data": template.get("data") or {},
     }
-    A.atomic_write_json(adapter_dir / A.ADAPTER_RECORD, adapter_record(manifest, inference=first.inference))
+    record = adapter_record(manifest, multi_label=first.multi_label, inference=first.inference)
+    A.atomic_write_json(adapter_dir / A.ADAPTER_RECORD, record)
     recipe = (
         dict(first.run.recipe_dict)
         if first.run is not None

@@ -9,13 +9,12 @@ mapping; every output row is the input row plus ``prediction``.
 from __future__ import annotations
 
 import json
-import os
 import sys
-import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from .. import artifacts as A
 from ..data.sources import WHERE
 from ..errors import DataError
 from ..recipe.serving import GenerationSpec
@@ -63,20 +62,8 @@ def predict_rows(
 
 
 def write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> int:
-    """Write rows as JSON lines to ``path`` through a temporary file (nothing half-written is left)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    count = 0
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            for row in rows:
-                handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-                count += 1
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return count
+    """Write rows as JSON lines to ``path`` atomically (nothing half-written is left; the umask applies)."""
+    return A.atomic_write_chunks(path, (json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
 
 
 def _plain(row: dict[str, Any] | str) -> dict[str, Any]:

@@ -104,12 +104,11 @@ def build_router(
         "threshold": threshold,
         "fallback": fallback,
     }
-    A.atomic_write_json(run_dir / ROUTE_FILE, config)  # written last: a router without it is refused
     config["test_accuracy"] = _domain_accuracy(
-        result.run_dir, config, {n: t.get("test", []) for n, t in texts.items()}
+        run_dir, config, {n: t.get("test", []) for n, t in texts.items()}
     )
-    A.atomic_write_json(run_dir / ROUTE_FILE, config)
     _append_report(run_dir, config)
+    A.atomic_write_json(run_dir / ROUTE_FILE, config)  # once, last: a router without it is refused
     return config
 
 

@@ -143,6 +143,11 @@ def load_router(path: Path, aset, *, threshold: float | None = None, fallback: s
         threshold=config["threshold"] if threshold is None else threshold,
         fallback=fallback or config["fallback"],
     )
+    if not 0.0 <= router.threshold <= 1.0:
+        raise UsageError(
+            f"router threshold {router.threshold:g} is not a probability", hint="give a threshold in [0, 1]"
+        )
+    _check_served(path, config, router.fallback, aset, given=fallback is not None)
     if config["chosen"] == "tfidf_logreg":
         record = A.read_json(Path(path) / TFIDF_FILE)
         router.tfidf = TfidfClassifier(record["texts"], record["labels"], record["c"])
@@ -152,6 +157,29 @@ def load_router(path: Path, aset, *, threshold: float | None = None, fallback: s
     if router.head_set is aset:
         aset.add(ROUTER_NAME, info)
     return router
+
+
+def _check_served(path: Path, config: dict[str, Any], fallback: str, aset, *, given: bool) -> None:
+    """Refuse a router whose domains (or fallback) name adapters this set does not serve: its answers
+    would name adapters that are not there."""
+    from .adapter_set import BASE
+
+    served = ", ".join(aset.adapter_names) or "none"
+    sources = config.get("adapters") or {}
+    missing = [name for name in config["domains"] if name not in aset.members]
+    if missing:
+        wanted = " ".join(f"--adapter {n}={sources.get(n, 'RUN')}" for n in missing)
+        raise UsageError(
+            f"the router {path} routes to {', '.join(map(repr, missing))}, which this server does not serve "
+            f"(served: {served})",
+            hint=f"serve every domain of the router under the name it was built with: {wanted}",
+        )
+    if fallback != BASE and fallback not in aset.members:
+        what = "--fallback" if given else f"the router's fallback (its {ROUTE_FILE})"
+        raise UsageError(
+            f"{what} {fallback!r} is not an adapter this server serves (served: {served})",
+            hint="give --fallback NAME of a served adapter, or --fallback base",
+        )
 
 
 def _fits(aset, info) -> bool:

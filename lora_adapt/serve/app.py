@@ -21,12 +21,12 @@ from typing import Any
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from ..domains.adapter_set import BASE, AdapterSet
-from ..errors import LoraAdaptError, UsageError
+from ..domains.adapter_set import BASE, AdapterExistsError, AdapterSet
+from ..errors import LoraAdaptError
 from ..recipe.serving import GenerationSpec, ServeSpec
 from . import responses as R
 from .batcher import Job, MicroBatcher
-from .errors import APIError, error_body, from_lora_adapt, install_handlers
+from .errors import APIError, error_body, from_lora_adapt, install_handlers, unknown_fields_message
 from .limits import BodyLimit, ConcurrencyLimit
 from .schemas import ChatRequest, ClassifyRequest, CompletionRequest, LoadRequest
 
@@ -197,9 +197,8 @@ def _admin_routes(app: FastAPI, server: Server, auth) -> None:
     async def load(name: str, source: str) -> dict[str, Any]:
         try:
             member = await server.batcher.call(server.aset.add, name, source)
-        except UsageError as exc:
-            status = 409 if "already loaded" in exc.message else 400
-            raise from_lora_adapt(exc, status=status) from None
+        except AdapterExistsError as exc:
+            raise from_lora_adapt(exc, status=409) from None
         except LoraAdaptError as exc:
             raise from_lora_adapt(exc) from None
         return member.describe()
@@ -231,21 +230,25 @@ def _admin_routes(app: FastAPI, server: Server, auth) -> None:
 
     @app.post("/v1/load_lora_adapter", dependencies=[auth])
     async def vllm_load(request: Request) -> dict[str, Any]:  # vLLM's names for the same thing
-        body = await _json(request)
+        body = await _json(request, "lora_name", "lora_path")
         return await load(str(body.get("lora_name", "")), str(body.get("lora_path", "")))
 
     @app.post("/v1/unload_lora_adapter", dependencies=[auth])
     async def vllm_unload(request: Request) -> dict[str, Any]:
-        return await unload(str((await _json(request)).get("lora_name", "")))
+        return await unload(str((await _json(request, "lora_name")).get("lora_name", "")))
 
 
-async def _json(request: Request) -> dict[str, Any]:
+async def _json(request: Request, *fields: str) -> dict[str, Any]:
+    """The JSON object of the body, holding no field but ``fields`` (others are refused, not ignored)."""
     try:
         body = await request.json()
     except ValueError:
         raise APIError(400, "the request body is not valid JSON", code="invalid_json") from None
     if not isinstance(body, dict):
         raise APIError(400, "the request body must be a JSON object", code="invalid_json")
+    unknown = [str(k) for k in body if k not in fields]
+    if unknown:
+        raise APIError(400, unknown_fields_message(unknown), code="unknown_parameter", param=unknown[0])
     return body
 
 

@@ -75,7 +75,10 @@ def install_handlers(app) -> None:
         first = errors[0] if errors else {}
         if first.get("type") == "json_invalid":
             return error_response(400, "the request body is not valid JSON", "invalid_json")
-        where = ".".join(str(x) for x in first.get("loc", ()) if x != "body") or None
+        unknown = [_where(e) for e in errors if e.get("type") == "extra_forbidden"]
+        if unknown:
+            return error_response(400, unknown_fields_message(unknown), "unknown_parameter", unknown[0])
+        where = _where(first) or None
         message = f"{where}: {first.get('msg')}" if where else str(first.get("msg", "invalid request"))
         return error_response(400, message, "invalid_value", where)
 
@@ -87,3 +90,17 @@ def install_handlers(app) -> None:
     @app.exception_handler(Exception)
     async def _crash(request: Request, exc: Exception):
         return error_response(500, f"internal error: {type(exc).__name__}: {exc}", "internal_error")
+
+
+def _where(error: dict[str, Any]) -> str:
+    """A validation error's place in the body (``messages.0.name``)."""
+    return ".".join(str(x) for x in error.get("loc", ()) if x != "body")
+
+
+def unknown_fields_message(names: list[str]) -> str:
+    quoted = ", ".join(f"'{n}'" for n in names)
+    return (
+        f"unknown parameter{'s' if len(names) > 1 else ''}: {quoted}: lora-adapt does not honour "
+        f"{'them' if len(names) > 1 else 'it'} and will not ignore a setting that would change the answer "
+        "(remove it; the accepted fields are those of the OpenAI API that lora-adapt supports, see the README)"
+    )

@@ -1,5 +1,9 @@
-"""Request bodies of the OpenAI-compatible endpoints (the fields lora-adapt honours; an unknown field is
-ignored as OpenAI's API ignores it, a field we cannot honour with a non-default value is refused)."""
+"""Request bodies of the OpenAI-compatible endpoints: the fields lora-adapt honours. A field it does not
+know is refused (400, ``unknown_parameter``, naming it) rather than dropped: ``logit_bias``, ``tools``,
+``response_format``, vLLM's ``top_k``... would change the answer, and a client must not believe they were
+applied. A field lora-adapt cannot honour with a non-default value (``n``, penalties, ``logprobs``,
+``echo``) is refused when set. The one field accepted and ignored is ``user`` (OpenAI's end-user id for
+abuse monitoring: it never changes an answer)."""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class Body(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="forbid")
 
 
 class Sampling(Body):
@@ -25,6 +29,8 @@ class Sampling(Body):
     presence_penalty: float = Field(0.0, ge=0.0, le=0.0)
     frequency_penalty: float = Field(0.0, ge=0.0, le=0.0)
     logprobs: Any = None
+    user: str | None = None
+    """OpenAI's end-user id (abuse monitoring): accepted and ignored, it never changes an answer."""
 
     def stops(self) -> tuple[str, ...]:
         if self.stop is None:
