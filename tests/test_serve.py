@@ -208,7 +208,7 @@ def test_unknown_request_fields_are_refused_naming_them_not_dropped(chat_server)
     ) as http:
         biased = http.post(
             "/v1/completions",
-            json={"model": "chat", "prompt": "x", "max_tokens": 2, "logit_bias": {"5": 100}, "top_k": 1},
+            json={"model": "chat", "prompt": "x", "max_tokens": 2, "logit_bias": {"5": 100}, "tools": []},
         )
         named = http.post(
             "/v1/chat/completions",
@@ -222,16 +222,35 @@ def test_unknown_request_fields_are_refused_naming_them_not_dropped(chat_server)
         user = http.post(
             "/v1/completions", json={"model": "chat", "prompt": "x", "max_tokens": 2, "user": "u1"}
         )
+        vllm_sampling = [  # vLLM's top_k and repetition_penalty are honoured: top_k 1 samples greedily
+            http.post(
+                "/v1/completions",
+                json={
+                    "model": "chat",
+                    "prompt": "the",
+                    "max_tokens": 4,
+                    "temperature": t,
+                    "seed": s,
+                    **extra,
+                },
+            ).json()["choices"][0]["text"]
+            for t, s, extra in (
+                (0, None, {}),
+                (1.5, 1, {"top_k": 1}),
+                (1.5, 2, {"top_k": 1, "repetition_penalty": 1.0}),
+            )
+        ]
     error = biased.json()["error"]
     assert (
         biased.status_code == 400 and error["code"] == "unknown_parameter" and error["param"] == "logit_bias"
     )
-    assert "'logit_bias', 'top_k'" in error["message"]
+    assert "'logit_bias', 'tools'" in error["message"]
     assert named.status_code == 400 and named.json()["error"]["param"] == "messages.0.name"
     for response, field in ((classify, "labels"), (load, "revision"), (vllm, "load_inplace")):
         assert response.status_code == 400 and response.json()["error"]["param"] == field, response.text
         assert f"'{field}'" in response.json()["error"]["message"]
     assert user.status_code == 200  # OpenAI's end-user id: documented as accepted, it changes no answer
+    assert vllm_sampling[1] == vllm_sampling[2] == vllm_sampling[0], vllm_sampling
     assert "chat" in httpx.get(chat_server.url + "/health").json()["adapters"]
 
 

@@ -75,9 +75,11 @@ class Server:
                 400, f"max_tokens is {budget}; this server generates at most {limit}", param="max_tokens"
             )
         values: dict[str, Any] = {"max_new_tokens": budget or min(GenerationSpec().max_new_tokens, limit)}
-        for key in ("temperature", "top_p", "seed"):
+        for key in ("temperature", "top_p", "seed", "repetition_penalty"):
             if getattr(body, key) is not None:
                 values[key] = getattr(body, key)
+        if body.top_k is not None:
+            values["top_k"] = max(body.top_k, 0)  # vLLM's -1 (all tokens) is GenerationSpec's 0
         if body.logprobs not in (None, False):
             raise APIError(400, "logprobs are not supported", param="logprobs")
         return GenerationSpec(**values)

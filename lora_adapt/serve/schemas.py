@@ -1,9 +1,10 @@
 """Request bodies of the OpenAI-compatible endpoints: the fields lora-adapt honours. A field it does not
 know is refused (400, ``unknown_parameter``, naming it) rather than dropped: ``logit_bias``, ``tools``,
-``response_format``, vLLM's ``top_k``... would change the answer, and a client must not believe they were
+``response_format``, ``guided_json``... would change the answer, and a client must not believe they were
 applied. A field lora-adapt cannot honour with a non-default value (``n``, penalties, ``logprobs``,
 ``echo``) is refused when set. The one field accepted and ignored is ``user`` (OpenAI's end-user id for
-abuse monitoring: it never changes an answer)."""
+abuse monitoring: it never changes an answer). vLLM's sampling extensions ``top_k`` and ``repetition_penalty``
+are honoured."""
 
 from __future__ import annotations
 
@@ -21,6 +22,10 @@ class Sampling(Body):
     max_tokens: int | None = Field(None, ge=1)
     temperature: float | None = Field(None, ge=0.0, le=2.0)
     top_p: float | None = Field(None, gt=0.0, le=1.0)
+    top_k: int | None = Field(None, ge=-1)
+    """vLLM's extension: sample from the k most likely tokens; -1 or 0: all of them."""
+    repetition_penalty: float | None = Field(None, gt=0.0, le=2.0)
+    """vLLM's extension (as transformers applies it): above 1 discourages repeating tokens."""
     stop: str | list[str] | None = None
     seed: int | None = None
     stream: bool = False
