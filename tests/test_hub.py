@@ -228,6 +228,23 @@ def test_model_card_task_metrics_and_baselines(run_dir, tmp_path):
     assert "| this adapter | 0.9000 | 0.8500 |" in text and "| baseline: majority | 0.5000 | 0.3300 |" in text
 
 
+def test_model_card_carries_the_runs_health_warnings(run_dir, tmp_path):
+    """A collapsed adapter's card says so: the console and report.md did, the published card did not."""
+    import shutil
+
+    run = Path(shutil.copytree(run_dir, tmp_path / "collapsed"))
+    warning = "COLLAPSED: the adapted model answers 'billing' for 98% of the test rows."
+    metrics = {
+        "task": {"n": 50, "accuracy": 0.4, "f1_macro": 0.1, "per_class": {}},
+        "health": {"ok": False, "collapsed": True, "warnings": [warning], "likely_causes": ["too few steps"]},
+    }
+    A.atomic_write_json(run / A.METRICS, metrics)
+    text = render_model_card(run)
+    assert f"Health check at training time: {warning}" in text
+    A.atomic_write_json(run / A.METRICS, {**metrics, "health": {"ok": True, "warnings": []}})
+    assert "Health check" not in render_model_card(run)
+
+
 @pytest.mark.parametrize(
     "front, problem",
     [

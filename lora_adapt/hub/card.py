@@ -391,6 +391,11 @@ def _limitations(run: RunDir, merged: bool) -> list[str]:
         if diverged
         else []
     )
+    health = run.metrics.get("health") or {}
+    items += [  # the run's own verdict (evaluation/health.py): a collapsed or below-baseline adapter says so
+        f"Health check at training time: {warning} See report.md for the likely causes."
+        for warning in health.get("warnings") or ()
+    ]
     items += [
         "Scores come from a held-out split of the same data the adapter was trained on; they do not "
         "measure performance on other domains or distributions."
