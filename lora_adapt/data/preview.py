@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .targets import unscale
+
 MASK_OPEN, MASK_CLOSE = "[masked]", "[/masked]"
 
 
@@ -115,7 +117,7 @@ def _targets_line(tokens: int, target: list[float], names, scaling) -> str:
     """The row's targets in their own units (the head trains on the scaled values shown after them)."""
     values = list(target)
     if scaling and scaling.get("method") == "standardize":
-        raw = [v * s + m for v, m, s in zip(values, scaling["mean"], scaling["std"], strict=True)]
+        raw = unscale(values, scaling)
         shown = ", ".join(
             f"{n}={r:.2f} (trained as {v:+.3f})" for n, r, v in zip(names, raw, values, strict=True)
         )

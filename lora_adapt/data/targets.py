@@ -86,6 +86,13 @@ def scale(values: list[float], scaling: dict[str, Any]) -> list[float]:
     return [(v - m) / s for v, m, s in zip(values, scaling["mean"], scaling["std"], strict=True)]
 
 
+def unscale(values, scaling: dict[str, Any] | None) -> list[float]:
+    """A head's outputs in the data's units: ``scale`` undone (identity without a standardize scaling)."""
+    if not scaling or scaling.get("method") != "standardize":
+        return [float(v) for v in values]
+    return [float(v) * s + m for v, m, s in zip(values, scaling["mean"], scaling["std"], strict=True)]
+
+
 def format_number(value: float) -> str:
     """How a target is written for a generative model (two decimals: 3.80, 2.11)."""
     return f"{value:.2f}"

@@ -99,15 +99,9 @@ def decode_multi(logits: Sequence[np.ndarray], labels: Sequence[str]) -> list[li
 def decode_regression(outputs: Sequence[np.ndarray], scaling: dict[str, Any] | None) -> list[list[float]]:
     """Head outputs -> target values in the data's units: the head's scaling (``task.targets.scaling`` in the
     manifest / ``AdapterInfo.target_scaling``: ``{"method", "mean", "std"}``) undone; None = raw outputs."""
-    out = []
-    for row in outputs:
-        values = np.atleast_1d(np.asarray(row, dtype=float))
-        if scaling is not None and scaling.get("method") == "standardize":
-            values = values * np.asarray(scaling["std"], dtype=float) + np.asarray(
-                scaling["mean"], dtype=float
-            )
-        out.append([float(v) for v in values])
-    return out
+    from ..data.targets import unscale
+
+    return [unscale(np.atleast_1d(np.asarray(row, dtype=float)), scaling) for row in outputs]
 
 
 def decode_tags(
