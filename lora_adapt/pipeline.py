@@ -15,7 +15,7 @@ from typing import Any, Literal
 from . import artifacts as A
 from .diskspace import disk_full_errors
 from .distributed import Ranks, join
-from .errors import LoraAdaptError
+from .errors import HubError, LoraAdaptError
 from .recipe import Recipe, dump_recipe
 from .recipe.derived import AUTO_CLASSES, LOSS, metric_name
 from .rundir_lock import Claim, claim_run, record_resume, resumable_start, start_record
@@ -632,11 +632,36 @@ def _publish(recipe: Recipe, final: Path, echo: Echo) -> None:
             network=HubNetwork(pub.timeout, pub.retries),
         )
     except LoraAdaptError as exc:
-        raise LoraAdaptError(
-            f"the run finished at {final}, but publishing failed: {exc.message}",
-            hint=f"fix the cause, then `lora-adapt push {final} --repo-id {pub.repo_id}`",
-        ) from None
+        # The run is complete and stays; only the push failed. Keep the failure's own exit code (2: the
+        # user must fix a token, repo id or card; 1: the Hub or the network) and say how to push again.
+        fix = f"{exc.hint.rstrip('.')}; then" if exc.hint else "fix the cause, then"
+        raise HubError(
+            f"the run itself is complete at {final}; only publishing it to {pub.repo_id} failed: "
+            f"{exc.message}",
+            hint=f"{fix} retry just the push (no retraining): `{_push_command(final, pub)}`",
+            exit_code=exc.exit_code,
+        ) from exc
     echo(f"published: {info}")
+
+
+def _push_command(final: Path, pub) -> str:
+    """The `lora-adapt push` command that repeats the recipe's ``output.publish`` for the run at ``final``."""
+    import shlex
+
+    words = ["lora-adapt", "push", str(final), "--repo-id", pub.repo_id]
+    if pub.revision:
+        words += ["--revision", pub.revision]
+    if pub.merged:
+        words.append("--merged")
+    if not pub.private:
+        words.append("--public")
+    if pub.endpoint:
+        words += ["--endpoint", pub.endpoint]
+    defaults = type(pub).model_fields
+    for name in ("timeout", "retries"):
+        if getattr(pub, name) != defaults[name].default:
+            words += [f"--{name}", str(getattr(pub, name))]
+    return shlex.join(words)
 
 
 def _dry_run_summary(recipe: Recipe, runtime: Runtime, loaded, prepared, echo: Echo) -> RunResult:
