@@ -145,6 +145,7 @@ def _run_claimed(
     ranks: Ranks,
     scoring: _Scoring,
 ) -> RunResult:
+    from .modeling.adapters import check_target_modules
     from .training.checkpoints import being_written
     from .training.divergence import check_final_loss, describe_rise
 
@@ -154,6 +155,7 @@ def _run_claimed(
         loaded, prepared = ranks.main_first(
             "loading the model and data", lambda: scoring.load(recipe, runtime, echo)
         )
+    check_target_modules(loaded.model, recipe.adapter.target_modules)  # before anything is staged
     need = {"bytes": 0}  # known once the adapter is attached
     metrics: dict[str, Any] = {}
     manifest: dict[str, Any] = {}
