@@ -37,6 +37,7 @@ from .results import (
 from .space import suggest
 from .study import (
     counted,
+    exhausted,
     fail_dead_trials,
     fail_interrupted,
     interrupted,
@@ -82,13 +83,17 @@ def run_sweep(recipe: Recipe, *, echo=print) -> SweepResult:
         size = queue_grid(study, sweep)
         budget = min(budget or size, size)
     done = counted(study)
+    minutes = f" within {sweep.budget.minutes:g} minutes" if sweep.budget.minutes else ""
     echo(
         f"sweep: {sweep.method} over {', '.join(sweep.space)}; {metric} ({direction}) on the validation split; "
-        f"{done} of {budget or 'unlimited'} trials done; folder {folder}"
+        f"{done} of {budget or 'unlimited'} trials done{minutes}; folder {folder}"
     )
     inputs = TrialInputs(reuse_base=sweep.reuse_base == "auto")
     deadline = time.monotonic() + sweep.budget.minutes * 60 if sweep.budget.minutes else None
     while (budget is None or counted(study) < budget) and (deadline is None or time.monotonic() < deadline):
+        if budget is None and exhausted(study, sweep):  # minutes alone: a finite space ends sooner
+            echo("sweep: every point of the space has been tried")
+            break
         _one_trial(study, recipe, folder, inputs, metric, echo)
         _write_tables(study, recipe, folder)
     return SweepResult(folder, finish(study, recipe, folder, metric, direction, echo))
