@@ -310,3 +310,21 @@ def test_a_sweep_with_minutes_alone_stops_when_a_finite_space_is_exhausted(tmp_p
     }
     assert tried == {(2, 1e-3), (2, 1e-2), (4, 1e-3), (4, 1e-2)} and len(calls) < 200
     assert "sweep: every point of the space has been tried" in said
+
+
+def test_a_sweep_is_refused_across_several_processes(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from lora_adapt.cli import main
+
+    rate = {"training.learning_rate": {"low": 1e-3, "high": 5e-2, "log": True}}
+    recipe = sweep_recipe(tmp_path, tmp_path, {"space": rate})
+    refused = CliRunner().invoke(main, ["sweep", str(recipe), "--num-processes", "2"])
+    assert refused.exit_code == 2 and "started with --num-processes 2" in refused.output, refused.output
+    monkeypatch.setenv("WORLD_SIZE", "2")  # one rank of torchrun / accelerate launch
+    launched = CliRunner().invoke(main, ["sweep", str(recipe)])
+    assert launched.exit_code == 2 and "WORLD_SIZE=2" in launched.output, launched.output
+    for result in (refused, launched):
+        assert "a sweep cannot run its trials across several processes" in result.output
+        assert "one sweep per GPU" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "sweep").exists()
