@@ -191,6 +191,7 @@ def _run_claimed(
             multi_label=recipe.task.multi_label,
             spec=recipe.training,
             precision=runtime.precision.name,
+            kept_step=train_result.best_step,  # early stopping keeps that step's model: judge it
         )
         if divergence:
             echo(f"WARNING: {describe_rise(divergence)}")
