@@ -392,3 +392,20 @@ def test_the_aside_copy_left_by_an_overwrite_killed_before_deleting_it_is_cleane
     A.replace_dir(_folder(tmp_path / "stage-2", "newer"), final)
     assert (final / "adapter.bin").read_text() == "newer"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # the stale copy went with the next replace
+
+
+def test_exception_chain_follows_causes_then_contexts_once_each():
+    from lora_adapt.diskspace import is_disk_full
+    from lora_adapt.errors import exception_chain
+
+    full = OSError(errno.ENOSPC, "No space left on device", "/x/adapter.safetensors")
+    wrapped = RuntimeError("safetensors: failed to write")
+    wrapped.__cause__ = full  # raise ... from full
+    wrapped.__context__ = KeyError("handled first")  # the cause wins over the context
+    outer = ValueError("while reporting")
+    outer.__context__ = wrapped  # raised while handling `wrapped`
+    chain = list(exception_chain(outer))
+    assert chain == [outer, wrapped, full]
+    full.__context__ = outer  # a chain that loops back ends at the loop
+    assert list(exception_chain(outer)) == [outer, wrapped, full] and list(exception_chain(None)) == []
+    assert is_disk_full(outer, Path("/"), needed=0)  # the disk-full check walks the same chain
