@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -146,6 +147,7 @@ def check_output(out_dir: Path, *, overwrite: bool, keep: Sequence[Path] = ()) -
     or a folder that is or holds one of ``keep`` (the runs and adapters the command reads) - replacing
     it would delete them; an existing folder only with ``overwrite``."""
     out = Path(out_dir).resolve()
+    recover_replaced(out)  # a replace killed midway must not make the old output look absent
     for guarded in (Path.cwd(), Path.home(), *(Path(k).resolve() for k in keep)):
         if out == guarded or guarded.is_relative_to(out):
             what = guarded if out == guarded else f"{out}, which holds {guarded}"
@@ -158,9 +160,99 @@ def check_output(out_dir: Path, *, overwrite: bool, keep: Sequence[Path] = ()) -
 
 
 def replace_dir(stage: Path, final: Path) -> None:
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(stage, final)
+    """Put the folder ``stage`` at ``final``, replacing what is there, so that a kill at any moment leaves
+    a complete folder: the old ``final`` is renamed aside (``.<name>.<stamp>.replaced``), the stage renamed
+    into place, then the aside copy deleted. What a killed replace left is settled first
+    (:func:`recover_replaced`)."""
+    final = Path(final)
+    recover_replaced(final)
+    aside = None
+    if final.exists() or final.is_symlink():
+        aside = final.with_name(f".{final.name}.{time.time_ns()}-{os.getpid()}{REPLACED_SUFFIX}")
+        os.rename(final, aside)
+    os.rename(stage, final)
+    _fsync_dir(final.parent)
+    if aside is not None:
+        _remove(aside)
+
+
+REPLACED_SUFFIX = ".replaced"
+
+
+def recover_replaced(final: Path) -> str | None:
+    """Settle the aside copies a killed :func:`replace_dir` left next to ``final``: with ``final`` missing
+    (killed between its two renames) the newest one is renamed back to ``final``, the old folder as it was;
+    any other (killed before the aside copy was deleted) is deleted. Asides of replaces still running in
+    another process are left alone. Returns a note saying what was done, or None."""
+    final = Path(final)
+    asides = sorted(
+        (p for p in _replaced_asides(final) if not _writer_alive(p)), key=lambda p: _stamp(p) or (0, 0)
+    )
+    if not asides:
+        return None
+    note = None
+    if not (final.exists() or final.is_symlink()):
+        restored = asides.pop()
+        os.rename(restored, final)
+        _fsync_dir(final.parent)
+        note = f"restored {final} from {restored.name}, left by a replace that was interrupted"
+    for aside in asides:
+        _remove(aside)
+    return note
+
+
+def _replaced_asides(final: Path) -> list[Path]:
+    prefix = f".{final.name}."
+    try:
+        entries = list(final.parent.iterdir())
+    except OSError:
+        return []
+    return [
+        p
+        for p in entries
+        if p.name.startswith(prefix) and p.name.endswith(REPLACED_SUFFIX) and _stamp(p) is not None
+    ]
+
+
+def _stamp(aside: Path) -> tuple[int, int] | None:
+    """(time in ns, pid) from ``.<name>.<ns>-<pid>.replaced``."""
+    middle = aside.name[: -len(REPLACED_SUFFIX)].rsplit(".", 1)[-1]
+    ns, _, pid = middle.partition("-")
+    return (int(ns), int(pid)) if ns.isdigit() and pid.isdigit() else None
+
+
+def _writer_alive(aside: Path) -> bool:
+    """The process that renamed ``aside`` is another one still running (its replace may be under way)."""
+    pid = (_stamp(aside) or (0, 0))[1]
+    if pid in (0, os.getpid()):
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def follow_umask(folder: Path) -> None:

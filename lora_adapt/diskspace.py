@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from .errors import DiskFullError
+from .errors import DiskFullError, exception_chain
 
 MB = 1024 * 1024
 DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
@@ -77,15 +77,11 @@ def disk_full_errors(
 
 def is_disk_full(exc: BaseException, path: Path, needed: int) -> bool:
     """An ENOSPC/EDQUOT anywhere in the chain, or a writer failure while the disk has less than ``needed`` free."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
     writer_failure = False
-    while current is not None and id(current) not in seen:
+    for current in exception_chain(exc):
         if isinstance(current, OSError) and current.errno in DISK_FULL_ERRNOS:
             return True
         writer_failure = writer_failure or any(text in str(current) for text in WRITER_FAILURES)
-        seen.add(id(current))
-        current = current.__cause__ or current.__context__
     return writer_failure and free_bytes(path) < max(needed, MB)
 
 
@@ -121,13 +117,9 @@ def _existing(path: Path) -> Path:
 
 
 def _written_file(exc: BaseException) -> str | None:
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
+    for current in exception_chain(exc):
         if isinstance(current, OSError) and current.filename:
             return str(current.filename)
-        seen.add(id(current))
-        current = current.__cause__ or current.__context__
     return None
 
 

@@ -3,6 +3,8 @@ message, a hint and an exit code (2 for bad recipes and usage, 1 for runtime fai
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 
 class LoraAdaptError(Exception):
     """A failure with a message for a person, a hint on how to fix it and an exit code."""
@@ -95,3 +97,15 @@ class DistributedRunError(LoraAdaptError):
         self.abandoned = (
             abandoned  # raised inside collective work: the others learn of it when this process leaves
         )
+
+
+def exception_chain(exc: BaseException | None) -> Iterator[BaseException]:
+    """``exc``, then the exception it was raised from (``__cause__``) or while handling (``__context__``),
+    and so on, each once (a chain that loops back ends there). Libraries wrap the failure that matters
+    (an ENOSPC inside a safetensors error, a timeout inside a Hub error): look for it along this chain."""
+    seen: set[int] = set()
+    current = exc
+    while current is not None and id(current) not in seen:
+        yield current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__

@@ -15,7 +15,7 @@ from typing import Any, Literal
 from . import artifacts as A
 from .diskspace import disk_full_errors
 from .distributed import Ranks, join
-from .errors import LoraAdaptError
+from .errors import HubError, LoraAdaptError
 from .recipe import Recipe, dump_recipe
 from .recipe.derived import AUTO_CLASSES, LOSS, metric_name
 from .rundir_lock import Claim, claim_run, record_resume, resumable_start, start_record
@@ -145,6 +145,7 @@ def _run_claimed(
     ranks: Ranks,
     scoring: _Scoring,
 ) -> RunResult:
+    from .modeling.adapters import check_target_modules
     from .training.checkpoints import being_written
     from .training.divergence import check_final_loss, describe_rise
 
@@ -154,6 +155,7 @@ def _run_claimed(
         loaded, prepared = ranks.main_first(
             "loading the model and data", lambda: scoring.load(recipe, runtime, echo)
         )
+    check_target_modules(loaded.model, recipe.adapter.target_modules)  # before anything is staged
     need = {"bytes": 0}  # known once the adapter is attached
     metrics: dict[str, Any] = {}
     manifest: dict[str, Any] = {}
@@ -189,6 +191,7 @@ def _run_claimed(
             multi_label=recipe.task.multi_label,
             spec=recipe.training,
             precision=runtime.precision.name,
+            kept_step=train_result.best_step,  # early stopping keeps that step's model: judge it
         )
         if divergence:
             echo(f"WARNING: {describe_rise(divergence)}")
@@ -632,11 +635,36 @@ def _publish(recipe: Recipe, final: Path, echo: Echo) -> None:
             network=HubNetwork(pub.timeout, pub.retries),
         )
     except LoraAdaptError as exc:
-        raise LoraAdaptError(
-            f"the run finished at {final}, but publishing failed: {exc.message}",
-            hint=f"fix the cause, then `lora-adapt push {final} --repo-id {pub.repo_id}`",
-        ) from None
+        # The run is complete and stays; only the push failed. Keep the failure's own exit code (2: the
+        # user must fix a token, repo id or card; 1: the Hub or the network) and say how to push again.
+        fix = f"{exc.hint.rstrip('.')}; then" if exc.hint else "fix the cause, then"
+        raise HubError(
+            f"the run itself is complete at {final}; only publishing it to {pub.repo_id} failed: "
+            f"{exc.message}",
+            hint=f"{fix} retry just the push (no retraining): `{_push_command(final, pub)}`",
+            exit_code=exc.exit_code,
+        ) from exc
     echo(f"published: {info}")
+
+
+def _push_command(final: Path, pub) -> str:
+    """The `lora-adapt push` command that repeats the recipe's ``output.publish`` for the run at ``final``."""
+    import shlex
+
+    words = ["lora-adapt", "push", str(final), "--repo-id", pub.repo_id]
+    if pub.revision:
+        words += ["--revision", pub.revision]
+    if pub.merged:
+        words.append("--merged")
+    if not pub.private:
+        words.append("--public")
+    if pub.endpoint:
+        words += ["--endpoint", pub.endpoint]
+    defaults = type(pub).model_fields
+    for name in ("timeout", "retries"):
+        if getattr(pub, name) != defaults[name].default:
+            words += [f"--{name}", str(getattr(pub, name))]
+    return shlex.join(words)
 
 
 def _dry_run_summary(recipe: Recipe, runtime: Runtime, loaded, prepared, echo: Echo) -> RunResult:

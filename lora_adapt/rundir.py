@@ -134,9 +134,11 @@ def _refuse_diverged(path: Path, metrics: dict[str, Any]) -> None:
     evaluating, merging, exporting, serving or publishing its adapter is refused."""
     divergence = (metrics.get("train") or {}).get("divergence")
     if divergence and not divergence.get("allowed"):
+        from .training.divergence import judged_loss
+
         raise UsageError(
-            f"{path} is the run of a training that diverged (the final training loss "
-            f"{divergence['final']['loss']:.4g} ended above the {' and the '.join(divergence['above'])}); "
+            f"{path} is the run of a training that diverged ({judged_loss(divergence)} "
+            f"{divergence['final']['loss']:.4g} is above the {' and the '.join(divergence['above'])}); "
             "its report.md says why, and its adapter is not one to use",
             hint="fix the recipe and rerun with --overwrite, or rerun with --set training.divergence.allow=true "
             "to keep such a run",

@@ -91,6 +91,9 @@ def claim_run(
 def _settle_existing(final: Path, stage: Path, *, resume: bool, overwrite: bool, echo: Echo) -> bool:
     """Refuse or clear what stands in the way; True when an interrupted run will be continued."""
     hint = "pass --overwrite (or output.overwrite: true), or choose another --output-dir or name"
+    restored = A.recover_replaced(final)  # an --overwrite killed midway: the old run is back at `final`
+    if restored:
+        echo(f"note: {restored}")
     if final.exists() and not overwrite:
         if resume:
             raise RunExistsError(f"nothing to resume: the run at {final} already finished", hint=hint)

@@ -230,3 +230,25 @@ def test_a_fifo_as_data_is_refused_instead_of_blocking(tiny_llama_dir, tmp_path)
     assert not unblocked.is_set(), "something opened the FIFO before refusing it"
     assert result.exit_code == 2 and "is a FIFO (named pipe), not a regular file" in result.output
     assert_nothing_written(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("targets", "named"),
+    [
+        ("[nonexistent]", "'nonexistent' matches no module"),  # peft: "Target modules ... not found"
+        ("[q_proj, v_prj]", "'v_prj' matches no module"),  # peft: trains q_proj alone, without a word
+        ("[layers]", "names a block of layers, not a layer"),  # peft: prints the whole ModuleList
+    ],
+)
+def test_target_modules_the_model_lacks_are_named_with_the_layers_it_has(
+    tiny_llama_dir, good_data, tmp_path, targets, named
+):
+    recipe = sft_recipe(tmp_path, tiny_llama_dir, good_data)
+    result = run_cli("run", str(recipe), "--set", f"adapter.target_modules={targets}")
+    assert result.exit_code == 2, result.output
+    assert "adapter.target_modules" in result.output and named in result.output, result.output
+    assert "q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj" in result.output
+    assert "hint:" in result.output and "LlamaModel(" not in result.output  # not peft's module dump
+    if "v_prj" in targets:
+        assert "did you mean 'v_proj'?" in result.output
+    assert_nothing_written(tmp_path)

@@ -15,7 +15,7 @@ from lora_adapt import artifacts as A
 from lora_adapt.errors import TrainingDivergedError
 from lora_adapt.pipeline import run
 from lora_adapt.recipe import load_recipe
-from lora_adapt.training.divergence import chance_loss, loss_rise
+from lora_adapt.training.divergence import chance_loss, describe_rise, loss_rise
 
 
 class PoisonAdapter(TrainerCallback):
@@ -179,3 +179,32 @@ def test_a_logged_nan_loss_trips_the_guard_and_is_logged_as_it_is(tmp_path):
         TrainingSpec(), Precision(bf16=False, fp16=False), tmp_path, has_validation=False, device="cpu"
     )
     assert args["logging_nan_inf_filter"] is False  # transformers would log the mean of earlier losses
+
+
+class BestAtStepTwoThenRising(TrainerCallback):
+    """Validation says step 2 is best (early stopping keeps its checkpoint); the training loss logged after
+    step 2 is made to rise far above the start - a loss the kept model never had."""
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        metrics["eval_loss"] = 0.1 if state.global_step == 2 else 5.0
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if "loss" in (logs or {}) and state.global_step > 2:
+            state.log_history[-1]["loss"] = 50.0  # the record transformers appended before calling us
+
+
+def test_the_loss_check_judges_the_checkpoint_early_stopping_kept_not_the_last_step(tiny_llama_dir, tmp_path):
+    data = write_jsonl(tmp_path / "train.jsonl", instruction_rows(32))
+    training = {"eval_steps": 2, "save_steps": 2, "early_stopping": {"patience": 2}}
+    recipe = load_recipe(sft_recipe(tmp_path, tiny_llama_dir, data, training=training))
+    result = run(recipe, callbacks=[BestAtStepTwoThenRising()], echo=lambda line: None)
+    train = result.metrics["train"]
+    assert train["best_step"] == 2 and train["final_loss"] == 50.0  # the discarded steps rose...
+    assert train["divergence"] is None  # ...the kept model's loss did not: no TrainingDivergedError
+    history = [{"step": 1, "loss": 2.0}, {"step": 2, "loss": 1.9}, {"step": 4, "loss": 50.0}]
+    assert loss_rise(history, chance=None, margin=0.1)["final"] == {"step": 4, "loss": 50.0}
+    assert loss_rise(history, chance=None, margin=0.1, kept_step=3) is None
+    kept_rose = [{"step": 1, "loss": 2.0}, {"step": 2, "loss": 9.0}, {"step": 4, "loss": 1.0}]
+    rise = loss_rise(kept_rose, chance=None, margin=0.1, kept_step=2)  # the kept model's loss rose: flagged
+    assert rise["final"] == {"step": 2, "loss": 9.0} and rise["kept_step"] == 2
+    assert "the training loss of the kept checkpoint (step 2" in describe_rise({**rise, "likely_causes": []})

@@ -682,3 +682,30 @@ def test_run_publishes_at_the_end(hub_server, tiny_llama_dir, tmp_path):
     assert files[A.ADAPTER_WEIGHTS] == (run / A.ADAPTER_DIR / A.ADAPTER_WEIGHTS).read_bytes()
     assert validate_model_card(files[A.MODEL_CARD].decode())["license"] == "apache-2.0"
     assert_no_token(hub_server, result.output, folder=run)
+
+
+def test_a_run_whose_push_fails_keeps_the_push_errors_exit_code_and_says_how_to_retry(
+    hub_server, tiny_llama_dir, tmp_path, monkeypatch
+):
+    import lora_adapt.hub as hub
+
+    recipe = _publish_recipe(tmp_path, tiny_llama_dir, hub_server.endpoint, "alice/pub")
+    token = hub_server.tokens["alice"]
+    real_push = hub.push_run
+
+    def push_after_the_token_was_revoked(*args, **kwargs):  # checked at the start, gone by the end
+        hub_server.state.tokens.pop(token)
+        return real_push(*args, **kwargs)
+
+    monkeypatch.setattr(hub, "push_run", push_after_the_token_was_revoked)
+    result = cli("run", str(recipe), token=token)
+    run = tmp_path / "runs" / "pub"
+    assert result.exit_code == 2, result.output  # the token must be fixed: the HubError's own code
+    assert "Traceback" not in result.output
+    assert f"the run itself is complete at {run}" in result.output
+    assert (
+        f"lora-adapt push {run} --repo-id alice/pub --revision run-1 --endpoint {hub_server.endpoint}"
+        in result.output
+    )
+    assert (run / A.ADAPTER_DIR / A.ADAPTER_WEIGHTS).is_file() and "alice/pub" not in hub_server.state.repos
+    assert_no_token(hub_server, result.output, folder=run)

@@ -331,3 +331,81 @@ def test_too_little_space_or_a_read_only_output_folder_is_refused_before_loading
     read_only = in_namespace("ro,size=1m", out_dir, *lora_adapt)
     assert read_only.returncode == 1, read_only.stderr
     assert "read-only file system" in read_only.stderr and "model:" not in read_only.stdout
+
+
+class Killed(BaseException):
+    """Stands for SIGKILL: nothing after it runs, no cleanup of ours catches it."""
+
+
+def _folder(path: Path, text: str) -> Path:
+    path.mkdir(parents=True)
+    (path / "adapter.bin").write_text(text)
+    return path
+
+
+def test_an_overwrite_killed_between_its_renames_loses_neither_run(tmp_path, monkeypatch):
+    final = _folder(tmp_path / "runs" / "x", "old run")
+    stage = _folder(A.in_progress_dir(final), "new run")
+    real_rename, real_replace = os.rename, os.replace
+
+    def killed_when_the_stage_moves(real):
+        def move(src, dst):
+            if Path(src) == stage:
+                raise Killed
+            real(src, dst)
+
+        return move
+
+    monkeypatch.setattr(A.os, "rename", killed_when_the_stage_moves(real_rename))
+    monkeypatch.setattr(A.os, "replace", killed_when_the_stage_moves(real_replace))
+    with pytest.raises(Killed):
+        A.replace_dir(stage, final)
+    monkeypatch.undo()
+    assert (stage / "adapter.bin").read_text() == "new run"  # the new one is still staged
+    # The next command on that name finds the old run where it was, not an empty name to write into.
+    said: list[str] = []
+    with pytest.raises(Exception, match="a finished run already exists"):
+        with claim_run(final, resume=False, overwrite=False, echo=said.append):
+            pass
+    assert (final / "adapter.bin").read_text() == "old run"
+    assert any(f"restored {final}" in s for s in said), said
+    assert [p.name for p in final.parent.iterdir() if p.name.endswith(".replaced")] == []
+    with pytest.raises(Exception, match="already exists"):  # outputs of merge/export/compose alike
+        A.check_output(final, overwrite=False)
+
+
+def test_the_aside_copy_left_by_an_overwrite_killed_before_deleting_it_is_cleaned(tmp_path, monkeypatch):
+    final = _folder(tmp_path / "out", "old")
+    real_rmtree = shutil.rmtree
+
+    def killed_while_deleting(path, *args, **kwargs):
+        if Path(path).name.endswith(".replaced"):
+            raise Killed
+        real_rmtree(path, *args, **kwargs)
+
+    monkeypatch.setattr(A.shutil, "rmtree", killed_while_deleting)
+    with pytest.raises(Killed):
+        A.replace_dir(_folder(tmp_path / "stage-1", "new"), final)
+    monkeypatch.undo()
+    assert (final / "adapter.bin").read_text() == "new"
+    assert len([p for p in tmp_path.iterdir() if p.name.endswith(".replaced")]) == 1
+    A.replace_dir(_folder(tmp_path / "stage-2", "newer"), final)
+    assert (final / "adapter.bin").read_text() == "newer"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # the stale copy went with the next replace
+
+
+def test_exception_chain_follows_causes_then_contexts_once_each():
+    from lora_adapt.diskspace import is_disk_full
+    from lora_adapt.errors import exception_chain
+
+    full = OSError(errno.ENOSPC, "No space left on device", "/x/adapter.safetensors")
+    wrapped = RuntimeError("safetensors: failed to write")
+    wrapped.__cause__ = full  # raise ... from full
+    wrapped.__context__ = KeyError("handled first")  # the cause wins over the context
+    outer = ValueError("while reporting")
+    outer.__context__ = wrapped  # raised while handling `wrapped`
+    chain = list(exception_chain(outer))
+    assert chain == [outer, wrapped, full]
+    full.__context__ = outer  # a chain that loops back ends at the loop
+    assert list(exception_chain(outer)) == [outer, wrapped, full] and list(exception_chain(None)) == []
+    assert is_disk_full(outer, Path("/"), needed=0)  # the disk-full check walks the same chain

@@ -264,3 +264,67 @@ def test_a_sweep_folder_refuses_a_study_made_with_other_settings(tmp_path, tiny_
     changed["training"]["learning_rate"] = 0.5
     with pytest.raises(UsageError, match=r"other settings \(training.learning_rate differ\)"):
         open_study(recipe.sweep, tmp_path / "s", "swept", "maximize", searched_settings(changed))
+
+
+def _quick_trials(monkeypatch, stop_after: int) -> list[int]:
+    """Trials that score at once (no training); the clock jumps past any deadline after ``stop_after``."""
+    from types import SimpleNamespace
+
+    from lora_adapt.sweep.trial import TrialCost
+
+    calls: list[int] = []
+    now = [0.0]
+
+    def quick(trial, *args, **kwargs):
+        calls.append(trial.number)
+        if len(calls) >= stop_after:
+            now[0] += 10**6
+        return 0.5, {}, TrialCost()
+
+    monkeypatch.setattr(sweep_module, "run_trial", quick)
+    monkeypatch.setattr(sweep_module, "time", SimpleNamespace(monotonic=lambda: now[0]))
+    monkeypatch.setattr(sweep_module, "finish", lambda *args, **kwargs: {})
+    return calls
+
+
+def test_a_sweep_with_minutes_alone_runs_until_the_time_is_spent(tmp_path, monkeypatch):
+    rate = {"training.learning_rate": {"low": 1e-3, "high": 5e-2, "log": True}}
+    sweep = {"method": "random", "space": rate, "budget": {"minutes": 30}, "pruning": {"method": "none"}}
+    recipe = load_recipe(sweep_recipe(tmp_path, tmp_path, sweep))
+    assert recipe.sweep.budget.trials is None  # no default count of 20 beside the minutes
+    calls = _quick_trials(monkeypatch, stop_after=25)
+    run_sweep(recipe, echo=lambda line: None)
+    assert len(calls) == 25  # past the default 20: only the time stops it
+    counts = load_recipe(sweep_recipe(tmp_path, tmp_path, {"space": rate})).sweep.budget
+    assert counts.trials == 20 and counts.minutes is None  # neither given: 20 trials
+
+
+def test_a_sweep_with_minutes_alone_stops_when_a_finite_space_is_exhausted(tmp_path, monkeypatch):
+    space = {"adapter.rank": {"values": [2, 4]}, "training.learning_rate": {"values": [1e-3, 1e-2]}}
+    sweep = {"method": "random", "space": space, "budget": {"minutes": 30}, "pruning": {"method": "none"}}
+    said: list[str] = []
+    calls = _quick_trials(monkeypatch, stop_after=200)
+    run_sweep(load_recipe(sweep_recipe(tmp_path, tmp_path, sweep)), echo=said.append)
+    tried = {
+        (t.params["adapter.rank"], t.params["training.learning_rate"]) for t in trials_of(tmp_path / "sweep")
+    }
+    assert tried == {(2, 1e-3), (2, 1e-2), (4, 1e-3), (4, 1e-2)} and len(calls) < 200
+    assert "sweep: every point of the space has been tried" in said
+
+
+def test_a_sweep_is_refused_across_several_processes(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from lora_adapt.cli import main
+
+    rate = {"training.learning_rate": {"low": 1e-3, "high": 5e-2, "log": True}}
+    recipe = sweep_recipe(tmp_path, tmp_path, {"space": rate})
+    refused = CliRunner().invoke(main, ["sweep", str(recipe), "--num-processes", "2"])
+    assert refused.exit_code == 2 and "started with --num-processes 2" in refused.output, refused.output
+    monkeypatch.setenv("WORLD_SIZE", "2")  # one rank of torchrun / accelerate launch
+    launched = CliRunner().invoke(main, ["sweep", str(recipe)])
+    assert launched.exit_code == 2 and "WORLD_SIZE=2" in launched.output, launched.output
+    for result in (refused, launched):
+        assert "a sweep cannot run its trials across several processes" in result.output
+        assert "one sweep per GPU" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "sweep").exists()

@@ -233,3 +233,54 @@ def test_data_sources_are_validated(tmp_path):
     )
     assert ok.data.sources[1].path == (tmp_path / "sub" / "b.csv").resolve()  # resolved like data.path
     assert [s.label for s in ok.data.sources] == ["a", "b"]
+
+
+def test_a_searched_value_the_trial_recipe_cannot_use_is_refused_at_its_sweep_key(tmp_path):
+    space = {"training.early_stopping.metric": {"values": ["f1_macro", "f1_macr"]}}
+    path = write(tmp_path, training={"epochs": 3}, sweep={"space": space})
+    found = problems(path)
+    line = line_of(path, "training.early_stopping.metric")
+    assert any(
+        f"recipe.yaml:{line}" in p
+        and "sweep.space.training.early_stopping.metric: 'f1_macr' gives an invalid recipe" in p
+        and "did you mean 'f1_macro'?" in p
+        for p in found
+    ), found
+    result = cli("validate", str(path))
+    assert result.exit_code == 2 and "sweep.space.training.early_stopping.metric" in result.output
+    assert "Traceback" not in result.output and "KeyError" not in result.output
+    # A grid checks every combination: a binary-only metric with three labels, each fine on its own.
+    grid = {
+        "method": "grid",
+        "space": {
+            "task.labels": {"values": [["a", "b"], ["a", "b", "c"]]},
+            "training.early_stopping.metric": {"values": ["f1_macro", "f1_positive"]},
+        },
+        "budget": {"trials": 4},
+    }
+    task = {"type": "classification", "labels": ["a", "b"]}
+    found = "\n".join(problems(write(tmp_path, task=task, training={"epochs": 3}, sweep=grid)))
+    assert "the grid point" in found and "exists for two labels only" in found, found
+    # The recipe's own mistake is said once, at its key, not again for every searched value.
+    own = write(
+        tmp_path,
+        training={"epochs": 3, "early_stopping": {"metric": "bogus"}},
+        sweep={"space": {"adapter.rank": {"values": [4, 8]}}},
+    )
+    assert len(problems(own)) == 1
+
+
+def test_a_trial_whose_combination_of_values_is_invalid_fails_with_the_reason(tmp_path):
+    from types import SimpleNamespace
+
+    from lora_adapt.sweep.trial import TrialFailed, run_trial
+
+    space = {
+        "task.labels": {"values": [["a", "b"], ["a", "b", "c"]]},
+        "training.early_stopping.metric": {"values": ["f1_macro", "f1_positive"]},
+    }
+    task = {"type": "classification", "labels": ["a", "b"]}
+    recipe = load_recipe(write(tmp_path, task=task, training={"epochs": 3}, sweep={"space": space}))
+    params = {"task.labels": ["a", "b", "c"], "training.early_stopping.metric": "f1_positive"}
+    with pytest.raises(TrialFailed, match="f1_positive.*exists for two labels only"):
+        run_trial(SimpleNamespace(number=0), recipe, recipe.sweep, params, tmp_path, None, print)

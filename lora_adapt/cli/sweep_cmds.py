@@ -26,15 +26,28 @@ from .run_cmds import SET_HELP
 @click.option(
     "--minutes", type=click.FloatRange(min=0, min_open=True), help="Wall-time budget of this process."
 )
+@click.option(
+    "--num-processes",
+    type=click.IntRange(min=1),
+    default=None,
+    hidden=True,  # accepted only to refuse it clearly: each trial trains in one process
+)
 def sweep(
-    recipe: str, overrides: tuple[str, ...], folder: Path | None, trials: int | None, minutes: float | None
+    recipe: str,
+    overrides: tuple[str, ...],
+    folder: Path | None,
+    trials: int | None,
+    minutes: float | None,
+    num_processes: int | None,
 ) -> None:
     """Search the recipe's `sweep.space` (grid, random or bayes); resumes an interrupted sweep.
 
     Trials are scored on the validation split; the best trial's test split is scored once at the end.
-    Two processes given the same recipe (or --dir) share the study and its budget."""
-    from ..sweep import run_sweep
+    Two processes given the same recipe (or --dir) share the study and its budget; each trains its
+    trials in one process (no --num-processes, no torchrun / accelerate launch)."""
+    from ..sweep import refuse_distributed, run_sweep
 
+    refuse_distributed(num_processes)
     budget = [
         f"sweep.budget.{key}={value}" for key, value in (("trials", trials), ("minutes", minutes)) if value
     ]

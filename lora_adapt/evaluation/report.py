@@ -118,12 +118,14 @@ def _divergence(rise: dict[str, Any] | None) -> list[str]:
     """The training loss check, when it failed (kept apart from any evaluation warning)."""
     if not rise:
         return []
+    from ..training.divergence import judged_loss
+
     start, final, peak = rise["start"], rise["final"], rise["peak"]
     chance = rise.get("chance_loss")
     lines = [
         "## Warning: training diverged (training loss check)",
         "",
-        f"The final training loss {_num(final['loss'])} (step {final['step']}) ends above the "
+        f"{_sentence(judged_loss(rise))} {_num(final['loss'])} (logged at step {final['step']}) is above the "
         f"{' and the '.join(rise['above'])} by more than {100 * rise['margin']:.0f}%: starting loss "
         f"{_num(start['loss'])} (step {start['step']})"
         + (f", chance loss ln K = {_num(chance)}" if chance is not None else "")
@@ -365,3 +367,7 @@ def _int(value: Any) -> str:
 def _short(text: str, limit: int = 120) -> str:
     text = " ".join(str(text).split()).replace("`", "'")
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:]

@@ -10,7 +10,7 @@ import os
 import re
 from typing import Any
 
-from ..errors import HubError
+from ..errors import HubError, exception_chain
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 REPO_ID = re.compile(r"^(?P<namespace>[A-Za-z0-9][\w.-]{0,95})/(?P<name>[A-Za-z0-9][\w.-]{0,95})$")
@@ -189,14 +189,7 @@ def _http_error(exc: Any, *, action: str, repo_id: str | None, token: str | None
 
 def _in_chain(exc: BaseException, types: tuple[type[BaseException], ...]) -> BaseException | None:
     """The first exception of ``types`` in the cause/context chain (huggingface_hub wraps upload failures)."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        if isinstance(current, types):
-            return current
-        seen.add(id(current))
-        current = current.__cause__ or current.__context__
-    return None
+    return next((current for current in exception_chain(exc) if isinstance(current, types)), None)
 
 
 def _is_offline_cache_miss(exc: BaseException) -> bool:

@@ -385,7 +385,7 @@ def _limitations(run: RunDir, merged: bool) -> list[str]:
     diverged = (run.metrics.get("train") or {}).get("divergence")
     items = (
         [
-            "Training diverged: the final training loss ended above the starting (or chance) loss; see "
+            "Training diverged: the training loss of the kept adapter is above the starting (or chance) loss; see "
             "report.md before using this adapter."
         ]
         if diverged

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from ..errors import HubError
+from ..errors import HubError, exception_chain
 from .access import translate_error
 
 T = TypeVar("T")
@@ -143,11 +143,4 @@ def is_timeout(exc: BaseException) -> bool:
 
 
 def _in_chain(exc: BaseException, types: tuple[type[BaseException], ...]) -> bool:
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        if isinstance(current, types):
-            return True
-        seen.add(id(current))
-        current = current.__cause__ or current.__context__
-    return False
+    return any(isinstance(current, types) for current in exception_chain(exc))

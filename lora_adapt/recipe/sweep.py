@@ -119,9 +119,18 @@ class ObjectiveSpec(Spec):
 
 class BudgetSpec(Spec):
     trials: int | None = Field(20, ge=1)
-    """Trials to finish (completed, pruned or failed; shared by every process working on the sweep)."""
+    """Trials to finish (completed, pruned or failed; shared by every process working on the sweep).
+    20 when the budget gives neither; no count when it gives `minutes` alone (trials run until the time
+    is spent, or until every point of a finite space has been tried)."""
     minutes: float | None = Field(None, gt=0)
     """Stop starting new trials after this many minutes of this process's wall time."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _minutes_alone_count_no_trials(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("minutes") is not None and "trials" not in data:
+            return {**data, "trials": None}
+        return data
 
     @model_validator(mode="after")
     def _some_budget(self) -> BudgetSpec:

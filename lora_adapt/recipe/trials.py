@@ -286,13 +286,26 @@ def _has_validation(recipe: Recipe) -> bool:
 
 
 def _invalid(recipe: Recipe, params: Mapping[str, Any]) -> str | None:
+    """Why the trial recipe of ``params`` is invalid, or None: pydantic's checks, then the ones it cannot
+    make (:func:`trial_recipe_problems`)."""
     try:
-        trial_recipe(recipe, params)
+        trial = trial_recipe(recipe, params)
     except ValidationError as exc:
         err = exc.errors()[0]
         where = ".".join(str(p) for p in err["loc"] if not (isinstance(p, str) and "[" in p))
         return f"{where + ': ' if where else ''}{str(err['msg']).removeprefix('Value error, ')}"
-    return None
+    found = trial_recipe_problems(trial)
+    if found:  # the recipe's own problems are reported once, at their own keys, not for every value
+        own = set(trial_recipe_problems(trial_recipe(recipe, {})))
+        found = [message for message in found if message not in own]
+    return found[0] if found else None
+
+
+def trial_recipe_problems(trial: Recipe) -> list[str]:
+    """What a trial recipe (built by :func:`trial_recipe`, which pydantic checked) still gets wrong: the
+    checks `lora-adapt validate` makes beyond pydantic (:func:`recipe_problems`), e.g. an early-stopping
+    metric the trial's task does not report."""
+    return [message for _, message in recipe_problems(trial)]
 
 
 # --- schema introspection ----------------------------------------------------------------------

@@ -12,6 +12,7 @@ best trial's test split is scored once, and the tables, plots, best recipe and r
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ from .results import (
 from .space import suggest
 from .study import (
     counted,
+    exhausted,
     fail_dead_trials,
     fail_interrupted,
     interrupted,
@@ -47,7 +49,7 @@ from .study import (
 )
 from .trial import TrialFailed, objective_metric, run_trial, trial_name
 
-__all__ = ["SweepResult", "run_sweep", "sweep_folder"]
+__all__ = ["SweepResult", "refuse_distributed", "run_sweep", "sweep_folder"]
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,7 @@ def run_sweep(recipe: Recipe, *, echo=print) -> SweepResult:
     sweep = recipe.sweep
     if sweep is None:
         raise UsageError("the recipe has no `sweep` section", hint="add one (see README, Sweeps)")
+    refuse_distributed()
     folder = sweep_folder(recipe)
     metric = objective_metric(recipe, sweep)
     direction = _direction(sweep.objective.direction, metric)
@@ -82,16 +85,40 @@ def run_sweep(recipe: Recipe, *, echo=print) -> SweepResult:
         size = queue_grid(study, sweep)
         budget = min(budget or size, size)
     done = counted(study)
+    minutes = f" within {sweep.budget.minutes:g} minutes" if sweep.budget.minutes else ""
     echo(
         f"sweep: {sweep.method} over {', '.join(sweep.space)}; {metric} ({direction}) on the validation split; "
-        f"{done} of {budget or 'unlimited'} trials done; folder {folder}"
+        f"{done} of {budget or 'unlimited'} trials done{minutes}; folder {folder}"
     )
     inputs = TrialInputs(reuse_base=sweep.reuse_base == "auto")
     deadline = time.monotonic() + sweep.budget.minutes * 60 if sweep.budget.minutes else None
     while (budget is None or counted(study) < budget) and (deadline is None or time.monotonic() < deadline):
+        if budget is None and exhausted(study, sweep):  # minutes alone: a finite space ends sooner
+            echo("sweep: every point of the space has been tried")
+            break
         _one_trial(study, recipe, folder, inputs, metric, echo)
         _write_tables(study, recipe, folder)
     return SweepResult(folder, finish(study, recipe, folder, metric, direction, echo))
+
+
+def refuse_distributed(num_processes: int | None = None) -> None:
+    """A sweep is one process per study worker, each training its own trials: started as one of several
+    processes of a distributed launch (torchrun, accelerate launch: WORLD_SIZE > 1), every process would
+    ask the study for a different trial and then join the others to train it as one run, mixing the
+    trials' values in one model (or hanging). Refused before anything is written."""
+    world = num_processes if num_processes is not None else int(os.environ.get("WORLD_SIZE", "1") or 1)
+    if world > 1:
+        how = (
+            f"--num-processes {world}"
+            if num_processes is not None
+            else f"a distributed launch (WORLD_SIZE={world}: torchrun / accelerate launch)"
+        )
+        raise UsageError(
+            f"a sweep cannot run its trials across several processes, but it was started with {how}",
+            hint="start `lora-adapt sweep RECIPE` without a launcher; to use several GPUs, start one sweep per "
+            "GPU (CUDA_VISIBLE_DEVICES=N lora-adapt sweep RECIPE): they share the study and its budget. "
+            "Train the best recipe on several GPUs afterwards: `lora-adapt run best_recipe.yaml --num-processes N`",
+        )
 
 
 def _one_trial(study, recipe: Recipe, folder: Path, inputs: TrialInputs, metric: str, echo) -> None:

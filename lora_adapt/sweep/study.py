@@ -183,3 +183,23 @@ def queue_grid(study, sweep: SweepSpec) -> int:
         if not any(same_params(point, c) for c in covered if c):
             study.enqueue_trial(point)
     return len(points)
+
+
+def exhausted(study, sweep: SweepSpec) -> bool:
+    """Every point of a finite space (every key a list of values, or a stepped range) has been tried by a
+    counted trial: a sweep without a trial count stops there instead of repeating points until its
+    minutes are spent."""
+    if any(spec.grid_values() is None for spec in sweep.space.values()):
+        return False
+    import optuna
+
+    states = (
+        optuna.trial.TrialState.COMPLETE,
+        optuna.trial.TrialState.PRUNED,
+        optuna.trial.TrialState.FAIL,
+        optuna.trial.TrialState.RUNNING,
+    )
+    tried = [
+        t.params for t in study.get_trials(deepcopy=False, states=states) if not interrupted(t) and t.params
+    ]
+    return all(any(same_params(point, p) for p in tried) for point in grid_params(sweep))

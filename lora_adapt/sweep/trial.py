@@ -24,7 +24,7 @@ from ..pipeline import run as run_pipeline
 from ..recipe import Recipe
 from ..recipe.derived import LOSS, metric_name
 from ..recipe.sweep import SweepSpec
-from ..recipe.trials import resolve_params, trial_recipe
+from ..recipe.trials import resolve_params, trial_recipe, trial_recipe_problems
 from .inputs import TrialInputs
 
 
@@ -111,6 +111,9 @@ def run_trial(
         )
     except ValidationError as exc:
         raise TrialFailed(f"the values give an invalid recipe: {exc.errors()[0]['msg']}") from None
+    invalid = trial_recipe_problems(trial_r)  # a combination of values the load-time checks did not try
+    if invalid:
+        raise TrialFailed(f"the values give an invalid recipe: {'; '.join(invalid)}")
     cost = TrialCost()
 
     def load(r, runtime, echo_):

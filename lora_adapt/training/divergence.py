@@ -101,19 +101,32 @@ def check_final_loss(
     multi_label: bool,
     spec: TrainingSpec,
     precision: str,
+    kept_step: int | None = None,
 ) -> dict[str, Any] | None:
     """The end-of-training loss check for ``metrics.json`` (``train.divergence``): None when the loss
-    ended where it should, else the rise with the likely causes."""
-    rise = loss_rise(history, chance=chance_loss(head, labels, multi_label), margin=spec.divergence.margin)
+    ended where it should, else the rise with the likely causes. ``kept_step``: the step whose checkpoint
+    early stopping loaded at the end (the model the run keeps), judged instead of the last step."""
+    rise = loss_rise(
+        history,
+        chance=chance_loss(head, labels, multi_label),
+        margin=spec.divergence.margin,
+        kept_step=kept_step,
+    )
     if rise is None:
         return None
     return {**rise, "allowed": spec.divergence.allow, "likely_causes": likely_causes(spec, precision)}
 
 
-def loss_rise(history: list[dict[str, Any]], *, chance: float | None, margin: float) -> dict[str, Any] | None:
+def loss_rise(
+    history: list[dict[str, Any]], *, chance: float | None, margin: float, kept_step: int | None = None
+) -> dict[str, Any] | None:
     """The final logged loss against the first (and against chance): a record when it ends above either
-    by more than ``margin`` (relative), else None."""
+    by more than ``margin`` (relative), else None. With ``kept_step`` (early stopping loaded that step's
+    checkpoint) the loss logged at or last before it is judged: what came after was trained and thrown
+    away, and is not the model the run keeps."""
     losses = [(int(h["step"]), float(h["loss"])) for h in history if "loss" in h and "step" in h]
+    if kept_step is not None:
+        losses = [(step, loss) for step, loss in losses if step <= kept_step]
     if len(losses) < 2:
         return None
     (start_step, start), (final_step, final) = losses[0], losses[-1]
@@ -132,14 +145,22 @@ def loss_rise(history: list[dict[str, Any]], *, chance: float | None, margin: fl
         "above": sorted(above),
         "rose_at_step": rose_at,
         "margin": margin,
+        "kept_step": kept_step,
     }
+
+
+def judged_loss(rise: dict[str, Any]) -> str:
+    """What the check judged: "the final training loss", or the kept checkpoint's."""
+    if rise.get("kept_step") is not None:
+        return f"the training loss of the kept checkpoint (step {rise['kept_step']}, early stopping's best)"
+    return "the final training loss"
 
 
 def describe_rise(rise: dict[str, Any]) -> str:
     final, start, peak = rise["final"], rise["start"], rise["peak"]
     chance = f", chance loss {rise['chance_loss']:.4f}" if rise.get("chance_loss") is not None else ""
     return (
-        f"training diverged: the final training loss {final['loss']:.4f} (step {final['step']}) is above the "
+        f"training diverged: {judged_loss(rise)} {final['loss']:.4f} (logged at step {final['step']}) is above the "
         f"{' and the '.join(rise['above'])} (starting loss {start['loss']:.4f} at step {start['step']}{chance}); "
         f"it first rose above at step {rise['rose_at_step']} and peaked at {peak['loss']:.4f} (step {peak['step']})"
     )
