@@ -129,13 +129,19 @@ def read_run(path: str | Path, *, for_use: bool = True) -> RunDir:
     )
 
 
+def judged_loss(rise: dict[str, Any]) -> str:
+    """What the run's training loss check (training/divergence.py) judged, as its record says: "the final
+    training loss", or the kept checkpoint's."""
+    if rise.get("kept_step") is not None:
+        return f"the training loss of the kept checkpoint (step {rise['kept_step']}, early stopping's best)"
+    return "the final training loss"
+
+
 def _refuse_diverged(path: Path, metrics: dict[str, Any]) -> None:
     """A run whose training loss check failed (and was not allowed) is written for diagnosis, not for use:
     evaluating, merging, exporting, serving or publishing its adapter is refused."""
     divergence = (metrics.get("train") or {}).get("divergence")
     if divergence and not divergence.get("allowed"):
-        from .training.divergence import judged_loss
-
         raise UsageError(
             f"{path} is the run of a training that diverged ({judged_loss(divergence)} "
             f"{divergence['final']['loss']:.4g} is above the {' and the '.join(divergence['above'])}); "

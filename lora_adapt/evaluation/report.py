@@ -118,7 +118,7 @@ def _divergence(rise: dict[str, Any] | None) -> list[str]:
     """The training loss check, when it failed (kept apart from any evaluation warning)."""
     if not rise:
         return []
-    from ..training.divergence import judged_loss
+    from ..rundir import judged_loss
 
     start, final, peak = rise["start"], rise["final"], rise["peak"]
     chance = rise.get("chance_loss")

@@ -19,6 +19,7 @@ from transformers import TrainerCallback
 from ..errors import TrainingDivergedError
 from ..recipe.derived import Head
 from ..recipe.schema import TrainingSpec
+from ..rundir import judged_loss
 
 # fp16 training with a gradient scaler overflows now and then by design (the step is skipped and the
 # scale halved); only a streak this long is divergence.
@@ -147,13 +148,6 @@ def loss_rise(
         "margin": margin,
         "kept_step": kept_step,
     }
-
-
-def judged_loss(rise: dict[str, Any]) -> str:
-    """What the check judged: "the final training loss", or the kept checkpoint's."""
-    if rise.get("kept_step") is not None:
-        return f"the training loss of the kept checkpoint (step {rise['kept_step']}, early stopping's best)"
-    return "the final training loss"
 
 
 def describe_rise(rise: dict[str, Any]) -> str:
