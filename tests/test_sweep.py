@@ -328,3 +328,21 @@ def test_a_sweep_is_refused_across_several_processes(tmp_path, monkeypatch):
         assert "a sweep cannot run its trials across several processes" in result.output
         assert "one sweep per GPU" in result.output and "Traceback" not in result.output
     assert not (tmp_path / "sweep").exists()
+
+
+def test_a_nan_training_loss_stops_the_trial_though_the_divergence_guard_sees_it_first():
+    """The reporter's own check is not dead code: the guard, before it in the callback list, only flags
+    the loss (training stops after the step, its error comes after training); the reporter raises."""
+    from types import SimpleNamespace
+
+    from transformers import TrainerControl
+
+    from lora_adapt.sweep.trial import TrialCost, TrialFailed, TrialReporter
+    from lora_adapt.training.divergence import DivergenceGuard
+
+    guard, control = DivergenceGuard(), TrainerControl()
+    state, logs = SimpleNamespace(global_step=3), {"loss": float("nan")}
+    guard.on_log(None, state, control, logs=logs)  # no exception
+    assert guard.tripped is not None and control.should_training_stop
+    with pytest.raises(TrialFailed, match="the training loss became nan at step 3"):
+        TrialReporter(trial=None, metric="f1_macro", cost=TrialCost()).on_log(None, state, control, logs=logs)

@@ -23,8 +23,6 @@ from .space import decode
 from .study import interrupted
 from .trial import trial_name
 
-FIXED_COLUMNS = ("trial", "state", "value", "steps", "evaluations", "before_first_step_s", "duration_s")
-
 
 def trial_rows(study, recipe: Recipe, sweep: SweepSpec) -> list[dict[str, Any]]:
     """One row per trial: state, objective value, the recipe values it ran with, cost, reason."""
