@@ -346,3 +346,28 @@ def test_a_nan_training_loss_stops_the_trial_though_the_divergence_guard_sees_it
     assert guard.tripped is not None and control.should_training_stop
     with pytest.raises(TrialFailed, match="the training loss became nan at step 3"):
         TrialReporter(trial=None, metric="f1_macro", cost=TrialCost()).on_log(None, state, control, logs=logs)
+
+
+def test_a_second_process_on_the_same_sweep_proposes_other_points(tmp_path, monkeypatch):
+    """Two sweeps started together on one folder both find the study empty; each process's sampler seed
+    differs by its worker number, and a sweep alone is seeded as before (sweep.seed + trials so far)."""
+    from lora_adapt.sweep.study import worker_slot
+
+    rate = {"training.learning_rate": {"low": 1e-4, "high": 1e-1, "log": True}}
+    sweep = {"method": "random", "space": rate, "budget": {"trials": 1}, "pruning": {"method": "none"}}
+    recipe = load_recipe(sweep_recipe(tmp_path, tmp_path, sweep))
+    first = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=recipe.sweep.seed)).ask()
+    alone = first.suggest_float("training.learning_rate", 1e-4, 1e-1, log=True)
+    _quick_trials(monkeypatch, stop_after=100)
+    said: list[str] = []
+    with worker_slot(tmp_path / "sweep") as worker:  # the first process, still running
+        assert worker == 0
+        run_sweep(recipe, echo=said.append)
+    (joined,) = trials_of(tmp_path / "sweep")
+    assert joined.user_attrs["worker"] == 1 and "as worker 1" in " ".join(said)
+    assert joined.params["training.learning_rate"] != pytest.approx(alone)
+    run_sweep(recipe.model_copy(update={"sweep": recipe.sweep.model_copy(update={"dir": tmp_path / "b"})}))
+    (single,) = trials_of(tmp_path / "b")
+    assert single.user_attrs["worker"] == 0
+    assert single.params["training.learning_rate"] == pytest.approx(alone, rel=1e-12)
+    assert not list((tmp_path / "sweep").glob(".worker-*"))  # released: nothing left in the folder

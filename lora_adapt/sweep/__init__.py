@@ -46,6 +46,7 @@ from .study import (
     open_study,
     queue_grid,
     searched_settings,
+    worker_slot,
 )
 from .trial import TrialFailed, objective_metric, run_trial, trial_name
 
@@ -72,10 +73,22 @@ def run_sweep(recipe: Recipe, *, echo=print) -> SweepResult:
         raise UsageError("the recipe has no `sweep` section", hint="add one (see README, Sweeps)")
     refuse_distributed()
     folder = sweep_folder(recipe)
+    with worker_slot(folder) as worker:
+        return _run(recipe, folder, worker, echo)
+
+
+def _run(recipe: Recipe, folder: Path, worker: int, echo) -> SweepResult:
+    sweep = recipe.sweep
+    assert sweep is not None
     metric = objective_metric(recipe, sweep)
     direction = _direction(sweep.objective.direction, metric)
     searched = searched_settings(recipe.model_dump(mode="json"))
-    study = open_study(sweep, folder, recipe.name, direction, searched)
+    study = open_study(sweep, folder, recipe.name, direction, searched, worker)
+    if worker:
+        echo(
+            f"sweep: {worker} other process(es) are working on this sweep; this one joins them as worker "
+            f"{worker}, with a sampler seed of its own"
+        )
     dead = fail_dead_trials(study)
     if dead:
         echo(f"sweep: {dead} trial(s) of a stopped process marked interrupted and queued again")
@@ -96,7 +109,7 @@ def run_sweep(recipe: Recipe, *, echo=print) -> SweepResult:
         if budget is None and exhausted(study, sweep):  # minutes alone: a finite space ends sooner
             echo("sweep: every point of the space has been tried")
             break
-        _one_trial(study, recipe, folder, inputs, metric, echo)
+        _one_trial(study, recipe, folder, inputs, metric, worker, echo)
         _write_tables(study, recipe, folder)
     return SweepResult(folder, finish(study, recipe, folder, metric, direction, echo))
 
@@ -121,13 +134,15 @@ def refuse_distributed(num_processes: int | None = None) -> None:
         )
 
 
-def _one_trial(study, recipe: Recipe, folder: Path, inputs: TrialInputs, metric: str, echo) -> None:
+def _one_trial(
+    study, recipe: Recipe, folder: Path, inputs: TrialInputs, metric: str, worker: int, echo
+) -> None:
     import optuna
 
     sweep = recipe.sweep
     assert sweep is not None
     trial = study.ask()
-    mark_process(trial)
+    mark_process(trial, worker)
     params = suggest(trial, sweep)
     echo(f"trial {trial.number}: {describe_params(resolve_params(recipe, sweep.space, params))}")
     try:

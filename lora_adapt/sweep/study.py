@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
@@ -28,10 +30,12 @@ def open_study(
     name: str,
     direction: Literal["minimize", "maximize"],
     searched: dict[str, Any] | None = None,
+    worker: int = 0,
 ):
     """Create or load the study in ``folder`` (its sampler seeded past the trials it already has, so a
-    resumed random or TPE sweep does not repeat its first suggestions). ``searched``: what the trials
-    depend on (:func:`searched_settings`); a study made for other settings is refused, not mixed in."""
+    resumed random or TPE sweep does not repeat its first suggestions, and apart for each ``worker``:
+    :func:`worker_slot`). ``searched``: what the trials depend on (:func:`searched_settings`); a study
+    made for other settings is refused, not mixed in."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -52,8 +56,62 @@ def open_study(
         _check_same_search(probe, searched, folder)
     offset = len(probe.get_trials(deepcopy=False))
     return optuna.load_study(
-        study_name=name, storage=storage, sampler=_sampler(sweep, offset), pruner=_pruner(sweep)
+        study_name=name,
+        storage=storage,
+        sampler=_sampler(sweep, sampler_seed(sweep.seed, offset, worker)),
+        pruner=_pruner(sweep),
     )
+
+
+@contextmanager
+def worker_slot(folder: Path) -> Iterator[int]:
+    """This process's number among the processes working on the sweep in ``folder`` now: the lowest one
+    no live process holds (0 for a sweep running alone), held until the block ends (``flock`` on
+    ``.worker-N.lock``; the kernel drops it when the process dies, and the file is removed on release).
+
+    Two processes started together on one study both find it empty: with one sampler seed they would
+    propose the same points. The number makes their seeds differ (:func:`sampler_seed`)."""
+    import fcntl
+
+    folder.mkdir(parents=True, exist_ok=True)
+    number = 0
+    while True:
+        path = folder / f".worker-{number}.lock"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            number += 1
+            continue
+        if _same_file(path, fd):
+            break
+        os.close(fd)  # its holder released (and removed) it between our open and flock: try again
+    try:
+        yield number
+    finally:
+        try:
+            path.unlink()  # while still holding it, so that nobody else holds the old file
+        except OSError:
+            pass
+        os.close(fd)
+
+
+def _same_file(path: Path, fd: int) -> bool:
+    try:
+        return os.stat(path).st_ino == os.fstat(fd).st_ino
+    except FileNotFoundError:
+        return False
+
+
+WORKER_SEED_STRIDE = 1 << 20
+"""How far apart the sampler seeds of concurrent processes are (a study has fewer trials than this)."""
+
+
+def sampler_seed(seed: int, offset: int, worker: int = 0) -> int:
+    """The sampler seed of a process: the sweep seed past the study's ``offset`` trials, plus a stride
+    per ``worker`` number (0 alone: a single-process sweep is seeded as it always was)."""
+    return seed + offset + worker * WORKER_SEED_STRIDE
 
 
 def searched_settings(recipe_dict: dict[str, Any]) -> dict[str, Any]:
@@ -96,13 +154,13 @@ def _changed_keys(old: Any, new: Any, prefix: str = "") -> list[str]:
     return [] if old == new else [prefix.rstrip(".")]
 
 
-def _sampler(sweep: SweepSpec, offset: int):
+def _sampler(sweep: SweepSpec, seed: int):
     import optuna
 
     if sweep.method == "bayes":
         startup = sweep.startup_trials or max(3, (sweep.budget.trials or 12) // 4)
-        return optuna.samplers.TPESampler(n_startup_trials=startup, seed=sweep.seed + offset)
-    return optuna.samplers.RandomSampler(seed=sweep.seed + offset)  # grid trials are all queued
+        return optuna.samplers.TPESampler(n_startup_trials=startup, seed=seed)
+    return optuna.samplers.RandomSampler(seed=seed)  # grid trials are all queued
 
 
 def _pruner(sweep: SweepSpec):
@@ -121,10 +179,12 @@ def _pruner(sweep: SweepSpec):
     return optuna.pruners.NopPruner()
 
 
-def mark_process(trial) -> None:
-    """Record which process runs ``trial`` (to tell a live trial from one whose process died)."""
+def mark_process(trial, worker: int = 0) -> None:
+    """Record which process runs ``trial`` (to tell a live trial from one whose process died), and its
+    worker number (:func:`worker_slot`: the per-process part of the sampler seed)."""
     trial.set_user_attr("host", socket.gethostname())
     trial.set_user_attr("pid", os.getpid())
+    trial.set_user_attr("worker", worker)
 
 
 def fail_interrupted(study, trial_number: int, params: dict[str, Any]) -> None:
