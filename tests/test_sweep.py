@@ -371,3 +371,40 @@ def test_a_second_process_on_the_same_sweep_proposes_other_points(tmp_path, monk
     assert single.user_attrs["worker"] == 0
     assert single.params["training.learning_rate"] == pytest.approx(alone, rel=1e-12)
     assert not list((tmp_path / "sweep").glob(".worker-*"))  # released: nothing left in the folder
+
+
+@pytest.mark.parametrize("method", ["random", "bayes"])
+def test_a_repeated_point_is_not_trained_again_and_a_finite_space_still_ends(tmp_path, monkeypatch, method):
+    space = {"adapter.rank": {"values": [2, 4]}, "training.learning_rate": {"values": [1e-3, 1e-2]}}
+    sweep = {"method": method, "space": space, "budget": {"trials": 10}, "pruning": {"method": "none"}}
+    if method == "bayes":
+        sweep["startup_trials"] = 2
+    said: list[str] = []
+    calls = _quick_trials(monkeypatch, stop_after=10**6)
+    run_sweep(load_recipe(sweep_recipe(tmp_path, tmp_path, sweep)), echo=said.append)
+    trials = trials_of(tmp_path / "sweep")
+    point = {t.number: (t.params["adapter.rank"], t.params["training.learning_rate"]) for t in trials}
+    trained = [point[n] for n in calls]
+    assert sorted(trained) == [(2, 1e-3), (2, 1e-2), (4, 1e-3), (4, 1e-2)]  # each point trained once
+    repeats = [t for t in trials if "repeat_of" in t.user_attrs]
+    assert repeats, "the sampler proposed no point twice: nothing tested"
+    for t in repeats:
+        earlier = trials[t.user_attrs["repeat_of"]]
+        assert t.number not in calls and point[earlier.number] == point[t.number]
+        assert t.state.name == earlier.state.name == "COMPLETE" and t.value == earlier.value
+    assert (
+        counted(
+            optuna.load_study(study_name="swept", storage=f"sqlite:///{tmp_path / 'sweep' / A.SWEEP_STUDY}")
+        )
+        == 4
+    )
+    assert "sweep: every point of the space has been tried" in said
+    assert any("again: its result (complete) is reused, not trained again" in line for line in said)
+    rows = {int(r["trial"]): r for r in csv.DictReader((tmp_path / "sweep" / A.SWEEP_TABLE_CSV).open())}
+    for t in repeats:
+        row = rows[t.number]
+        assert row["state"] == "REPEAT"
+        assert (
+            row["reason"]
+            == f"same values as trial {t.user_attrs['repeat_of']}: its result (complete) reused, not trained"
+        )

@@ -38,6 +38,7 @@ from .results import (
 from .space import suggest
 from .study import (
     counted,
+    earlier_trial,
     exhausted,
     fail_dead_trials,
     fail_interrupted,
@@ -45,7 +46,10 @@ from .study import (
     mark_process,
     open_study,
     queue_grid,
+    queue_untried,
+    repeat_of,
     searched_settings,
+    tell_repeat,
     worker_slot,
 )
 from .trial import TrialFailed, objective_metric, run_trial, trial_name
@@ -106,7 +110,7 @@ def _run(recipe: Recipe, folder: Path, worker: int, echo) -> SweepResult:
     inputs = TrialInputs(reuse_base=sweep.reuse_base == "auto")
     deadline = time.monotonic() + sweep.budget.minutes * 60 if sweep.budget.minutes else None
     while (budget is None or counted(study) < budget) and (deadline is None or time.monotonic() < deadline):
-        if budget is None and exhausted(study, sweep):  # minutes alone: a finite space ends sooner
+        if exhausted(study, sweep):  # a finite space ends before the budget: further trials only repeat
             echo("sweep: every point of the space has been tried")
             break
         _one_trial(study, recipe, folder, inputs, metric, worker, echo)
@@ -145,6 +149,15 @@ def _one_trial(
     mark_process(trial, worker)
     params = suggest(trial, sweep)
     echo(f"trial {trial.number}: {describe_params(resolve_params(recipe, sweep.space, params))}")
+    earlier = earlier_trial(study, trial)
+    if earlier is not None:  # not trained again, not counted: the earlier result is reused
+        tell_repeat(study, trial, earlier)
+        queue_untried(study, sweep)  # the next trial tries a new point, so repeats cannot go on
+        echo(
+            f"trial {trial.number}: the values of trial {earlier.number} again: its result "
+            f"({earlier.state.name.lower()}) is reused, not trained again nor counted against the budget"
+        )
+        return
     try:
         value, _, cost = run_trial(trial, recipe, sweep, params, folder, inputs, echo)
     except optuna.TrialPruned as exc:
@@ -254,7 +267,10 @@ def _best_number(study) -> int | None:
     import optuna
 
     complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-    return study.best_trial.number if complete else None
+    if not complete:
+        return None
+    best = study.best_trial
+    return repeat_of(best) if repeat_of(best) is not None else best.number  # the trial that trained
 
 
 def _previous_best(folder: Path) -> dict[str, Any] | None:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .. import artifacts as A
-from ..recipe.sweep import SweepSpec
+from ..recipe.sweep import GRID_MAX_POINTS, SweepSpec
 from ..rundir_lock import process_alive
 from .space import grid_params, same_params
 
@@ -217,8 +217,18 @@ def interrupted(trial) -> bool:
     return trial.state == optuna.trial.TrialState.FAIL and trial.user_attrs.get("failure") is None
 
 
+def repeat_of(trial) -> int | None:
+    """The earlier trial whose result a repeat reused (:func:`earlier_trial`), or None."""
+    return trial.user_attrs.get("repeat_of")
+
+
 def counted(study) -> int:
-    """Trials that count against the budget: finished (not interrupted) or running."""
+    """Trials that count against the budget: finished (not interrupted, not a repeat) or running."""
+    return sum(1 for t in _tried(study) if repeat_of(t) is None)
+
+
+def _tried(study) -> list:
+    """Trials finished (not interrupted) or running."""
     import optuna
 
     states = (
@@ -227,39 +237,85 @@ def counted(study) -> int:
         optuna.trial.TrialState.FAIL,
         optuna.trial.TrialState.RUNNING,
     )
-    return sum(1 for t in study.get_trials(deepcopy=False, states=states) if not interrupted(t))
+    return [t for t in study.get_trials(deepcopy=False, states=states) if not interrupted(t)]
+
+
+def earlier_trial(study, trial):
+    """A finished trial (completed, pruned or failed with a reason; not itself a repeat) with ``trial``'s
+    parameters, or None. Optuna's recommended way to skip a duplicated point (FAQ, "How can I ignore
+    duplicated samples?"): reuse the earlier trial's result instead of evaluating the point again."""
+    import optuna
+
+    states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
+    for t in study.get_trials(deepcopy=False, states=states):
+        if (
+            t.number != trial.number
+            and not interrupted(t)
+            and repeat_of(t) is None
+            and same_params(t.params, trial.params)
+        ):
+            return t
+    return None
+
+
+def tell_repeat(study, trial, earlier) -> None:
+    """Finish ``trial`` with ``earlier``'s result, untrained: its value (COMPLETE), its intermediate
+    values (PRUNED) or its failure (FAIL); it does not count against the budget."""
+    import optuna
+
+    trial.set_user_attr("repeat_of", earlier.number)
+    state = earlier.state
+    if state == optuna.trial.TrialState.COMPLETE:
+        study.tell(trial, earlier.value)
+        return
+    if state == optuna.trial.TrialState.PRUNED:
+        for step, value in sorted(earlier.intermediate_values.items()):
+            trial.report(value, step)
+        trial.set_user_attr("pruned", earlier.user_attrs.get("pruned", "pruned"))
+    else:
+        trial.set_user_attr("failure", earlier.user_attrs.get("failure", "failed"))
+    study.tell(trial, state=state)
 
 
 def queue_grid(study, sweep: SweepSpec) -> int:
     """Queue every grid point no trial covers yet (finished, running or waiting, interrupted ones aside);
     return the grid size."""
+    points = grid_params(sweep)
+    for point in _uncovered(study, points):
+        study.enqueue_trial(point)
+    return len(points)
+
+
+def queue_untried(study, sweep: SweepSpec) -> bool:
+    """Queue one point of a finite space that no trial covers yet (in the grid's seeded order), so that a
+    sampler proposing points already tried (a repeat) cannot keep the sweep from the rest of the space;
+    False when there is none (or the space is too large to list, where repeats are rare)."""
+    size = sweep.grid_size()
+    if size is None or size > GRID_MAX_POINTS:
+        return False
+    for point in _uncovered(study, grid_params(sweep)):
+        study.enqueue_trial(point)
+        return True
+    return False
+
+
+def _uncovered(study, points: list[dict[str, Any]]) -> list[dict[str, Any]]:
     covered = [
         t.params or t.system_attrs.get("fixed_params") or {}
         for t in study.get_trials(deepcopy=False)
         if not interrupted(t)
     ]
-    points = grid_params(sweep)
-    for point in points:
-        if not any(same_params(point, c) for c in covered if c):
-            study.enqueue_trial(point)
-    return len(points)
+    return [point for point in points if not any(same_params(point, c) for c in covered if c)]
 
 
 def exhausted(study, sweep: SweepSpec) -> bool:
     """Every point of a finite space (every key a list of values, or a stepped range) has been tried by a
-    counted trial: a sweep without a trial count stops there instead of repeating points until its
-    minutes are spent."""
-    if any(spec.grid_values() is None for spec in sweep.space.values()):
+    trial finished or running: the sweep stops there (a further trial could only repeat a point) instead
+    of repeating points until its minutes are spent."""
+    size = sweep.grid_size()
+    if size is None:
         return False
-    import optuna
-
-    states = (
-        optuna.trial.TrialState.COMPLETE,
-        optuna.trial.TrialState.PRUNED,
-        optuna.trial.TrialState.FAIL,
-        optuna.trial.TrialState.RUNNING,
-    )
-    tried = [
-        t.params for t in study.get_trials(deepcopy=False, states=states) if not interrupted(t) and t.params
-    ]
+    tried = [t.params for t in _tried(study) if t.params]
+    if len(tried) < size:  # fewer trials than points: no need to list the points
+        return False
     return all(any(same_params(point, p) for p in tried) for point in grid_params(sweep))
