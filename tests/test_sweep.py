@@ -408,3 +408,35 @@ def test_a_repeated_point_is_not_trained_again_and_a_finite_space_still_ends(tmp
             row["reason"]
             == f"same values as trial {t.user_attrs['repeat_of']}: its result (complete) reused, not trained"
         )
+
+
+def test_an_interrupted_sweep_says_how_to_resume_it(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from lora_adapt.cli import main
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sweep_module, "run_trial", interrupt)
+    rate = {"training.learning_rate": {"low": 1e-3, "high": 5e-2, "log": True}}
+    result = CliRunner().invoke(main, ["sweep", str(sweep_recipe(tmp_path, tmp_path, {"space": rate}))])
+    assert result.exit_code == 130
+    assert "rerun the same `lora-adapt sweep` to resume" in result.output, result.output
+    assert "--resume" not in result.output  # sweep has no such option
+
+
+def test_a_sweep_without_a_completed_trial_says_so(tmp_path, monkeypatch):
+    from lora_adapt.sweep.trial import TrialFailed
+
+    def fail(*args, **kwargs):
+        raise TrialFailed("no luck")
+
+    monkeypatch.setattr(sweep_module, "run_trial", fail)
+    sweep = {"method": "grid", "space": {"adapter.rank": {"values": [2, 4]}}, "budget": {"trials": 2}}
+    said: list[str] = []
+    run_sweep(load_recipe(sweep_recipe(tmp_path, tmp_path, sweep)), echo=said.append)
+    assert (
+        f"sweep: no trial completed yet (2 failed); the reasons are in {tmp_path / 'sweep' / A.SWEEP_TABLE_MD}"
+        in said
+    )

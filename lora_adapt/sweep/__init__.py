@@ -226,12 +226,20 @@ def finish(study, recipe: Recipe, folder: Path, metric: str, direction: str, ech
     summary["plots_skipped"] = write_plots(folder, study)
     write_summary(folder, summary, rows)
     best = summary["best"]
+    if not best:
+        ran = ", ".join(f"{n} {_STATE_WORDS.get(s, s.lower())}" for s, n in summary["counts"].items())
+        echo(
+            f"sweep: no trial completed yet ({ran or 'none run'}); the reasons are in {folder / A.SWEEP_TABLE_MD}"
+        )
     if best:
         echo(
             f"sweep: best trial {best['trial']}: validation {metric} {best['validation']:.4f}, test "
             f"{(best.get('test') or {}).get(metric)}; best recipe {folder / A.SWEEP_BEST_RECIPE}"
         )
     return summary
+
+
+_STATE_WORDS = {"FAIL": "failed", "REPEAT": "repeated"}
 
 
 def _best(study, recipe: Recipe, folder: Path, metric: str, echo) -> dict[str, Any] | None:
