@@ -328,3 +328,115 @@ def test_a_sweep_is_refused_across_several_processes(tmp_path, monkeypatch):
         assert "a sweep cannot run its trials across several processes" in result.output
         assert "one sweep per GPU" in result.output and "Traceback" not in result.output
     assert not (tmp_path / "sweep").exists()
+
+
+def test_a_nan_training_loss_stops_the_trial_though_the_divergence_guard_sees_it_first():
+    """The reporter's own check is not dead code: the guard, before it in the callback list, only flags
+    the loss (training stops after the step, its error comes after training); the reporter raises."""
+    from types import SimpleNamespace
+
+    from transformers import TrainerControl
+
+    from lora_adapt.sweep.trial import TrialCost, TrialFailed, TrialReporter
+    from lora_adapt.training.divergence import DivergenceGuard
+
+    guard, control = DivergenceGuard(), TrainerControl()
+    state, logs = SimpleNamespace(global_step=3), {"loss": float("nan")}
+    guard.on_log(None, state, control, logs=logs)  # no exception
+    assert guard.tripped is not None and control.should_training_stop
+    with pytest.raises(TrialFailed, match="the training loss became nan at step 3"):
+        TrialReporter(trial=None, metric="f1_macro", cost=TrialCost()).on_log(None, state, control, logs=logs)
+
+
+def test_a_second_process_on_the_same_sweep_proposes_other_points(tmp_path, monkeypatch):
+    """Two sweeps started together on one folder both find the study empty; each process's sampler seed
+    differs by its worker number, and a sweep alone is seeded as before (sweep.seed + trials so far)."""
+    from lora_adapt.sweep.study import worker_slot
+
+    rate = {"training.learning_rate": {"low": 1e-4, "high": 1e-1, "log": True}}
+    sweep = {"method": "random", "space": rate, "budget": {"trials": 1}, "pruning": {"method": "none"}}
+    recipe = load_recipe(sweep_recipe(tmp_path, tmp_path, sweep))
+    first = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=recipe.sweep.seed)).ask()
+    alone = first.suggest_float("training.learning_rate", 1e-4, 1e-1, log=True)
+    _quick_trials(monkeypatch, stop_after=100)
+    said: list[str] = []
+    with worker_slot(tmp_path / "sweep") as worker:  # the first process, still running
+        assert worker == 0
+        run_sweep(recipe, echo=said.append)
+    (joined,) = trials_of(tmp_path / "sweep")
+    assert joined.user_attrs["worker"] == 1 and "as worker 1" in " ".join(said)
+    assert joined.params["training.learning_rate"] != pytest.approx(alone)
+    run_sweep(recipe.model_copy(update={"sweep": recipe.sweep.model_copy(update={"dir": tmp_path / "b"})}))
+    (single,) = trials_of(tmp_path / "b")
+    assert single.user_attrs["worker"] == 0
+    assert single.params["training.learning_rate"] == pytest.approx(alone, rel=1e-12)
+    assert not list((tmp_path / "sweep").glob(".worker-*"))  # released: nothing left in the folder
+
+
+@pytest.mark.parametrize("method", ["random", "bayes"])
+def test_a_repeated_point_is_not_trained_again_and_a_finite_space_still_ends(tmp_path, monkeypatch, method):
+    space = {"adapter.rank": {"values": [2, 4]}, "training.learning_rate": {"values": [1e-3, 1e-2]}}
+    sweep = {"method": method, "space": space, "budget": {"trials": 10}, "pruning": {"method": "none"}}
+    if method == "bayes":
+        sweep["startup_trials"] = 2
+    said: list[str] = []
+    calls = _quick_trials(monkeypatch, stop_after=10**6)
+    run_sweep(load_recipe(sweep_recipe(tmp_path, tmp_path, sweep)), echo=said.append)
+    trials = trials_of(tmp_path / "sweep")
+    point = {t.number: (t.params["adapter.rank"], t.params["training.learning_rate"]) for t in trials}
+    trained = [point[n] for n in calls]
+    assert sorted(trained) == [(2, 1e-3), (2, 1e-2), (4, 1e-3), (4, 1e-2)]  # each point trained once
+    repeats = [t for t in trials if "repeat_of" in t.user_attrs]
+    assert repeats, "the sampler proposed no point twice: nothing tested"
+    for t in repeats:
+        earlier = trials[t.user_attrs["repeat_of"]]
+        assert t.number not in calls and point[earlier.number] == point[t.number]
+        assert t.state.name == earlier.state.name == "COMPLETE" and t.value == earlier.value
+    assert (
+        counted(
+            optuna.load_study(study_name="swept", storage=f"sqlite:///{tmp_path / 'sweep' / A.SWEEP_STUDY}")
+        )
+        == 4
+    )
+    assert "sweep: every point of the space has been tried" in said
+    assert any("again: its result (complete) is reused, not trained again" in line for line in said)
+    rows = {int(r["trial"]): r for r in csv.DictReader((tmp_path / "sweep" / A.SWEEP_TABLE_CSV).open())}
+    for t in repeats:
+        row = rows[t.number]
+        assert row["state"] == "REPEAT"
+        assert (
+            row["reason"]
+            == f"same values as trial {t.user_attrs['repeat_of']}: its result (complete) reused, not trained"
+        )
+
+
+def test_an_interrupted_sweep_says_how_to_resume_it(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from lora_adapt.cli import main
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sweep_module, "run_trial", interrupt)
+    rate = {"training.learning_rate": {"low": 1e-3, "high": 5e-2, "log": True}}
+    result = CliRunner().invoke(main, ["sweep", str(sweep_recipe(tmp_path, tmp_path, {"space": rate}))])
+    assert result.exit_code == 130
+    assert "rerun the same `lora-adapt sweep` to resume" in result.output, result.output
+    assert "--resume" not in result.output  # sweep has no such option
+
+
+def test_a_sweep_without_a_completed_trial_says_so(tmp_path, monkeypatch):
+    from lora_adapt.sweep.trial import TrialFailed
+
+    def fail(*args, **kwargs):
+        raise TrialFailed("no luck")
+
+    monkeypatch.setattr(sweep_module, "run_trial", fail)
+    sweep = {"method": "grid", "space": {"adapter.rank": {"values": [2, 4]}}, "budget": {"trials": 2}}
+    said: list[str] = []
+    run_sweep(load_recipe(sweep_recipe(tmp_path, tmp_path, sweep)), echo=said.append)
+    assert (
+        f"sweep: no trial completed yet (2 failed); the reasons are in {tmp_path / 'sweep' / A.SWEEP_TABLE_MD}"
+        in said
+    )

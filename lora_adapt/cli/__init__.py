@@ -15,6 +15,13 @@ import click
 from ..errors import LoraAdaptError
 from ..quiet import quiet_warnings
 
+RESUMABLE = {
+    "run": "the unfinished run is left as <name>.incomplete; rerun with --resume",
+    "sweep": "finished trials are kept in the sweep folder; rerun the same `lora-adapt sweep` to resume "
+    "(the interrupted trial is queued again)",
+}
+"""The commands whose interrupted work a later invocation resumes, and how (the interruption message)."""
+
 
 class Group(click.Group):
     """Turns LoraAdaptError into one message and a hint; exit 2 for recipe/usage, 1 for runtime."""
@@ -31,9 +38,8 @@ class Group(click.Group):
                     click.echo(f"hint: {exc.hint}", err=True)
             ctx.exit(exc.exit_code)
         except KeyboardInterrupt:
-            click.echo(
-                "interrupted: the unfinished run is left as <name>.incomplete; rerun with --resume", err=True
-            )
+            resumes = RESUMABLE.get(ctx.invoked_subcommand or "")
+            click.echo("interrupted" + (f": {resumes}" if resumes else ""), err=True)
             ctx.exit(130)
         except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise

@@ -38,6 +38,7 @@ from .results import (
 from .space import suggest
 from .study import (
     counted,
+    earlier_trial,
     exhausted,
     fail_dead_trials,
     fail_interrupted,
@@ -45,7 +46,11 @@ from .study import (
     mark_process,
     open_study,
     queue_grid,
+    queue_untried,
+    repeat_of,
     searched_settings,
+    tell_repeat,
+    worker_slot,
 )
 from .trial import TrialFailed, objective_metric, run_trial, trial_name
 
@@ -72,10 +77,22 @@ def run_sweep(recipe: Recipe, *, echo=print) -> SweepResult:
         raise UsageError("the recipe has no `sweep` section", hint="add one (see README, Sweeps)")
     refuse_distributed()
     folder = sweep_folder(recipe)
+    with worker_slot(folder) as worker:
+        return _run(recipe, folder, worker, echo)
+
+
+def _run(recipe: Recipe, folder: Path, worker: int, echo) -> SweepResult:
+    sweep = recipe.sweep
+    assert sweep is not None
     metric = objective_metric(recipe, sweep)
     direction = _direction(sweep.objective.direction, metric)
     searched = searched_settings(recipe.model_dump(mode="json"))
-    study = open_study(sweep, folder, recipe.name, direction, searched)
+    study = open_study(sweep, folder, recipe.name, direction, searched, worker)
+    if worker:
+        echo(
+            f"sweep: {worker} other process(es) are working on this sweep; this one joins them as worker "
+            f"{worker}, with a sampler seed of its own"
+        )
     dead = fail_dead_trials(study)
     if dead:
         echo(f"sweep: {dead} trial(s) of a stopped process marked interrupted and queued again")
@@ -93,10 +110,10 @@ def run_sweep(recipe: Recipe, *, echo=print) -> SweepResult:
     inputs = TrialInputs(reuse_base=sweep.reuse_base == "auto")
     deadline = time.monotonic() + sweep.budget.minutes * 60 if sweep.budget.minutes else None
     while (budget is None or counted(study) < budget) and (deadline is None or time.monotonic() < deadline):
-        if budget is None and exhausted(study, sweep):  # minutes alone: a finite space ends sooner
+        if exhausted(study, sweep):  # a finite space ends before the budget: further trials only repeat
             echo("sweep: every point of the space has been tried")
             break
-        _one_trial(study, recipe, folder, inputs, metric, echo)
+        _one_trial(study, recipe, folder, inputs, metric, worker, echo)
         _write_tables(study, recipe, folder)
     return SweepResult(folder, finish(study, recipe, folder, metric, direction, echo))
 
@@ -121,15 +138,26 @@ def refuse_distributed(num_processes: int | None = None) -> None:
         )
 
 
-def _one_trial(study, recipe: Recipe, folder: Path, inputs: TrialInputs, metric: str, echo) -> None:
+def _one_trial(
+    study, recipe: Recipe, folder: Path, inputs: TrialInputs, metric: str, worker: int, echo
+) -> None:
     import optuna
 
     sweep = recipe.sweep
     assert sweep is not None
     trial = study.ask()
-    mark_process(trial)
+    mark_process(trial, worker)
     params = suggest(trial, sweep)
     echo(f"trial {trial.number}: {describe_params(resolve_params(recipe, sweep.space, params))}")
+    earlier = earlier_trial(study, trial)
+    if earlier is not None:  # not trained again, not counted: the earlier result is reused
+        tell_repeat(study, trial, earlier)
+        queue_untried(study, sweep)  # the next trial tries a new point, so repeats cannot go on
+        echo(
+            f"trial {trial.number}: the values of trial {earlier.number} again: its result "
+            f"({earlier.state.name.lower()}) is reused, not trained again nor counted against the budget"
+        )
+        return
     try:
         value, _, cost = run_trial(trial, recipe, sweep, params, folder, inputs, echo)
     except optuna.TrialPruned as exc:
@@ -198,12 +226,20 @@ def finish(study, recipe: Recipe, folder: Path, metric: str, direction: str, ech
     summary["plots_skipped"] = write_plots(folder, study)
     write_summary(folder, summary, rows)
     best = summary["best"]
+    if not best:
+        ran = ", ".join(f"{n} {_STATE_WORDS.get(s, s.lower())}" for s, n in summary["counts"].items())
+        echo(
+            f"sweep: no trial completed yet ({ran or 'none run'}); the reasons are in {folder / A.SWEEP_TABLE_MD}"
+        )
     if best:
         echo(
             f"sweep: best trial {best['trial']}: validation {metric} {best['validation']:.4f}, test "
             f"{(best.get('test') or {}).get(metric)}; best recipe {folder / A.SWEEP_BEST_RECIPE}"
         )
     return summary
+
+
+_STATE_WORDS = {"FAIL": "failed", "REPEAT": "repeated"}
 
 
 def _best(study, recipe: Recipe, folder: Path, metric: str, echo) -> dict[str, Any] | None:
@@ -239,7 +275,10 @@ def _best_number(study) -> int | None:
     import optuna
 
     complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-    return study.best_trial.number if complete else None
+    if not complete:
+        return None
+    best = study.best_trial
+    return repeat_of(best) if repeat_of(best) is not None else best.number  # the trial that trained
 
 
 def _previous_best(folder: Path) -> dict[str, Any] | None:

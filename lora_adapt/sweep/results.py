@@ -20,10 +20,8 @@ from ..recipe import Recipe
 from ..recipe.sweep import SweepSpec
 from ..recipe.trials import recipe_values, resolve_params, set_path
 from .space import decode
-from .study import interrupted
+from .study import interrupted, repeat_of
 from .trial import trial_name
-
-FIXED_COLUMNS = ("trial", "state", "value", "steps", "evaluations", "before_first_step_s", "duration_s")
 
 
 def trial_rows(study, recipe: Recipe, sweep: SweepSpec) -> list[dict[str, Any]]:
@@ -37,18 +35,33 @@ def trial_rows(study, recipe: Recipe, sweep: SweepSpec) -> list[dict[str, Any]]:
         rows.append(
             {
                 "trial": t.number,
-                "state": "INTERRUPTED" if interrupted(t) else t.state.name,
+                "state": _state(t),
                 "value": t.value if t.value is not None else _last_intermediate(t),
                 **{path: _cell(values.get(path)) for path in sweep.space},
                 "steps": cost.get("steps", t.user_attrs.get("steps")),
                 "evaluations": cost.get("evaluations", len(t.intermediate_values)),
                 "before_first_step_s": cost.get("before_first_step_s"),
                 "duration_s": cost.get("duration_s"),
-                "reason": t.user_attrs.get("failure") or t.user_attrs.get("pruned") or "",
+                "reason": _reason(t),
                 "run_dir": t.user_attrs.get("run_dir", ""),
             }
         )
     return rows
+
+
+def _state(trial) -> str:
+    if interrupted(trial):
+        return "INTERRUPTED"
+    return "REPEAT" if repeat_of(trial) is not None else trial.state.name
+
+
+def _reason(trial) -> str:
+    reason = trial.user_attrs.get("failure") or trial.user_attrs.get("pruned") or ""
+    earlier = repeat_of(trial)
+    if earlier is None:
+        return reason
+    outcome = trial.state.name.lower() + (f": {reason}" if reason else "")
+    return f"same values as trial {earlier}: its result ({outcome}) reused, not trained"
 
 
 def trial_values(trial, recipe: Recipe, sweep: SweepSpec) -> dict[str, Any]:
@@ -152,7 +165,8 @@ def render_report(summary: dict[str, Any], rows: list[dict[str, Any]]) -> str:
         f"({summary['objective']['direction']}, validation split)",
         "",
         f"- **Trials:** {counts.get('COMPLETE', 0)} complete, {counts.get('PRUNED', 0)} pruned, "
-        f"{counts.get('FAIL', 0)} failed, {counts.get('INTERRUPTED', 0)} interrupted (budget "
+        f"{counts.get('FAIL', 0)} failed, {counts.get('INTERRUPTED', 0)} interrupted, "
+        f"{counts.get('REPEAT', 0)} repeats of values already tried (not trained, not counted; budget "
         f"{summary['budget']['trials']} trials"
         + (f", {summary['budget']['minutes']} min" if summary["budget"].get("minutes") else "")
         + ")",

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
 from .. import artifacts as A
-from ..recipe.sweep import SweepSpec
+from ..recipe.sweep import GRID_MAX_POINTS, SweepSpec
 from ..rundir_lock import process_alive
 from .space import grid_params, same_params
 
@@ -28,10 +30,12 @@ def open_study(
     name: str,
     direction: Literal["minimize", "maximize"],
     searched: dict[str, Any] | None = None,
+    worker: int = 0,
 ):
     """Create or load the study in ``folder`` (its sampler seeded past the trials it already has, so a
-    resumed random or TPE sweep does not repeat its first suggestions). ``searched``: what the trials
-    depend on (:func:`searched_settings`); a study made for other settings is refused, not mixed in."""
+    resumed random or TPE sweep does not repeat its first suggestions, and apart for each ``worker``:
+    :func:`worker_slot`). ``searched``: what the trials depend on (:func:`searched_settings`); a study
+    made for other settings is refused, not mixed in."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -52,8 +56,62 @@ def open_study(
         _check_same_search(probe, searched, folder)
     offset = len(probe.get_trials(deepcopy=False))
     return optuna.load_study(
-        study_name=name, storage=storage, sampler=_sampler(sweep, offset), pruner=_pruner(sweep)
+        study_name=name,
+        storage=storage,
+        sampler=_sampler(sweep, sampler_seed(sweep.seed, offset, worker)),
+        pruner=_pruner(sweep),
     )
+
+
+@contextmanager
+def worker_slot(folder: Path) -> Iterator[int]:
+    """This process's number among the processes working on the sweep in ``folder`` now: the lowest one
+    no live process holds (0 for a sweep running alone), held until the block ends (``flock`` on
+    ``.worker-N.lock``; the kernel drops it when the process dies, and the file is removed on release).
+
+    Two processes started together on one study both find it empty: with one sampler seed they would
+    propose the same points. The number makes their seeds differ (:func:`sampler_seed`)."""
+    import fcntl
+
+    folder.mkdir(parents=True, exist_ok=True)
+    number = 0
+    while True:
+        path = folder / f".worker-{number}.lock"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            number += 1
+            continue
+        if _same_file(path, fd):
+            break
+        os.close(fd)  # its holder released (and removed) it between our open and flock: try again
+    try:
+        yield number
+    finally:
+        try:
+            path.unlink()  # while still holding it, so that nobody else holds the old file
+        except OSError:
+            pass
+        os.close(fd)
+
+
+def _same_file(path: Path, fd: int) -> bool:
+    try:
+        return os.stat(path).st_ino == os.fstat(fd).st_ino
+    except FileNotFoundError:
+        return False
+
+
+WORKER_SEED_STRIDE = 1 << 20
+"""How far apart the sampler seeds of concurrent processes are (a study has fewer trials than this)."""
+
+
+def sampler_seed(seed: int, offset: int, worker: int = 0) -> int:
+    """The sampler seed of a process: the sweep seed past the study's ``offset`` trials, plus a stride
+    per ``worker`` number (0 alone: a single-process sweep is seeded as it always was)."""
+    return seed + offset + worker * WORKER_SEED_STRIDE
 
 
 def searched_settings(recipe_dict: dict[str, Any]) -> dict[str, Any]:
@@ -96,13 +154,13 @@ def _changed_keys(old: Any, new: Any, prefix: str = "") -> list[str]:
     return [] if old == new else [prefix.rstrip(".")]
 
 
-def _sampler(sweep: SweepSpec, offset: int):
+def _sampler(sweep: SweepSpec, seed: int):
     import optuna
 
     if sweep.method == "bayes":
         startup = sweep.startup_trials or max(3, (sweep.budget.trials or 12) // 4)
-        return optuna.samplers.TPESampler(n_startup_trials=startup, seed=sweep.seed + offset)
-    return optuna.samplers.RandomSampler(seed=sweep.seed + offset)  # grid trials are all queued
+        return optuna.samplers.TPESampler(n_startup_trials=startup, seed=seed)
+    return optuna.samplers.RandomSampler(seed=seed)  # grid trials are all queued
 
 
 def _pruner(sweep: SweepSpec):
@@ -121,10 +179,12 @@ def _pruner(sweep: SweepSpec):
     return optuna.pruners.NopPruner()
 
 
-def mark_process(trial) -> None:
-    """Record which process runs ``trial`` (to tell a live trial from one whose process died)."""
+def mark_process(trial, worker: int = 0) -> None:
+    """Record which process runs ``trial`` (to tell a live trial from one whose process died), and its
+    worker number (:func:`worker_slot`: the per-process part of the sampler seed)."""
     trial.set_user_attr("host", socket.gethostname())
     trial.set_user_attr("pid", os.getpid())
+    trial.set_user_attr("worker", worker)
 
 
 def fail_interrupted(study, trial_number: int, params: dict[str, Any]) -> None:
@@ -157,8 +217,18 @@ def interrupted(trial) -> bool:
     return trial.state == optuna.trial.TrialState.FAIL and trial.user_attrs.get("failure") is None
 
 
+def repeat_of(trial) -> int | None:
+    """The earlier trial whose result a repeat reused (:func:`earlier_trial`), or None."""
+    return trial.user_attrs.get("repeat_of")
+
+
 def counted(study) -> int:
-    """Trials that count against the budget: finished (not interrupted) or running."""
+    """Trials that count against the budget: finished (not interrupted, not a repeat) or running."""
+    return sum(1 for t in _tried(study) if repeat_of(t) is None)
+
+
+def _tried(study) -> list:
+    """Trials finished (not interrupted) or running."""
     import optuna
 
     states = (
@@ -167,39 +237,85 @@ def counted(study) -> int:
         optuna.trial.TrialState.FAIL,
         optuna.trial.TrialState.RUNNING,
     )
-    return sum(1 for t in study.get_trials(deepcopy=False, states=states) if not interrupted(t))
+    return [t for t in study.get_trials(deepcopy=False, states=states) if not interrupted(t)]
+
+
+def earlier_trial(study, trial):
+    """A finished trial (completed, pruned or failed with a reason; not itself a repeat) with ``trial``'s
+    parameters, or None. Optuna's recommended way to skip a duplicated point (FAQ, "How can I ignore
+    duplicated samples?"): reuse the earlier trial's result instead of evaluating the point again."""
+    import optuna
+
+    states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
+    for t in study.get_trials(deepcopy=False, states=states):
+        if (
+            t.number != trial.number
+            and not interrupted(t)
+            and repeat_of(t) is None
+            and same_params(t.params, trial.params)
+        ):
+            return t
+    return None
+
+
+def tell_repeat(study, trial, earlier) -> None:
+    """Finish ``trial`` with ``earlier``'s result, untrained: its value (COMPLETE), its intermediate
+    values (PRUNED) or its failure (FAIL); it does not count against the budget."""
+    import optuna
+
+    trial.set_user_attr("repeat_of", earlier.number)
+    state = earlier.state
+    if state == optuna.trial.TrialState.COMPLETE:
+        study.tell(trial, earlier.value)
+        return
+    if state == optuna.trial.TrialState.PRUNED:
+        for step, value in sorted(earlier.intermediate_values.items()):
+            trial.report(value, step)
+        trial.set_user_attr("pruned", earlier.user_attrs.get("pruned", "pruned"))
+    else:
+        trial.set_user_attr("failure", earlier.user_attrs.get("failure", "failed"))
+    study.tell(trial, state=state)
 
 
 def queue_grid(study, sweep: SweepSpec) -> int:
     """Queue every grid point no trial covers yet (finished, running or waiting, interrupted ones aside);
     return the grid size."""
+    points = grid_params(sweep)
+    for point in _uncovered(study, points):
+        study.enqueue_trial(point)
+    return len(points)
+
+
+def queue_untried(study, sweep: SweepSpec) -> bool:
+    """Queue one point of a finite space that no trial covers yet (in the grid's seeded order), so that a
+    sampler proposing points already tried (a repeat) cannot keep the sweep from the rest of the space;
+    False when there is none (or the space is too large to list, where repeats are rare)."""
+    size = sweep.grid_size()
+    if size is None or size > GRID_MAX_POINTS:
+        return False
+    for point in _uncovered(study, grid_params(sweep)):
+        study.enqueue_trial(point)
+        return True
+    return False
+
+
+def _uncovered(study, points: list[dict[str, Any]]) -> list[dict[str, Any]]:
     covered = [
         t.params or t.system_attrs.get("fixed_params") or {}
         for t in study.get_trials(deepcopy=False)
         if not interrupted(t)
     ]
-    points = grid_params(sweep)
-    for point in points:
-        if not any(same_params(point, c) for c in covered if c):
-            study.enqueue_trial(point)
-    return len(points)
+    return [point for point in points if not any(same_params(point, c) for c in covered if c)]
 
 
 def exhausted(study, sweep: SweepSpec) -> bool:
     """Every point of a finite space (every key a list of values, or a stepped range) has been tried by a
-    counted trial: a sweep without a trial count stops there instead of repeating points until its
-    minutes are spent."""
-    if any(spec.grid_values() is None for spec in sweep.space.values()):
+    trial finished or running: the sweep stops there (a further trial could only repeat a point) instead
+    of repeating points until its minutes are spent."""
+    size = sweep.grid_size()
+    if size is None:
         return False
-    import optuna
-
-    states = (
-        optuna.trial.TrialState.COMPLETE,
-        optuna.trial.TrialState.PRUNED,
-        optuna.trial.TrialState.FAIL,
-        optuna.trial.TrialState.RUNNING,
-    )
-    tried = [
-        t.params for t in study.get_trials(deepcopy=False, states=states) if not interrupted(t) and t.params
-    ]
+    tried = [t.params for t in _tried(study) if t.params]
+    if len(tried) < size:  # fewer trials than points: no need to list the points
+        return False
     return all(any(same_params(point, p) for p in tried) for point in grid_params(sweep))

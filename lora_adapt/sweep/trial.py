@@ -68,6 +68,9 @@ class TrialReporter(TrainerCallback):
             self.cost.before_first_step_s = time.perf_counter() - self.cost.started
 
     def on_log(self, args, state, control, logs=None, **kwargs):
+        # reachable: the DivergenceGuard (called before this callback) only flags a non-finite logged loss
+        # and stops training after the step; its error is raised once training has returned. This stops
+        # the trial at once, with the step.
         loss = (logs or {}).get("loss")
         if isinstance(loss, float) and not math.isfinite(loss):
             raise TrialFailed(f"the training loss became {loss} at step {state.global_step}")
@@ -150,7 +153,12 @@ def run_trial(
 
 
 def _diverged(metrics: dict[str, Any]) -> str | None:
-    """Why a finished trial's training diverged (a non-finite training loss), or None."""
+    """Why a finished trial's training diverged (a non-finite training loss), or None.
+
+    Reachable although the DivergenceGuard raises for every non-finite logged loss or gradient: with
+    fp16, an overflowing step (non-finite loss, gradients skipped by the scaler) is tolerated up to a
+    streak, and when no log follows it (after the last logging step) only the run's mean loss, never
+    checked by the guard, carries it."""
     train = metrics.get("train") or {}
     last, mean = train.get("final_loss"), train.get("mean_loss")
     if any(isinstance(x, float) and not math.isfinite(x) for x in (last, mean)):
