@@ -293,8 +293,10 @@ def test_a_sweep_with_minutes_alone_runs_until_the_time_is_spent(tmp_path, monke
     recipe = load_recipe(sweep_recipe(tmp_path, tmp_path, sweep))
     assert recipe.sweep.budget.trials is None  # no default count of 20 beside the minutes
     calls = _quick_trials(monkeypatch, stop_after=25)
-    run_sweep(recipe, echo=lambda line: None)
+    said: list[str] = []
+    run_sweep(recipe, echo=said.append)
     assert len(calls) == 25  # past the default 20: only the time stops it
+    assert "0 trials done; trials until 30 minutes are spent" in said[0], said[0]  # not "0 of unlimited"
     counts = load_recipe(sweep_recipe(tmp_path, tmp_path, {"space": rate})).sweep.budget
     assert counts.trials == 20 and counts.minutes is None  # neither given: 20 trials
 

@@ -102,10 +102,15 @@ def _run(recipe: Recipe, folder: Path, worker: int, echo) -> SweepResult:
         size = queue_grid(study, sweep)
         budget = min(budget or size, size)
     done = counted(study)
-    minutes = f" within {sweep.budget.minutes:g} minutes" if sweep.budget.minutes else ""
+    minutes = f"{sweep.budget.minutes:g} minutes"
+    progress = (
+        f"{done} of {budget} trials done" + (f", within {minutes}" if sweep.budget.minutes else "")
+        if budget
+        else f"{done} trials done; trials until {minutes} are spent"
+    )
     echo(
         f"sweep: {sweep.method} over {', '.join(sweep.space)}; {metric} ({direction}) on the validation split; "
-        f"{done} of {budget or 'unlimited'} trials done{minutes}; folder {folder}"
+        f"{progress}; folder {folder}"
     )
     inputs = TrialInputs(reuse_base=sweep.reuse_base == "auto")
     deadline = time.monotonic() + sweep.budget.minutes * 60 if sweep.budget.minutes else None
