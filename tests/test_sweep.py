@@ -297,6 +297,7 @@ def test_a_sweep_with_minutes_alone_runs_until_the_time_is_spent(tmp_path, monke
     run_sweep(recipe, echo=said.append)
     assert len(calls) == 25  # past the default 20: only the time stops it
     assert "0 trials done; trials until 30 minutes are spent" in said[0], said[0]  # not "0 of unlimited"
+    assert "sweep: 30 minutes spent" in said  # why it stopped
     counts = load_recipe(sweep_recipe(tmp_path, tmp_path, {"space": rate})).sweep.budget
     assert counts.trials == 20 and counts.minutes is None  # neither given: 20 trials
 

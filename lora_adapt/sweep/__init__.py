@@ -102,7 +102,7 @@ def _run(recipe: Recipe, folder: Path, worker: int, echo) -> SweepResult:
         size = queue_grid(study, sweep)
         budget = min(budget or size, size)
     done = counted(study)
-    minutes = f"{sweep.budget.minutes:g} minutes"
+    minutes = f"{sweep.budget.minutes:g} minutes" if sweep.budget.minutes else ""
     progress = (
         f"{done} of {budget} trials done" + (f", within {minutes}" if sweep.budget.minutes else "")
         if budget
@@ -120,6 +120,9 @@ def _run(recipe: Recipe, folder: Path, worker: int, echo) -> SweepResult:
             break
         _one_trial(study, recipe, folder, inputs, metric, worker, echo)
         _write_tables(study, recipe, folder)
+    else:  # the loop's own condition ended it: say which budget was spent
+        spent = budget is not None and counted(study) >= budget
+        echo(f"sweep: {f'{budget} trials done' if spent else f'{minutes} spent'}")
     return SweepResult(folder, finish(study, recipe, folder, metric, direction, echo))
 
 
