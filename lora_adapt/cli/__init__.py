@@ -36,7 +36,7 @@ class Group(click.Group):
                 click.echo(f"error: {exc.message}", err=True)
                 if exc.hint:
                     click.echo(f"hint: {exc.hint}", err=True)
-            ctx.exit(exc.exit_code)
+            _leave(ctx, exc.exit_code)
         except KeyboardInterrupt:
             resumes = RESUMABLE.get(ctx.invoked_subcommand or "")
             click.echo("interrupted" + (f": {resumes}" if resumes else ""), err=True)
@@ -48,7 +48,20 @@ class Group(click.Group):
                 raise
             click.echo(f"error: {type(exc).__name__}: {exc}", err=True)
             click.echo("hint: rerun with --debug for the full traceback", err=True)
-            ctx.exit(1)
+            _leave(ctx, 1)
+
+
+def _leave(ctx: click.Context, code: int) -> None:
+    """Exit with ``code``. A failing process of a distributed run leaves at once, its output flushed
+    (``os._exit``): with a collective of another process still pending on it, the threads of torch's
+    process groups and key-value store abort the interpreter's normal shutdown ("terminate called without
+    an active exception", SIGABRT), and the run's exit code became -6 instead of its error's."""
+    dist = sys.modules.get("torch.distributed")  # never imported here: only a process that joined has it
+    if dist is not None and dist.is_available() and dist.is_initialized():
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    ctx.exit(code)
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
