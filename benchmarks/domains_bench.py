@@ -34,6 +34,7 @@ RESULTS = REPO / "benchmarks" / "results"
 DOMAINS = ("tickets", "sms", "bank")
 COPIES = {"tickets2": "tickets", "sms2": "sms", "bank2": "bank", "tickets3": "tickets", "sms3": "sms"}
 REQUESTS = 8
+PARTS = ("eval", "router", "throughput", "server", "memory")
 CHUNK = 16
 
 
@@ -232,48 +233,69 @@ def main() -> None:
     )
     parser.add_argument("--router-epochs", type=float, default=2.0)
     parser.add_argument("--latency-requests", type=int, default=25, help="requests per client (16 clients)")
+    parser.add_argument(
+        "--only",
+        default=None,
+        help="comma-separated parts to measure (eval, router, throughput, server, memory) [all]",
+    )
+    parser.add_argument("--device", default="auto", help="the base's device (auto, cpu, cuda)")
+    parser.add_argument("--label", default="domains_cpu", help="results file name (without suffix)")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="results folder")
     args = parser.parse_args()
+    parts = set((args.only or ",".join(PARTS)).split(","))
+    if parts - set(PARTS):
+        parser.error(f"--only: unknown part(s) {sorted(parts - set(PARTS))}; choose from {', '.join(PARTS)}")
     global MAX_ROWS
     MAX_ROWS = args.max_rows
     import torch
 
     from lora_adapt import AdapterSet
     from lora_adapt.quiet import quiet_libraries
-    from lora_adapt.recipe.serving import ServeSpec
-    from lora_adapt.serve import running
 
     torch.set_num_threads(args.threads)
     quiet_libraries()
     runs = {name: args.work / "runs" / name for name in DOMAINS}
-    report: dict[str, Any] = {"command": " ".join(["python", *sys.argv]), "machine": _machine(args.threads)}
+    report: dict[str, Any] = {
+        "command": " ".join(["python", *sys.argv]),
+        "machine": _machine(args.threads),
+        "parts": [p for p in PARTS if p in parts],
+    }
     started = time.perf_counter()
-    print("1/5 own eval ...", flush=True)
-    report["own_eval"] = own_eval(runs)
-    aset = AdapterSet.load(runs)
-    print("1/5 through the server ...", flush=True)
-    with running(aset, ServeSpec(port=0, max_batch_size=16, max_wait_ms=5)) as served:
-        report["server_eval"] = through_server(served.url, runs)
-    if not args.skip_router:
-        print("2/5 router ...", flush=True)
+    aset = AdapterSet.load(runs, device=args.device)
+    report["machine"]["device"] = str(next(aset.model.parameters()).device)
+    if "eval" in parts:
+        from lora_adapt.recipe.serving import ServeSpec
+        from lora_adapt.serve import running
+
+        print("eval: own eval ...", flush=True)
+        report["own_eval"] = own_eval(runs)
+        print("eval: through the server ...", flush=True)
+        with running(aset, ServeSpec(port=0, max_batch_size=16, max_wait_ms=5)) as served:
+            report["server_eval"] = through_server(served.url, runs)
+    if "router" in parts and not args.skip_router:
+        print("router ...", flush=True)
         report["router"] = router(args.work, runs, aset, args.router_rows, args.router_epochs)
     texts = {name: test_rows(run_dir)[0][0]["text"] for name, run_dir in runs.items()}
     for name, source in COPIES.items():
         aset.add(name, runs[source])
-    print("3/5 throughput ...", flush=True)
-    report["throughput"] = throughput(aset, texts, args.repeats)
-    report["server_throughput"] = [
-        server_load(aset, texts, batch=b, clients=8, per_client=4) for b in (16, 1)
-    ]
-    print("4/5 latency under load ...", flush=True)
-    report["latency"] = [
-        server_load(aset, texts, batch=b, clients=16, per_client=args.latency_requests) for b in (16, 1)
-    ]
-    print("5/5 memory ...", flush=True)
-    report["memory"] = memory(runs)
+    if "throughput" in parts:
+        print("throughput ...", flush=True)
+        report["throughput"] = throughput(aset, texts, args.repeats)
+    if "server" in parts:
+        print("through the server, latency under load ...", flush=True)
+        report["server_throughput"] = [
+            server_load(aset, texts, batch=b, clients=8, per_client=4) for b in (16, 1)
+        ]
+        report["latency"] = [
+            server_load(aset, texts, batch=b, clients=16, per_client=args.latency_requests) for b in (16, 1)
+        ]
+    if "memory" in parts:
+        print("memory ...", flush=True)
+        report["memory"] = memory(runs)
     report["wall_s"] = round(time.perf_counter() - started, 1)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "domains_cpu.json").write_text(json.dumps(report, indent=2) + "\n")
-    (RESULTS / "domains_cpu.md").write_text(render(report))
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / f"{args.label}.json").write_text(json.dumps(report, indent=2) + "\n")
+    (args.out / f"{args.label}.md").write_text(render(report))
     print(render(report))
 
 
@@ -317,12 +339,26 @@ def _machine(threads: int) -> dict[str, Any]:
 
 def render(r: dict[str, Any]) -> str:
     lines = [
-        "# Many domains, one base (CPU)",
+        f"# Many domains, one base ({r['machine'].get('device', 'cpu').upper()})",
         "",
         f"Command: `{r['command']}` ({r['wall_s']} s wall). Machine: {r['machine']}.",
         "",
     ]
-    lines += [
+    if "own_eval" in r:
+        lines += _scores_section(r)
+    if "router" in r:
+        lines += _router_section(r)
+    if "throughput" in r:
+        lines += _throughput_section(r)
+    if "latency" in r:
+        lines += _server_section(r)
+    if "memory" in r:
+        lines += _memory_section(r)
+    return "\n".join(lines) + "\n"
+
+
+def _scores_section(r: dict[str, Any]) -> list[str]:
+    lines = [
         "## Scores through the server against each adapter's own `eval`",
         "",
         "| adapter | test rows | eval macro-F1 | server macro-F1 | eval accuracy | server accuracy | equal |",
@@ -333,26 +369,33 @@ def render(r: dict[str, Any]) -> str:
         lines.append(
             f"| {name} | {own['n']} | {own['f1_macro']:.4f} | {srv['f1_macro']:.4f} | {own['accuracy']:.4f} | {srv['accuracy']:.4f} | {own == srv} |"
         )
-    if "router" in r:
-        config = r["router"]["config"]
-        lines += [
-            "",
-            f"## Router (`route build`, {r['router']['build_s']} s): chose **{config['chosen']}** on its held-out slice {config['held_out_accuracy']}",
-            "",
-        ]
-        lines += [
-            "| domain | test rows | routed right (direct) | routed right (server, model auto) | mark >= 0.98 |",
-            "|---|---|---|---|---|",
-        ]
-        for name in DOMAINS:
-            direct, srv = config["test_accuracy"][name], r["router"]["through_server"][name]
-            lines.append(
-                f"| {name} | {direct['rows']} | {direct['accuracy']:.4f} | {srv['routed_right']:.4f} | {direct['accuracy'] >= 0.98} |"
-            )
-        lines.append(
-            f"| all | {config['test_accuracy']['all']['rows']} | {config['test_accuracy']['all']['accuracy']:.4f} | | |"
-        )
+    return lines
+
+
+def _router_section(r: dict[str, Any]) -> list[str]:
+    config = r["router"]["config"]
+    lines = [
+        "",
+        f"## Router (`route build`, {r['router']['build_s']} s): chose **{config['chosen']}** on its held-out slice {config['held_out_accuracy']}",
+        "",
+    ]
     lines += [
+        "| domain | test rows | routed right (direct) | routed right (server, model auto) | mark >= 0.98 |",
+        "|---|---|---|---|---|",
+    ]
+    for name in DOMAINS:
+        direct, srv = config["test_accuracy"][name], r["router"]["through_server"][name]
+        lines.append(
+            f"| {name} | {direct['rows']} | {direct['accuracy']:.4f} | {srv['routed_right']:.4f} | {direct['accuracy'] >= 0.98} |"
+        )
+    lines.append(
+        f"| all | {config['test_accuracy']['all']['rows']} | {config['test_accuracy']['all']['accuracy']:.4f} | | |"
+    )
+    return lines
+
+
+def _throughput_section(r: dict[str, Any]) -> list[str]:
+    lines = [
         "",
         "## Mixed-adapter batch vs switching adapters per request (in process, 8 requests)",
         "",
@@ -363,7 +406,11 @@ def render(r: dict[str, Any]) -> str:
         lines.append(
             f"| {t['adapters']} | {t['mixed_req_s']} | {t['switching_req_s']} | {t['speedup_median']} {t['speedup_range']} | {t['same_outputs']} |"
         )
-    lines += [
+    return lines
+
+
+def _server_section(r: dict[str, Any]) -> list[str]:
+    lines = [
         "",
         "## Through the server (/v1/classify, 8 adapters loaded)",
         "",
@@ -378,7 +425,11 @@ def render(r: dict[str, Any]) -> str:
             lines.append(
                 f"| {label} | {s['max_batch_size']} | {s['requests']} | {s['p50_ms']} | {s['p95_ms']} | {s['req_s']} | {s['mean_batch']} |"
             )
-    lines += [
+    return lines
+
+
+def _memory_section(r: dict[str, Any]) -> list[str]:
+    lines = [
         "",
         "## Memory each adapter adds (tensor bytes held by the model)",
         "",
@@ -392,7 +443,7 @@ def render(r: dict[str, Any]) -> str:
             )
         else:
             lines.append(f"| {m['adapter']} | | | {m['total_bytes']:,} total | | | |")
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 if __name__ == "__main__":

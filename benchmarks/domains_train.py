@@ -10,6 +10,10 @@
 
 Baselines: majority and TF-IDF + logistic regression (the frozen probe and full fine-tuning are left out
 to save CPU). Samples are written under WORK/data (never into the repository); runs under WORK/runs.
+
+``--quick`` (the GPU bench's `domains` stage, where ../shared/data is absent): three adapters of the same
+names trained for a few steps each on the embedded quickstart data (seeds 1-3, no validation, no evaluation). They are fit
+only for measuring throughput (mixed batches vs switching), not scores.
 """
 
 from __future__ import annotations
@@ -74,6 +78,27 @@ def plans(data: Path) -> dict[str, tuple[Path, list[str]]]:
     }
 
 
+def quick_plans(steps: int) -> dict[str, tuple[Path, list[str]]]:
+    quickstart = REPO / "lora_adapt" / "examples" / "quickstart.yaml"
+    return {
+        name: (
+            quickstart,
+            [
+                f"name={name}",
+                f"training.max_steps={steps}",
+                "training.min_steps=0",
+                f"training.seed={seed}",
+                # nothing beyond torch, transformers, peft and trl: no scoring (scikit-learn) and no data
+                # cache (xxhash), which the lent GPU's image may lack
+                "data.split.validation=0",
+                "data.cache=false",
+                "evaluation.enabled=false",
+            ],
+        )
+        for seed, name in enumerate(("tickets", "sms", "bank"), start=1)
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -82,6 +107,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--only", nargs="*", default=None)
     parser.add_argument("--data-root", type=Path, default=None, help="the shared datasets folder")
+    parser.add_argument("--quick", action="store_true", help="throughput-only adapters (see above)")
+    parser.add_argument("--quick-steps", type=int, default=20)
     args = parser.parse_args()
     global SHARED
     SHARED = args.data_root or SHARED
@@ -94,10 +121,12 @@ def main() -> None:
     data = args.work / "data"
     data.mkdir(parents=True, exist_ok=True)
     timings = {}
-    for name, (path, overrides) in plans(data).items():
+    todo = quick_plans(args.quick_steps) if args.quick else plans(data)
+    for name, (path, overrides) in todo.items():
         if args.only and name not in args.only:
             continue
-        recipe = load_recipe(path, [*overrides, BASELINES, f"output.dir={args.work / 'runs'}"])
+        baselines = "evaluation.baselines=[]" if args.quick else BASELINES
+        recipe = load_recipe(path, [*overrides, baselines, f"output.dir={args.work / 'runs'}"])
         start = time.perf_counter()
         result = run(recipe, overwrite=True, echo=print)
         timings[name] = {

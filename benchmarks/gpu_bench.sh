@@ -5,7 +5,7 @@
 # dominates (128k vocabulary, 8k tokens), and the 8B job on an emulated 24 GB consumer card, in one go.
 #
 # Where:    a lent H200 (device tool) or any CUDA machine with the packages installed.
-# Command:  bash benchmarks/gpu_bench.sh              (STAGES="1b long 8b 8b24" by default; knobs below;
+# Command:  bash benchmarks/gpu_bench.sh              (STAGES="domains 1b long 8b 8b24" by default; knobs below;
 #           then the FSDP + QLoRA arm on 2 GPUs: FSDP_QLORA=0 skips it, STAGES=none runs it alone)
 #           On the lent H200, whose image lacks trl/bitsandbytes/datasets/pydantic/liger-kernel, first run
 #           `bash benchmarks/gpu_wheels.sh` HERE (it fills .whl/), then call the device tool with carry [".whl"].
@@ -14,16 +14,19 @@
 #           tests/test_gpu_bench.py runs it (pytest -m slow), so the first lent GPU produces the table in one try.
 # Output:   $OUT/gpu_*.md (readable tables) and $OUT/gpu_results.tar.gz (JSON + PNG + markdown + plans + logs);
 #           at most 8 files come back from $OUT, hence the archive.
-# Time:     not measured yet (written without a GPU). Estimated on an H200: stage 1b ~6 min, long ~3 min,
+# Stage domains: many adapters on one base (issue 11): one mixed-adapter batch of 8 requests against
+#           switching adapters per request, for 1, 2, 4 and 8 adapters (mark: >= 3x at 4), on three MiniLM
+#           adapters trained a few steps each on the embedded quickstart data (domains_train.py --quick).
+# Time:     not measured yet (written without a GPU). Estimated on an H200: stage domains ~2 min, 1b ~6 min, long ~3 min,
 #           8b ~4 min, 8b24 ~2 min, plus ~2 min materialising the 8B shape. Split STAGES across calls to fit
-#           10-minute runs. The dry run takes ~8 minutes on 2 shared CPU cores.
+#           10-minute runs. The dry run takes ~13 minutes on 2 shared CPU cores (stage domains alone: 5 min).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD
 DRY_RUN=${DRY_RUN:-0}
 OUT=${OUT:-$REPO/benchmarks/results}
 WORK=${WORK:-/tmp/lora-adapt-gpu-bench}
-STAGES=${STAGES:-"1b long 8b 8b24"}
+STAGES=${STAGES:-"domains 1b long 8b 8b24"}
 CARD=${CARD:-23.5GiB}  # a 24 GiB card (RTX 3090/4090) minus ~0.5 GiB the CUDA context takes outside torch's cap
 if [ "$DRY_RUN" = 1 ]; then
   # tiny shapes and lengths; every stage, arm and code path otherwise unchanged
@@ -107,6 +110,12 @@ plan() {  # plan RECIPE NAME BUDGET: the planner's verdict for the real shape (m
 
 for stage in $STAGES; do
   case $stage in
+    domains)  # issue 11's throughput mark: mixed-adapter batches vs switching, on the GPU
+      dev=cuda; [ "$DRY_RUN" = 1 ] && dev=cpu
+      { $PY benchmarks/domains_train.py --work "$WORK/domains" --quick ${THREADS[@]+"${THREADS[@]}"} > "$WORK/results/gpu_domains_train.log" 2>&1 \
+        && $PY benchmarks/domains_bench.py --work "$WORK/domains" --only throughput --device $dev --repeats "$((REPEATS * 5))" \
+          --label gpu_domains --out "$WORK/results" ${THREADS[@]+"${THREADS[@]}"} > "$WORK/results/gpu_domains.log" 2>&1 \
+        && cp "$WORK/results/gpu_domains.md" "$OUT/"; } || echo "!! bench gpu_domains failed (logs: gpu_domains*.log in the archive)" ;;
     1b)  # every arm, incl. the peers, packing and the loss paths, on a 1B shape at 1k tokens
       R=$(recipe gpu-llama-1b $SHAPE_1B $SEQ_1B 4 false)
       plan "$(recipe plan-llama-1b llama-1b 1024 4 false)" gpu_plan_llama-1b 139GiB

@@ -53,6 +53,10 @@ def test_gpu_bench_dry_run_measures_every_arm(tmp_path):
     for name in PLANS:  # the planner's verdicts for the real shapes
         plan = json.loads((work / "results" / f"{name}.json").read_text())
         assert plan["modes"], name
+    domains = json.loads((work / "results" / "gpu_domains.json").read_text())  # issue 11's mixed batches
+    assert [t["adapters"] for t in domains["throughput"]] == [1, 2, 4, 8]
+    assert all(t["same_outputs"] and t["speedup_median"] > 0 for t in domains["throughput"])
+    assert (out / "gpu_domains.md").is_file()
     with tarfile.open(out / "gpu_results.tar.gz") as archive:
         names = archive.getnames()
     assert any(n.endswith("gpu_llama-1b-8k.json") for n in names)
