@@ -11,7 +11,7 @@ sample lacks are left out and counted):
 - ``shipped``: recipes/tasks/<dataset>.yaml as written (as on main when run), with the baselines
   majority, TF-IDF + logistic regression and full fine-tuning (all parameters, same data and epochs,
   learning rate 0.1x);
-- ``bayes``: a TPE sweep with median pruning over learning rate, epochs (2-10, with
+- ``bayes``: a TPE sweep with median pruning over learning rate, epochs (2-8, with
   ``training.min_steps: 0`` so that a trial trains the epochs it draws), rank, alpha/rank and
   dropout, evaluating every 16 steps;
 - ``bayes_noprune``: the same sweep without pruning (the optimizer steps pruning saves);
@@ -42,7 +42,7 @@ RECIPES = REPO / "recipes" / "tasks"  # --recipes: read the shipped recipes from
 ARMS = ("shipped", "bayes", "bayes_noprune", "random", "grid")
 SPACE: dict[str, Any] = {
     "training.learning_rate": {"low": 2.0e-4, "high": 5.0e-3, "log": True},
-    "training.epochs": {"low": 2, "high": 10},
+    "training.epochs": {"low": 2, "high": 8},
     "adapter.rank": {"values": [4, 8, 16]},
     "adapter.alpha": {"values": [1, 2, 4], "relative_to": "adapter.rank"},
     "adapter.dropout": {"values": [0.0, 0.1, 0.2]},
