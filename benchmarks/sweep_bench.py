@@ -113,16 +113,14 @@ def base_recipe(dataset: str, data: Path, out: Path, name: str):
     )
 
 
-def run_shipped(dataset: str, data: Path, out: Path, echo) -> dict[str, Any]:
+def run_shipped(
+    dataset: str, data: Path, out: Path, echo, baselines=("majority", "tfidf_logreg", "full_finetune")
+) -> dict[str, Any]:
     from lora_adapt.pipeline import run
 
     recipe = base_recipe(dataset, data, out, f"{dataset}-shipped")
     recipe = recipe.model_copy(
-        update={
-            "evaluation": recipe.evaluation.model_copy(
-                update={"baselines": ("majority", "tfidf_logreg", "full_finetune")}
-            )
-        }
+        update={"evaluation": recipe.evaluation.model_copy(update={"baselines": tuple(baselines)})}
     )
     start = time.perf_counter()
     result = run(recipe, overwrite=True, echo=echo)
@@ -218,6 +216,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, default=Path("/tmp/sweep-bench"))
     parser.add_argument("--out", type=Path, default=RESULTS / "sweep_cpu")
     parser.add_argument("--render", action="store_true")
+    parser.add_argument(
+        "--shipped-baselines",
+        default="majority,tfidf_logreg,full_finetune",
+        help="baselines of the shipped arm (full fine-tuning costs about two LoRA runs)",
+    )
     parser.add_argument("--recipes", type=Path, default=RECIPES, help="folder of the shipped task recipes")
     args = parser.parse_args(argv)
     globals()["RECIPES"] = args.recipes.resolve()
@@ -242,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
         if not cached.is_file():
             echo(f"=== {arm} ({time.strftime('%H:%M:%S')})")
             result = (
-                run_shipped(args.dataset, data, work / "runs", echo)
+                run_shipped(args.dataset, data, work / "runs", echo, args.shipped_baselines.split(","))
                 if arm == "shipped"
                 else run_arm(arm, args.dataset, data, work / "runs", args.trials, echo)
             )
