@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from ..evaluation.systems import seeded_sample
 from .attribution import Attributor, Explanation, Head
 
 METHOD = (
@@ -38,7 +39,8 @@ def influential_words(
     validation: Sequence[dict[str, Any]] = (),
 ) -> dict[str, Any]:
     """``{"method", "rows", "max_abs_delta", "groups": [{"name", "words": [[w, score]], "tfidf": [[f, w]]}]}``."""
-    picked = _sample(len(rows), sample, seed)
+    picked = seeded_sample(len(rows), sample, seed)  # the rows `eval` would score at that cap
+    picked = list(range(len(rows))) if picked is None else picked
     head = attributor.head
     scores: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     deltas = []
@@ -66,12 +68,6 @@ def influential_words(
         "max_abs_delta": round(max(deltas, default=0.0), 6),
         "groups": groups,
     }
-
-
-def _sample(n: int, size: int, seed: int) -> list[int]:
-    if n <= size:
-        return list(range(n))
-    return sorted(np.random.default_rng(seed).choice(n, size, replace=False).tolist())
 
 
 def _explanations(attributor: Attributor, row: dict[str, Any]) -> list[Explanation]:
