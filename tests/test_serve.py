@@ -5,6 +5,7 @@ mixing adapters in one forward without cross-talk, and every bad request answere
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -332,6 +333,23 @@ def test_route_build_keeps_the_better_router_and_reports_accuracy_per_domain(rou
         and config["test_accuracy"]["binary"]["accuracy"] >= 0.9
     )
     assert "## Routing" in (router_run / "report.md").read_text()
+
+
+def test_the_router_keeps_its_training_rows_so_eval_reruns_it_after_the_build(router_run):
+    from lora_adapt import artifacts as A
+    from lora_adapt.rundir import read_run
+
+    kept = router_run.resolve() / "router_data.jsonl"
+    assert read_run(router_run).recipe.data.path == kept and kept.is_file()
+    data = A.read_json(router_run / "manifest.json")["data"]
+    assert list(data["files"]) == list(data["stats"]["file_formats"]) == [str(kept)]
+    records = [f for f in router_run.rglob("*") if f.suffix in (".json", ".yaml", ".md")]
+    assert not [f for f in records if "lora-adapt-route-" in f.read_text()]  # the temporary copy's path
+    labels = {json.loads(line)["label"] for line in kept.read_text().splitlines()}
+    assert labels == {"tickets", "binary"}
+    scored = cli("eval", str(router_run), "--split", "test")
+    assert scored.exit_code == 0, scored.output
+    assert "Traceback" not in scored.output
 
 
 def test_classify_mixes_heads_of_different_widths_and_auto_routes_by_text(domain_runs, router_run):

@@ -11,7 +11,7 @@ from typing import Any
 from .. import artifacts as A
 from ..errors import UsageError
 from ..rundir import AdapterInfo
-from .router import ROUTE_FILE, ROUTER_NAME, TFIDF_FILE, TfidfClassifier, routing_text
+from .router import ROUTE_FILE, ROUTER_DATA, ROUTER_NAME, TFIDF_FILE, TfidfClassifier, routing_text
 
 DEFAULT_THRESHOLD = 0.5
 """Below this top-domain probability a request goes to the fallback."""
@@ -81,20 +81,22 @@ def build_router(
     infos = {name: resolve_adapter(source, name=name) for name, source in sources.items()}
     texts = {name: domain_rows(info) for name, info in infos.items()}
     base = base or str(next(iter(infos.values())).base_model.get("name_or_path"))
+    kept = Path(out).resolve() / ROUTER_DATA  # the recorded data path: inside the router's run directory
+    recipe = recipe_from_dict(
+        router_recipe(Path(out), base, kept, epochs=epochs, seed=seed), source="route build"
+    )
     with tempfile.TemporaryDirectory(prefix="lora-adapt-route-") as tmp:
-        data = _write_training_rows(texts, Path(tmp) / "domains.jsonl", max_rows_per_domain, seed)
-        recipe = recipe_from_dict(
-            router_recipe(Path(out), base, data, epochs=epochs, seed=seed), source="route build"
-        )
+        data = _write_training_rows(texts, Path(tmp) / ROUTER_DATA, max_rows_per_domain, seed)
         counts = ", ".join(f"{n} {len(t.get('train', []))} rows" for n, t in texts.items())
         echo(f"training the router on {base}: {counts}")
-        result = run(recipe, overwrite=overwrite, echo=echo)
+        result = run(recipe, overwrite=overwrite, echo=echo, load=_reading_from(data, kept))
         assert result.run_dir is not None  # not a dry run
         run_dir = result.run_dir
-        held_out = _held_out_scores(result.metrics)
-        chosen = max(held_out, key=lambda k: (held_out[k], k == "lora"))
-        if chosen == "tfidf_logreg":
-            _save_tfidf(recipe, run_dir)
+        A.atomic_write_text(run_dir / ROUTER_DATA, data.read_text(encoding="utf-8"))
+    held_out = _held_out_scores(result.metrics)
+    chosen = max(held_out, key=lambda k: (held_out[k], k == "lora"))
+    if chosen == "tfidf_logreg":
+        _save_tfidf(recipe, run_dir)
     config = {
         "domains": list(infos),
         "adapters": {name: str(source) for name, source in sources.items()},
@@ -127,6 +129,24 @@ def _write_training_rows(
 
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
     return path
+
+
+def _reading_from(data: Path, kept: Path):
+    """The pipeline's loader, reading the router's rows from ``data`` (written before the run exists) while
+    the run records ``kept``, where they are copied once the run is written (so `eval` can rerun it)."""
+    from dataclasses import replace
+
+    from ..runtime import load_model_and_data
+
+    def load(recipe, runtime, echo):
+        reading = recipe.model_copy(update={"data": recipe.data.model_copy(update={"path": data})})
+        loaded, prepared = load_model_and_data(reading, runtime, echo)
+        stats = dict(prepared.stats)
+        for key in ("files", "file_formats"):  # keyed by the path read: record the kept one
+            stats[key] = {(str(kept) if k == str(data) else k): v for k, v in stats.get(key, {}).items()}
+        return loaded, replace(prepared, stats=stats)
+
+    return load
 
 
 def _held_out_scores(metrics: dict[str, Any]) -> dict[str, float]:

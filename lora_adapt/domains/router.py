@@ -6,7 +6,8 @@ classifier head on a base, scored beside majority and TF-IDF + logistic regressi
 that data (the router run's test split) - and keeps whichever scores best there. The router is a run
 directory plus ``route.json``: the chosen system, the threshold, the fallback, the scores on the
 held-out slice, and the routing accuracy on each adapter's *own* test split (data neither the router nor
-the choice saw). A TF-IDF router is stored as the rows it was fitted on and refitted when loaded
+the choice saw). The rows it was trained on are kept in the run (``router_data.jsonl``, its recipe's data),
+so `lora-adapt eval ROUTER_RUN` reruns like any run's. A TF-IDF router is stored as the rows it was fitted on and refitted when loaded
 (deterministic; no pickled objects are ever loaded).
 
 At serving time a request for ``auto`` goes to the router's top domain when its probability reaches the
@@ -25,6 +26,9 @@ from ..errors import UsageError
 
 ROUTE_FILE = "route.json"
 TFIDF_FILE = "router_tfidf.json"
+ROUTER_DATA = "router_data.jsonl"
+"""The router's training rows (each domain's texts, labelled with its name): its recipe's data, kept in
+its run directory so that `lora-adapt eval ROUTER_RUN` can rerun it."""
 ROUTER_NAME = "router"
 """The name of a LoRA router in the set it serves (it answers /v1/classify like any head adapter)."""
 
