@@ -472,3 +472,42 @@ def test_serve_refuses_a_router_whose_domains_or_fallback_are_not_served(domain_
     assert recorded.exit_code == 2 and "fallback" in recorded.output and "'gone'" in recorded.output
     threshold = cli("serve", *both, "--threshold", "1.5")
     assert threshold.exit_code == 2 and "--threshold" in threshold.output
+
+
+def test_serve_checks_the_router_before_loading_any_model(domain_runs, tmp_path, monkeypatch):
+    from lora_adapt import artifacts as A
+
+    loads: list[tuple] = []
+
+    def load(cls, *args, **kwargs):
+        loads.append(args)
+        raise RuntimeError("a model was loaded before the router was checked")
+
+    monkeypatch.setattr(AdapterSet, "load", classmethod(load))
+    tickets, binary = str(domain_runs["tickets"]), str(domain_runs["binary"])
+    both = ("--adapter", f"tickets={tickets}", "--adapter", f"binary={binary}")
+    router = tmp_path / "router"
+    router.mkdir()
+    missing = cli("serve", *both, "--router", str(router))
+    assert missing.exit_code == 2 and "is not a router" in missing.output and "route.json" in missing.output
+    (router / "route.json").write_text('{"domains": ["tickets", "binary"], "chosen": ')
+    corrupt = cli("serve", *both, "--router", str(router))
+    assert corrupt.exit_code == 2 and "route.json is damaged" in corrupt.output
+    assert "route build" in corrupt.output
+    config = {
+        "domains": ["tickets", "binary"],
+        "chosen": "tfidf_logreg",
+        "threshold": 0.5,
+        "fallback": "tickets",
+    }
+    A.atomic_write_json(router / "route.json", {**config, "chosen": "svm", "threshold": "high"})
+    malformed = cli("serve", *both, "--router", str(router))
+    assert malformed.exit_code == 2 and "`chosen` is 'svm'" in malformed.output
+    assert "`threshold` is 'high'" in malformed.output
+    A.atomic_write_json(router / "route.json", config)
+    unserved = cli("serve", "--adapter", f"tickets={tickets}", "--router", str(router))
+    assert unserved.exit_code == 2 and "'binary'" in unserved.output and "does not serve" in unserved.output
+    no_rows = cli("serve", *both, "--router", str(router))
+    assert no_rows.exit_code == 2 and "router_tfidf.json is damaged" in no_rows.output
+    assert all("Traceback" not in r.output for r in (missing, corrupt, malformed, unserved, no_rows))
+    assert loads == []

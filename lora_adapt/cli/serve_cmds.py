@@ -87,6 +87,9 @@ def serve(
     """Serve adapters on one base: OpenAI-compatible /v1/completions, /v1/chat/completions (streaming),
     /v1/models, plus /v1/classify for task adapters, admin load/unload and /health."""
     from ..domains.adapter_set import AdapterSet
+    from ..domains.router import check_router, load_router
+    from ..domains.tasks import task_kind
+    from ..modeling.adapted import resolve_adapter
     from ..quiet import quiet_libraries
     from ..recipe.serving import ServeSpec
     from ..serve import serve_forever
@@ -113,11 +116,14 @@ def serve(
     sources = named_sources(adapters)
     if not sources and not options.get("base"):
         raise UsageError("nothing to serve", hint="give --adapter NAME=SOURCE (and/or --base MODEL)")
+    infos = {name: resolve_adapter(source, name=name) for name, source in sources.items()}
+    if router is not None:  # all that can be checked before the base is loaded
+        check_router(
+            router, {n: task_kind(i).name for n, i in infos.items()}, threshold=threshold, fallback=fallback
+        )
     quiet_libraries()
-    aset = AdapterSet.load(sources, echo=lambda line: click.echo(line, err=True), **load_kwargs(options))
+    aset = AdapterSet.load(infos, echo=lambda line: click.echo(line, err=True), **load_kwargs(options))
     routing = None
     if router is not None:
-        from ..domains.router import load_router
-
         routing = load_router(router, aset, threshold=threshold, fallback=fallback)
     serve_forever(aset, settings, routing, echo=lambda line: click.echo(line, err=True))
