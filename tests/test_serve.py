@@ -511,3 +511,36 @@ def test_serve_checks_the_router_before_loading_any_model(domain_runs, tmp_path,
     assert no_rows.exit_code == 2 and "router_tfidf.json is damaged" in no_rows.output
     assert all("Traceback" not in r.output for r in (missing, corrupt, malformed, unserved, no_rows))
     assert loads == []
+
+
+def test_a_base_fallback_is_refused_for_a_router_whose_domains_do_not_generate(
+    domain_runs, router_run, tmp_path
+):
+    from lora_adapt import artifacts as A
+    from lora_adapt.domains.route_build import build_router
+    from lora_adapt.domains.router import check_router
+    from lora_adapt.errors import UsageError
+
+    built = A.read_json(router_run / "route.json")
+    assert built["fallback"] == "none"  # the default for heads: the top domain answers, marked uncertain
+    assert "the top domain answers, marked uncertain" in (router_run / "report.md").read_text()
+    tickets, binary = str(domain_runs["tickets"]), str(domain_runs["binary"])
+    out = tmp_path / "router"
+    with pytest.raises(UsageError) as refused:  # before anything is trained
+        build_router({"tickets": tickets, "binary": binary}, out, fallback="base", echo=lambda _: None)
+    assert "'base'" in refused.value.message and "/v1/classify" in refused.value.message
+    assert "--fallback none" in refused.value.hint and not out.exists()
+
+    out.mkdir()
+    A.atomic_write_json(out / "route.json", {**built, "fallback": "base"})  # as route build used to write
+    heads = ("--adapter", f"tickets={tickets}", "--adapter", f"binary={binary}")
+    served = cli("serve", *heads, "--router", str(out))
+    assert served.exit_code == 2 and "the router's fallback (its route.json) 'base'" in served.output
+    assert "--fallback none" in served.output and "Traceback" not in served.output
+    given = cli("serve", *heads, "--router", str(router_run), "--fallback", "base")
+    assert given.exit_code == 2 and "--fallback 'base'" in given.output
+    for kinds, fallback in (
+        ({"tickets": "single", "binary": "single"}, "none"),
+        ({"tickets": "single", "binary": "generation"}, "base"),
+    ):
+        assert check_router(router_run, kinds, fallback=fallback).fallback == fallback

@@ -11,6 +11,12 @@ from ..errors import UsageError
 from . import main
 from .domain_cmds import base_options, build_spec, load_kwargs
 
+FALLBACK_HELP = (
+    "Who answers an uncertain 'auto' request: an adapter NAME, 'base' (the base model: only for routers "
+    "with generative (sft) domains, as it never answers /v1/classify) or 'none' (the top domain answers, "
+    "marked uncertain)"
+)
+
 
 def named_sources(values: tuple[str, ...]) -> dict[str, str]:
     """NAME=SOURCE pairs (a bare SOURCE is named after its folder)."""
@@ -51,11 +57,7 @@ def named_sources(values: tuple[str, ...]) -> dict[str, str]:
     default=None,
     help="Router confidence below which 'auto' answers with the fallback [the router's].",
 )
-@click.option(
-    "--fallback",
-    default=None,
-    help="Adapter (or 'base') that answers uncertain 'auto' requests [the router's].",
-)
+@click.option("--fallback", default=None, help=FALLBACK_HELP + " [the router's].")
 @click.option("--host", default=None, help="Address to bind [127.0.0.1: this machine only].")
 @click.option("--port", type=int, default=None, help="Port [8000; 0 = any free port].")
 @click.option(

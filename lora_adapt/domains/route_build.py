@@ -11,7 +11,16 @@ from typing import Any
 from .. import artifacts as A
 from ..errors import UsageError
 from ..rundir import AdapterInfo
-from .router import ROUTE_FILE, ROUTER_DATA, ROUTER_NAME, TFIDF_FILE, TfidfClassifier, routing_text
+from .router import (
+    NO_FALLBACK,
+    ROUTE_FILE,
+    ROUTER_DATA,
+    ROUTER_NAME,
+    TFIDF_FILE,
+    TfidfClassifier,
+    check_fallback,
+    routing_text,
+)
 
 DEFAULT_THRESHOLD = 0.5
 """Below this top-domain probability a request goes to the fallback."""
@@ -64,7 +73,7 @@ def build_router(
     base: str | None = None,
     max_rows_per_domain: int | None = None,
     threshold: float = DEFAULT_THRESHOLD,
-    fallback: str = "base",
+    fallback: str | None = None,
     epochs: float = 2.0,
     seed: int = 42,
     overwrite: bool = False,
@@ -75,10 +84,15 @@ def build_router(
     from ..modeling.adapted import resolve_adapter
     from ..pipeline import run
     from ..recipe import recipe_from_dict
+    from .adapter_set import BASE
+    from .tasks import task_kind
 
     if len(sources) < 2:
         raise UsageError("a router needs at least two adapters", hint="--adapter NAME=RUN twice or more")
     infos = {name: resolve_adapter(source, name=name) for name, source in sources.items()}
+    kinds = {name: task_kind(info).name for name, info in infos.items()}
+    fallback = fallback or (BASE if "generation" in kinds.values() else NO_FALLBACK)
+    check_fallback(fallback, kinds)
     texts = {name: domain_rows(info) for name, info in infos.items()}
     base = base or str(next(iter(infos.values())).base_model.get("name_or_path"))
     kept = Path(out).resolve() / ROUTER_DATA  # the recorded data path: inside the router's run directory
@@ -200,6 +214,11 @@ def _append_report(run_dir: Path, config: dict[str, Any]) -> None:
     for name, score in config["test_accuracy"].items():
         if score:
             lines.append(f"| {name} | {score['rows']} | {score['accuracy']:.4f} |")
-    lines.append(f"\nThreshold {config['threshold']:g}; below it requests go to `{config['fallback']}`.")
+    below = (
+        "the top domain answers, marked uncertain (no fallback)"
+        if config["fallback"] == NO_FALLBACK
+        else f"requests go to `{config['fallback']}`"
+    )
+    lines.append(f"\nThreshold {config['threshold']:g}; below it {below}.")
     report = run_dir / A.REPORT
     A.atomic_write_text(report, report.read_text(encoding="utf-8") + "\n".join(lines) + "\n")

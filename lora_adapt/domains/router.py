@@ -11,7 +11,9 @@ so `lora-adapt eval ROUTER_RUN` reruns like any run's. A TF-IDF router is stored
 (deterministic; no pickled objects are ever loaded).
 
 At serving time a request for ``auto`` goes to the router's top domain when its probability reaches the
-threshold, else to the fallback (the base, or a named adapter); every answer says where it went and why.
+threshold, else to the fallback: a named adapter, the base (only for routers with generative (sft) domains:
+the base answers completions and chats, never /v1/classify) or ``none`` (the top domain answers, marked
+uncertain); every answer says where it went and why.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ ROUTER_DATA = "router_data.jsonl"
 its run directory so that `lora-adapt eval ROUTER_RUN` can rerun it."""
 CHOSEN = ("lora", "tfidf_logreg")
 """The systems a router can keep: its LoRA classifier head, or TF-IDF + logistic regression."""
+NO_FALLBACK = "none"
+"""The fallback of a router with none: an uncertain request is answered by its top domain, marked uncertain."""
 ROUTER_NAME = "router"
 """The name of a LoRA router in the set it serves (it answers /v1/classify like any head adapter)."""
 
@@ -123,7 +127,7 @@ class Router:
             return {"adapter": top, "confidence": confidence, "top": top, "reason": reason}
         if _serves(aset, self.fallback, serves):
             return {"adapter": self.fallback, "confidence": confidence, "top": top, "reason": reason}
-        if _serves(aset, top, serves):  # no usable fallback (a classifier set has no base answer)
+        if _serves(aset, top, serves):  # fallback none, or one that cannot answer here (base on classify)
             return {"adapter": top, "confidence": confidence, "top": top, "reason": reason + "; no fallback"}
         raise UsageError(f"model 'auto': no adapter here can answer (router chose {top!r}: {reason})")
 
@@ -259,12 +263,29 @@ def _check_served(
             f"(served: {names})",
             hint=f"serve every domain of the router under the name it was built with: {wanted}",
         )
-    if fallback != BASE and fallback not in served:
-        what = "--fallback" if given else f"the router's fallback (its {ROUTE_FILE})"
+    what = "--fallback" if given else f"the router's fallback (its {ROUTE_FILE})"
+    if fallback not in (BASE, NO_FALLBACK) and fallback not in served:
         raise UsageError(
             f"{what} {fallback!r} is not an adapter this server serves (served: {names})",
-            hint="give --fallback NAME of a served adapter, or --fallback base",
+            hint="give --fallback NAME of a served adapter, --fallback base or --fallback none",
         )
+    check_fallback(fallback, {name: served[name] for name in config["domains"]}, what)
+
+
+def check_fallback(fallback: str, domains: Mapping[str, str], what: str = "--fallback") -> None:
+    """Refuse ``base`` as the fallback of a router whose ``domains`` (name -> task kind name) all are task
+    adapters: their 'auto' requests come to /v1/classify, which the base model, which only generates, cannot
+    answer (a classifier base has no base answer at all)."""
+    from .adapter_set import BASE
+
+    if fallback != BASE or any(kind == "generation" for kind in domains.values()):
+        return
+    raise UsageError(
+        f"{what} 'base': the router's domains ({', '.join(domains)}) are task adapters, whose 'auto' "
+        "requests go to /v1/classify, where the base model has no answer (it only generates, for sft domains)",
+        hint=f"use --fallback {NO_FALLBACK} (an uncertain request is answered by its top domain, marked "
+        "uncertain) or --fallback NAME of a served task adapter",
+    )
 
 
 def _fits(aset, info) -> bool:
