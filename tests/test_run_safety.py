@@ -221,6 +221,56 @@ def test_checkpoint_with_a_truncated_file_after_its_marker_is_not_trusted(tmp_pa
     assert "optimizer.pt has" in checkpoint_problem(folder)
 
 
+def _checkpoint(folder: Path, step: int, files: tuple[str, ...]) -> Path:
+    """A checkpoint folder holding ``files`` as transformers writes them (trainer state for ``step``)."""
+    from safetensors.torch import save_file
+
+    path = folder / f"checkpoint-{step}"
+    path.mkdir(parents=True)
+    for name in files:
+        if name == "trainer_state.json":
+            (path / name).write_text(f'{{"global_step": {step}}}')
+        elif name.endswith(".safetensors"):
+            save_file({"w": torch.ones(4)}, str(path / name))
+        else:
+            torch.save({"state": torch.arange(64.0)}, path / name)
+    return path
+
+
+def test_an_unmarked_checkpoint_with_every_file_of_a_whole_save_is_set_aside_never_deleted(tmp_path):
+    from lora_adapt.training.checkpoints import last_complete_checkpoint, mark_complete
+
+    whole = (
+        "adapter_model.safetensors",
+        "training_args.bin",
+        "optimizer.pt",
+        "scheduler.pt",
+        "rng_state.pth",
+        "trainer_state.json",
+    )
+    folder = tmp_path / "checkpoints"
+    mark_complete(_checkpoint(folder, 2, whole), 2)
+    unmarked = _checkpoint(folder, 4, whole)  # stopped between transformers' save and our marker
+    _checkpoint(folder, 6, whole[:3])  # stopped mid-save: no optimizer state, no trainer state
+    damaged = _checkpoint(folder, 8, whole)
+    data = bytearray((damaged / "optimizer.pt").read_bytes())
+    data[data.index(torch.arange(64.0).numpy().tobytes()) + 100] ^= 0xFF  # in a tensor: sizes unchanged
+    (damaged / "optimizer.pt").write_bytes(bytes(data))
+    said: list[str] = []
+    assert last_complete_checkpoint(folder, said.append) == folder / "checkpoint-2"
+    assert sorted(p.name for p in folder.iterdir()) == ["checkpoint-2", "unmarked-checkpoint-4"]
+    assert sorted(p.name for p in (folder / "unmarked-checkpoint-4").iterdir()) == sorted(whole)
+    assert not unmarked.exists()
+    notes = "\n".join(said)
+    assert "checkpoint-8 is incomplete" in notes and "optimizer.pt fails its checksum" in notes
+    assert (
+        "checkpoint-6 is incomplete" in notes
+        and "scheduler.pt, trainer_state.json, rng_state.pth missing" in notes
+    )
+    assert "checkpoint-4 has every file of a whole save but no completeness marker" in notes
+    assert f"kept as {folder / 'unmarked-checkpoint-4'}" in notes and "not resumed from" in notes
+
+
 # --- a real full / read-only filesystem, where user namespaces allow mounting one ----------------------
 
 
