@@ -221,6 +221,39 @@ def test_checkpoint_with_a_truncated_file_after_its_marker_is_not_trusted(tmp_pa
     assert "optimizer.pt has" in checkpoint_problem(folder)
 
 
+def test_a_resume_without_a_record_of_its_recipe_is_refused_unless_unchecked_and_then_says_so(
+    tiny_llama_dir, tmp_path
+):
+    from lora_adapt.rundir_lock import RUN_START, record_resume, resumable_start, start_record
+
+    data = write_jsonl(tmp_path / "train.jsonl", instruction_rows(40))
+    path = sft_recipe(tmp_path, tiny_llama_dir, data, training={"max_steps": 6, "save_steps": 2})
+    stage = A.in_progress_dir(tmp_path / "runs" / "tiny")
+    (stage / A.CHECKPOINTS_DIR / "checkpoint-2").mkdir(parents=True)  # checkpoints, no run_start.json
+    refused = cli("run", str(path), "--resume")
+    assert refused.exit_code == 2, refused.output
+    assert (
+        "no record of the recipe its checkpoints were trained with" in refused.output
+        and RUN_START in refused.output
+    )
+    assert "--resume-unchecked" in refused.output and "--overwrite" in refused.output
+    assert not (stage / A.CHECKPOINTS_DIR / RUN_START).exists()  # no start invented
+
+    said: list[str] = []
+    recipe = load_recipe(path).model_dump(mode="json")
+    seed = resumable_start(stage, recipe, said.append, unchecked=True)
+    record = start_record(stage, recipe, {}, seed)
+    assert (
+        "recipe_unchecked" in A.read_json(stage / A.CHECKPOINTS_DIR / RUN_START) and "unchecked" in said[-1]
+    )
+    entry = record_resume(stage, record, stage / A.CHECKPOINTS_DIR / "checkpoint-2")["resumes"][-1]
+    assert entry["from_step"] == 2 and entry["recipe_checked"] is False
+
+    shutil.rmtree(stage / A.CHECKPOINTS_DIR)  # no checkpoint, no record: nothing to check, a true start
+    assert resumable_start(stage, recipe, said.append) is None and "training from the start" in said[-1]
+    assert "recipe_unchecked" not in start_record(stage, recipe, {}, None)
+
+
 def _checkpoint(folder: Path, step: int, files: tuple[str, ...]) -> Path:
     """A checkpoint folder holding ``files`` as transformers writes them (trainer state for ``step``)."""
     from safetensors.torch import save_file
