@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from . import artifacts as A
+from .artifacts import process_alive
 from .errors import LoraAdaptError, RunExistsError, RunLockedError, UsageError
 
 Echo = Callable[[str], None]
@@ -231,19 +232,6 @@ def _alive(holder: dict[str, Any]) -> bool:
     if holder.get("host") not in (None, socket.gethostname()):
         return False
     return process_alive(holder.get("pid"))
-
-
-def process_alive(pid: Any) -> bool:
-    """Whether a process with this pid runs on this machine (one we may not signal counts as running)."""
-    if not isinstance(pid, int):
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 # --- the output folder -----------------------------------------------------------------------------
