@@ -7,10 +7,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
+import socket
 import tempfile
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -125,13 +127,24 @@ def staged_dir(final: Path) -> Iterator[Path]:
 
 
 @contextmanager
-def staged_output(out_dir: Path, *, overwrite: bool, keep: Sequence[Path] = ()) -> Iterator[Path]:
-    """Yield a hidden sibling folder that becomes ``out_dir`` only if the block finishes; a failed
-    block leaves nothing behind (for outputs that cannot be resumed: merges, exports). ``out_dir`` is
-    checked first (:func:`check_output`): what it would replace must be an earlier output of ours."""
+def staged_output(
+    out_dir: Path,
+    *,
+    overwrite: bool,
+    keep: Sequence[Path] = (),
+    echo: Callable[[str], None] = lambda _: None,
+) -> Iterator[Path]:
+    """Yield a hidden sibling folder (``.<name>.<host>-<pid>-<random>.partial``) that becomes ``out_dir``
+    only if the block finishes; a failed block leaves nothing behind (for outputs that cannot be resumed:
+    merges, exports). One a killed process left is removed by the next call for the same ``out_dir``
+    (:func:`remove_stale_partials`, said through ``echo``). ``out_dir`` is checked first
+    (:func:`check_output`): what it would replace must be an earlier output of ours."""
+    for note in remove_stale_partials(Path(out_dir).resolve()):
+        echo(note)
     out_dir = check_output(out_dir, overwrite=overwrite, keep=keep)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.", suffix=".partial"))
+    prefix = f".{out_dir.name}.{_host_tag()}-{os.getpid()}-"
+    stage = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=prefix, suffix=PARTIAL_SUFFIX))
     stage.chmod(0o777 & ~current_umask())  # mkdtemp makes 0700
     try:
         yield stage
@@ -140,6 +153,46 @@ def staged_output(out_dir: Path, *, overwrite: bool, keep: Sequence[Path] = ()) 
         raise
     follow_umask(stage)
     replace_dir(stage, out_dir)
+
+
+PARTIAL_SUFFIX = ".partial"
+
+
+def remove_stale_partials(out_dir: Path) -> list[str]:
+    """Remove the staging folders of :func:`staged_output` for ``out_dir`` whose process is gone (killed
+    mid-write); one of a process still running, or made on another machine (a shared disk), is left. A
+    staging folder of an older lora-adapt (no owner in its name) is left and said: nothing tells whether
+    its writer still runs. Returns a note per folder."""
+    owner = r"(?:(?P<host>[0-9a-f]{8})-(?P<pid>\d+)-)?"  # absent in an older lora-adapt's
+    pattern = re.compile(rf"^\.{re.escape(out_dir.name)}\.{owner}[a-z0-9_]+{re.escape(PARTIAL_SUFFIX)}$")
+    notes = []
+    for path in _siblings(out_dir):
+        match = pattern.match(path.name)
+        if match is None or not path.is_dir() or path.is_symlink():
+            continue
+        if match["pid"] is None:
+            notes.append(
+                f"note: {path} is an unfinished output of an older lora-adapt, left in place: delete it "
+                f"unless a merge, export or compose into {out_dir.name} is still running"
+            )
+        elif match["host"] == _host_tag() and not _other_process_alive(int(match["pid"])):
+            shutil.rmtree(path, ignore_errors=True)
+            notes.append(
+                f"note: removed {path}, left by an earlier command that was stopped (process {match['pid']})"
+            )
+    return notes
+
+
+def _host_tag() -> str:
+    """This machine, in 8 hex digits (a staging folder's owner is a process on one machine)."""
+    return hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+
+
+def _siblings(path: Path) -> list[Path]:
+    try:
+        return list(path.parent.iterdir())
+    except OSError:
+        return []
 
 
 def check_output(out_dir: Path, *, overwrite: bool, keep: Sequence[Path] = ()) -> Path:
@@ -203,13 +256,9 @@ def recover_replaced(final: Path) -> str | None:
 
 def _replaced_asides(final: Path) -> list[Path]:
     prefix = f".{final.name}."
-    try:
-        entries = list(final.parent.iterdir())
-    except OSError:
-        return []
     return [
         p
-        for p in entries
+        for p in _siblings(final)
         if p.name.startswith(prefix) and p.name.endswith(REPLACED_SUFFIX) and _stamp(p) is not None
     ]
 
@@ -224,13 +273,22 @@ def _stamp(aside: Path) -> tuple[int, int] | None:
 def _writer_alive(aside: Path) -> bool:
     """The process that renamed ``aside`` is another one still running (its replace may be under way)."""
     pid = (_stamp(aside) or (0, 0))[1]
-    if pid in (0, os.getpid()):
+    return pid != 0 and _other_process_alive(pid)
+
+
+def _other_process_alive(pid: int) -> bool:
+    return pid != os.getpid() and process_alive(pid)
+
+
+def process_alive(pid: Any) -> bool:
+    """Whether a process with this pid runs on this machine (one we may not signal counts as running)."""
+    if not isinstance(pid, int):
         return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except OSError:  # exists, owned by someone else
+    except PermissionError:
         return True
     return True
 

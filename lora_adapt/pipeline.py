@@ -45,6 +45,7 @@ def run(
     recipe: Recipe,
     *,
     resume: bool = False,
+    resume_unchecked: bool = False,
     dry_run: bool = False,
     overwrite: bool | None = None,
     callbacks: Sequence[Any] = (),
@@ -64,7 +65,10 @@ def run(
     (a sweep passes one that reuses them across trials). ``score_split="validation"`` scores the
     validation split instead of the test split, without baselines or explanations, and leaves the test
     split untouched (a sweep's trials choose on it). ``watch`` names validation metrics the caller reads
-    at each evaluation (``callbacks`` see them in ``on_evaluate``)."""
+    at each evaluation (``callbacks`` see them in ``on_evaluate``). ``resume_unchecked`` resumes even an
+    interrupted run whose checkpoints have no record of their recipe (refused with ``resume`` alone); the
+    record and the manifest's resume entry then say the recipe was not checked."""
+    resume = resume or resume_unchecked
     runtime = resolve_runtime(recipe)
     ranks = _join(recipe, runtime, echo)
     echo = ranks.main_echo(echo)
@@ -80,7 +84,9 @@ def run(
         started = (
             ranks.main_first(
                 "checking the resumed recipe",
-                lambda: resumable_start(claim.stage, recipe.model_dump(mode="json"), echo),
+                lambda: resumable_start(
+                    claim.stage, recipe.model_dump(mode="json"), echo, unchecked=resume_unchecked
+                ),
             )
             if claim.resuming
             else None
@@ -498,7 +504,7 @@ def _write_run(
     loaded.tokenizer.save_pretrained(adapter_dir)
     check_adapter_weights(adapter_dir)
     manifest = _manifest(recipe, runtime, loaded, prepared, model, timings)
-    manifest["resumes"] = resumes  # each: {from_step, checkpoint, utc}; empty when trained in one go
+    manifest["resumes"] = resumes  # each: {from_step, checkpoint, utc[, recipe_checked: false]}; [] in one go
     resolved = dump_recipe(recipe)
     manifest["recipe_sha256"] = A.sha256_text(resolved)
     record = adapter_record(

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from . import artifacts as A
+from .artifacts import process_alive
 from .errors import LoraAdaptError, RunExistsError, RunLockedError, UsageError
 
 Echo = Callable[[str], None]
@@ -233,19 +234,6 @@ def _alive(holder: dict[str, Any]) -> bool:
     return process_alive(holder.get("pid"))
 
 
-def process_alive(pid: Any) -> bool:
-    """Whether a process with this pid runs on this machine (one we may not signal counts as running)."""
-    if not isinstance(pid, int):
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 # --- the output folder -----------------------------------------------------------------------------
 
 
@@ -282,17 +270,21 @@ def _unwritable(folder: Path, exc: OSError, origin: str) -> LoraAdaptError:
 # when the run finishes): the recipe and data a resume must match, and every resume so far.
 
 RUN_START = "run_start.json"
+UNCHECKED = "recipe_unchecked"
+"""Key of a start record written by a resume that had no record to check its recipe against (--resume-unchecked)."""
 
 
-def resumable_start(stage: Path, recipe: dict[str, Any], echo: Echo) -> dict[str, Any] | None:
+def resumable_start(
+    stage: Path, recipe: dict[str, Any], echo: Echo, *, unchecked: bool = False
+) -> dict[str, Any] | None:
     """The interrupted run's start record, checked against ``recipe`` (resolved, as JSON data): a change to
-    anything that affects training is refused, naming each key."""
+    anything that affects training is refused, naming each key. Checkpoints without a record are refused
+    too (nothing says what recipe they were trained with), unless ``unchecked``: the new record then says so."""
     from .recipe.resume import describe_changes, training_changes
 
     started = read_start(stage)
     if started is None:
-        echo(f"note: {stage} holds no record of its recipe, so changes to it cannot be checked")
-        return None
+        return _unrecorded_start(stage, echo, unchecked=unchecked)
     changes = training_changes(started["recipe"], recipe)
     if changes:
         raise UsageError(
@@ -305,12 +297,36 @@ def resumable_start(stage: Path, recipe: dict[str, Any], echo: Echo) -> dict[str
     return started
 
 
+def _unrecorded_start(stage: Path, echo: Echo, *, unchecked: bool) -> dict[str, Any] | None:
+    """A resume with no start record: nothing to check when there is no checkpoint either (training starts
+    over, and its record will be a true start); else refused, or with ``unchecked`` the seed of a record
+    marked unchecked."""
+    record = stage / A.CHECKPOINTS_DIR / RUN_START
+    folder = stage / A.CHECKPOINTS_DIR
+    if not (folder.is_dir() and any(p.is_dir() for p in folder.glob("checkpoint-*"))):
+        echo(f"note: {stage} holds no checkpoint and no record of its recipe; training from the start")
+        return None
+    why = f"{record} is missing or unreadable"
+    if not unchecked:
+        raise UsageError(
+            f"--resume: the interrupted run at {stage} ({describe_checkpoints(folder)}) has no record of the "
+            f"recipe its checkpoints were trained with ({why}), so a change to it cannot be refused",
+            hint="pass --overwrite to start over, or --resume-unchecked to continue it with this recipe "
+            "unchecked (the run records that it was not checked)",
+        )
+    echo(f"note: resuming without checking the recipe ({why}; --resume-unchecked): recorded as unchecked")
+    return {UNCHECKED: f"no record of the recipe the checkpoints were trained with at a resume ({why})"}
+
+
 def start_record(
     stage: Path, recipe: dict[str, Any], data_files: dict[str, str], started: dict[str, Any] | None
 ) -> dict[str, Any]:
-    """The interrupted run's record when resuming (its data files checked), else a new one."""
-    if started is None:
-        return _write_start(stage, {"recipe": recipe, "data_files": data_files, "resumes": []})
+    """The interrupted run's record when resuming (its data files checked), else a new one (marked
+    unchecked when ``started`` is the seed of :func:`resumable_start` for an unchecked resume)."""
+    if started is None or "recipe" not in started:
+        return _write_start(
+            stage, {**(started or {}), "recipe": recipe, "data_files": data_files, "resumes": []}
+        )
     before = started.get("data_files") or {}
     changed = sorted(f for f in {*data_files, *before} if data_files.get(f) != before.get(f))
     if changed:
@@ -324,10 +340,10 @@ def start_record(
 def record_resume(stage: Path, record: dict[str, Any], checkpoint: Path) -> dict[str, Any]:
     """Append this resume (from ``checkpoint-N``) to the record."""
     step = int(checkpoint.name.rsplit("-", 1)[-1])
-    resumes = [
-        *record.get("resumes", []),
-        {"from_step": step, "checkpoint": checkpoint.name, "utc": utc_now()},
-    ]
+    entry: dict[str, Any] = {"from_step": step, "checkpoint": checkpoint.name, "utc": utc_now()}
+    if UNCHECKED in record and not record.get("resumes"):
+        entry["recipe_checked"] = False  # the resume that found no record: its recipe became the record
+    resumes = [*record.get("resumes", []), entry]
     return _write_start(stage, {**record, "resumes": resumes})
 
 

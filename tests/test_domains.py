@@ -121,6 +121,17 @@ def test_predict_refuses_generation_options_an_adapter_would_ignore(domain_runs)
     assert answer.exit_code == 2 and "evaluation.max_new_tokens" in answer.output
 
 
+def test_predict_refuses_top_labels_for_an_adapter_without_label_probabilities(domain_runs):
+    for name, kind in (("chat", "generation"), ("answer", "answer"), ("tags", "tagging")):
+        refused = cli("predict", str(domain_runs[name]), "--text", "John flew", "--top-labels", "3")
+        assert refused.exit_code == 2, refused.output
+        assert f"--top-labels: {name!r} is a {kind} adapter" in refused.output
+        assert "classifier and relation heads" in refused.output and "Traceback" not in refused.output
+    head = cli("predict", str(domain_runs["tickets"]), "--text", TEXTS[0], "--top-labels", "1")
+    assert head.exit_code == 0, head.output
+    assert len(json.loads(head.output.splitlines()[-1])["prediction"]["probabilities"]) == 1
+
+
 def test_predict_out_follows_the_umask_and_is_whole_or_untouched(tmp_path):
     import os
 

@@ -321,3 +321,48 @@ def test_vllm_export_flags_dora_rank_and_modules_to_save(tmp_path, tiny_llama_di
     assert (
         "rank" not in {i["check"] for i in declared["issues"]} and "--max-lora-rank 512" in declared["serve"]
     )
+
+
+KILLED_MID_WRITE = """
+import os, signal, sys
+from pathlib import Path
+from lora_adapt import artifacts as A
+
+with A.staged_output(Path(sys.argv[1]), overwrite=False) as stage:
+    (stage / "adapter_model.safetensors").write_bytes(b"half")
+    os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_the_next_export_removes_the_partial_folder_a_killed_one_left_and_only_that(llama_run, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "peft"
+    repo = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(repo), os.environ.get("PYTHONPATH", "")])}
+    killed = subprocess.run([sys.executable, "-c", KILLED_MID_WRITE, str(out)], env=env, capture_output=True)
+    assert killed.returncode == -9, killed.stderr
+    (left,) = [p for p in tmp_path.iterdir() if p.name.endswith(".partial")]
+    result = invoke("export", llama_run, "--target", "peft", "--out", out)
+    assert result.exit_code == 0, result.output
+    assert not left.exists() and (out / A.ADAPTER_WEIGHTS).is_file()
+    owner = left.name.removeprefix(".peft.").split("-")  # .peft.<host>-<pid>-<random>.partial
+    here, dead = owner[0], int(owner[1])
+    assert f"removed {left}, left by an earlier command that was stopped (process {dead})" in result.output
+
+    kept = [
+        tmp_path / f".peft.{here}-{os.getppid()}-abcd1234.partial",  # a process still running here
+        tmp_path
+        / f".peft.{'0' * 8 if here != '0' * 8 else '1' * 8}-{dead}-abcd1234.partial",  # another machine
+        tmp_path / f".peft2.{here}-{dead}-abcd1234.partial",  # another target
+        tmp_path / ".peft.k3j4h5g6.partial",  # an older lora-adapt's: no owner in its name
+    ]
+    for folder in kept:
+        folder.mkdir()
+    again = invoke("export", llama_run, "--target", "peft", "--out", out, "--overwrite")
+    assert again.exit_code == 0, again.output
+    assert f"{kept[3]} is an unfinished output of an older lora-adapt, left in place" in again.output
+    assert "removed" not in again.output and all(folder.is_dir() for folder in kept)
+    assert sorted(p for p in tmp_path.iterdir() if p.name.endswith(".partial")) == sorted(kept)

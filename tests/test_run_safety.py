@@ -221,6 +221,89 @@ def test_checkpoint_with_a_truncated_file_after_its_marker_is_not_trusted(tmp_pa
     assert "optimizer.pt has" in checkpoint_problem(folder)
 
 
+def test_a_resume_without_a_record_of_its_recipe_is_refused_unless_unchecked_and_then_says_so(
+    tiny_llama_dir, tmp_path
+):
+    from lora_adapt.rundir_lock import RUN_START, record_resume, resumable_start, start_record
+
+    data = write_jsonl(tmp_path / "train.jsonl", instruction_rows(40))
+    path = sft_recipe(tmp_path, tiny_llama_dir, data, training={"max_steps": 6, "save_steps": 2})
+    stage = A.in_progress_dir(tmp_path / "runs" / "tiny")
+    (stage / A.CHECKPOINTS_DIR / "checkpoint-2").mkdir(parents=True)  # checkpoints, no run_start.json
+    refused = cli("run", str(path), "--resume")
+    assert refused.exit_code == 2, refused.output
+    assert (
+        "no record of the recipe its checkpoints were trained with" in refused.output
+        and RUN_START in refused.output
+    )
+    assert "--resume-unchecked" in refused.output and "--overwrite" in refused.output
+    assert not (stage / A.CHECKPOINTS_DIR / RUN_START).exists()  # no start invented
+
+    said: list[str] = []
+    recipe = load_recipe(path).model_dump(mode="json")
+    seed = resumable_start(stage, recipe, said.append, unchecked=True)
+    record = start_record(stage, recipe, {}, seed)
+    assert (
+        "recipe_unchecked" in A.read_json(stage / A.CHECKPOINTS_DIR / RUN_START) and "unchecked" in said[-1]
+    )
+    entry = record_resume(stage, record, stage / A.CHECKPOINTS_DIR / "checkpoint-2")["resumes"][-1]
+    assert entry["from_step"] == 2 and entry["recipe_checked"] is False
+
+    shutil.rmtree(stage / A.CHECKPOINTS_DIR)  # no checkpoint, no record: nothing to check, a true start
+    assert resumable_start(stage, recipe, said.append) is None and "training from the start" in said[-1]
+    assert "recipe_unchecked" not in start_record(stage, recipe, {}, None)
+
+
+def _checkpoint(folder: Path, step: int, files: tuple[str, ...]) -> Path:
+    """A checkpoint folder holding ``files`` as transformers writes them (trainer state for ``step``)."""
+    from safetensors.torch import save_file
+
+    path = folder / f"checkpoint-{step}"
+    path.mkdir(parents=True)
+    for name in files:
+        if name == "trainer_state.json":
+            (path / name).write_text(f'{{"global_step": {step}}}')
+        elif name.endswith(".safetensors"):
+            save_file({"w": torch.ones(4)}, str(path / name))
+        else:
+            torch.save({"state": torch.arange(64.0)}, path / name)
+    return path
+
+
+def test_an_unmarked_checkpoint_with_every_file_of_a_whole_save_is_set_aside_never_deleted(tmp_path):
+    from lora_adapt.training.checkpoints import last_complete_checkpoint, mark_complete
+
+    whole = (
+        "adapter_model.safetensors",
+        "training_args.bin",
+        "optimizer.pt",
+        "scheduler.pt",
+        "rng_state.pth",
+        "trainer_state.json",
+    )
+    folder = tmp_path / "checkpoints"
+    mark_complete(_checkpoint(folder, 2, whole), 2)
+    unmarked = _checkpoint(folder, 4, whole)  # stopped between transformers' save and our marker
+    _checkpoint(folder, 6, whole[:3])  # stopped mid-save: no optimizer state, no trainer state
+    damaged = _checkpoint(folder, 8, whole)
+    data = bytearray((damaged / "optimizer.pt").read_bytes())
+    data[data.index(torch.arange(64.0).numpy().tobytes()) + 100] ^= 0xFF  # in a tensor: sizes unchanged
+    (damaged / "optimizer.pt").write_bytes(bytes(data))
+    said: list[str] = []
+    assert last_complete_checkpoint(folder, said.append) == folder / "checkpoint-2"
+    assert sorted(p.name for p in folder.iterdir()) == ["checkpoint-2", "unmarked-checkpoint-4"]
+    assert sorted(p.name for p in (folder / "unmarked-checkpoint-4").iterdir()) == sorted(whole)
+    assert not unmarked.exists()
+    notes = "\n".join(said)
+    assert "checkpoint-8 is incomplete" in notes and "optimizer.pt fails its checksum" in notes
+    assert (
+        "checkpoint-6 is incomplete" in notes
+        and "scheduler.pt, trainer_state.json, rng_state.pth missing" in notes
+    )
+    assert "checkpoint-4 has every file of a whole save but no completeness marker" in notes
+    assert f"kept as {folder / 'unmarked-checkpoint-4'}" in notes and "not resumed from" in notes
+
+
 # --- a real full / read-only filesystem, where user namespaces allow mounting one ----------------------
 
 

@@ -5,6 +5,7 @@ mixing adapters in one forward without cross-talk, and every bad request answere
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -334,6 +335,23 @@ def test_route_build_keeps_the_better_router_and_reports_accuracy_per_domain(rou
     assert "## Routing" in (router_run / "report.md").read_text()
 
 
+def test_the_router_keeps_its_training_rows_so_eval_reruns_it_after_the_build(router_run):
+    from lora_adapt import artifacts as A
+    from lora_adapt.rundir import read_run
+
+    kept = router_run.resolve() / "router_data.jsonl"
+    assert read_run(router_run).recipe.data.path == kept and kept.is_file()
+    data = A.read_json(router_run / "manifest.json")["data"]
+    assert list(data["files"]) == list(data["stats"]["file_formats"]) == [str(kept)]
+    records = [f for f in router_run.rglob("*") if f.suffix in (".json", ".yaml", ".md")]
+    assert not [f for f in records if "lora-adapt-route-" in f.read_text()]  # the temporary copy's path
+    labels = {json.loads(line)["label"] for line in kept.read_text().splitlines()}
+    assert labels == {"tickets", "binary"}
+    scored = cli("eval", str(router_run), "--split", "test")
+    assert scored.exit_code == 0, scored.output
+    assert "Traceback" not in scored.output
+
+
 def test_classify_mixes_heads_of_different_widths_and_auto_routes_by_text(domain_runs, router_run):
     from lora_adapt.domains.router import load_router
 
@@ -454,3 +472,75 @@ def test_serve_refuses_a_router_whose_domains_or_fallback_are_not_served(domain_
     assert recorded.exit_code == 2 and "fallback" in recorded.output and "'gone'" in recorded.output
     threshold = cli("serve", *both, "--threshold", "1.5")
     assert threshold.exit_code == 2 and "--threshold" in threshold.output
+
+
+def test_serve_checks_the_router_before_loading_any_model(domain_runs, tmp_path, monkeypatch):
+    from lora_adapt import artifacts as A
+
+    loads: list[tuple] = []
+
+    def load(cls, *args, **kwargs):
+        loads.append(args)
+        raise RuntimeError("a model was loaded before the router was checked")
+
+    monkeypatch.setattr(AdapterSet, "load", classmethod(load))
+    tickets, binary = str(domain_runs["tickets"]), str(domain_runs["binary"])
+    both = ("--adapter", f"tickets={tickets}", "--adapter", f"binary={binary}")
+    router = tmp_path / "router"
+    router.mkdir()
+    missing = cli("serve", *both, "--router", str(router))
+    assert missing.exit_code == 2 and "is not a router" in missing.output and "route.json" in missing.output
+    (router / "route.json").write_text('{"domains": ["tickets", "binary"], "chosen": ')
+    corrupt = cli("serve", *both, "--router", str(router))
+    assert corrupt.exit_code == 2 and "route.json is damaged" in corrupt.output
+    assert "route build" in corrupt.output
+    config = {
+        "domains": ["tickets", "binary"],
+        "chosen": "tfidf_logreg",
+        "threshold": 0.5,
+        "fallback": "tickets",
+    }
+    A.atomic_write_json(router / "route.json", {**config, "chosen": "svm", "threshold": "high"})
+    malformed = cli("serve", *both, "--router", str(router))
+    assert malformed.exit_code == 2 and "`chosen` is 'svm'" in malformed.output
+    assert "`threshold` is 'high'" in malformed.output
+    A.atomic_write_json(router / "route.json", config)
+    unserved = cli("serve", "--adapter", f"tickets={tickets}", "--router", str(router))
+    assert unserved.exit_code == 2 and "'binary'" in unserved.output and "does not serve" in unserved.output
+    no_rows = cli("serve", *both, "--router", str(router))
+    assert no_rows.exit_code == 2 and "router_tfidf.json is damaged" in no_rows.output
+    assert all("Traceback" not in r.output for r in (missing, corrupt, malformed, unserved, no_rows))
+    assert loads == []
+
+
+def test_a_base_fallback_is_refused_for_a_router_whose_domains_do_not_generate(
+    domain_runs, router_run, tmp_path
+):
+    from lora_adapt import artifacts as A
+    from lora_adapt.domains.route_build import build_router
+    from lora_adapt.domains.router import check_router
+    from lora_adapt.errors import UsageError
+
+    built = A.read_json(router_run / "route.json")
+    assert built["fallback"] == "none"  # the default for heads: the top domain answers, marked uncertain
+    assert "the top domain answers, marked uncertain" in (router_run / "report.md").read_text()
+    tickets, binary = str(domain_runs["tickets"]), str(domain_runs["binary"])
+    out = tmp_path / "router"
+    with pytest.raises(UsageError) as refused:  # before anything is trained
+        build_router({"tickets": tickets, "binary": binary}, out, fallback="base", echo=lambda _: None)
+    assert "'base'" in refused.value.message and "/v1/classify" in refused.value.message
+    assert "--fallback none" in refused.value.hint and not out.exists()
+
+    out.mkdir()
+    A.atomic_write_json(out / "route.json", {**built, "fallback": "base"})  # as route build used to write
+    heads = ("--adapter", f"tickets={tickets}", "--adapter", f"binary={binary}")
+    served = cli("serve", *heads, "--router", str(out))
+    assert served.exit_code == 2 and "the router's fallback (its route.json) 'base'" in served.output
+    assert "--fallback none" in served.output and "Traceback" not in served.output
+    given = cli("serve", *heads, "--router", str(router_run), "--fallback", "base")
+    assert given.exit_code == 2 and "--fallback 'base'" in given.output
+    for kinds, fallback in (
+        ({"tickets": "single", "binary": "single"}, "none"),
+        ({"tickets": "single", "binary": "generation"}, "base"),
+    ):
+        assert check_router(router_run, kinds, fallback=fallback).fallback == fallback

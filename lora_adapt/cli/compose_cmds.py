@@ -12,7 +12,7 @@ from ..domains.compose import METHODS  # torch-free: --help stays light
 from ..errors import UsageError
 from . import main
 from .domain_cmds import base_options, load_kwargs
-from .serve_cmds import named_sources
+from .serve_cmds import FALLBACK_HELP, named_sources
 
 
 def parse_weights(values: tuple[str, ...]) -> list[float] | None:
@@ -127,7 +127,9 @@ def route() -> None:
     help="Below this confidence, answer with --fallback.",
 )
 @click.option(
-    "--fallback", default="base", show_default=True, help="Adapter (or 'base') for uncertain requests."
+    "--fallback",
+    default=None,
+    help=FALLBACK_HELP + " [base when a domain is an sft adapter, else none].",
 )
 @click.option("--epochs", type=float, default=2.0, show_default=True)
 @click.option(

@@ -107,6 +107,18 @@ def check_generation_options(kind, name: str, options: dict[str, Any]) -> None:
         )
 
 
+def check_top_labels(kind, name: str, top_labels: int | None) -> None:
+    """Refuse --top-labels for an adapter that gives no label probabilities (it would be ignored)."""
+    if top_labels is None or kind.ranks_labels:
+        return
+    raise UsageError(
+        f"--top-labels: {name!r} is a {kind.name} adapter: it gives no label probabilities, so "
+        "--top-labels would be ignored",
+        hint="drop --top-labels; it is for classifier and relation heads (single- and multi-label), the "
+        "generation options are for adapters that generate",
+    )
+
+
 def load_kwargs(options: dict[str, Any]) -> dict[str, Any]:
     """AdapterSet.load keywords from base_options values."""
     from ..recipe.schema import QuantizationSpec
@@ -145,9 +157,8 @@ def adapter_name(source: str) -> str:
 @click.option(
     "--top-labels",
     type=click.IntRange(min=0),
-    default=5,
-    show_default=True,
-    help="Label probabilities per input (0 = all).",
+    default=None,
+    help="Label probabilities per input, for classifier and relation heads (0 = all) [5].",
 )
 @base_options
 @generation_options
@@ -162,7 +173,7 @@ def predict(
     row plus "prediction"."""
     from ..domains.adapter_set import AdapterSet
     from ..domains.predict import predict_rows, read_inputs, write_jsonl
-    from ..domains.tasks import task_kind
+    from ..domains.tasks import DEFAULT_TOP_K, task_kind
     from ..modeling.adapted import resolve_adapter
     from ..quiet import quiet_libraries
 
@@ -176,7 +187,9 @@ def predict(
     quiet_libraries()
     name = adapter_name(source)
     adapter = resolve_adapter(source, name=name)
-    check_generation_options(task_kind(adapter), name, options)
+    kind = task_kind(adapter)
+    check_generation_options(kind, name, options)
+    check_top_labels(kind, name, options["top_labels"])
     aset = AdapterSet.load({name: adapter}, **load_kwargs(options))
     member = aset[name]
     info = member.info
@@ -190,7 +203,7 @@ def predict(
         rows,
         generation=generation,
         batch_size=options["batch_size"],
-        top_k=options["top_labels"],
+        top_k=DEFAULT_TOP_K if options["top_labels"] is None else options["top_labels"],
         echo=lambda line: click.echo(line, err=True),
     )
     if out is None:

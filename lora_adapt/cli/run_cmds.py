@@ -28,6 +28,12 @@ SET_HELP = "Override a recipe value, e.g. --set training.learning_rate=1e-4 (rep
     "what does not affect training).",
 )
 @click.option(
+    "--resume-unchecked",
+    is_flag=True,
+    help="--resume an interrupted run whose checkpoints have no record of their recipe (run_start.json), "
+    "which --resume refuses: this recipe is used unchecked, and the run records that.",
+)
+@click.option(
     "--dry-run", is_flag=True, help="Load the model and data, report what would happen, write nothing."
 )
 @click.option(
@@ -49,6 +55,7 @@ def run(
     overrides: tuple[str, ...],
     output_dir: Path | None,
     resume: bool,
+    resume_unchecked: bool,
     dry_run: bool,
     overwrite: bool | None,
     num_processes: int | None,
@@ -58,11 +65,19 @@ def run(
     if output_dir is not None:  # the same as --set output.dir=..., resolved against the working directory
         r = r.model_copy(update={"output": r.output.model_copy(update={"dir": output_dir.resolve()})})
     if num_processes is not None and num_processes > 1:
-        args = _worker_args(recipe, overrides, output_dir, resume, dry_run, overwrite)
+        flags = {"--resume": resume, "--resume-unchecked": resume_unchecked, "--dry-run": dry_run}
+        args = _worker_args(recipe, overrides, output_dir, {**flags, "--overwrite": bool(overwrite)})
         ctx.exit(_launch(r, args, num_processes, debug=bool(ctx.obj and ctx.obj.get("debug"))))
     from ..pipeline import run as run_pipeline
 
-    result = run_pipeline(r, resume=resume, dry_run=dry_run, overwrite=overwrite, echo=click.echo)
+    result = run_pipeline(
+        r,
+        resume=resume,
+        resume_unchecked=resume_unchecked,
+        dry_run=dry_run,
+        overwrite=overwrite,
+        echo=click.echo,
+    )
     summary = _summary(result.metrics)
     if result.run_dir is not None and summary:
         click.echo(summary)
@@ -86,20 +101,14 @@ def _launch(r, worker_args: list[str], num_processes: int, *, debug: bool) -> in
 
 
 def _worker_args(
-    recipe: str,
-    overrides: tuple[str, ...],
-    output_dir: Path | None,
-    resume: bool,
-    dry_run: bool,
-    overwrite: bool | None,
+    recipe: str, overrides: tuple[str, ...], output_dir: Path | None, flags: dict[str, bool]
 ) -> list[str]:
-    """The `run` command line each process gets (everything but --num-processes)."""
+    """The `run` command line each process gets (everything but --num-processes); ``flags``: each flag
+    with whether it was given."""
     args = ["run", recipe, *(f"--set={o}" for o in overrides)]
     if output_dir is not None:
         args += ["--output-dir", str(output_dir.resolve())]
-    return args + [
-        flag for flag, on in (("--resume", resume), ("--dry-run", dry_run), ("--overwrite", overwrite)) if on
-    ]
+    return args + [flag for flag, on in flags.items() if on]
 
 
 def _summary(metrics: dict) -> str:

@@ -11,6 +11,12 @@ from ..errors import UsageError
 from . import main
 from .domain_cmds import base_options, build_spec, load_kwargs
 
+FALLBACK_HELP = (
+    "Who answers an uncertain 'auto' request: an adapter NAME, 'base' (the base model: only for routers "
+    "with generative (sft) domains, as it never answers /v1/classify) or 'none' (the top domain answers, "
+    "marked uncertain)"
+)
+
 
 def named_sources(values: tuple[str, ...]) -> dict[str, str]:
     """NAME=SOURCE pairs (a bare SOURCE is named after its folder)."""
@@ -51,11 +57,7 @@ def named_sources(values: tuple[str, ...]) -> dict[str, str]:
     default=None,
     help="Router confidence below which 'auto' answers with the fallback [the router's].",
 )
-@click.option(
-    "--fallback",
-    default=None,
-    help="Adapter (or 'base') that answers uncertain 'auto' requests [the router's].",
-)
+@click.option("--fallback", default=None, help=FALLBACK_HELP + " [the router's].")
 @click.option("--host", default=None, help="Address to bind [127.0.0.1: this machine only].")
 @click.option("--port", type=int, default=None, help="Port [8000; 0 = any free port].")
 @click.option(
@@ -87,6 +89,9 @@ def serve(
     """Serve adapters on one base: OpenAI-compatible /v1/completions, /v1/chat/completions (streaming),
     /v1/models, plus /v1/classify for task adapters, admin load/unload and /health."""
     from ..domains.adapter_set import AdapterSet
+    from ..domains.router import check_router, load_router
+    from ..domains.tasks import task_kind
+    from ..modeling.adapted import resolve_adapter
     from ..quiet import quiet_libraries
     from ..recipe.serving import ServeSpec
     from ..serve import serve_forever
@@ -113,11 +118,14 @@ def serve(
     sources = named_sources(adapters)
     if not sources and not options.get("base"):
         raise UsageError("nothing to serve", hint="give --adapter NAME=SOURCE (and/or --base MODEL)")
+    infos = {name: resolve_adapter(source, name=name) for name, source in sources.items()}
+    if router is not None:  # all that can be checked before the base is loaded
+        check_router(
+            router, {n: task_kind(i).name for n, i in infos.items()}, threshold=threshold, fallback=fallback
+        )
     quiet_libraries()
-    aset = AdapterSet.load(sources, echo=lambda line: click.echo(line, err=True), **load_kwargs(options))
+    aset = AdapterSet.load(infos, echo=lambda line: click.echo(line, err=True), **load_kwargs(options))
     routing = None
     if router is not None:
-        from ..domains.router import load_router
-
         routing = load_router(router, aset, threshold=threshold, fallback=fallback)
     serve_forever(aset, settings, routing, echo=lambda line: click.echo(line, err=True))

@@ -36,7 +36,7 @@ from .tasks import DEFAULT_TOP_K, Generation, Prompting, TaskKind, task_kind
 
 BASE = "base"
 """The name under which the base model (no adapter) answers."""
-RESERVED = (BASE, "auto", "__base__")
+RESERVED = (BASE, "auto", "__base__", "none")  # "none": a router's fallback meaning no fallback
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 

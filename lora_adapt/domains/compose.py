@@ -73,7 +73,7 @@ def compose(
         "sources": [_source_record(i, sources[i.name]) for i in infos],
     }
     keep = [p for i in infos for p in (i.folder, *([i.run.path] if i.run else []))]
-    with A.staged_output(Path(out), overwrite=overwrite, keep=keep) as stage:
+    with A.staged_output(Path(out), overwrite=overwrite, keep=keep, echo=echo) as stage:
         _write(stage, adapted, infos, composition, Path(out).name)
     echo(f"composed {', '.join(sources)} ({method}, weights {list(weights)}) into {out}")
     return composition

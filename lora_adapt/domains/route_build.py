@@ -11,7 +11,16 @@ from typing import Any
 from .. import artifacts as A
 from ..errors import UsageError
 from ..rundir import AdapterInfo
-from .router import ROUTE_FILE, ROUTER_NAME, TFIDF_FILE, TfidfClassifier, routing_text
+from .router import (
+    NO_FALLBACK,
+    ROUTE_FILE,
+    ROUTER_DATA,
+    ROUTER_NAME,
+    TFIDF_FILE,
+    TfidfClassifier,
+    check_fallback,
+    routing_text,
+)
 
 DEFAULT_THRESHOLD = 0.5
 """Below this top-domain probability a request goes to the fallback."""
@@ -64,7 +73,7 @@ def build_router(
     base: str | None = None,
     max_rows_per_domain: int | None = None,
     threshold: float = DEFAULT_THRESHOLD,
-    fallback: str = "base",
+    fallback: str | None = None,
     epochs: float = 2.0,
     seed: int = 42,
     overwrite: bool = False,
@@ -75,26 +84,33 @@ def build_router(
     from ..modeling.adapted import resolve_adapter
     from ..pipeline import run
     from ..recipe import recipe_from_dict
+    from .adapter_set import BASE
+    from .tasks import task_kind
 
     if len(sources) < 2:
         raise UsageError("a router needs at least two adapters", hint="--adapter NAME=RUN twice or more")
     infos = {name: resolve_adapter(source, name=name) for name, source in sources.items()}
+    kinds = {name: task_kind(info).name for name, info in infos.items()}
+    fallback = fallback or (BASE if "generation" in kinds.values() else NO_FALLBACK)
+    check_fallback(fallback, kinds)
     texts = {name: domain_rows(info) for name, info in infos.items()}
     base = base or str(next(iter(infos.values())).base_model.get("name_or_path"))
+    kept = Path(out).resolve() / ROUTER_DATA  # the recorded data path: inside the router's run directory
+    recipe = recipe_from_dict(
+        router_recipe(Path(out), base, kept, epochs=epochs, seed=seed), source="route build"
+    )
     with tempfile.TemporaryDirectory(prefix="lora-adapt-route-") as tmp:
-        data = _write_training_rows(texts, Path(tmp) / "domains.jsonl", max_rows_per_domain, seed)
-        recipe = recipe_from_dict(
-            router_recipe(Path(out), base, data, epochs=epochs, seed=seed), source="route build"
-        )
+        data = _write_training_rows(texts, Path(tmp) / ROUTER_DATA, max_rows_per_domain, seed)
         counts = ", ".join(f"{n} {len(t.get('train', []))} rows" for n, t in texts.items())
         echo(f"training the router on {base}: {counts}")
-        result = run(recipe, overwrite=overwrite, echo=echo)
+        result = run(recipe, overwrite=overwrite, echo=echo, load=_reading_from(data, kept))
         assert result.run_dir is not None  # not a dry run
         run_dir = result.run_dir
-        held_out = _held_out_scores(result.metrics)
-        chosen = max(held_out, key=lambda k: (held_out[k], k == "lora"))
-        if chosen == "tfidf_logreg":
-            _save_tfidf(recipe, run_dir)
+        A.atomic_write_text(run_dir / ROUTER_DATA, data.read_text(encoding="utf-8"))
+    held_out = _held_out_scores(result.metrics)
+    chosen = max(held_out, key=lambda k: (held_out[k], k == "lora"))
+    if chosen == "tfidf_logreg":
+        _save_tfidf(recipe, run_dir)
     config = {
         "domains": list(infos),
         "adapters": {name: str(source) for name, source in sources.items()},
@@ -127,6 +143,24 @@ def _write_training_rows(
 
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
     return path
+
+
+def _reading_from(data: Path, kept: Path):
+    """The pipeline's loader, reading the router's rows from ``data`` (written before the run exists) while
+    the run records ``kept``, where they are copied once the run is written (so `eval` can rerun it)."""
+    from dataclasses import replace
+
+    from ..runtime import load_model_and_data
+
+    def load(recipe, runtime, echo):
+        reading = recipe.model_copy(update={"data": recipe.data.model_copy(update={"path": data})})
+        loaded, prepared = load_model_and_data(reading, runtime, echo)
+        stats = dict(prepared.stats)
+        for key in ("files", "file_formats"):  # keyed by the path read: record the kept one
+            stats[key] = {(str(kept) if k == str(data) else k): v for k, v in stats.get(key, {}).items()}
+        return loaded, replace(prepared, stats=stats)
+
+    return load
 
 
 def _held_out_scores(metrics: dict[str, Any]) -> dict[str, float]:
@@ -180,6 +214,11 @@ def _append_report(run_dir: Path, config: dict[str, Any]) -> None:
     for name, score in config["test_accuracy"].items():
         if score:
             lines.append(f"| {name} | {score['rows']} | {score['accuracy']:.4f} |")
-    lines.append(f"\nThreshold {config['threshold']:g}; below it requests go to `{config['fallback']}`.")
+    below = (
+        "the top domain answers, marked uncertain (no fallback)"
+        if config["fallback"] == NO_FALLBACK
+        else f"requests go to `{config['fallback']}`"
+    )
+    lines.append(f"\nThreshold {config['threshold']:g}; below it {below}.")
     report = run_dir / A.REPORT
     A.atomic_write_text(report, report.read_text(encoding="utf-8") + "\n".join(lines) + "\n")

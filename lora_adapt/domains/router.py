@@ -6,16 +6,19 @@ classifier head on a base, scored beside majority and TF-IDF + logistic regressi
 that data (the router run's test split) - and keeps whichever scores best there. The router is a run
 directory plus ``route.json``: the chosen system, the threshold, the fallback, the scores on the
 held-out slice, and the routing accuracy on each adapter's *own* test split (data neither the router nor
-the choice saw). A TF-IDF router is stored as the rows it was fitted on and refitted when loaded
+the choice saw). The rows it was trained on are kept in the run (``router_data.jsonl``, its recipe's data),
+so `lora-adapt eval ROUTER_RUN` reruns like any run's. A TF-IDF router is stored as the rows it was fitted on and refitted when loaded
 (deterministic; no pickled objects are ever loaded).
 
 At serving time a request for ``auto`` goes to the router's top domain when its probability reaches the
-threshold, else to the fallback (the base, or a named adapter); every answer says where it went and why.
+threshold, else to the fallback: a named adapter, the base (only for routers with generative (sft) domains:
+the base answers completions and chats, never /v1/classify) or ``none`` (the top domain answers, marked
+uncertain); every answer says where it went and why.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +28,13 @@ from ..errors import UsageError
 
 ROUTE_FILE = "route.json"
 TFIDF_FILE = "router_tfidf.json"
+ROUTER_DATA = "router_data.jsonl"
+"""The router's training rows (each domain's texts, labelled with its name): its recipe's data, kept in
+its run directory so that `lora-adapt eval ROUTER_RUN` can rerun it."""
+CHOSEN = ("lora", "tfidf_logreg")
+"""The systems a router can keep: its LoRA classifier head, or TF-IDF + logistic regression."""
+NO_FALLBACK = "none"
+"""The fallback of a router with none: an uncertain request is answered by its top domain, marked uncertain."""
 ROUTER_NAME = "router"
 """The name of a LoRA router in the set it serves (it answers /v1/classify like any head adapter)."""
 
@@ -117,7 +127,7 @@ class Router:
             return {"adapter": top, "confidence": confidence, "top": top, "reason": reason}
         if _serves(aset, self.fallback, serves):
             return {"adapter": self.fallback, "confidence": confidence, "top": top, "reason": reason}
-        if _serves(aset, top, serves):  # no usable fallback (a classifier set has no base answer)
+        if _serves(aset, top, serves):  # fallback none, or one that cannot answer here (base on classify)
             return {"adapter": top, "confidence": confidence, "top": top, "reason": reason + "; no fallback"}
         raise UsageError(f"model 'auto': no adapter here can answer (router chose {top!r}: {reason})")
 
@@ -127,28 +137,105 @@ def _serves(aset, name: str, serves: str) -> bool:
     return member is not None and (member.kind.name == "generation") == (serves == "generation")
 
 
-def load_router(path: Path, aset, *, threshold: float | None = None, fallback: str | None = None) -> Router:
-    """The router of ``path`` (a `route build` run) working for ``aset``."""
-    from ..modeling.adapted import resolve_adapter
+@dataclass(frozen=True)
+class RouteSettings:
+    """A router's checked ``route.json`` and the threshold and fallback it will use (flags over file)."""
 
+    config: dict[str, Any]
+    threshold: float
+    fallback: str
+
+
+def check_router(
+    path: Path, served: Mapping[str, str], *, threshold: float | None = None, fallback: str | None = None
+) -> RouteSettings:
+    """Everything about the router of ``path`` that can be checked without loading a model, for a server
+    whose adapters are ``served`` (name -> task kind name): its ``route.json`` whole, the threshold a
+    probability, its domains and fallback served, its own classifier (TF-IDF rows or LoRA run) readable.
+    `serve` calls it before loading the base, so a bad router costs no model load."""
+    path = Path(path)
+    config = read_route(path)
+    settings = RouteSettings(
+        config,
+        config["threshold"] if threshold is None else threshold,
+        fallback or config["fallback"],
+    )
+    if not 0.0 <= settings.threshold <= 1.0:
+        raise UsageError(
+            f"router threshold {settings.threshold:g} is not a probability", hint="give a threshold in [0, 1]"
+        )
+    _check_served(path, config, settings.fallback, served, given=fallback is not None)
+    _check_classifier(path, config["chosen"])
+    return settings
+
+
+def read_route(path: Path) -> dict[str, Any]:
+    """``route.json`` of the router ``path``; missing, unreadable or malformed is a usage error naming it."""
     file = Path(path) / ROUTE_FILE
     if not file.is_file():
         raise UsageError(
             f"{path} is not a router: it has no {ROUTE_FILE}", hint="build one with `lora-adapt route build`"
         )
-    config = A.read_json(file)
-    router = Router(
-        Path(path),
-        config,
-        threshold=config["threshold"] if threshold is None else threshold,
-        fallback=fallback or config["fallback"],
+    try:
+        config = A.read_json(file)
+    except (OSError, ValueError) as exc:
+        raise _damaged(file, f"it is not readable JSON ({exc})") from None
+    problems = _route_problems(config)
+    if problems:
+        raise _damaged(file, "; ".join(problems))
+    return config
+
+
+def _route_problems(config: Any) -> list[str]:
+    if not isinstance(config, dict):
+        return ["it is not a JSON object"]
+    problems = []
+    domains = config.get("domains")
+    if not isinstance(domains, list) or not domains or not all(isinstance(d, str) for d in domains):
+        problems.append(f"`domains` is {domains!r}, not a list of adapter names")
+    if config.get("chosen") not in CHOSEN:
+        problems.append(f"`chosen` is {config.get('chosen')!r}, not one of {', '.join(CHOSEN)}")
+    value = config.get("threshold")
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        problems.append(f"`threshold` is {value!r}, not a number")
+    if not isinstance(config.get("fallback"), str):
+        problems.append(f"`fallback` is {config.get('fallback')!r}, not a name")
+    return problems
+
+
+def _check_classifier(path: Path, chosen: str) -> None:
+    """The chosen classifier's own files: the TF-IDF rows, or the LoRA router's run (read, not loaded)."""
+    from ..modeling.adapted import resolve_adapter
+
+    if chosen == "lora":
+        resolve_adapter(path, name=ROUTER_NAME)
+        return
+    file = path / TFIDF_FILE
+    try:
+        record = A.read_json(file)
+    except FileNotFoundError:
+        raise _damaged(file, "it is missing (the router chose TF-IDF)") from None
+    except (OSError, ValueError) as exc:
+        raise _damaged(file, f"it is not readable JSON ({exc})") from None
+    if not isinstance(record, dict) or not {"texts", "labels", "c"} <= set(record):
+        raise _damaged(file, "it lacks the fitted rows (`texts`, `labels`, `c`)")
+
+
+def _damaged(file: Path, problem: str) -> UsageError:
+    return UsageError(
+        f"the router's {file.name} is damaged: {problem} ({file})",
+        hint="rebuild the router with `lora-adapt route build ... --overwrite`",
     )
-    if not 0.0 <= router.threshold <= 1.0:
-        raise UsageError(
-            f"router threshold {router.threshold:g} is not a probability", hint="give a threshold in [0, 1]"
-        )
-    _check_served(path, config, router.fallback, aset, given=fallback is not None)
-    if config["chosen"] == "tfidf_logreg":
+
+
+def load_router(path: Path, aset, *, threshold: float | None = None, fallback: str | None = None) -> Router:
+    """The router of ``path`` (a `route build` run) working for ``aset``."""
+    from ..modeling.adapted import resolve_adapter
+
+    served = {name: member.kind.name for name, member in aset.members.items()}
+    settings = check_router(path, served, threshold=threshold, fallback=fallback)
+    router = Router(Path(path), settings.config, threshold=settings.threshold, fallback=settings.fallback)
+    if settings.config["chosen"] == "tfidf_logreg":
         record = A.read_json(Path(path) / TFIDF_FILE)
         router.tfidf = TfidfClassifier(record["texts"], record["labels"], record["c"])
         return router
@@ -159,27 +246,46 @@ def load_router(path: Path, aset, *, threshold: float | None = None, fallback: s
     return router
 
 
-def _check_served(path: Path, config: dict[str, Any], fallback: str, aset, *, given: bool) -> None:
-    """Refuse a router whose domains (or fallback) name adapters this set does not serve: its answers
+def _check_served(
+    path: Path, config: dict[str, Any], fallback: str, served: Mapping[str, str], *, given: bool
+) -> None:
+    """Refuse a router whose domains (or fallback) name adapters this server does not serve: its answers
     would name adapters that are not there."""
     from .adapter_set import BASE
 
-    served = ", ".join(aset.adapter_names) or "none"
+    names = ", ".join(n for n in served if n != BASE) or "none"
     sources = config.get("adapters") or {}
-    missing = [name for name in config["domains"] if name not in aset.members]
+    missing = [name for name in config["domains"] if name not in served]
     if missing:
         wanted = " ".join(f"--adapter {n}={sources.get(n, 'RUN')}" for n in missing)
         raise UsageError(
             f"the router {path} routes to {', '.join(map(repr, missing))}, which this server does not serve "
-            f"(served: {served})",
+            f"(served: {names})",
             hint=f"serve every domain of the router under the name it was built with: {wanted}",
         )
-    if fallback != BASE and fallback not in aset.members:
-        what = "--fallback" if given else f"the router's fallback (its {ROUTE_FILE})"
+    what = "--fallback" if given else f"the router's fallback (its {ROUTE_FILE})"
+    if fallback not in (BASE, NO_FALLBACK) and fallback not in served:
         raise UsageError(
-            f"{what} {fallback!r} is not an adapter this server serves (served: {served})",
-            hint="give --fallback NAME of a served adapter, or --fallback base",
+            f"{what} {fallback!r} is not an adapter this server serves (served: {names})",
+            hint="give --fallback NAME of a served adapter, --fallback base or --fallback none",
         )
+    check_fallback(fallback, {name: served[name] for name in config["domains"]}, what)
+
+
+def check_fallback(fallback: str, domains: Mapping[str, str], what: str = "--fallback") -> None:
+    """Refuse ``base`` as the fallback of a router whose ``domains`` (name -> task kind name) all are task
+    adapters: their 'auto' requests come to /v1/classify, which the base model, which only generates, cannot
+    answer (a classifier base has no base answer at all)."""
+    from .adapter_set import BASE
+
+    if fallback != BASE or any(kind == "generation" for kind in domains.values()):
+        return
+    raise UsageError(
+        f"{what} 'base': the router's domains ({', '.join(domains)}) are task adapters, whose 'auto' "
+        "requests go to /v1/classify, where the base model has no answer (it only generates, for sft domains)",
+        hint=f"use --fallback {NO_FALLBACK} (an uncertain request is answered by its top domain, marked "
+        "uncertain) or --fallback NAME of a served task adapter",
+    )
 
 
 def _fits(aset, info) -> bool:

@@ -44,6 +44,8 @@ class TaskKind:
 
     name: ClassVar[str]
     head: ClassVar[bool]
+    ranks_labels: ClassVar[bool] = False
+    """Answers with label probabilities (the ``top_k`` most likely of them): classifier and relation heads."""
 
     def __init__(self, prompting: Prompting, labels: tuple[str, ...] | None):
         self.prompting = prompting
@@ -101,6 +103,7 @@ class HeadKind(TaskKind):
 
 class SingleLabel(HeadKind):
     name = "single"
+    ranks_labels = True
 
     def decode(self, logits, row, encoded, top_k):
         probs = _softmax(list(map(float, logits)))
@@ -146,6 +149,7 @@ class Regression(Numbers, HeadKind):
 
 class MultiLabel(HeadKind):
     name = "multi"
+    ranks_labels = True
 
     def decode(self, logits, row, encoded, top_k):
         values = list(map(float, logits))

@@ -98,7 +98,9 @@ def explain_source(
     for text, text_b in inputs:
         targets = [index] if index is not None or head.kind == "classification" else range(len(head.names))
         explanations += [attributor.explain(text, text_b, target=t) for t in targets]
-    _write(explanations, out_dir, title=f"Explanations: {info.name}", overwrite=overwrite, keep=keep)
+    _write(
+        explanations, out_dir, title=f"Explanations: {info.name}", overwrite=overwrite, keep=keep, echo=echo
+    )
     return explanations
 
 
@@ -114,9 +116,15 @@ def _target_index(head: Head, target: str | None) -> int | None:
 
 
 def _write(
-    explanations: Sequence[Explanation], out_dir: Path, *, title: str, overwrite: bool, keep: Sequence[Path]
+    explanations: Sequence[Explanation],
+    out_dir: Path,
+    *,
+    title: str,
+    overwrite: bool,
+    keep: Sequence[Path],
+    echo: Callable[[str], None],
 ) -> None:
-    with A.staged_output(Path(out_dir), overwrite=overwrite, keep=keep) as stage:
+    with A.staged_output(Path(out_dir), overwrite=overwrite, keep=keep, echo=echo) as stage:
         A.atomic_write_text(stage / HTML_FILE, render_html(explanations, title))
         for number, explanation in enumerate(explanations, 1):
             save_png(explanation, stage / png_name(number))

@@ -78,7 +78,7 @@ def merge_run(
     identity = check_merge_base(run, spec, tokenizer.pad_token_id)
     probe = held_out_prompts(run.recipe, tokenizer, prompts)
     echo(f"base {spec.name_or_path}: " + ", ".join(f"{k} {v}" for k, v in identity.items()))
-    with staged_output(out_dir, overwrite=overwrite, keep=output_keeps(run.path)) as stage:
+    with staged_output(out_dir, overwrite=overwrite, keep=output_keeps(run.path), echo=echo) as stage:
         report = _merge_and_verify(run, spec, tokenizer, probe, dtype, stage, max_shard_size, echo)
         report.update(
             base={"name_or_path": spec.name_or_path, "revision": spec.revision, "checked": identity},

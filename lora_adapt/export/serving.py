@@ -121,7 +121,7 @@ def export_run(
             exit_code=2,
             hint="fix the adapter as listed, export --target merged, or pass --force to write it anyway",
         )
-    with staged_output(out, overwrite=overwrite, keep=output_keeps(run.path)) as stage:
+    with staged_output(out, overwrite=overwrite, keep=output_keeps(run.path), echo=echo) as stage:
         report["files"] = _write_clean_adapter(run, stage)
         A.atomic_write_json(stage / A.EXPORT_REPORT, report)
     return report

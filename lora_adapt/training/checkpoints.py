@@ -5,13 +5,18 @@ so a crash or a full disk part-way leaves a folder that looks like a checkpoint 
 checkpoint counts only when it is whole: :class:`MarkComplete` writes ``lora_adapt_complete.json`` (every
 file with its size) once transformers has finished saving (``on_save``), and
 :func:`last_complete_checkpoint` trusts only marked folders whose files still have those sizes and
-whose trainer state, safetensors and torch archives are intact. Incomplete folders are removed (with a
-note) so that a resumed run never mixes their files with a new save of the same step.
+whose trainer state, safetensors and torch archives are intact. A checkpoint that does not count is
+taken out of the way (with a note) so that a resumed run never mixes its files with a new save of the same
+step: removed when it is half-written or damaged, but set aside (``unmarked-checkpoint-N``, discarded with
+the other checkpoints when the run finishes) when only its marker is missing and every file transformers
+writes is there and intact - the run was stopped between transformers' save and the marker. Such a
+checkpoint is not resumed from: nothing but the marker says transformers' save returned.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import struct
@@ -26,6 +31,9 @@ from .. import artifacts as A
 
 MARKER = "lora_adapt_complete.json"
 TRAINER_STATE = "trainer_state.json"
+SAVED_BEFORE_STATE = ("optimizer.pt", "scheduler.pt", "training_args.bin")
+"""Files transformers' ``_save_checkpoint`` writes before the trainer state (besides weights and RNG state)."""
+UNMARKED_PREFIX = "unmarked-"
 STEP = re.compile(r"^checkpoint-(\d+)$")
 # Bytes of optimizer state per trainable parameter (fp32 moments; 8-bit optimizers quantize them).
 OPTIMIZER_BYTES = {
@@ -138,8 +146,55 @@ def last_complete_checkpoint(folder: Path, echo: Callable[[str], None]) -> Path 
         if problem is None:
             return path
         if is_main_process():
-            echo(f"note: {path.name} is incomplete ({problem}); removed, resuming from an earlier one")
-            shutil.rmtree(path, ignore_errors=True)
+            echo(_set_aside(path, problem))
+    return None
+
+
+def _set_aside(path: Path, problem: str) -> str:
+    """Take a checkpoint that does not count out of the way; say what was done. An unmarked one that has
+    every file of a whole save is renamed aside, never deleted; anything else is removed."""
+    marked = (path / MARKER).is_file()
+    lacks = None if marked else unmarked_problem(path)
+    if marked or lacks is not None:
+        shutil.rmtree(path, ignore_errors=True)
+        why = problem if lacks is None else f"{problem}; {lacks}"
+        return f"note: {path.name} is incomplete ({why}); removed, resuming from an earlier one"
+    aside = path.with_name(UNMARKED_PREFIX + path.name)
+    for again in range(1, 1000):  # one set aside by an earlier resume is kept too
+        if not aside.exists():
+            break
+        aside = path.with_name(f"{UNMARKED_PREFIX}{path.name}.{again}")
+    os.rename(path, aside)
+    return (
+        f"note: {path.name} has every file of a whole save but no completeness marker (the run was stopped "
+        f"between transformers' save and the marker); not trusted, so not resumed from: kept as {aside} "
+        "until the run finishes, resuming from an earlier one"
+    )
+
+
+def unmarked_problem(folder: Path) -> str | None:
+    """What a checkpoint lacks to be a whole save, ignoring the marker: the trainer state for its step
+    (transformers writes it last), weights, optimizer, scheduler, training arguments and RNG state, every
+    torch archive passing its checksums. None when it has all of it."""
+    missing = [name for name in (*SAVED_BEFORE_STATE, TRAINER_STATE) if not (folder / name).is_file()]
+    if not any(folder.glob("*.safetensors")):
+        missing.append("weights (*.safetensors)")
+    if not any(folder.glob("rng_state*.pth")):
+        missing.append("rng_state.pth")
+    if missing:
+        return f"{', '.join(missing)} missing"
+    match = STEP.match(folder.name)
+    structure = _structure_problem(folder, int(match.group(1))) if match else "not a checkpoint folder"
+    if structure is not None:
+        return structure
+    for path in sorted([*folder.glob("*.pt"), *folder.glob("*.pth"), *folder.glob("*.bin")]):
+        try:
+            with zipfile.ZipFile(path) as archive:
+                bad = archive.testzip()
+        except (OSError, zipfile.BadZipFile):
+            bad = path.name
+        if bad is not None:
+            return f"{path.name} fails its checksum"
     return None
 
 
