@@ -544,3 +544,18 @@ def test_a_base_fallback_is_refused_for_a_router_whose_domains_do_not_generate(
         ({"tickets": "single", "binary": "generation"}, "base"),
     ):
         assert check_router(router_run, kinds, fallback=fallback).fallback == fallback
+
+
+def test_classify_refuses_top_labels_for_an_adapter_without_label_probabilities(domain_runs):
+    aset = AdapterSet.load({"tags": domain_runs["tags"]})
+    row = {"tokens": ["John", "flew"]}
+    with (
+        running(aset, ServeSpec(port=0)) as server,
+        httpx.Client(base_url=server.url, timeout=600) as http,
+    ):
+        refused = http.post("/v1/classify", json={"model": "tags", "input": [row], "top_labels": 3})
+        assert refused.status_code == 400, refused.text
+        error = refused.json()["error"]
+        assert error["param"] == "top_labels" and "tagging adapter" in error["message"]
+        answered = http.post("/v1/classify", json={"model": "tags", "input": [row]})
+        assert answered.status_code == 200, answered.text

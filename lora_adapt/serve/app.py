@@ -22,6 +22,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from ..domains.adapter_set import BASE, AdapterExistsError, AdapterSet
+from ..domains.tasks import DEFAULT_TOP_K
 from ..errors import LoraAdaptError
 from ..recipe.serving import GenerationSpec, ServeSpec
 from . import responses as R
@@ -191,7 +192,15 @@ def _openai_routes(app: FastAPI, server: Server, auth) -> None:
     @app.post("/v1/classify", dependencies=[auth])
     async def classify(body: ClassifyRequest):
         name = server.target(body.model, "task")
-        job = server.job([(name, x) for x in body.inputs()], None, top_k=body.top_labels)
+        member = server.aset.members.get(name) if name is not None else None
+        if body.top_labels is not None and member is not None and not member.kind.ranks_labels:
+            raise APIError(  # it would be ignored: say so, as `predict --top-labels` does
+                400,
+                f"top_labels: `{name}` is a {member.kind.name} adapter and gives no label probabilities",
+                param="top_labels",
+            )
+        top_k = DEFAULT_TOP_K if body.top_labels is None else body.top_labels
+        job = server.job([(name, x) for x in body.inputs()], None, top_k=top_k)
         return R.classify(await server.run(job), body.model)
 
 

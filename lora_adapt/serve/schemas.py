@@ -74,7 +74,8 @@ class ClassifyRequest(Body):
     model: str
     input: str | list[str] | list[dict[str, Any]] = Field(min_length=1)
     """Texts, or rows such as ``{"tokens": [...]}`` for taggers."""
-    top_labels: int = Field(5, ge=0)
+    top_labels: int | None = Field(None, ge=0)
+    """Label probabilities per input (0 = all; 5 when not given): for classifier and relation heads only."""
 
     def inputs(self) -> list[Any]:
         return [self.input] if isinstance(self.input, str) else list(self.input)
