@@ -443,3 +443,53 @@ def test_a_sweep_without_a_completed_trial_says_so(tmp_path, monkeypatch):
         f"sweep: no trial completed yet (2 failed); the reasons are in {tmp_path / 'sweep' / A.SWEEP_TABLE_MD}"
         in said
     )
+
+
+def test_a_repeat_of_a_pruned_or_failed_trial_keeps_its_state_and_reason_and_is_not_trained(
+    tmp_path, monkeypatch
+):
+    from types import SimpleNamespace
+
+    from lora_adapt.sweep.trial import TrialCost, TrialFailed
+
+    space = {"adapter.rank": {"values": [2, 4]}, "training.learning_rate": {"values": [1e-3, 1e-2]}}
+    sweep = {"method": "random", "space": space, "budget": {"trials": 12}, "pruning": {"method": "none"}}
+    calls: list[int] = []
+
+    def outcome(trial, *args, **kwargs):  # rank 2 is pruned, rank 4 at 1e-2 fails, rank 4 at 1e-3 scores
+        calls.append(trial.number)
+        rank, rate = trial.params["adapter.rank"], trial.params["training.learning_rate"]
+        if rank == 2:
+            trial.report(0.25, 3)
+            raise optuna.TrialPruned("pruned at evaluation 1 (step 3): f1_macro 0.2500")
+        if rate == 1e-2:
+            raise TrialFailed("the training loss became nan at step 2")
+        return 0.5, {}, TrialCost()
+
+    monkeypatch.setattr(sweep_module, "run_trial", outcome)
+    monkeypatch.setattr(sweep_module, "time", SimpleNamespace(monotonic=lambda: 0.0))
+    monkeypatch.setattr(sweep_module, "finish", lambda *args, **kwargs: {})
+    run_sweep(load_recipe(sweep_recipe(tmp_path, tmp_path, sweep)), echo=lambda line: None)
+    trials = trials_of(tmp_path / "sweep")
+    point = {t.number: (t.params["adapter.rank"], t.params["training.learning_rate"]) for t in trials}
+    assert sorted(point[n] for n in calls) == [(2, 1e-3), (2, 1e-2), (4, 1e-3), (4, 1e-2)]  # once each
+    repeats = [t for t in trials if "repeat_of" in t.user_attrs]
+    states = {trials[t.user_attrs["repeat_of"]].state.name for t in repeats}
+    assert states & {"PRUNED", "FAIL"}, "no pruned or failed point was proposed again: nothing tested"
+    rows = {int(r["trial"]): r for r in csv.DictReader((tmp_path / "sweep" / A.SWEEP_TABLE_CSV).open())}
+    for t in repeats:
+        earlier = trials[t.user_attrs["repeat_of"]]
+        assert t.number not in calls and t.state == earlier.state
+        if earlier.state.name == "PRUNED":
+            assert t.intermediate_values == earlier.intermediate_values == {3: 0.25}
+            assert t.user_attrs["pruned"] == earlier.user_attrs["pruned"]
+            expected = f"pruned: {earlier.user_attrs['pruned']}"
+        elif earlier.state.name == "FAIL":
+            assert t.user_attrs["failure"] == "the training loss became nan at step 2"
+            expected = "fail: the training loss became nan at step 2"
+        else:
+            expected = "complete"
+        assert rows[t.number]["state"] == "REPEAT"
+        assert rows[t.number]["reason"] == (
+            f"same values as trial {earlier.number}: its result ({expected}) reused, not trained"
+        )
