@@ -90,15 +90,29 @@ def check_label_values(rows: Rows, layout: str, task: TaskSpec) -> None:
     into classes such as ``'2.5'`` or ``'True'``, never dropped as empty."""
     if layout not in LABELLED:
         return
-    first: tuple[str, str, Any] | None = None  # (kind, where, value) of the file's first label
+    kinds = LabelKinds(layout, task)
     for row in rows:
-        for value in _raw_labels(row, layout, task):
+        kinds.see(row)
+
+
+class LabelKinds:
+    """``check_label_values`` one row at a time (the first label's kind is remembered)."""
+
+    def __init__(self, layout: str, task: TaskSpec):
+        self.layout, self.task = layout, task
+        self.first: tuple[str, str, Any] | None = None  # (kind, where, value) of the file's first label
+
+    def see(self, row: dict[str, Any]) -> None:
+        if self.layout not in LABELLED:
+            return
+        for value in _raw_labels(row, self.layout, self.task):
             kind = _kind(value, row[WHERE])
             if kind is None:  # a list or an object: the column's own type check (formats.py) names it
                 continue
-            if first is None:
-                first = (kind, row[WHERE], value)
-            elif kind != first[0]:
+            if self.first is None:
+                self.first = (kind, row[WHERE], value)
+            elif kind != self.first[0]:
+                first = self.first
                 raise DataError(
                     f"{row[WHERE]}: label {value!r} is {kind}, but the file's first label ({first[1]}: "
                     f"{first[2]!r}) is {first[0]}; the labels of one file must all have one type",

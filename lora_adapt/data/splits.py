@@ -106,19 +106,24 @@ def split_by_column(rows: Rows, column: str, source: str) -> dict[str, Rows]:
     """Rows grouped by the split their ``column`` names (train, validation/valid/dev, test; any case)."""
     out: dict[str, Rows] = {}
     for row in rows:
-        value = str(row.get(column, "")).strip().lower()
-        name = SPLIT_NAMES.get(value)
-        if name is None:
-            where = row.get("_where", source)
-            shown = repr(row[column]) if column in row else "missing"
-            raise DataError(
-                f"{where}: data.split.column {column!r} is {shown}; expected train, validation (valid, dev) or test",
-                hint="fix the row, or drop data.split.column to carve the splits by ratio",
-            )
-        out.setdefault(name, []).append(row)
+        out.setdefault(split_of(row, column, source), []).append(row)
     if "train" not in out:
         raise DataError(f"{source}: no row has {column} = train", hint="check data.split.column")
     return out
+
+
+def split_of(row: dict[str, Any], column: str, source: str) -> str:
+    """The split a row's ``column`` names (``split_by_column``)."""
+    value = str(row.get(column, "")).strip().lower()
+    name = SPLIT_NAMES.get(value)
+    if name is None:
+        where = row.get("_where", source)
+        shown = repr(row[column]) if column in row else "missing"
+        raise DataError(
+            f"{where}: data.split.column {column!r} is {shown}; expected train, validation (valid, dev) or test",
+            hint="fix the row, or drop data.split.column to carve the splits by ratio",
+        )
+    return name
 
 
 def sample_rows(rows: Rows, limit: int, seed: int, labels: list[str] | None) -> Rows:
