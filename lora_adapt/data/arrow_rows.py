@@ -26,7 +26,8 @@ class RowWriter:
     def __init__(self, path: Path):
         import pyarrow as pa
 
-        self.path, self.count, self._pending = path, 0, []
+        self.path, self.count = path, 0
+        self._pending: list[str] = []
         self._schema = pa.schema([("row", pa.string())])
         self._sink = pa.OSFile(str(path), "wb")
         self._writer = pa.ipc.new_stream(self._sink, self._schema)
@@ -138,7 +139,8 @@ class ColumnWriter:
     """Tokenized batches appended to one Arrow file, typed as ``datasets.Dataset.from_dict`` types them."""
 
     def __init__(self, path: Path):
-        self.path, self._writer, self.rows = path, None, 0
+        self.path, self.rows = path, 0
+        self._writer: Any = None
 
     def add(self, columns: dict[str, list]) -> None:
         import datasets

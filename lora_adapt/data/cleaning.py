@@ -20,7 +20,7 @@ import json
 import random
 import re
 import unicodedata
-from typing import Any
+from typing import Any, TypeVar
 
 from ..recipe.schema import CleaningSpec
 from .sources import WHERE
@@ -29,6 +29,7 @@ ODD_SPACES = re.compile(r"[\u00a0\u1680\u2000-\u200a\u202f\u205f\u3000\u180e\ufe
 INNER_RUNS = re.compile(r"(?<=\S)[ \t]{2,}|(?<=\S)\t")
 TRAILING = re.compile(r"[ \t]+(?=\n)")
 MAY_CHANGE = re.compile(ODD_SPACES.pattern + r"|[\r\t]|  | \n")
+T = TypeVar("T")  # a row, or a row number standing for it
 SKIP = ("id", WHERE)
 EDGE_KEYS = ("prompt", "completion")
 
@@ -156,7 +157,7 @@ def drop_cross_split(splits: dict[str, list[dict[str, Any]]]) -> dict[str, int]:
     return dropped
 
 
-def cap_rows(rows: list[dict[str, Any]], limit: int | None, seed: int) -> tuple[list[dict[str, Any]], int]:
+def cap_rows(rows: list[T], limit: int | None, seed: int) -> tuple[list[T], int]:
     """At most ``limit`` rows, a seeded sample kept in source order."""
     if limit is None or len(rows) <= limit:
         return rows, 0

@@ -14,7 +14,7 @@ Column values are type-checked as they are read: a text or label column that yie
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..errors import DataError
@@ -186,7 +186,7 @@ def canonical_converter(first: dict[str, Any], layout: str, task: TaskSpec) -> C
     return one
 
 
-def is_pair(rows: list[dict[str, Any]]) -> bool:
+def is_pair(rows: Sequence[dict[str, Any]]) -> bool:
     """Canonical rows are sentence pairs (``text`` + ``text_b``)."""
     return bool(rows) and "text_b" in rows[0]
 

@@ -97,7 +97,9 @@ def _sources(spec: DataSpec, task: TaskSpec, stats: dict) -> dict[str, tuple[Ite
         stats["files"][str(spec.path)] = file_sha256(spec.path)
         stats["file_formats"][str(spec.path)] = "hf_dataset"
         saved = read_saved_splits(spec.path)
-        given = {SPLIT_NAMES[n]: (rows, f"{spec.path}/{n}") for n, rows in saved.items() if n in SPLIT_NAMES}
+        given: dict[str, tuple[Iterable[dict], str]] = {
+            SPLIT_NAMES[n]: (rows, f"{spec.path}/{n}") for n, rows in saved.items() if n in SPLIT_NAMES
+        }
         if "train" not in given:
             raise DataError(f"{spec.path}: the saved dataset has no 'train' split (splits: {sorted(saved)})")
         return given

@@ -15,12 +15,13 @@ from __future__ import annotations
 import math
 import random
 from collections import defaultdict
-from typing import Any
+from typing import Any, TypeVar
 
 from ..errors import DataError
 from ..recipe.schema import SplitSpec
 
 Rows = list[dict[str, Any]]
+T = TypeVar("T")  # a row, or a row number standing for it
 SPLIT_NAMES = {
     "train": "train",
     "validation": "validation",
@@ -30,7 +31,9 @@ SPLIT_NAMES = {
 }
 
 
-def carve(rows: Rows, share: float, seed: int, labels: list[str] | None) -> tuple[Rows, Rows, list[str]]:
+def carve(
+    rows: list[T], share: float, seed: int, labels: list[str] | None
+) -> tuple[list[T], list[T], list[str]]:
     """Split off ``share`` of rows: (rest, carved, notes)."""
     count = math.ceil(share * len(rows)) if share > 0 else 0
     if count == 0:
@@ -77,10 +80,13 @@ def _largest_remainder(exact: dict[str, float], count: int) -> dict[str, int]:
 
 
 def split_by_ratio(
-    rows: Rows, spec: SplitSpec, labels: list[str] | None, missing: tuple[str, ...] = ("validation", "test")
-) -> tuple[dict[str, Rows], list[str]]:
+    rows: list[T],
+    spec: SplitSpec,
+    labels: list[str] | None,
+    missing: tuple[str, ...] = ("validation", "test"),
+) -> tuple[dict[str, list[T]], list[str]]:
     """Carve the missing splits from ``rows``: {train, validation?, test?} and notes."""
-    out: dict[str, Rows] = {}
+    out: dict[str, list[T]] = {}
     notes: list[str] = []
     rest, rest_labels = rows, labels
     test_share = spec.test if "test" in missing else 0.0
@@ -126,7 +132,7 @@ def split_of(row: dict[str, Any], column: str, source: str) -> str:
     return name
 
 
-def sample_rows(rows: Rows, limit: int, seed: int, labels: list[str] | None) -> Rows:
+def sample_rows(rows: list[T], limit: int, seed: int, labels: list[str] | None) -> list[T]:
     """At most ``limit`` rows, seeded, in source order; stratified by ``labels`` when given."""
     if len(rows) <= limit:
         return rows

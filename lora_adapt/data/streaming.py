@@ -13,7 +13,7 @@ so the kept rows, their order and every count equal those of cleaning the rows t
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +38,7 @@ class Canonical:
 
     def __init__(self, spec: DataSpec, task: TaskSpec, source: str, layout: str | None):
         self.spec, self.task, self.source, self.layout = spec, task, source, layout
-        self._convert = None
+        self._convert: Callable[[dict], dict] | None = None
 
     def __call__(self, row: dict[str, Any]) -> dict[str, Any]:
         if self._convert is None:
@@ -51,6 +51,7 @@ class Canonical:
         elif self._renaming:
             row = rename_row(row, self.spec)
         self._kinds.see(row)
+        assert self._convert is not None
         return self._convert(row)
 
 
