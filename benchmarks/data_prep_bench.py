@@ -3,10 +3,13 @@ plain `datasets.load_dataset("json")` + batched tokenizer `map` script, on N sho
 (alpaca-style, a byte-level BPE tokenizer, max length 256). Each arm runs in its own process; CPU seconds
 (user + system) and peak RSS are the process's own (`getrusage`).
 
-    python benchmarks/data_prep_bench.py --rows 100000 --out benchmarks/results/data_prep.json
+    python benchmarks/data_prep_bench.py --rows 100000 1000000 --out benchmarks/results/data_prep.json
 
-Arms interleave over `--repeats`; the table gives medians with their range. The machine is shared: read
-the ratios."""
+Arms interleave over `--repeats`; the summary gives medians with their range, per row count, and the
+issue-15 marks: at the largest count, lora-adapt's first preparation at >= 1.0x the plain script's CPU-time
+throughput (process CPU seconds, imports included, and the preparation's own) and <= 1.2x its peak RSS; its
+peak RSS at the largest count <= 1.5x that at the smallest; the cached rerun's preparation <= 5% of the first
+run's. The machine is shared: read the ratios."""
 
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ import argparse
 import json
 import os
 import random
+import shutil
 import statistics
 import subprocess
 import sys
@@ -90,6 +94,7 @@ def write_tokenizer(folder: Path) -> Path:
 
 
 def write_recipe(path: Path, data: Path, tokenizer: Path) -> Path:
+    """The bench's recipe (what a new user writes: an instruction file, max length 256, long rows truncated)."""
     recipe = {
         "name": "data-prep-bench",
         "model": {"name_or_path": str(tokenizer)},
@@ -114,51 +119,83 @@ def run_arm(code: str, args: list[str], env: dict[str, str]) -> tuple[float, int
     return float(cpu), int(rss), float(prep)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=100_000)
-    parser.add_argument("--repeats", type=int, default=1)
-    parser.add_argument("--out", type=Path, default=None)
-    args = parser.parse_args(argv)
-    work = Path(tempfile.mkdtemp(prefix="lora-adapt-data-bench-"))
-    data = work / "rows.jsonl"
-    write_rows(data, args.rows)
-    tokenizer = write_tokenizer(work / "tokenizer")
-    recipe = write_recipe(work / "recipe.json", data, tokenizer)
+def measure(rows: int, repeats: int, work: Path, tokenizer: Path) -> dict:
+    """One row count: the three arms, each in its own process, interleaved over `repeats`."""
+    data = work / f"rows-{rows}.jsonl"
+    write_rows(data, rows)
+    recipe = write_recipe(work / f"recipe-{rows}.json", data, tokenizer)
     results: dict[str, list[tuple[float, int, float]]] = {
         "plain": [],
         "lora-adapt": [],
         "lora-adapt cached": [],
     }
-    for repeat in range(args.repeats):
+    for repeat in range(repeats):
         base = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
-        plain_env = {**base, "HF_DATASETS_CACHE": str(work / f"hf-{repeat}")}
+        plain_env = {**base, "HF_DATASETS_CACHE": str(work / f"hf-{rows}-{repeat}")}
         results["plain"].append(run_arm(PLAIN, [str(tokenizer), str(data)], plain_env))
-        cache_env = {**base, "LORA_ADAPT_DATA_CACHE": str(work / f"cache-{repeat}")}
+        cache_env = {**base, "LORA_ADAPT_DATA_CACHE": str(work / f"cache-{rows}-{repeat}")}
         results["lora-adapt"].append(run_arm(LORA_ADAPT, [str(recipe)], cache_env))
         results["lora-adapt cached"].append(run_arm(LORA_ADAPT, [str(recipe)], cache_env))
-        print(repeat, {k: v[-1] for k, v in results.items()}, flush=True)
-    summary = {
-        "rows": args.rows,
-        "command": "python benchmarks/data_prep_bench.py " + " ".join(argv or sys.argv[1:]),
-        "arms": {
-            name: {
-                "cpu_s": statistics.median(c for c, _, _ in runs),
-                "cpu_s_range": [min(c for c, _, _ in runs), max(c for c, _, _ in runs)],
-                "prep_cpu_s": statistics.median(p for _, _, p in runs),
-                "peak_rss_mib": statistics.median(r for _, r, _ in runs) / 2**20,
-            }
-            for name, runs in results.items()
-        },
+        print(rows, repeat, {k: v[-1] for k, v in results.items()}, flush=True)
+        for folder in (work / f"hf-{rows}-{repeat}", work / f"cache-{rows}-{repeat}"):
+            shutil.rmtree(folder, ignore_errors=True)
+    data.unlink()
+    arms = {
+        name: {
+            "cpu_s": statistics.median(c for c, _, _ in runs),
+            "cpu_s_range": [min(c for c, _, _ in runs), max(c for c, _, _ in runs)],
+            "prep_cpu_s": statistics.median(p for _, _, p in runs),
+            "peak_rss_mib": statistics.median(r for _, r, _ in runs) / 2**20,
+        }
+        for name, runs in results.items()
     }
-    plain = summary["arms"]["plain"]
-    for arm in summary["arms"].values():
+    plain = arms["plain"]
+    for arm in arms.values():
         arm["throughput_vs_plain"] = plain["cpu_s"] / arm["cpu_s"]
         arm["prep_throughput_vs_plain"] = plain["prep_cpu_s"] / arm["prep_cpu_s"]
         arm["rss_vs_plain"] = arm["peak_rss_mib"] / plain["peak_rss_mib"]
-    summary["cached_share_of_first_run"] = (
-        summary["arms"]["lora-adapt cached"]["prep_cpu_s"] / summary["arms"]["lora-adapt"]["prep_cpu_s"]
-    )
+    return {
+        "rows": rows,
+        "arms": arms,
+        "cached_share_of_first_run": arms["lora-adapt cached"]["prep_cpu_s"]
+        / arms["lora-adapt"]["prep_cpu_s"],
+    }
+
+
+def marks(sizes: list[dict]) -> dict:
+    small, large = sizes[0], sizes[-1]
+    first = large["arms"]["lora-adapt"]
+    out = {
+        "rows": large["rows"],
+        "throughput_vs_plain (>= 1.0)": first["throughput_vs_plain"],
+        "prep_throughput_vs_plain (>= 1.0)": first["prep_throughput_vs_plain"],
+        "rss_vs_plain (<= 1.2)": first["rss_vs_plain"],
+        "cached_share_of_first_run (<= 0.05)": large["cached_share_of_first_run"],
+    }
+    if len(sizes) > 1:
+        out[f"rss {large['rows']} / rss {small['rows']} (<= 1.5)"] = (
+            first["peak_rss_mib"] / small["arms"]["lora-adapt"]["peak_rss_mib"]
+        )
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, nargs="+", default=[100_000])
+    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args(argv)
+    work = Path(tempfile.mkdtemp(prefix="lora-adapt-data-bench-"))
+    try:
+        tokenizer = write_tokenizer(work / "tokenizer")
+        sizes = [measure(rows, args.repeats, work, tokenizer) for rows in sorted(args.rows)]
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    summary = {
+        "command": "python benchmarks/data_prep_bench.py " + " ".join(argv or sys.argv[1:]),
+        "sizes": sizes,
+        "marks": marks(sizes),
+    }
     text = json.dumps(summary, indent=2)
     print(text)
     if args.out:

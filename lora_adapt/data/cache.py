@@ -6,10 +6,11 @@ tokenizer's saved files, every `data` and `task` setting, head or generative mod
 package's data stage and the versions of datasets / tokenizers / transformers. A changed input or setting
 is a different key (a miss); nothing is ever invalidated in place.
 
-An entry is a folder `<root>/<key>/`: the tokenized splits and the cleaned rows as Arrow files
-(`datasets.Dataset.save_to_disk`), and `meta.json` with the layout, labels, stats and an xxh3 checksum of
-every file. It is built under a temporary name and renamed into place, so a reader sees a whole entry or
-none, and concurrent writers of one key both succeed (the first rename wins). Readers check the
+An entry is a folder `<root>/<key>/` holding what `prepare_data` wrote there: the rows read, as JSON text
+in one Arrow file (rows.arrow), each split's row numbers in it (indices/<split>.npy) and the tokenized
+splits (tokenized/<split>.arrow), plus `meta.json` with the layout, labels, stats and an xxh3 checksum of
+every file. It is prepared under a temporary name and renamed into place, so a reader sees a whole entry
+or none, and concurrent writers of one key both succeed (the first rename wins). Readers check the
 checksums; an entry that fails them is moved aside and rebuilt, never trusted. Entries never change once
 written, so any number of processes may read one at a time (distributed training: the main process
 prepares first, the others then read its entry; ``Ranks.main_first``).
@@ -26,16 +27,16 @@ import os
 import shutil
 import tempfile
 import uuid
-from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from ..recipe.schema import DataSpec, TaskSpec
+from .arrow_rows import RowStore
 from .preparation import SPLITS, PreparedData, prepare_data
 from .sources import check_exists, file_sha256
 
 CACHE_ENV = "LORA_ADAPT_DATA_CACHE"
-FORMAT = 1  # bump when the entry layout changes
+FORMAT = 2  # bump when the entry layout changes
 META = "meta.json"
 
 
@@ -70,7 +71,12 @@ def prepared(
         return found
     if not build:
         return None
-    data = prepare_data(spec, task, tokenizer, head=head)
+    stage = _stage(folder)
+    try:
+        data = prepare_data(spec, task, tokenizer, head=head, folder=stage)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
     try:
         write_entry(folder, data, inputs)
     except (OSError, TypeError, ValueError) as exc:  # a full disk or rows JSON cannot hold: run uncached
@@ -162,31 +168,25 @@ def _versions() -> dict[str, str]:
 
 
 def write_entry(folder: Path, data: PreparedData, inputs: dict[str, Any]) -> None:
-    """Write `data` under a temporary name beside `folder`, then rename it into place (atomic)."""
-    import datasets
-
+    """Put `data`'s Arrow files (``prepare_data``'s folder: moved when it is this entry's stage, copied
+    otherwise) and meta.json under a temporary name beside `folder`, then rename it into place (atomic)."""
     folder.parent.mkdir(parents=True, exist_ok=True)
-    stage = folder.parent / f".{folder.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
+    assert data.folder is not None, "prepared data without its Arrow folder"
+    own = data.folder.parent == folder.parent and data.folder.name.startswith(f".{folder.name}.")
+    stage = data.folder if own else _stage(folder)
     try:
-        empty: dict[str, Any] = {}  # Arrow cannot save (or load) a dataset of no rows: note its columns
-        for name in SPLITS:
-            split = getattr(data, name)
-            if split is not None and len(split) == 0:
-                empty[name] = split.features.to_dict()
-            elif split is not None:
-                split.save_to_disk(str(stage / "tokenized" / name))
-            rows = data.raw.get(name) or []
-            if rows:
-                column = [json.dumps(row, ensure_ascii=False, sort_keys=False) for row in rows]
-                datasets.Dataset.from_dict({"row": column}).save_to_disk(str(stage / "rows" / name))
+        if not own:
+            shutil.copytree(data.folder, stage)
         meta = {
             "inputs": inputs,
             "layout": data.layout,
             "labels": list(data.labels) if data.labels is not None else None,
             "stats": data.stats,
-            "empty_tokenized": empty,
+            "splits": {name: getattr(data, name) is not None for name in SPLITS},
             "checksums": {
-                str(p.relative_to(stage)): _xxh3(p) for p in sorted(stage.rglob("*")) if p.is_file()
+                str(p.relative_to(stage)): _xxh3(p)
+                for p in sorted(stage.rglob("*"))
+                if p.is_file() and _entry_file(p.relative_to(stage))
             },
         }
         (stage / META).write_text(json.dumps(meta, default=str), encoding="utf-8")
@@ -199,9 +199,20 @@ def write_entry(folder: Path, data: PreparedData, inputs: dict[str, Any]) -> Non
         shutil.rmtree(stage, ignore_errors=True)
 
 
+def _stage(folder: Path) -> Path:
+    """A fresh temporary name beside `folder` (``prepared`` prepares into it)."""
+    return folder.parent / f".{folder.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
+
+
+def _entry_file(relative: Path) -> bool:
+    """The entry's own files (not the cache files that datasets' `map` writes beside a split)."""
+    return relative.parts[0] in ("indices", "tokenized") or str(relative) == "rows.arrow"
+
+
 def read_entry(folder: Path) -> PreparedData | None:
     """The entry at `folder`, or None when there is none; a damaged entry is moved aside (then deleted)."""
     import datasets
+    import numpy as np
 
     if not (folder / META).is_file():
         return None
@@ -209,18 +220,14 @@ def read_entry(folder: Path) -> PreparedData | None:
         meta = json.loads((folder / META).read_text(encoding="utf-8"))
         if any(_xxh3(folder / rel) != digest for rel, digest in meta["checksums"].items()):
             raise ValueError("checksum mismatch")
-        empty = meta.get("empty_tokenized", {})
         splits = {
-            name: datasets.load_from_disk(str(folder / "tokenized" / name))
-            if (folder / "tokenized" / name).is_dir()
-            else _empty_split(empty[name])
-            if name in empty
-            else None
-            for name in SPLITS
+            name: datasets.Dataset.from_file(str(folder / "tokenized" / f"{name}.arrow")) if there else None
+            for name, there in meta["splits"].items()
         }
+        rows = datasets.Dataset.from_file(str(folder / "rows.arrow"))
         raw = {
-            name: CachedRows(datasets.load_from_disk(str(folder / "rows" / name)))
-            if (folder / "rows" / name).is_dir()
+            name: RowStore(rows, np.load(folder / "indices" / f"{name}.npy"))
+            if (folder / "indices" / f"{name}.npy").is_file()
             else []
             for name in SPLITS
         }
@@ -235,14 +242,8 @@ def read_entry(folder: Path) -> PreparedData | None:
         layout=meta["layout"],
         labels=tuple(meta["labels"]) if meta["labels"] is not None else None,
         stats=meta["stats"],
+        folder=folder,
     )
-
-
-def _empty_split(features: dict):
-    import datasets
-
-    features = datasets.Features.from_dict(features)
-    return datasets.Dataset.from_dict({column: [] for column in features}, features=features)
 
 
 def discard(folder: Path) -> None:
@@ -262,25 +263,3 @@ def _xxh3(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 22), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-class CachedRows(Sequence):
-    """The cleaned rows of one split, read from a memory-mapped Arrow column of JSON (exact round trip)."""
-
-    def __init__(self, dataset):
-        self._rows = dataset
-
-    def __len__(self) -> int:
-        return len(self._rows)
-
-    def __getitem__(self, index):  # type: ignore[override]
-        if isinstance(index, slice):
-            return [self[i] for i in range(*index.indices(len(self)))]
-        return json.loads(self._rows[index]["row"])
-
-    def __iter__(self) -> Iterator[dict]:
-        for batch in self._rows.iter(batch_size=1024):
-            yield from (json.loads(text) for text in batch["row"])
-
-    def __eq__(self, other) -> bool:
-        return list(self) == list(other)

@@ -20,7 +20,7 @@ import json
 import random
 import re
 import unicodedata
-from typing import Any
+from typing import Any, TypeVar
 
 from ..recipe.schema import CleaningSpec
 from .sources import WHERE
@@ -28,6 +28,8 @@ from .sources import WHERE
 ODD_SPACES = re.compile(r"[\u00a0\u1680\u2000-\u200a\u202f\u205f\u3000\u180e\ufeff\u200b]")
 INNER_RUNS = re.compile(r"(?<=\S)[ \t]{2,}|(?<=\S)\t")
 TRAILING = re.compile(r"[ \t]+(?=\n)")
+MAY_CHANGE = re.compile(ODD_SPACES.pattern + r"|[\r\t]|  | \n")
+T = TypeVar("T")  # a row, or a row number standing for it
 SKIP = ("id", WHERE)
 EDGE_KEYS = ("prompt", "completion")
 
@@ -48,6 +50,8 @@ def nfc(text: str) -> str:
 
 
 def tidy_whitespace(text: str) -> str:
+    if not MAY_CHANGE.search(text) and not (text[:1].isspace() or text[-1:].isspace()):
+        return text  # nothing any rule below would change (the common case, checked in one scan)
     text = ODD_SPACES.sub(" ", text.replace("\r\n", "\n").replace("\r", "\n"))
     text = INNER_RUNS.sub(" ", text)
     return TRAILING.sub("", text).strip()
@@ -67,23 +71,29 @@ def normalize_rows(
     rows: list[dict[str, Any]], cleaning: CleaningSpec, counts: dict[str, int]
 ) -> list[dict[str, Any]]:
     """NFC and whitespace normalisation; counts rows changed by each rule."""
-    rules = [
-        (name, on)
+    rules = active_rules(cleaning)
+    return [normalize_row(row, rules, counts) for row in rows]
+
+
+def active_rules(cleaning: CleaningSpec) -> tuple[str, ...]:
+    return tuple(
+        name
         for name, on in (
             ("unicode", cleaning.normalize_unicode),
             ("whitespace", cleaning.normalize_whitespace),
         )
         if on
-    ]
-    out = []
-    for row in rows:
-        for name, _ in rules:
-            new = {k: (v if k in SKIP else normalize_value(v, _rule(name, k))) for k, v in row.items()}
-            if new != row:
-                counts[name] = counts.get(name, 0) + 1
-            row = new
-        out.append(row)
-    return out
+    )
+
+
+def normalize_row(row: dict[str, Any], rules: tuple[str, ...], counts: dict[str, int]) -> dict[str, Any]:
+    """One row through ``rules`` (``active_rules``), counting a rule when it changed the row."""
+    for name in rules:
+        new = {k: (v if k in SKIP else normalize_value(v, _rule(name, k))) for k, v in row.items()}
+        if new != row:
+            counts[name] = counts.get(name, 0) + 1
+        row = new
+    return row
 
 
 def _rule(name: str, key: str):
@@ -147,7 +157,7 @@ def drop_cross_split(splits: dict[str, list[dict[str, Any]]]) -> dict[str, int]:
     return dropped
 
 
-def cap_rows(rows: list[dict[str, Any]], limit: int | None, seed: int) -> tuple[list[dict[str, Any]], int]:
+def cap_rows(rows: list[T], limit: int | None, seed: int) -> tuple[list[T], int]:
     """At most ``limit`` rows, a seeded sample kept in source order."""
     if limit is None or len(rows) <= limit:
         return rows, 0

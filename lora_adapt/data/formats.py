@@ -14,6 +14,7 @@ Column values are type-checked as they are read: a text or label column that yie
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..errors import DataError
@@ -91,6 +92,16 @@ def rename_columns(rows: list[dict[str, Any]], spec: DataSpec, source: str) -> l
     return [_renamed(row, spec.columns) for row in rows]
 
 
+def rename_row(row: dict[str, Any], spec: DataSpec) -> dict[str, Any]:
+    """One row of ``rename_columns`` (whose first row said renaming applies)."""
+    return _renamed(row, spec.columns)
+
+
+def renames(spec: DataSpec, first: dict[str, Any]) -> bool:
+    """Whether ``rename_columns`` changes rows whose first row is ``first``."""
+    return bool(spec.columns or "text_a" in first)
+
+
 def _renamed(row: dict[str, Any], columns: dict[str, str]) -> dict[str, Any]:
     """The row with each mapped column under its canonical name. What the mapping names wins over a column
     that already has the canonical name (a mapping says which one the user means); a canonical column is
@@ -141,6 +152,13 @@ def check_columns(rows: list[dict[str, Any]], layout: str, spec: DataSpec, sourc
 
 def to_canonical(rows: list[dict[str, Any]], layout: str, task: TaskSpec) -> list[dict[str, Any]]:
     """Keep the layout's canonical columns and coerce their values (errors name file:line)."""
+    convert = canonical_converter(rows[0] if rows else {}, layout, task)
+    return [convert(row) for row in rows]
+
+
+def canonical_converter(first: dict[str, Any], layout: str, task: TaskSpec) -> Callable[[dict], dict]:
+    """``to_canonical`` for one row at a time; ``first`` is the split's first row (a sentence pair there
+    makes ``text_b`` required in every row)."""
     convert = {
         "chat": _chat_row,
         "classification": _classification_row,
@@ -149,12 +167,11 @@ def to_canonical(rows: list[dict[str, Any]], layout: str, task: TaskSpec) -> lis
         "relation": _relation_row,
         "extraction": _extraction_row,
     }.get(layout, _text_row)
-    required = REQUIRED[layout] + (
-        ("text_b",) if layout in PAIR_LAYOUTS and rows and "text_b" in rows[0] else ()
-    )
-    out = []
-    for row in rows:
-        kept = {k: row[k] for k in KEEP[layout] if k in row}
+    required = REQUIRED[layout] + (("text_b",) if layout in PAIR_LAYOUTS and "text_b" in first else ())
+    keep = KEEP[layout]
+
+    def one(row: dict[str, Any]) -> dict[str, Any]:
+        kept = {k: row[k] for k in keep if k in row}
         kept[WHERE] = row.get(WHERE, "?")
         missing = [c for c in required if c not in kept]
         if missing:
@@ -164,11 +181,12 @@ def to_canonical(rows: list[dict[str, Any]], layout: str, task: TaskSpec) -> lis
             )
         if layout == "regression":
             kept["targets"] = read_targets(row, task, kept[WHERE])
-        out.append(convert(kept, task))
-    return out
+        return convert(kept, task)
+
+    return one
 
 
-def is_pair(rows: list[dict[str, Any]]) -> bool:
+def is_pair(rows: Sequence[dict[str, Any]]) -> bool:
     """Canonical rows are sentence pairs (``text`` + ``text_b``)."""
     return bool(rows) and "text_b" in rows[0]
 

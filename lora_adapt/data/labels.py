@@ -11,13 +11,14 @@ it is an error, and a declared label without training rows is a warning.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..errors import DataError
 from ..recipe.schema import TaskSpec
 from .sources import WHERE
 
-Rows = list[dict[str, Any]]
+Rows = Sequence[dict[str, Any]]
 LABELLED = ("classification", "relation", "tagging")
 KINDS = {bool: "a boolean", int: "an integer", float: "a number with a fraction", str: "a string"}
 
@@ -30,7 +31,7 @@ def row_labels(row: dict[str, Any], layout: str) -> list[str]:
     return list(value) if isinstance(value, list) else [value]
 
 
-def resolve_labels(splits: dict[str, Rows], task: TaskSpec, layout: str) -> tuple[str, ...] | None:
+def resolve_labels(splits: Mapping[str, Rows], task: TaskSpec, layout: str) -> tuple[str, ...] | None:
     if layout not in LABELLED:
         return None
     if task.labels is not None:
@@ -46,13 +47,15 @@ def label_counts(rows: Rows, layout: str) -> dict[str, int]:
     return dict(sorted(counts.items()))
 
 
-def check_labels(splits: dict[str, Rows], labels: tuple[str, ...], task: TaskSpec, layout: str) -> list[str]:
+def check_labels(
+    splits: Mapping[str, Rows], labels: tuple[str, ...], task: TaskSpec, layout: str
+) -> list[str]:
     """Raise on a label outside a declared set; return warnings for labels without training rows."""
     check_known(splits, labels, task, layout)
     return _untrained_labels(splits, labels, task, layout)
 
 
-def check_known(splits: dict[str, Rows], labels: tuple[str, ...], task: TaskSpec, layout: str) -> None:
+def check_known(splits: Mapping[str, Rows], labels: tuple[str, ...], task: TaskSpec, layout: str) -> None:
     """Raise on the first label outside ``labels``, naming its file and line."""
     known = set(labels)
     origin = "task.labels" if task.labels is not None else "the training split's labels"
@@ -67,7 +70,7 @@ def check_known(splits: dict[str, Rows], labels: tuple[str, ...], task: TaskSpec
 
 
 def _untrained_labels(
-    splits: dict[str, Rows], labels: tuple[str, ...], task: TaskSpec, layout: str
+    splits: Mapping[str, Rows], labels: tuple[str, ...], task: TaskSpec, layout: str
 ) -> list[str]:
     trained = label_counts(splits.get("train", []), layout)
     missing = [label for label in labels if trained.get(label, 0) == 0]
@@ -90,15 +93,29 @@ def check_label_values(rows: Rows, layout: str, task: TaskSpec) -> None:
     into classes such as ``'2.5'`` or ``'True'``, never dropped as empty."""
     if layout not in LABELLED:
         return
-    first: tuple[str, str, Any] | None = None  # (kind, where, value) of the file's first label
+    kinds = LabelKinds(layout, task)
     for row in rows:
-        for value in _raw_labels(row, layout, task):
+        kinds.see(row)
+
+
+class LabelKinds:
+    """``check_label_values`` one row at a time (the first label's kind is remembered)."""
+
+    def __init__(self, layout: str, task: TaskSpec):
+        self.layout, self.task = layout, task
+        self.first: tuple[str, str, Any] | None = None  # (kind, where, value) of the file's first label
+
+    def see(self, row: dict[str, Any]) -> None:
+        if self.layout not in LABELLED:
+            return
+        for value in _raw_labels(row, self.layout, self.task):
             kind = _kind(value, row[WHERE])
             if kind is None:  # a list or an object: the column's own type check (formats.py) names it
                 continue
-            if first is None:
-                first = (kind, row[WHERE], value)
-            elif kind != first[0]:
+            if self.first is None:
+                self.first = (kind, row[WHERE], value)
+            elif kind != self.first[0]:
+                first = self.first
                 raise DataError(
                     f"{row[WHERE]}: label {value!r} is {kind}, but the file's first label ({first[1]}: "
                     f"{first[2]!r}) is {first[0]}; the labels of one file must all have one type",

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..errors import DataError
@@ -126,7 +126,7 @@ def _largest_remainders(total: int, shares: Sequence[float]) -> list[int]:
     return counts
 
 
-def final_counts(stats: dict[str, dict[str, Any]], splits: dict[str, Rows]) -> None:
+def final_counts(stats: dict[str, dict[str, Any]], splits: Mapping[str, Sequence[dict[str, Any]]]) -> None:
     """Add ``final: {split: rows}`` to each source's counts, from the rows' ``_where`` (file:line)."""
     paths = {name: s["path"] for name, s in stats.items()}
     for name in stats:

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import atexit
+import shutil
+import tempfile
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from ..errors import DataError
 from ..recipe.derived import target_names, target_scaling
 from ..recipe.mixing import SourceSpec
 from ..recipe.schema import DataSpec, TaskSpec
-from . import cleaning
+from . import cleaning, streaming
+from .arrow_rows import ColumnWriter
 from .formats import TASK_LAYOUTS, check_columns, is_pair, rename_columns, rows_layout, to_canonical
 from .labels import (
     LABELLED,
@@ -21,16 +28,25 @@ from .labels import (
     resolve_labels,
 )
 from .mixing import final_counts, mix
-from .sources import WHERE, check_exists, detect_file_format, file_sha256, read_file, read_saved_splits
-from .splits import SPLIT_NAMES, sample_rows, split_by_column, split_by_ratio
+from .sources import (
+    WHERE,
+    check_exists,
+    detect_file_format,
+    file_sha256,
+    iter_file,
+    read_saved_splits,
+)
+from .splits import SPLIT_NAMES, sample_rows, split_by_ratio
+from .streaming import Canonical, Collector
 from .targets import head_scaling, target_stats
 from .templates import resolve_chat_template
-from .tokenization import generative_layout, tokenize_generative, tokenize_head
+from .tokenization import SplitCounts, generative_layout, tokenize_generative, tokenize_head
 
 if TYPE_CHECKING:
     import datasets
 
 SPLITS = ("train", "validation", "test")
+TOKENIZE_BATCH = 1000
 Rows = list[dict[str, Any]]
 
 
@@ -43,19 +59,14 @@ class PreparedData:
     layout: str
     labels: tuple[str, ...] | None
     stats: dict
+    folder: Path | None = None  # the Arrow files the splits are read from (data/arrow_rows.py)
 
 
 # --- reading -----------------------------------------------------------------------------------
 
 
 def _read(path: Path, origin: str, spec: DataSpec, task: TaskSpec, stats: dict) -> Rows:
-    check_exists(path, origin)
-    fmt = spec.file_format if spec.file_format != "auto" else detect_file_format(path, task.type)
-    stats["files"][str(path)] = file_sha256(path)
-    stats["file_formats"][str(path)] = fmt
-    return read_file(
-        path, fmt, spec.column_names, short_rows=spec.short_rows, label_delimiter=spec.label_delimiter
-    )
+    return list(_open(path, origin, spec, task, stats))
 
 
 def _canonical(
@@ -68,56 +79,67 @@ def _canonical(
     return to_canonical(rows, layout, task), layout
 
 
-def _stratify_labels(rows: Rows, layout: str, spec: DataSpec, task: TaskSpec) -> list[str] | None:
-    if spec.split.stratify and layout in ("classification", "relation") and not task.multi_label:
-        return [str(row["label"]).strip() for row in rows]
-    return None
+def _open(path: Path, origin: str, spec: DataSpec, task: TaskSpec, stats: dict) -> Iterator[dict[str, Any]]:
+    """``_read``, streamed: the file's rows one at a time."""
+    check_exists(path, origin)
+    fmt = spec.file_format if spec.file_format != "auto" else detect_file_format(path, task.type)
+    stats["files"][str(path)] = file_sha256(path)
+    stats["file_formats"][str(path)] = fmt
+    return iter_file(
+        path, fmt, spec.column_names, short_rows=spec.short_rows, label_delimiter=spec.label_delimiter
+    )
 
 
-def _sources(spec: DataSpec, task: TaskSpec, stats: dict) -> dict[str, tuple[Rows, str]]:
-    """{split: (rows as read, source name)} for the splits the recipe names."""
+def _sources(spec: DataSpec, task: TaskSpec, stats: dict) -> dict[str, tuple[Iterable[dict], str]]:
+    """{split: (rows as read, source name)} for the splits the recipe names (``data.split.column``: the
+    file's rows under "column")."""
     if spec.path is not None and spec.path.is_dir() and spec.file_format in ("auto", "hf_dataset"):
         stats["files"][str(spec.path)] = file_sha256(spec.path)
         stats["file_formats"][str(spec.path)] = "hf_dataset"
         saved = read_saved_splits(spec.path)
-        given = {SPLIT_NAMES[n]: (rows, f"{spec.path}/{n}") for n, rows in saved.items() if n in SPLIT_NAMES}
+        given: dict[str, tuple[Iterable[dict], str]] = {
+            SPLIT_NAMES[n]: (rows, f"{spec.path}/{n}") for n, rows in saved.items() if n in SPLIT_NAMES
+        }
         if "train" not in given:
             raise DataError(f"{spec.path}: the saved dataset has no 'train' split (splits: {sorted(saved)})")
         return given
     if spec.path is not None and spec.split.column is not None:
-        rows = _read(spec.path, "data.path", spec, task, stats)
-        parts = split_by_column(rows, spec.split.column, str(spec.path))
-        return {name: (part, f"{spec.path} ({name} rows)") for name, part in parts.items()}
+        return {"column": (_open(spec.path, "data.path", spec, task, stats), str(spec.path))}
     if spec.path is not None:
-        return {"train": (_read(spec.path, "data.path", spec, task, stats), str(spec.path))}
+        return {"train": (_open(spec.path, "data.path", spec, task, stats), str(spec.path))}
     return {
-        name: (_read(path, f"data.{name}", spec, task, stats), str(path))
+        name: (_open(path, f"data.{name}", spec, task, stats), str(path))
         for name in SPLITS
         if (path := getattr(spec, name)) is not None
     }
 
 
-def _assemble(spec: DataSpec, task: TaskSpec, stats: dict) -> tuple[dict[str, Rows], str]:
-    """Read the sources and build {split: canonical rows}, carving missing splits by ratio."""
+def _assemble(spec: DataSpec, task: TaskSpec, stats: dict, found: Collector) -> dict[str, list[int]]:
+    """Read the sources into ``found`` and give {split: row numbers}, carving missing splits by ratio."""
     given = _sources(spec, task, stats)
+    given_count = len(given)
+    source = "data.sources"
     if spec.sources is not None:
-        train, layout = _mixed_train(spec, task, stats)
+        mixed, found.layout = _mixed_train(spec, task, stats)
+        found.add_split("train", mixed)
+    elif "column" in given:
+        rows, source = given.pop("column")
+        streaming.collect_by_column(rows, source, spec, task, found)
     else:
-        rows, source = given["train"]
-        if not rows:
-            raise DataError(
-                f"{source}: the training file has no rows",
-                hint="check that it is the right file (.jsonl: one JSON object per line; .csv: a header line, then rows)",
-            )
-        train, layout = _canonical(rows, spec, task, source, None)
-    splits = {"train": train}
+        rows, source = given.pop("train")
+        streaming.collect_train(rows, source, spec, task, found)
     for name in ("validation", "test"):
         if name in given:
             rows, source = given[name]
-            splits[name] = _canonical(rows, spec, task, source, layout)[0]
+            canonical = Canonical(spec, task, source, found.layout)
+            found.add_split(name, (canonical(row) for row in rows))
+    read = {name: found.members[name] for name in SPLITS if name in found.members}
+    splits = {"train": read["train"]}
+    splits.update((name, read[name]) for name in ("validation", "test") if name in read)
     missing = tuple(name for name in ("validation", "test") if name not in splits)
-    strata = _stratify_labels(train, layout, spec, task)
-    carved, notes = split_by_ratio(train, spec.split, strata, missing)
+    train = splits["train"]
+    strata = found.strata(train, clean=False)
+    carved, notes = split_by_ratio(train, spec.split, strata, missing)  # row numbers stand for the rows
     if not carved["train"]:
         went = ", ".join(f"{len(carved[n])} to {n}" for n in missing if n in carved)
         raise DataError(
@@ -126,18 +148,17 @@ def _assemble(spec: DataSpec, task: TaskSpec, stats: dict) -> tuple[dict[str, Ro
             "data.test files)",
         )
     splits.update(carved)
+    one_file = spec.path is not None and given_count == 1
     stats["split"] = {
         "method": "column"
         if spec.split.column is not None
-        else (
-            "ratio" if (spec.path is not None and len(given) == 1) or (spec.sources and missing) else "files"
-        ),
+        else ("ratio" if one_file or (spec.sources and missing) else "files"),
         "carved": [n for n in missing if n in carved],
         "seed": spec.split.seed,
         "stratified": strata is not None and any(n in carved for n in missing),
         "notes": notes,
     }
-    return {name: splits[name] for name in SPLITS if name in splits}, layout
+    return {name: splits[name] for name in SPLITS if name in splits}
 
 
 def _mixed_train(spec: DataSpec, task: TaskSpec, stats: dict) -> tuple[Rows, str]:
@@ -167,44 +188,35 @@ def _mixed_train(spec: DataSpec, task: TaskSpec, stats: dict) -> tuple[Rows, str
 # --- cleaning ----------------------------------------------------------------------------------
 
 
-def _clean(splits: dict[str, Rows], layout: str, spec: DataSpec, task: TaskSpec, stats: dict) -> None:
-    rules = spec.cleaning
+def _clean(splits: dict[str, list[int]], found: Collector, stats: dict) -> dict[str, list[int]]:
+    spec = found.spec
     dropped: dict[str, dict[str, int]] = {"empty": {}, "duplicate": {}, "cross_split": {}, "max_samples": {}}
-    for name, rows in splits.items():
-        rows = cleaning.normalize_rows(rows, rules, stats["normalized"])
-        if rules.drop_empty:
-            rows, dropped["empty"][name] = cleaning.drop_empty(rows, layout)
-        if rules.deduplicate:  # the scored test set keeps its own duplicates (its official size)
-            rows, dropped["duplicate"][name] = cleaning.drop_duplicates(rows) if name != "test" else (rows, 0)
-        splits[name] = rows
-    if rules.deduplicate:
-        cross = cleaning.drop_cross_split(splits)
-        dropped["cross_split"] = {name: cross[name] for name in splits}
+    splits = streaming.clean(splits, found, dropped)
     seed = spec.split.seed if spec.sample_seed is None else spec.sample_seed
-    for name, rows in splits.items():
-        splits[name], dropped["max_samples"][name] = cleaning.cap_rows(rows, spec.max_samples, seed)
+    for name, numbers in splits.items():
+        splits[name], dropped["max_samples"][name] = cleaning.cap_rows(numbers, spec.max_samples, seed)
     stats["dropped"] = dropped
     if spec.max_train_samples is not None:
-        _sample_train(splits, spec, task, layout, seed, stats)
+        _sample_train(splits, found, seed, stats)
     if not splits["train"]:
         raise DataError(
             f"the training data ({', '.join(stats['files']) or 'data.train'}) is empty after cleaning: "
             f"{_drop_story('train', stats)}",
             hint="check the file and data.columns; cleaning rules can be switched off under data.cleaning",
         )
+    return splits
 
 
-def _sample_train(
-    splits: dict[str, Rows], spec: DataSpec, task: TaskSpec, layout: str, seed: int, stats: dict
-) -> None:
+def _sample_train(splits: dict[str, list[int]], found: Collector, seed: int, stats: dict) -> None:
     """``data.max_train_samples``: a seeded (stratified where it applies) sample of the training split."""
-    assert spec.max_train_samples is not None
+    limit = found.spec.max_train_samples
+    assert limit is not None
     train = splits["train"]
-    strata = _stratify_labels(train, layout, spec, task)
-    splits["train"] = sample_rows(train, spec.max_train_samples, seed, strata)
+    strata = found.strata(train, clean=True)
+    splits["train"] = sample_rows(train, limit, seed, strata)
     stats["dropped"]["max_train_samples"] = {"train": len(train) - len(splits["train"])}
     stats["train_sample"] = {
-        "limit": spec.max_train_samples,
+        "limit": limit,
         "available": len(train),
         "kept": len(splits["train"]),
         "seed": seed,
@@ -233,19 +245,26 @@ def _new_stats() -> dict[str, Any]:
     return {"files": {}, "file_formats": {}, "normalized": {"unicode": 0, "whitespace": 0}, "warnings": []}
 
 
-def _load(spec: DataSpec, task: TaskSpec) -> tuple[dict[str, Rows], str, tuple[str, ...] | None, dict]:
+def _load(spec: DataSpec, task: TaskSpec, folder: Path):
+    """(rows of each split with ``_where``, layout, labels, stats, the row numbers of each split); the
+    rows live in ``folder``/rows.arrow."""
     stats = _new_stats()
-    splits, layout = _assemble(spec, task, stats)
+    found = Collector(spec, task, stats["normalized"], folder)
+    numbers = _assemble(spec, task, stats, found)
+    layout = found.layout
+    assert layout is not None
+    dataset = found.close()
     stats["format"] = layout
-    stats["rows_read"] = {name: len(rows) for name, rows in splits.items()}
-    _clean(splits, layout, spec, task, stats)
+    stats["rows_read"] = {name: len(rows) for name, rows in numbers.items()}
+    numbers = _clean(numbers, found, stats)
+    splits = streaming.stores(dataset, numbers, where=True)
     for name in ("validation", "test"):
         if name in splits and not splits[name] and stats["rows_read"].get(name):
             stats["warnings"].append(f"the {name} split is empty after cleaning: {_drop_story(name, stats)}")
     labels = resolve_labels(splits, task, layout)
     if layout == "regression":
         labels = target_names(task)
-        stats["targets"] = target_stats(splits["train"], labels)
+        stats["targets"] = target_stats(list(splits["train"]), labels)
     stats["inputs"] = ["text", "text_b"] if is_pair(splits["train"]) else None
     if labels is not None and layout in LABELLED:
         stats["warnings"] += check_labels(splits, labels, task, layout)
@@ -257,7 +276,7 @@ def _load(spec: DataSpec, task: TaskSpec) -> tuple[dict[str, Rows], str, tuple[s
         final_counts(stats["sources"], splits)
     stats["rows_cleaned"] = {name: len(splits.get(name, [])) for name in SPLITS}
     stats["rows"] = dict(stats["rows_cleaned"])
-    return splits, layout, labels, stats
+    return splits, layout, labels, stats, numbers
 
 
 def _strip(splits: dict[str, Rows]) -> dict[str, list[dict]]:
@@ -267,10 +286,18 @@ def _strip(splits: dict[str, Rows]) -> dict[str, list[dict]]:
     }
 
 
+def _scratch() -> Path:
+    """A folder for one preparation's Arrow files, removed when the process ends."""
+    folder = Path(tempfile.mkdtemp(prefix="lora-adapt-prepared-"))
+    atexit.register(shutil.rmtree, folder, True)
+    return folder
+
+
 def load_split_rows(spec: DataSpec, task: TaskSpec) -> tuple[dict[str, list[dict]], dict]:
     """Cleaned, split and checked rows in canonical columns, and their stats (no tokenizer needed)."""
-    splits, _, _, stats = _load(spec, task)
-    return _strip(splits), stats
+    with tempfile.TemporaryDirectory(prefix="lora-adapt-rows-") as folder:
+        splits, _, _, stats, _ = _load(spec, task, Path(folder))
+        return _strip(splits), stats
 
 
 def load_rows_from_file(path: str | Path, spec: DataSpec, task: TaskSpec) -> list[dict]:
@@ -318,11 +345,16 @@ def tokenize_head_rows(
     return datasets.Dataset.from_dict(counts.columns)
 
 
-def prepare_data(spec: DataSpec, task: TaskSpec, tokenizer, *, head: bool) -> PreparedData:
-    """Read, clean, split, check and tokenize the recipe's data for training."""
-    import datasets
-
-    splits, layout, labels, stats = _load(spec, task)
+def prepare_data(
+    spec: DataSpec, task: TaskSpec, tokenizer, *, head: bool, folder: Path | None = None
+) -> PreparedData:
+    """Read, clean, split, check and tokenize the recipe's data for training. The splits are Arrow files in
+    ``folder`` (a scratch folder removed at exit when not given), read memory-mapped: rows.arrow (the rows
+    read, as JSON), indices/<split>.npy (each split's rows in it) and tokenized/<split>.arrow."""
+    folder = Path(folder) if folder is not None else _scratch()
+    (folder / "tokenized").mkdir(parents=True, exist_ok=True)
+    (folder / "indices").mkdir(exist_ok=True)
+    splits, layout, labels, stats, numbers = _load(spec, task, folder)
     if head and labels is None:
         raise DataError(
             f"a classifier head needs a labelled task, not the {layout} layout",
@@ -342,16 +374,22 @@ def prepare_data(spec: DataSpec, task: TaskSpec, tokenizer, *, head: bool) -> Pr
     built: dict[str, datasets.Dataset | None] = {}
     per_split: dict[str, dict] = {}
     for name in SPLITS:
-        rows = splits.get(name) or []
+        rows = splits.get(name)
+        if name in numbers:
+            np.save(folder / "indices" / f"{name}.npy", np.asarray(numbers[name], dtype=np.int64))
         if not rows:
             built[name] = None
             continue
-        if labels is not None and head:
-            counts = tokenize_head(rows, layout, labels, ctx)
-        else:
-            counts = tokenize_generative(rows, layout, ctx)
-        per_split[name] = counts.summary()
-        built[name] = datasets.Dataset.from_dict(counts.columns) if counts.examples else None
+        total, writer = SplitCounts(), ColumnWriter(folder / "tokenized" / f"{name}.arrow")
+        for batch in rows.batches(TOKENIZE_BATCH):
+            if labels is not None and head:
+                counts = tokenize_head(batch, layout, labels, ctx)
+            else:
+                counts = tokenize_generative(batch, layout, ctx)
+            writer.add(counts.columns)
+            total.add(counts)
+        per_split[name] = total.summary()
+        built[name] = writer.close() if total.examples else None
     _tokenization_stats(stats, per_split, spec, head, trained_layout)
     if built["train"] is None:
         raise DataError(
@@ -362,10 +400,11 @@ def prepare_data(spec: DataSpec, task: TaskSpec, tokenizer, *, head: bool) -> Pr
         train=built["train"],
         validation=built["validation"],
         test=built["test"],
-        raw=_strip(splits),
+        raw={name: splits[name].without_where() if name in splits else [] for name in SPLITS},
         layout=trained_layout,
         labels=labels,
         stats=stats,
+        folder=folder,
     )
 
 

@@ -21,6 +21,7 @@ import hashlib
 import json
 import re
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -157,6 +158,18 @@ def read_file(
     """Rows of one file in its own column names (each with ``_where``).
 
     ``short_rows`` (csv/tsv): ``error`` or ``pad``; ``label_delimiter``: read a text file as sentence + label."""
+    return list(iter_file(path, fmt, column_names, short_rows=short_rows, label_delimiter=label_delimiter))
+
+
+def iter_file(
+    path: Path,
+    fmt: str,
+    column_names: tuple[str, ...] | None = None,
+    *,
+    short_rows: str = "error",
+    label_delimiter: str | None = None,
+) -> Iterator[dict[str, Any]]:
+    """``read_file``'s rows one at a time: JSON lines and csv/tsv are streamed (never all in memory)."""
     readers = {
         "jsonl": _read_jsonl,
         "json": _read_json,
@@ -175,10 +188,11 @@ def read_file(
         _check_utf16(path)
     try:
         if fmt in ("csv", "tsv"):
-            return _read_delimited(path, "\t" if fmt == "tsv" else ",", column_names, short_rows)
-        if fmt == "text" and label_delimiter is not None:
-            return _read_labelled_lines(path, label_delimiter)
-        return readers[fmt](path)
+            yield from _read_delimited(path, "\t" if fmt == "tsv" else ",", column_names, short_rows)
+        elif fmt == "text" and label_delimiter is not None:
+            yield from _read_labelled_lines(path, label_delimiter)
+        else:
+            yield from readers[fmt](path)
     except UnicodeDecodeError as exc:
         raise DataError(
             f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason})",
@@ -204,8 +218,7 @@ def _check_utf16(path: Path) -> None:
         )
 
 
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    rows = []
+def _read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
     with path.open(encoding="utf-8-sig") as handle:
         for lineno, line in enumerate(handle, 1):
             if not line.strip():
@@ -223,8 +236,7 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
                     hint='each line of a .jsonl file must be one JSON object like {"text": ...}',
                 )
             obj[WHERE] = f"{path}:{lineno}"
-            rows.append(obj)
-    return rows
+            yield obj
 
 
 def _read_json(path: Path) -> list[dict[str, Any]]:
@@ -233,7 +245,7 @@ def _read_json(path: Path) -> list[dict[str, Any]]:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         if exc.msg == "Extra data":  # a .json file holding JSON lines
-            return _read_jsonl(path)
+            return list(_read_jsonl(path))
         raise DataError(f"{path}:{exc.lineno}: not valid JSON: {exc.msg} (column {exc.colno})") from None
     if isinstance(data, dict) and isinstance(data.get("data"), list):
         data = data["data"]
@@ -254,10 +266,9 @@ def _read_json(path: Path) -> list[dict[str, Any]]:
 
 def _read_delimited(
     path: Path, delimiter: str, column_names: tuple[str, ...] | None, short_rows: str = "error"
-) -> list[dict[str, Any]]:
+) -> Iterator[dict[str, Any]]:
     """csv/tsv. tsv is read without quoting (quote characters are data); headerless files need column_names."""
     csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
-    rows = []
     with path.open(encoding="utf-8-sig", newline="") as handle:
         if delimiter == "\t":
             reader = csv.reader(handle, delimiter=delimiter, quoting=csv.QUOTE_NONE)
@@ -265,14 +276,13 @@ def _read_delimited(
             reader = csv.reader(handle, delimiter=delimiter)
         header = list(column_names) if column_names else next(reader, None)
         if header is None:
-            return []
+            return
         for fields in reader:
             if not any(f.strip() for f in fields) or (
                 column_names and reader.line_num == 1 and fields == header
             ):
                 continue  # blank line, or a header line equal to data.column_names
-            rows.append(_fields_to_row(path, reader.line_num, header, fields, delimiter, short_rows))
-    return rows
+            yield _fields_to_row(path, reader.line_num, header, fields, delimiter, short_rows)
 
 
 def _fields_to_row(

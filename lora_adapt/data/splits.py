@@ -15,12 +15,13 @@ from __future__ import annotations
 import math
 import random
 from collections import defaultdict
-from typing import Any
+from typing import Any, TypeVar
 
 from ..errors import DataError
 from ..recipe.schema import SplitSpec
 
 Rows = list[dict[str, Any]]
+T = TypeVar("T")  # a row, or a row number standing for it
 SPLIT_NAMES = {
     "train": "train",
     "validation": "validation",
@@ -30,7 +31,9 @@ SPLIT_NAMES = {
 }
 
 
-def carve(rows: Rows, share: float, seed: int, labels: list[str] | None) -> tuple[Rows, Rows, list[str]]:
+def carve(
+    rows: list[T], share: float, seed: int, labels: list[str] | None
+) -> tuple[list[T], list[T], list[str]]:
     """Split off ``share`` of rows: (rest, carved, notes)."""
     count = math.ceil(share * len(rows)) if share > 0 else 0
     if count == 0:
@@ -77,10 +80,13 @@ def _largest_remainder(exact: dict[str, float], count: int) -> dict[str, int]:
 
 
 def split_by_ratio(
-    rows: Rows, spec: SplitSpec, labels: list[str] | None, missing: tuple[str, ...] = ("validation", "test")
-) -> tuple[dict[str, Rows], list[str]]:
+    rows: list[T],
+    spec: SplitSpec,
+    labels: list[str] | None,
+    missing: tuple[str, ...] = ("validation", "test"),
+) -> tuple[dict[str, list[T]], list[str]]:
     """Carve the missing splits from ``rows``: {train, validation?, test?} and notes."""
-    out: dict[str, Rows] = {}
+    out: dict[str, list[T]] = {}
     notes: list[str] = []
     rest, rest_labels = rows, labels
     test_share = spec.test if "test" in missing else 0.0
@@ -106,22 +112,27 @@ def split_by_column(rows: Rows, column: str, source: str) -> dict[str, Rows]:
     """Rows grouped by the split their ``column`` names (train, validation/valid/dev, test; any case)."""
     out: dict[str, Rows] = {}
     for row in rows:
-        value = str(row.get(column, "")).strip().lower()
-        name = SPLIT_NAMES.get(value)
-        if name is None:
-            where = row.get("_where", source)
-            shown = repr(row[column]) if column in row else "missing"
-            raise DataError(
-                f"{where}: data.split.column {column!r} is {shown}; expected train, validation (valid, dev) or test",
-                hint="fix the row, or drop data.split.column to carve the splits by ratio",
-            )
-        out.setdefault(name, []).append(row)
+        out.setdefault(split_of(row, column, source), []).append(row)
     if "train" not in out:
         raise DataError(f"{source}: no row has {column} = train", hint="check data.split.column")
     return out
 
 
-def sample_rows(rows: Rows, limit: int, seed: int, labels: list[str] | None) -> Rows:
+def split_of(row: dict[str, Any], column: str, source: str) -> str:
+    """The split a row's ``column`` names (``split_by_column``)."""
+    value = str(row.get(column, "")).strip().lower()
+    name = SPLIT_NAMES.get(value)
+    if name is None:
+        where = row.get("_where", source)
+        shown = repr(row[column]) if column in row else "missing"
+        raise DataError(
+            f"{where}: data.split.column {column!r} is {shown}; expected train, validation (valid, dev) or test",
+            hint="fix the row, or drop data.split.column to carve the splits by ratio",
+        )
+    return name
+
+
+def sample_rows(rows: list[T], limit: int, seed: int, labels: list[str] | None) -> list[T]:
     """At most ``limit`` rows, seeded, in source order; stratified by ``labels`` when given."""
     if len(rows) <= limit:
         return rows

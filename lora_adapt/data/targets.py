@@ -14,6 +14,7 @@ with the training split's mean and (population) standard deviation. The scaling 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 from ..errors import DataError
@@ -60,7 +61,7 @@ def to_number(value: Any, name: str, where: str) -> float:
     return number
 
 
-def target_stats(rows: list[dict[str, Any]], names: tuple[str, ...]) -> dict[str, Any]:
+def target_stats(rows: Sequence[dict[str, Any]], names: tuple[str, ...]) -> dict[str, Any]:
     """Mean, population standard deviation, min and max of each target over ``rows``."""
     columns = list(zip(*(row["targets"] for row in rows), strict=True)) if rows else [()] * len(names)
     stats: dict[str, Any] = {"names": list(names), "mean": [], "std": [], "min": [], "max": []}

@@ -43,6 +43,20 @@ class SplitCounts:
     max_length: int = 0
     columns: dict[str, list] = field(default_factory=dict)
 
+    def add(self, part: SplitCounts) -> None:
+        """Count a batch's tokenization into this split's (its columns are not kept)."""
+        for name in (
+            "examples",
+            "dropped_overlength",
+            "dropped_completion_truncated",
+            "truncated",
+            "eos_trained",
+            "tokens",
+            "trained_tokens",
+        ):
+            setattr(self, name, getattr(self, name) + getattr(part, name))
+        self.max_length = max(self.max_length, part.max_length)
+
     def summary(self) -> dict[str, Any]:
         out = {k: v for k, v in self.__dict__.items() if k != "columns"}
         out["eos_trained_share"] = round(self.eos_trained / self.examples, 4) if self.examples else None
@@ -133,11 +147,36 @@ def _common_prefix(a: str, b: str) -> int:
 
 def encode_spans(tokenizer, text: str, spans: list[Span], special: bool) -> tuple[list[int], list[int]]:
     """Token ids of ``text`` and a mask with 1 on tokens overlapping a span."""
-    if getattr(tokenizer, "is_fast", False):
-        enc = tokenizer(text, add_special_tokens=special, return_offsets_mapping=True)
-        mask = [int(any(s < end and e > start for start, end in spans)) for s, e in enc["offset_mapping"]]
-        return list(enc["input_ids"]), mask
-    return _encode_pieces(tokenizer, text, spans, special)
+    return encode_many(tokenizer, [(text, spans)], special)[0]
+
+
+def encode_many(
+    tokenizer, items: list[tuple[str, list[Span]]], special: bool
+) -> list[tuple[list[int], list[int]]]:
+    """``encode_spans`` for many texts in one tokenizer call (a fast tokenizer encodes the batch at once;
+    each text's ids are those it has alone)."""
+    if not items:
+        return []
+    if not getattr(tokenizer, "is_fast", False):
+        return [_encode_pieces(tokenizer, text, spans, special) for text, spans in items]
+    texts = [text for text, _ in items]
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None and backend.truncation is None and backend.padding is None:
+        # what tokenizer(texts, return_offsets_mapping=True) encodes, without its per-text dict conversion
+        encodings = backend.encode_batch(texts, add_special_tokens=special)
+        pairs = [(e.ids, e.offsets) for e in encodings]
+    else:
+        enc = tokenizer(texts, add_special_tokens=special, return_offsets_mapping=True)
+        pairs = list(zip(enc["input_ids"], enc["offset_mapping"], strict=True))
+    out = []
+    for (ids, offsets), (_, spans) in zip(pairs, items, strict=True):
+        if len(spans) == 1:
+            ((start, end),) = spans
+            mask = [1 if s < end and e > start else 0 for s, e in offsets]
+        else:
+            mask = [int(any(s < end and e > start for start, end in spans)) for s, e in offsets]
+        out.append((ids if isinstance(ids, list) else list(ids), mask))
+    return out
 
 
 def _encode_pieces(tokenizer, text: str, spans: list[Span], special: bool) -> tuple[list[int], list[int]]:
@@ -177,12 +216,19 @@ def tokenize_generative(rows: Rows, layout: str, ctx: dict[str, Any]) -> SplitCo
             hint="set tokenizer.eos_token (model.tokenizer) to the model's end-of-text token",
         )
     counts = SplitCounts(columns={"input_ids": [], "completion_mask": []})
+    examples = []
     for row in rows:
         try:
-            text, spans, chat = example_spans(row, layout, ctx)
+            examples.append(example_spans(row, layout, ctx))
         except DataError as exc:
             raise DataError(f"{row.get(WHERE, '?')}: {exc.message}", hint=exc.hint) from None
-        ids, mask = encode_spans(tokenizer, text, spans, special=not chat)
+    encoded: dict[int, tuple[list[int], list[int]]] = {}
+    for chat in (False, True):
+        which = [i for i, example in enumerate(examples) if example[2] is chat]
+        items = [(examples[i][0], examples[i][1]) for i in which]
+        encoded.update(zip(which, encode_many(tokenizer, items, special=not chat), strict=True))
+    for i, (_, _, chat) in enumerate(examples):
+        ids, mask = encoded[i]
         if layout == "completion":
             mask = [1] * len(ids)
         ids, mask = add_eos(ids, mask, eos, chat)
@@ -215,7 +261,9 @@ def _record(ids: list[int], mask: list[int], eos: int, all_tokens: bool, counts:
     counts.tokens += len(ids)
     counts.trained_tokens += sum(mask)
     counts.max_length = max(counts.max_length, len(ids))
-    counts.eos_trained += any(t == eos and m for t, m in zip(ids, mask, strict=True))
+    counts.eos_trained += bool(ids[-1] == eos and mask[-1]) or any(
+        t == eos and m for t, m in zip(ids, mask, strict=True)
+    )
 
 
 def tokenize_head(rows: Rows, layout: str, labels: tuple[str, ...], ctx: dict[str, Any]) -> SplitCounts:

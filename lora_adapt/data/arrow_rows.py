@@ -1,0 +1,165 @@
+"""Rows and token columns on disk as Arrow files, read memory-mapped.
+
+``RowWriter`` appends canonical rows as JSON text (an exact round trip for the JSON values that readers
+produce) to one Arrow stream file; ``RowStore`` is a read-only sequence of dicts over such a file and a
+selection of its row numbers (a split), with ``_where`` stripped unless asked for. ``ColumnWriter``
+appends tokenized batches with the features ``datasets.Dataset.from_dict`` would give them, so a split
+written batch by batch equals the one built from the whole column lists."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .sources import WHERE
+
+BATCH = 4096
+
+
+class RowWriter:
+    """Rows as JSON text in one Arrow file (column ``row``); ``close()`` returns the memory-mapped dataset."""
+
+    def __init__(self, path: Path):
+        import pyarrow as pa
+
+        self.path, self.count = path, 0
+        self._pending: list[str] = []
+        self._schema = pa.schema([("row", pa.string())])
+        self._sink = pa.OSFile(str(path), "wb")
+        self._writer = pa.ipc.new_stream(self._sink, self._schema)
+
+    def add(self, text: str) -> int:
+        """Append a row's JSON text; its row number."""
+        self._pending.append(text)
+        if len(self._pending) >= BATCH:
+            self._flush()
+        self.count += 1
+        return self.count - 1
+
+    def _flush(self) -> None:
+        import pyarrow as pa
+
+        if self._pending:
+            self._writer.write_batch(
+                pa.record_batch([pa.array(self._pending, pa.string())], schema=self._schema)
+            )
+            self._pending = []
+
+    def close(self):
+        import datasets
+
+        self._flush()
+        self._writer.close()
+        self._sink.close()
+        return datasets.Dataset.from_file(str(self.path))
+
+
+class RowStore(Sequence):
+    """The rows of one split: a memory-mapped Arrow column of JSON text and the row numbers it keeps."""
+
+    def __init__(self, dataset, indices: Sequence[int] | np.ndarray | None = None, *, where: bool = False):
+        self.dataset = dataset
+        self.indices = None if indices is None else np.asarray(indices, dtype=np.int64)
+        self._where = where
+
+    def __len__(self) -> int:
+        return len(self.dataset) if self.indices is None else len(self.indices)
+
+    def _load(self, text: str) -> dict[str, Any]:
+        row = json.loads(text)
+        if not self._where:
+            row.pop(WHERE, None)
+        return row
+
+    def __getitem__(self, index):  # type: ignore[override]
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        at = int(index if self.indices is None else self.indices[index])
+        return self._load(self.dataset._data.column("row")[at].as_py())
+
+    def texts(self, batch: int = BATCH) -> Iterator[list[str]]:
+        """The rows' JSON text in batches, in split order. A split whose rows keep the file's order (every
+        split preparation makes) is read with plain reads, batch by batch, so that a pass over it leaves no
+        mapped pages behind (they would count in the process's resident memory)."""
+        files = self.dataset.cache_files
+        if len(files) == 1 and (self.indices is None or bool(np.all(np.diff(self.indices) > 0))):
+            yield from self._read_in_order(files[0]["filename"], batch)
+            return
+        column = self.dataset._data.column("row")
+        total = len(self)
+        for start in range(0, total, batch):
+            if self.indices is None:
+                yield column.slice(start, batch).to_pylist()
+            else:
+                yield column.take(self.indices[start : start + batch]).to_pylist()
+
+    def _read_in_order(self, path: str, batch: int) -> Iterator[list[str]]:
+        import pyarrow as pa
+
+        offset, at = 0, 0
+        with pa.OSFile(path) as source:
+            for record in pa.ipc.open_stream(source):
+                rows = record.num_rows
+                if self.indices is None:
+                    picked = record.column(0)
+                else:
+                    end = int(np.searchsorted(self.indices, offset + rows, side="left"))
+                    picked = record.column(0).take(pa.array(self.indices[at:end] - offset))
+                    at = end
+                offset += rows
+                for start in range(0, len(picked), batch):
+                    yield picked.slice(start, batch).to_pylist()
+                if self.indices is not None and at >= len(self.indices):
+                    return
+
+    def batches(self, batch: int = BATCH) -> Iterator[list[dict[str, Any]]]:
+        for texts in self.texts(batch):
+            yield [self._load(text) for text in texts]
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        for rows in self.batches():
+            yield from rows
+
+    def __eq__(self, other) -> bool:
+        return list(self) == list(other)
+
+    def without_where(self) -> RowStore:
+        return RowStore(self.dataset, self.indices, where=False)
+
+
+class ColumnWriter:
+    """Tokenized batches appended to one Arrow file, typed as ``datasets.Dataset.from_dict`` types them."""
+
+    def __init__(self, path: Path):
+        self.path, self.rows = path, 0
+        self._writer: Any = None
+
+    def add(self, columns: dict[str, list]) -> None:
+        import datasets
+        from datasets.arrow_writer import ArrowWriter
+
+        if not columns or not len(next(iter(columns.values()))):
+            return
+        if self._writer is None:
+            features = datasets.Dataset.from_dict(columns).features
+            self._writer = ArrowWriter(features=features, path=str(self.path))
+        self._writer.write_batch(columns)
+        self.rows += len(next(iter(columns.values())))
+
+    def close(self):
+        """The memory-mapped dataset, or None when no row was written."""
+        import datasets
+
+        if self._writer is None:
+            return None
+        self._writer.finalize()
+        self._writer.close()
+        return datasets.Dataset.from_file(str(self.path))
