@@ -379,6 +379,11 @@ def _dataset(dataset: str, d: dict[str, Any]) -> list[str]:
             f"{json.dumps(a['best_values'])} |"
         )
     if shipped:
+        lines += [
+            "",
+            "The shipped row's values are the recipe's as written; its `training.min_steps: auto` may raise "
+            "the epochs (see its optimizer steps). Trials train the epochs they draw (`min_steps: 0`).",
+        ]
         full_test, full_info, full_where = shipped.get("full_finetune_test"), shipped.get("full_finetune"), ""
         if full_test is None and "full_finetune" in arms:
             full_test, full_info = arms["full_finetune"]["test"], arms["full_finetune"]["full_finetune"]
