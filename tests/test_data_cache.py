@@ -167,3 +167,21 @@ def test_the_key_covers_the_code_the_data_stage_runs():
     outside = {m.replace(".", "/") + ".py" for m in imported}
     assert "recipe/derived.py" in hashed
     assert outside - hashed <= {"errors.py", "recipe/schema.py", "recipe/mixing.py"}, outside - hashed
+
+
+def test_a_failed_cache_write_leaves_the_run_its_prepared_files(sft, tmp_path, monkeypatch):
+    """The run goes on uncached: the Arrow files it was prepared into stay until the process ends."""
+    import lora_adapt.data.cache as cache
+
+    recipe, tokenizer, _ = sft
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(cache, "_xxh3", full_disk)
+    said: list[str] = []
+    data = prepared(recipe.data, recipe.task, tokenizer, head=False, root=tmp_path / "c", echo=said.append)
+    assert any("not cached (OSError" in line for line in said), said
+    assert data.folder is not None and (data.folder / "rows.arrow").is_file()
+    assert not [p for p in (tmp_path / "c").iterdir() if not p.name.startswith(".")]  # no entry
+    same(data, prepare_data(recipe.data, recipe.task, tokenizer, head=False))

@@ -21,6 +21,7 @@ they are not part of the entry's checksums."""
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import json
 import os
@@ -195,8 +196,15 @@ def write_entry(folder: Path, data: PreparedData, inputs: dict[str, Any]) -> Non
         except OSError:  # another writer renamed the same key first: keep theirs
             if not (folder / META).is_file():
                 raise
+    except BaseException:
+        if own:  # `data` is read from these files: the run goes on uncached, they go when the process ends
+            (stage / META).unlink(missing_ok=True)
+            atexit.register(shutil.rmtree, stage, True)
+            stage = None
+        raise
     finally:
-        shutil.rmtree(stage, ignore_errors=True)
+        if stage is not None:
+            shutil.rmtree(stage, ignore_errors=True)
 
 
 def _stage(folder: Path) -> Path:
