@@ -230,7 +230,8 @@ def _baseline(
 
 
 def _run_baseline(name: str, recipe, ctx: EvalContext, model, prepared, trained) -> tuple[SystemOutput, str]:
-    train, validation = prepared.raw.get("train") or [], prepared.raw.get("validation") or []
+    # decoded once here: the baselines read their rows several times (features, labels, C on validation)
+    train, validation = list(prepared.raw.get("train") or []), list(prepared.raw.get("validation") or [])
     method = system_method(name, ctx.kind, ctx.mode, ctx.pair)
     if name == "majority":
         if ctx.kind == "regression":
