@@ -174,3 +174,90 @@ def test_the_reports_tfidf_features_are_the_scored_baselines():
     top = [words[i] for i in np.argsort(-coef[: len(words)])[:3] if coef[i] > 0]
     assert [w for w, _ in shown["refund"]] == top
     assert shown["refund"][0][1] == round(float(coef[words.index(top[0])]), 4)
+
+
+class _Steep:
+    """A model whose output jumps within a small stretch of the IG path: 8 * sigmoid(200 * (t - 0.43)) at
+    path fraction t, as a confident classifier's logit does. Four integration points miss the jump."""
+
+    @staticmethod
+    def build(tokenizer, text: str):
+        import types
+
+        import torch
+
+        enc = tokenizer(text, return_special_tokens_mask=True)
+        words = [
+            i for i, special in zip(enc["input_ids"], enc["special_tokens_mask"], strict=True) if not special
+        ]
+
+        class Steep(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.emb = torch.nn.Embedding(len(tokenizer), 1)
+                with torch.no_grad():
+                    self.emb.weight.zero_()
+                    self.emb.weight[words] = 1.0 / len(words)
+
+            def get_input_embeddings(self):
+                return self.emb
+
+            def forward(self, input_ids, attention_mask, **_):
+                t = self.emb(input_ids).sum(dim=(1, 2))
+                z = 8 * torch.sigmoid(200 * (t - 0.43))
+                return types.SimpleNamespace(logits=torch.stack([-z, z], dim=-1))
+
+        return Steep()
+
+
+def test_integrated_gradients_doubles_its_steps_until_the_attributions_add_up(tiny_bert_dir):
+    """Few integration points miss a step in the output along the path: the attributions then sum to a
+    fraction of the output gap. The attributor doubles the steps until they add up, and says when they
+    never did; the report's ranking leaves such rows out and says how many."""
+    from transformers import AutoTokenizer
+
+    from lora_adapt.evaluation.report import explanation_section
+    from lora_adapt.explain import Attributor, head_for
+    from lora_adapt.explain.summary import influential_words
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_bert_dir)
+    text = "refund the card"
+    model = _Steep.build(tokenizer, text)
+    head = head_for("classification", "sequence_classification", ["other", "refund"], multi_label=False)
+
+    fixed = Attributor(model, tokenizer, head, steps=4, max_steps=4).explain(text)
+    gap = fixed.score - fixed.baseline_score
+    assert fixed.prediction == "refund" and gap > 7.9
+    assert not fixed.converged and fixed.steps == 4 and abs(fixed.delta) > 0.05 * gap
+
+    doubled = Attributor(model, tokenizer, head, steps=4, max_steps=1024).explain(text)
+    assert doubled.converged and 4 < doubled.steps <= 1024 and abs(doubled.delta) <= 0.05 * gap
+    assert sum(w.score for w in doubled.words) == pytest.approx(gap, rel=0.05)
+    assert doubled.to_json()["steps"] == doubled.steps and doubled.to_json()["converged"] is True
+
+    rows = [{"text": text, "label": "refund"}] * 3
+
+    def summarise(max_steps: int) -> dict:
+        attributor = Attributor(model, tokenizer, head, steps=4, max_steps=max_steps)
+        return influential_words(attributor, rows, [], kind="single", top=3, sample=3, seed=0)
+
+    summary = summarise(4)
+    assert summary["explanations"] == 3 and summary["unconverged"] == 3 and summary["groups"] == []
+    summary = summarise(1024)
+    assert summary["unconverged"] == 0 and summary["groups"][0]["name"] == "refund"
+    assert {w for w, _ in summary["groups"][0]["words"]} == {"refund", "the", "card"}
+    note = "\n".join(explanation_section({**summary, "unconverged": 1}))
+    assert "1 of 3 explanations did not converge" in note and "max_steps" in note
+
+
+def test_explanation_steps_are_checked_in_the_recipe(tmp_path, tiny_bert_dir):
+    data = write_jsonl(tmp_path / "kw.jsonl", keyword_rows(20))
+    recipe = task_recipe(
+        tmp_path,
+        tiny_bert_dir,
+        {"path": str(data)},
+        {"type": "classification"},
+        evaluation={"explanations": {"steps": 64, "max_steps": 32}},
+    )
+    result = cli("validate", str(recipe))
+    assert result.exit_code == 2 and "max_steps (32) is below steps (64)" in result.output

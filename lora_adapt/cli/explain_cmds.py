@@ -28,7 +28,25 @@ from . import main
     help="The class (or regression target) to explain. Default: the predicted class / every target.",
 )
 @click.option(
-    "--steps", type=click.IntRange(4, 1024), default=50, show_default=True, help="Integrated Gradients steps."
+    "--steps",
+    type=click.IntRange(4, 1024),
+    default=50,
+    show_default=True,
+    help="Integrated Gradients steps to start with.",
+)
+@click.option(
+    "--max-steps",
+    type=click.IntRange(4, 4096),
+    default=512,
+    show_default=True,
+    help="Steps are doubled up to this until the attributions sum to the output gap within --tolerance.",
+)
+@click.option(
+    "--tolerance",
+    type=click.FloatRange(0, 1, min_open=True),
+    default=0.05,
+    show_default=True,
+    help="Largest convergence delta accepted, as a fraction of |output - baseline output|.",
 )
 @click.option(
     "--out",
@@ -45,6 +63,8 @@ def explain_command(
     input_file: Path | None,
     target: str | None,
     steps: int,
+    max_steps: int,
+    tolerance: float,
     out: Path,
     overwrite: bool,
 ) -> None:
@@ -62,17 +82,34 @@ def explain_command(
         inputs = _read_inputs(input_file)
     else:
         inputs = list(zip(texts, texts_b or [None] * len(texts), strict=True))
+    if max_steps < steps:
+        raise UsageError(f"--max-steps {max_steps} is below --steps {steps}; make it at least --steps")
     quiet_libraries()
     explanations = explain_source(
-        source, inputs, out_dir=out, target=target, steps=steps, overwrite=overwrite, echo=click.echo
+        source,
+        inputs,
+        out_dir=out,
+        target=target,
+        steps=steps,
+        max_steps=max_steps,
+        tolerance=tolerance,
+        overwrite=overwrite,
+        echo=click.echo,
     )
     for e in explanations:
         top = sorted(e.words, key=lambda w: -abs(w.score))[:5]
         click.echo(
             f"{e.target} (prediction {e.prediction}): "
             + ", ".join(f"{w.text} {w.score:+.3f}" for w in top)
-            + f"  [delta {e.delta:.1e}]"
+            + f"  [delta {e.delta:.1e}, {e.steps} steps]"
         )
+        if not e.converged:
+            click.echo(
+                f"warning: not converged within {e.steps} steps: the attributions sum to "
+                f"{sum(w.score for w in e.words):+.3f} of an output gap of "
+                f"{e.score - e.baseline_score:+.3f}, so they are unreliable; raise --max-steps",
+                err=True,
+            )
     click.echo(f"wrote {out}/explanation.html and {len(explanations)} PNG(s)")
 
 

@@ -254,6 +254,7 @@ def explanation_section(explanations: dict[str, Any] | None) -> list[str]:
         "for the same group. A domain model should rank domain words; punctuation or boilerplate at the "
         "top points to a shortcut.",
         "",
+        *_unconverged_note(explanations),
         "| group | adapted model: most influential words | TF-IDF baseline: top features |",
         "|---|---|---|",
     ]
@@ -264,6 +265,23 @@ def explanation_section(explanations: dict[str, Any] | None) -> list[str]:
             f"| {group['name']} | {table_text(_short(words, 400))} | {table_text(_short(tfidf, 400))} |"
         )
     return [*lines, ""]
+
+
+def _unconverged_note(explanations: dict[str, Any]) -> list[str]:
+    """Explanations whose attributions did not sum to the output gap are left out of the ranking: say so."""
+    missing, total = explanations.get("unconverged") or 0, explanations.get("explanations") or 0
+    if not missing:
+        return []
+    steps = (explanations.get("steps_used") or [0, 0])[-1]
+    return [
+        f"**{missing} of {total} explanations did not converge** within {steps} Integrated Gradients steps "
+        "(their attributions summed to too small a part of the output gap: the model's output jumps along "
+        "the path) and are left out of the ranking"
+        + (", so it is empty" if missing == total else "")
+        + ". Raise `evaluation.explanations.max_steps`, or explain single texts with `lora-adapt explain "
+        "RUN_DIR --text ... --max-steps N`.",
+        "",
+    ]
 
 
 def _per_class(task: dict[str, Any], kind: str) -> list[str]:

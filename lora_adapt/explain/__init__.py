@@ -2,14 +2,16 @@
 
 Public API::
 
-    explain_source(source, inputs, *, target=None, steps=50, out_dir, echo) -> list[Explanation]
+    explain_source(source, inputs, *, target=None, steps=50, max_steps=512, tolerance=0.05, out_dir, echo)
+        -> list[Explanation]
         # `lora-adapt explain`: load a run / adapter folder / hub:ORG/NAME with modeling.load_adapted,
         # explain each (text, text_b) input, write explanation.html, one PNG per explanation and
         # attributions.json into out_dir (staged: nothing half-written is left behind)
     report_explanations(recipe, model, tokenizer, prepared, echo=print) -> dict | None
         # a finished run's report: influential words per class over a sample of the test split
         # beside the TF-IDF baseline's top features (metrics.json "explanations")
-    Attributor(model, tokenizer, head, steps=..., max_length=...).explain(text, text_b, target) -> Explanation
+    Attributor(model, tokenizer, head, steps=..., max_steps=..., tolerance=..., max_length=...)
+        .explain(text, text_b, target) -> Explanation  # .converged: the delta is within the tolerance
 
 Heads of sequence classification (single-label classes, relations) and regression are explained;
 token classification and generative models are not (a usage error says so).
@@ -67,6 +69,8 @@ def explain_source(
     out_dir: Path,
     target: str | None = None,
     steps: int = 50,
+    max_steps: int = 512,
+    tolerance: float = 0.05,
     overwrite: bool = False,
     echo: Callable[[str], None] = print,
 ) -> list[Explanation]:
@@ -92,7 +96,9 @@ def explain_source(
     echo(
         f"loaded {adapted.loaded.source.load_path} + adapter {info.name} ({head.kind}, {len(head.names)} outputs)"
     )
-    attributor = Attributor(adapted.model, adapted.tokenizer, head, steps=steps)
+    attributor = Attributor(
+        adapted.model, adapted.tokenizer, head, steps=steps, max_steps=max_steps, tolerance=tolerance
+    )
     index = _target_index(head, target)
     explanations = []
     for text, text_b in inputs:
@@ -155,7 +161,13 @@ def report_explanations(
     kind = "relation" if recipe.task.type == "relation_classification" else head.kind
     try:
         attributor = Attributor(
-            model, tokenizer, head, steps=spec.steps, max_length=recipe.data.max_seq_length
+            model,
+            tokenizer,
+            head,
+            steps=spec.steps,
+            max_steps=spec.max_steps,
+            tolerance=spec.tolerance,
+            max_length=recipe.data.max_seq_length,
         )
         return influential_words(
             attributor,

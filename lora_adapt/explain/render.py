@@ -51,7 +51,8 @@ def _section(number: int, e: Explanation) -> str:
     meta = (
         f"explained output: <b>{html.escape(e.target)}</b> &middot; prediction: <b>{html.escape(e.prediction)}</b>"
         f" &middot; output {e.score:.4f}, baseline {e.baseline_score:.4f}, sum of attributions "
-        f"{sum(w.score for w in e.words):.4f}, convergence delta {e.delta:.2e}"
+        f"{sum(w.score for w in e.words):.4f}, convergence delta {e.delta:.2e} after {e.steps} steps"
+        + ("" if e.converged else " &middot; <b>NOT CONVERGED: these attributions are unreliable</b>")
     )
     return f"<section><h2>#{number}</h2><p class='meta'>{meta}</p>{''.join(parts)}</section>"
 

@@ -4,8 +4,11 @@ learned the domain or a shortcut.
 
 Groups: one per predicted class (each sampled row is explained toward the class the model predicts);
 for regression two per target (words that raise it, words that lower it). A word's score in a group is
-its summed attribution over the sample (case-folded). The TF-IDF side refits the baseline's features on
-the training split (logistic regression with C = 10, or ridge with alpha = 1) and lists the word n-grams
+its summed attribution over the sample (case-folded). An explanation whose Integrated Gradients did not
+converge within ``max_steps`` (see attribution.py) is left out of the sums and counted in ``unconverged``:
+its words would be ranked on a fraction of the output. The TF-IDF side refits the baseline's features on
+the training split (the baseline's own model and C, or alpha for ridge, chosen on validation as the
+baseline chose it) and lists the word n-grams
 with the largest weights for the class (the character n-grams it also uses are left out: they are not
 words); for sentence pairs, the weights of words found in both texts (the a*b block of the pair features).
 """
@@ -22,7 +25,8 @@ from ..evaluation.systems import seeded_sample
 from .attribution import Attributor, Explanation, Head
 
 METHOD = (
-    "Integrated Gradients (Captum, {steps} steps) at the word embeddings of the adapted model, baseline: "
+    "Integrated Gradients (Captum, {steps} steps, doubled up to {max_steps} until the attributions sum to "
+    "the output gap within {tolerance:.0%}) at the word embeddings of the adapted model, baseline: "
     "padding tokens; sub-words summed into words."
 )
 
@@ -38,15 +42,22 @@ def influential_words(
     seed: int,
     validation: Sequence[dict[str, Any]] = (),
 ) -> dict[str, Any]:
-    """``{"method", "rows", "max_abs_delta", "groups": [{"name", "words": [[w, score]], "tfidf": [[f, w]]}]}``."""
+    """``{"method", "rows", "explanations", "unconverged", "steps_used", "max_abs_delta",
+    "groups": [{"name", "words": [[w, score]], "tfidf": [[f, w]]}]}`` (``max_abs_delta`` over the
+    converged explanations, which alone are summed)."""
     picked = seeded_sample(len(rows), sample, seed)  # the rows `eval` would score at that cap
     picked = list(range(len(rows))) if picked is None else picked
     head = attributor.head
     scores: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
-    deltas = []
+    deltas, steps_used, unconverged, total = [], [], 0, 0
     for i in picked:
         row = rows[i]
         for explanation in _explanations(attributor, row):
+            total += 1
+            steps_used.append(explanation.steps)
+            if not explanation.converged:
+                unconverged += 1
+                continue
             deltas.append(abs(explanation.delta))
             for word in explanation.words:
                 for group, value in _groups(head, explanation, word.score):
@@ -63,8 +74,13 @@ def influential_words(
         if name in scores or name in tfidf
     ]
     return {
-        "method": METHOD.format(steps=attributor.steps),
+        "method": METHOD.format(
+            steps=attributor.steps, max_steps=attributor.max_steps, tolerance=attributor.tolerance
+        ),
         "rows": len(picked),
+        "explanations": total,
+        "unconverged": unconverged,
+        "steps_used": [min(steps_used, default=0), max(steps_used, default=0)],
         "max_abs_delta": round(max(deltas, default=0.0), 6),
         "groups": groups,
     }

@@ -471,9 +471,26 @@ class ExplanationSpec(Spec):
     rows: int = Field(32, ge=0)
     """Test rows explained (a seeded sample); 0 switches explanations off."""
     steps: int = Field(24, ge=4, le=512)
-    """Integrated Gradients steps per row (Riemann approximation; more = a smaller convergence delta)."""
+    """Integrated Gradients steps per row to start with (Gauss-Legendre points; more = a smaller
+    convergence delta)."""
+    max_steps: int = Field(512, ge=4, le=4096)
+    """Steps are doubled up to this until the attributions sum to the output gap within `tolerance`
+    (a confident model's output can jump within a small stretch of the path, which few points miss).
+    Rows still above it are left out of the ranking and counted in the report. Equal to `steps`: no
+    doubling."""
+    tolerance: float = Field(0.05, gt=0, le=1)
+    """Largest convergence delta accepted, as a fraction of |output - baseline output|."""
     top_words: int = Field(10, ge=1, le=100)
     """Words listed per class (per target and direction for regression)."""
+
+    @model_validator(mode="after")
+    def _step_range(self) -> ExplanationSpec:
+        if self.max_steps < self.steps:
+            raise ValueError(
+                f"evaluation.explanations.max_steps ({self.max_steps}) is below steps ({self.steps}); "
+                "make it at least steps (equal: no doubling)"
+            )
+        return self
 
 
 class EvaluationSpec(Spec):
