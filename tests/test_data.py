@@ -88,6 +88,51 @@ def test_jsonl_json_csv_tsv_parquet_round_trip(tmp_path):
     assert rows_of(tmp_path / "e.tsv", CLS, column_names=("label", "text")) == CLS_ROWS
 
 
+def test_parquet_and_text_files_are_read_a_batch_at_a_time_with_their_row_numbers(tmp_path, monkeypatch):
+    """Parquet is decoded one batch of rows at a time and text one line at a time (a large file is never
+    held whole): the rows and their places are those of a whole-file read, and a damaged file is a data
+    error naming it."""
+    import tracemalloc
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from lora_adapt.data import sources
+
+    many = [{"text": f"row {i}", "label": "pos" if i % 3 else "neg"} for i in range(100_000)]
+    pq.write_table(pa.Table.from_pylist(many), tmp_path / "many.parquet")
+    del many
+    tracemalloc.start()
+    try:
+        first = next(sources.iter_file(tmp_path / "many.parquet", "parquet"))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert first["text"] == "row 0" and peak < 8_000_000  # the whole file as Python rows: about 35 MB
+
+    monkeypatch.setattr(sources, "PARQUET_BATCH", 3)
+    rows = [{"text": f"row {i}", "label": "pos" if i % 3 else "neg"} for i in range(10)]
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "f.parquet", row_group_size=4)
+    read = list(sources.iter_file(tmp_path / "f.parquet", "parquet"))
+    assert [{k: r[k] for k in ("text", "label")} for r in read] == rows
+    assert read[7]["_where"].endswith("f.parquet[row 7]")
+    (tmp_path / "bad.parquet").write_bytes(b"PAR1 not really parquet")
+    with pytest.raises(DataError, match="bad.parquet: not a readable parquet file"):
+        sources.read_file(tmp_path / "bad.parquet", "parquet")
+
+    # the numbering of str.splitlines over the whole file, form feeds and CRLF included
+    text = "one\r\ntwo\x0cthree\n\nfour\nfive"
+    (tmp_path / "t.txt").write_bytes(text.encode())
+    got = [(r["text"], r["_where"].rsplit(":", 1)[1]) for r in sources.read_file(tmp_path / "t.txt", "text")]
+    assert got == [("one\ntwo\nthree", "1"), ("four\nfive", "5")]
+    (tmp_path / "l.txt").write_bytes(b"good film|pos\r\n\nbad | film|neg")
+    got = sources.read_file(tmp_path / "l.txt", "text", label_delimiter="|")
+    assert [(r["text"], r["label"], r["_where"][-1]) for r in got] == [
+        ("good film", "pos", "1"),
+        ("bad | film", "neg", "3"),
+    ]
+
+
 def test_saved_dataset_directory_and_its_splits(tmp_path):
     import datasets
 

@@ -303,35 +303,65 @@ def _fields_to_row(
     return row
 
 
-def _read_parquet(path: Path) -> list[dict[str, Any]]:
+PARQUET_BATCH = 8192  # rows decoded at a time: a large file is never held whole as Python rows
+
+
+def _read_parquet(path: Path) -> Iterator[dict[str, Any]]:
     import pyarrow.parquet as pq
 
+    def bad(exc: Exception) -> DataError:
+        return DataError(f"{path}: not a readable parquet file: {exc}")
+
     try:
-        table = pq.read_table(path)
+        batches = pq.ParquetFile(path).iter_batches(batch_size=PARQUET_BATCH)
     except Exception as exc:  # pyarrow raises several types for a bad file
-        raise DataError(f"{path}: not a readable parquet file: {exc}") from None
-    return [{**row, WHERE: f"{path}[row {i}]"} for i, row in enumerate(table.to_pylist())]
+        raise bad(exc) from None
+    number = 0
+    while True:
+        try:
+            batch = next(batches, None)
+        except Exception as exc:  # a damaged row group further on
+            raise bad(exc) from None
+        if batch is None:
+            return
+        for row in batch.to_pylist():
+            yield {**row, WHERE: f"{path}[row {number}]"}
+            number += 1
 
 
-def _read_text(path: Path) -> list[dict[str, Any]]:
-    lines = path.read_text(encoding="utf-8-sig").splitlines()
-    if not any(not line.strip() for line in lines):
-        return [{"text": line, WHERE: f"{path}:{i}"} for i, line in enumerate(lines, 1)]
-    rows, block, first = [], [], 0
-    for lineno, line in enumerate(lines + [""], 1):
+def _lines(path: Path) -> Iterator[str]:
+    """The file's lines as ``str.splitlines`` gives them (the same numbering), read one at a time."""
+    with path.open(encoding="utf-8-sig") as handle:
+        for physical in handle:
+            yield from physical.splitlines()
+
+
+def _read_text(path: Path) -> Iterator[dict[str, Any]]:
+    """One example per line; or, when the file has blank lines, one per block of lines between them. The
+    file is read twice (is there a blank line? then the examples), never held whole."""
+    if not any(not line.strip() for line in _lines(path)):
+        for i, line in enumerate(_lines(path), 1):
+            yield {"text": line, WHERE: f"{path}:{i}"}
+        return
+    block: list[str] = []
+    first = 0
+    for lineno, line in enumerate(_with_end(_lines(path)), 1):
         if line.strip():
             first = first or lineno
             block.append(line)
         elif block:
-            rows.append({"text": "\n".join(block), WHERE: f"{path}:{first}"})
+            yield {"text": "\n".join(block), WHERE: f"{path}:{first}"}
             block, first = [], 0
-    return rows
 
 
-def _read_labelled_lines(path: Path, delimiter: str) -> list[dict[str, Any]]:
+def _with_end(lines: Iterator[str]) -> Iterator[str]:
+    yield from lines
+    yield ""  # closes the last block
+
+
+def _read_labelled_lines(path: Path, delimiter: str) -> Iterator[dict[str, Any]]:
     """``<sentence><delimiter><label>`` per line, split on the last delimiter (the sentence may contain it)."""
-    rows = []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), 1):
+    for lineno, line in enumerate(_lines(path), 1):
         if not line.strip():
             continue
         text, sep, label = line.rpartition(delimiter)
@@ -340,8 +370,7 @@ def _read_labelled_lines(path: Path, delimiter: str) -> list[dict[str, Any]]:
                 f"{path}:{lineno}: no {delimiter!r} in this line (data.label_delimiter): {line[:60]!r}",
                 hint="every line must end with the delimiter and its label; fix or remove the line",
             )
-        rows.append({"text": text, "label": label.strip(), WHERE: f"{path}:{lineno}"})
-    return rows
+        yield {"text": text, "label": label.strip(), WHERE: f"{path}:{lineno}"}
 
 
 def _read_conll(path: Path) -> list[dict[str, Any]]:
@@ -403,7 +432,7 @@ def _read_semeval(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def _read_saved_dataset(path: Path) -> list[dict[str, Any]]:
+def _read_saved_dataset(path: Path) -> SavedSplit:
     splits = read_saved_splits(path)
     if len(splits) != 1:
         raise DataError(
@@ -413,7 +442,21 @@ def _read_saved_dataset(path: Path) -> list[dict[str, Any]]:
     return next(iter(splits.values()))
 
 
-def read_saved_splits(path: Path) -> dict[str, list[dict[str, Any]]]:
+class SavedSplit:
+    """A saved split's rows, decoded one at a time from its memory-mapped Arrow files (each with ``_where``)."""
+
+    def __init__(self, dataset, where: str):
+        self.dataset, self.where = dataset, where
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        for i, row in enumerate(self.dataset):
+            yield {**row, WHERE: f"{self.where}[row {i}]"}
+
+
+def read_saved_splits(path: Path) -> dict[str, SavedSplit]:
     """A directory written by ``save_to_disk``: {split: rows} (a plain Dataset is the split "train")."""
     import datasets
 
@@ -425,7 +468,4 @@ def read_saved_splits(path: Path) -> dict[str, list[dict[str, Any]]]:
             hint="write it with Dataset.save_to_disk(), or set data.file_format",
         ) from None
     parts = dict(loaded) if isinstance(loaded, datasets.DatasetDict) else {"train": loaded}
-    return {
-        name: [{**row, WHERE: f"{path}/{name}[row {i}]"} for i, row in enumerate(ds)]
-        for name, ds in parts.items()
-    }
+    return {name: SavedSplit(ds, f"{path}/{name}") for name, ds in parts.items()}
