@@ -462,7 +462,8 @@ def _evaluate_task(
         return metrics
     from .explain import report_explanations
 
-    explanations = report_explanations(recipe, model, loaded.tokenizer, prepared, echo=echo)
+    tfidf = (metrics.get("baselines") or {}).get("tfidf_logreg")
+    explanations = report_explanations(recipe, model, loaded.tokenizer, prepared, tfidf=tfidf, echo=echo)
     return {**metrics, "explanations": explanations} if explanations is not None else metrics
 
 

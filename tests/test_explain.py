@@ -93,6 +93,11 @@ def test_the_run_report_lists_influential_words_beside_tfidf(keyword_run):
     assert groups["refund"]["tfidf"][0][0] == DECISIVE  # the baseline's top word n-gram for the class
     report = (keyword_run / "runs" / "task" / A.REPORT).read_text()
     assert "## What drives the adapted model's decisions" in report and "TF-IDF baseline" in report
+    from lora_adapt.evaluation.baselines import C_GRID
+
+    tfidf = metrics["baselines"]["tfidf_logreg"]  # its C is recorded, and the report says it
+    assert tfidf["C"] in C_GRID and tfidf["C_chosen_on"] == "validation"
+    assert f"C={tfidf['C']:g} (chosen on validation)" in report
 
 
 def test_explain_refuses_what_it_cannot_explain(keyword_run, tmp_path):
@@ -141,7 +146,7 @@ def test_the_report_says_when_explanations_failed():
     assert explanation_section(None) == []
 
 
-def test_the_reports_tfidf_features_are_the_scored_baselines():
+def test_the_reports_tfidf_features_are_the_scored_baselines(monkeypatch):
     """The report's TF-IDF column shows the baseline that was scored: its C picked on validation (the
     features came from a C=10 model that the baseline, choosing among 0.3 / 3 / 30, never was)."""
     import numpy as np
@@ -174,6 +179,15 @@ def test_the_reports_tfidf_features_are_the_scored_baselines():
     top = [words[i] for i in np.argsort(-coef[: len(words)])[:3] if coef[i] > 0]
     assert [w for w, _ in shown["refund"]] == top
     assert shown["refund"][0][1] == round(float(coef[words.index(top[0])]), 4)
+
+    # with the C the scored baseline recorded in metrics.json, nothing is chosen again
+    import lora_adapt.evaluation.baselines as B
+
+    def refit(*args, **kwargs):
+        raise AssertionError("C chosen again")
+
+    monkeypatch.setattr(B, "choose_c", refit)
+    assert top_features(train, validation, "single", head, top=3, chosen={"C": c}) == shown
 
 
 class _Steep:

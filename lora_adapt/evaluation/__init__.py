@@ -238,9 +238,12 @@ def _run_baseline(name: str, recipe, ctx: EvalContext, model, prepared, trained)
             return SystemOutput(R.mean_predictions(train, len(ctx.rows))), method
         return SystemOutput(B.majority(train, ctx.rows, ctx.kind, ctx.task)), method
     if name == "tfidf_logreg":
+        chosen: dict[str, Any] = {}  # its C (alpha), recorded so the report's features reuse it
         if ctx.kind == "regression":
-            return SystemOutput(R.tfidf_ridge(train, validation, ctx.rows, ctx.kind)), method
-        return SystemOutput(B.tfidf_logreg(train, validation, ctx.rows, ctx.kind, ctx.task)), method
+            predictions = R.tfidf_ridge(train, validation, ctx.rows, ctx.kind, chosen=chosen)
+        else:
+            predictions = B.tfidf_logreg(train, validation, ctx.rows, ctx.kind, ctx.task, chosen=chosen)
+        return SystemOutput(predictions, info=chosen), method
     if name == "base_model":
         if ctx.mode == "generative":
             return run_model(model, ctx, base_only=True), method

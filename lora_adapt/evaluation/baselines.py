@@ -70,10 +70,12 @@ def _majority_object(train: Rows, task: TaskSpec) -> dict[str, Any]:
 # --- TF-IDF + logistic regression -------------------------------------------------------------
 
 
-def tfidf_logreg(train: Rows, validation: Rows, test: Rows, kind: str, task: TaskSpec) -> list[Any]:
-    """Fit on ``train`` (C picked on ``validation``) and predict ``test``."""
+def tfidf_logreg(
+    train: Rows, validation: Rows, test: Rows, kind: str, task: TaskSpec, *, chosen: dict | None = None
+) -> list[Any]:
+    """Fit on ``train`` (C picked on ``validation``, recorded in ``chosen``) and predict ``test``."""
     if kind in ("tagging", "entities"):
-        return token_logreg(train, validation, test, kind)
+        return token_logreg(train, validation, test, kind, chosen=chosen)
     if kind == "extraction":
         raise BaselineSkipped("TF-IDF + logistic regression does not apply to structured extraction")
     features = TextFeatures(train, kind)
@@ -87,13 +89,22 @@ def tfidf_logreg(train: Rows, validation: Rows, test: Rows, kind: str, task: Tas
         [r["label"] for r in validation],
         x_test,
         multi=kind == "multi",
+        chosen=chosen,
     )
 
 
 def fit_predict(
-    x_train, y_train: Sequence[Any], x_val, y_val: Sequence[Any], x_test, *, multi: bool = False
+    x_train,
+    y_train: Sequence[Any],
+    x_val,
+    y_val: Sequence[Any],
+    x_test,
+    *,
+    multi: bool = False,
+    chosen: dict | None = None,
 ) -> list[Any]:
-    """Logistic regression with C chosen on the validation split (macro-F1); multi-label: one-vs-rest."""
+    """Logistic regression with C chosen on the validation split (macro-F1); multi-label: one-vs-rest.
+    ``chosen`` receives ``{"C": ..., "C_chosen_on": "validation" | "default"}``."""
     from sklearn.preprocessing import MultiLabelBinarizer
 
     if not multi and len(set(y_train)) < 2:
@@ -102,6 +113,9 @@ def fit_predict(
     targets = binarizer.transform(y_train) if binarizer is not None else list(y_train)
     gold_val = binarizer.transform(y_val) if binarizer is not None and len(y_val) else list(y_val)
     best_c = choose_c(x_train, targets, x_val, gold_val, multi=multi)
+    if chosen is not None:
+        usable = x_val is not None and len(y_val) and len(set(map(str, targets))) >= 2
+        chosen.update({"C": best_c, "C_chosen_on": "validation" if usable else "default"})
     model = _logreg(best_c, multi).fit(x_train, targets)
     pred = model.predict(x_test)
     if binarizer is not None:
@@ -140,7 +154,9 @@ def _logreg(c: float, multi: bool):
 # --- tagging: token-level logistic regression -------------------------------------------------
 
 
-def token_logreg(train: Rows, validation: Rows, test: Rows, kind: str) -> list[Any]:
+def token_logreg(
+    train: Rows, validation: Rows, test: Rows, kind: str, *, chosen: dict | None = None
+) -> list[Any]:
     """Per-token logistic regression on word features; tags (tagging) or entity spans (entities)."""
     from sklearn.feature_extraction import DictVectorizer
 
@@ -154,7 +170,7 @@ def token_logreg(train: Rows, validation: Rows, test: Rows, kind: str) -> list[A
     )
     y_val = [t for r in validation for t in r["tags"]]
     x_test = vectorizer.transform([f for r in test for f in sentence_features(r["tokens"])])
-    flat = fit_predict(x_train, y_train, x_val, y_val, x_test)
+    flat = fit_predict(x_train, y_train, x_val, y_val, x_test, chosen=chosen)
     tags, start = [], 0
     for r in test:
         tags.append(list(flat[start : start + len(r["tokens"])]))

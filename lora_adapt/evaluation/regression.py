@@ -86,7 +86,7 @@ def mean_predictions(train: Sequence[dict[str, Any]], n: int) -> list[list[float
     return [list(mean) for _ in range(n)]
 
 
-def tfidf_ridge(train, validation, test, kind: str) -> list[list[float]]:
+def tfidf_ridge(train, validation, test, kind: str, *, chosen: dict | None = None) -> list[list[float]]:
     """TF-IDF features (features.py: pairs see both texts) and ridge regression, alpha picked on validation."""
     from .features import TextFeatures
 
@@ -97,6 +97,7 @@ def tfidf_ridge(train, validation, test, kind: str) -> list[list[float]]:
         features.transform(validation) if validation else None,
         targets_of(validation),
         features.transform(test),
+        chosen=chosen,
     )
 
 
@@ -104,12 +105,18 @@ def targets_of(rows: Sequence[dict[str, Any]]) -> np.ndarray:
     return np.array([r["targets"] for r in rows], dtype=float)
 
 
-def ridge_fit_predict(x_train, y_train, x_val, y_val, x_test) -> list[list[float]]:
+def ridge_fit_predict(
+    x_train, y_train, x_val, y_val, x_test, *, chosen: dict | None = None
+) -> list[list[float]]:
     """Ridge regression (all targets at once); alpha chosen on the validation split by mean R^2 (each target
-    weighed by its own variance), else alpha 1."""
+    weighed by its own variance), else alpha 1. ``chosen`` receives ``{"alpha": ..., "alpha_chosen_on": ...}``."""
     from sklearn.linear_model import Ridge
 
-    pred = Ridge(alpha=choose_alpha(x_train, y_train, x_val, y_val)).fit(x_train, y_train).predict(x_test)
+    alpha = choose_alpha(x_train, y_train, x_val, y_val)
+    if chosen is not None:
+        usable = x_val is not None and len(y_val) > 1
+        chosen.update({"alpha": alpha, "alpha_chosen_on": "validation" if usable else "default"})
+    pred = Ridge(alpha=alpha).fit(x_train, y_train).predict(x_test)
     return [[float(v) for v in np.atleast_1d(row)] for row in pred]
 
 

@@ -201,10 +201,19 @@ def _systems(metrics: dict[str, Any]) -> list[tuple[str, dict[str, Any], str]]:
     kind = metrics.get("evaluation", {}).get("kind", "single")
     for name, result in metrics.get("baselines", {}).items():
         label = system_name(name, kind)
-        out.append((label, result, result.get("method", "")))
+        out.append((label, result, result.get("method", "") + _regularisation(result)))
         if result.get("constrained"):
             out.append((f"{label}, label-constrained", result["constrained"], "highest-likelihood label"))
     return out
+
+
+def _regularisation(result: dict[str, Any]) -> str:
+    """A fitted baseline's C (alpha) and where it came from, for the note beside it."""
+    for key in ("C", "alpha"):
+        if result.get(key) is not None:
+            where = result.get(f"{key}_chosen_on")
+            return f"; {key}={result[key]:g}" + (" (chosen on validation)" if where == "validation" else "")
+    return ""
 
 
 def _kind_note(kind: str) -> str:

@@ -150,11 +150,13 @@ def linear_probe(
         x_val = scaler.transform(x_val)
     feats = _features(model, ctx, ctx.dataset, ctx.rows, token_level)
     x_test = scaler.transform(np.concatenate(feats) if token_level else np.stack(feats))
+    info: dict[str, Any] = {"train_rows": len(train_rows), "capped": capped}
     if ctx.kind == "regression":
-        preds = R.ridge_fit_predict(scaler.transform(x_train), y_train, x_val, y_val, x_test)
-        return SystemOutput(preds, info={"train_rows": len(train_rows), "capped": capped})
-    flat = fit_predict(scaler.transform(x_train), y_train, x_val, y_val, x_test, multi=ctx.kind == "multi")
-    info = {"train_rows": len(train_rows), "capped": capped}
+        preds = R.ridge_fit_predict(scaler.transform(x_train), y_train, x_val, y_val, x_test, chosen=info)
+        return SystemOutput(preds, info=info)
+    flat = fit_predict(
+        scaler.transform(x_train), y_train, x_val, y_val, x_test, multi=ctx.kind == "multi", chosen=info
+    )
     if not token_level:
         return SystemOutput(flat, info=info)
     sizes = [len(f) for f in feats]

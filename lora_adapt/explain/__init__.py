@@ -142,11 +142,12 @@ def png_name(number: int) -> str:
 
 
 def report_explanations(
-    recipe, model, tokenizer, prepared, *, echo: Callable[[str], None] = print
+    recipe, model, tokenizer, prepared, *, tfidf: dict | None = None, echo: Callable[[str], None] = print
 ) -> dict | None:
     """For a run's report: influential words per class (per target and direction for regression) over
     ``evaluation.explanations.rows`` sampled test rows, beside the TF-IDF baseline's top features. None when
-    the run has nothing to explain (a generative or tagging model, no test rows, ``rows: 0``); a failure is
+    the run has nothing to explain (a generative or tagging model, no test rows, ``rows: 0``). ``tfidf``: the
+    scored TF-IDF baseline's metrics (its recorded C or alpha is reused, not chosen again). A failure is
     recorded as ``{"error": ...}``, never fatal (the trained adapter must not be lost to it)."""
     from ..recipe.derived import explanation_settings, head_kind
 
@@ -178,6 +179,7 @@ def report_explanations(
             top=spec.top_words,
             sample=spec.rows,
             seed=recipe.training.seed,
+            tfidf=tfidf,
         )
     except LoraAdaptError:
         raise

@@ -41,6 +41,7 @@ def influential_words(
     sample: int,
     seed: int,
     validation: Sequence[dict[str, Any]] = (),
+    tfidf: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """``{"method", "rows", "explanations", "unconverged", "steps_used", "max_abs_delta",
     "groups": [{"name", "words": [[w, score]], "tfidf": [[f, w]]}]}`` (``max_abs_delta`` over the
@@ -62,7 +63,7 @@ def influential_words(
             for word in explanation.words:
                 for group, value in _groups(head, explanation, word.score):
                     scores[group][word.text.casefold()] += value
-    tfidf = top_features(train, validation, kind, head, top)
+    tfidf = top_features(train, validation, kind, head, top, chosen=tfidf)
     names = _group_names(head)
     groups = [
         {
@@ -117,9 +118,12 @@ def top_features(
     kind: str,
     head: Head,
     top: int,
+    *,
+    chosen: dict[str, Any] | None = None,
 ) -> dict[str, list[list[Any]]]:
     """The TF-IDF baseline's word n-grams with the largest weights per group (see the module docstring):
-    the baseline's own model, its C (alpha for regression) chosen on ``validation`` as the baseline chose it."""
+    the baseline's own model, with the C (alpha for regression) the scored baseline recorded in ``chosen``
+    (metrics.json), else chosen on ``validation`` as the baseline chooses it."""
     from ..evaluation.features import TextFeatures
 
     if not train:
@@ -134,7 +138,7 @@ def top_features(
         from ..evaluation.regression import choose_alpha, targets_of
 
         y = targets_of(train)
-        alpha = choose_alpha(x, y, x_val, targets_of(validation))
+        alpha = (chosen or {}).get("alpha") or choose_alpha(x, y, x_val, targets_of(validation))
         coef = np.atleast_2d(Ridge(alpha=alpha).fit(x, y).coef_)
         out = {}
         for j, name in enumerate(head.names):
@@ -147,7 +151,7 @@ def top_features(
     labels = [r["label"] for r in train]
     if len(set(labels)) < 2:
         return {}
-    c = choose_c(x, labels, x_val, [r["label"] for r in validation])
+    c = (chosen or {}).get("C") or choose_c(x, labels, x_val, [r["label"] for r in validation])
     return _class_features(logistic_regression(c).fit(x, labels), words, features.pair, x.shape[1], top)
 
 
