@@ -373,9 +373,9 @@ def _read_labelled_lines(path: Path, delimiter: str) -> Iterator[dict[str, Any]]
         yield {"text": text, "label": label.strip(), WHERE: f"{path}:{lineno}"}
 
 
-def _read_conll(path: Path) -> list[dict[str, Any]]:
-    """Token per line, first column the token, last column the tag; blank lines end sentences."""
-    rows: list[dict[str, Any]] = []
+def _read_conll(path: Path) -> Iterator[dict[str, Any]]:
+    """Token per line, first column the token, last column the tag; blank lines end sentences (streamed: one
+    sentence at a time)."""
     tokens: list[str] = []
     tags: list[str] = []
     first = 0
@@ -386,7 +386,7 @@ def _read_conll(path: Path) -> list[dict[str, Any]]:
                 continue
             if not parts:
                 if tokens:
-                    rows.append({"tokens": tokens, "tags": tags, WHERE: f"{path}:{first}"})
+                    yield {"tokens": tokens, "tags": tags, WHERE: f"{path}:{first}"}
                 tokens, tags, first = [], [], 0
                 continue
             if len(parts) < 2:
@@ -398,8 +398,7 @@ def _read_conll(path: Path) -> list[dict[str, Any]]:
             tokens.append(parts[0])
             tags.append(parts[-1])
     if tokens:
-        rows.append({"tokens": tokens, "tags": tags, WHERE: f"{path}:{first}"})
-    return rows
+        yield {"tokens": tokens, "tags": tags, WHERE: f"{path}:{first}"}
 
 
 def _read_semeval(path: Path) -> list[dict[str, Any]]:
