@@ -493,3 +493,43 @@ def test_a_repeat_of_a_pruned_or_failed_trial_keeps_its_state_and_reason_and_is_
         assert rows[t.number]["reason"] == (
             f"same values as trial {earlier.number}: its result ({expected}) reused, not trained"
         )
+
+
+def test_a_point_another_process_is_training_is_not_trained_twice(tmp_path, monkeypatch):
+    """Two processes sharing a study can be handed the same point (a grid hands out running points once
+    every point has started; a queued retry). The second process leaves it to the first: the trial is a
+    repeat, not trained, not counted, and the sweep goes on to the rest of the space."""
+    import os
+
+    from lora_adapt.sweep.space import suggest
+    from lora_adapt.sweep.study import mark_process
+
+    space = {"adapter.rank": {"values": [2, 4]}, "training.learning_rate": {"values": [1e-3, 1e-2]}}
+    sweep = {"method": "random", "space": space, "budget": {"trials": 10}, "pruning": {"method": "none"}}
+    recipe = load_recipe(sweep_recipe(tmp_path, tmp_path, sweep))
+    taken = {"adapter.rank": 4, "training.learning_rate": 1e-2}
+    real_open = sweep_module.open_study
+
+    def open_with_a_busy_neighbour(*args, **kwargs):
+        study = real_open(*args, **kwargs)
+        study.enqueue_trial(taken)
+        other = study.ask()  # "another process" (a live pid on this machine) trains `taken` meanwhile
+        suggest(other, recipe.sweep)
+        mark_process(other)
+        other.set_user_attr("pid", os.getppid())
+        study.enqueue_trial(taken)  # ... and this process is handed the same point next
+        return study
+
+    monkeypatch.setattr(sweep_module, "open_study", open_with_a_busy_neighbour)
+    said: list[str] = []
+    calls = _quick_trials(monkeypatch, stop_after=10**6)
+    run_sweep(recipe, echo=said.append)
+    trials = trials_of(tmp_path / "sweep")
+    point = {t.number: (t.params["adapter.rank"], t.params["training.learning_rate"]) for t in trials}
+    assert sorted(point[n] for n in calls) == [(2, 1e-3), (2, 1e-2), (4, 1e-3)]  # never (4, 1e-2)
+    (twin,) = [t for t in trials if t.user_attrs.get("running_twin")]
+    assert twin.number not in calls and twin.user_attrs["repeat_of"] == 0 and point[twin.number] == (4, 1e-2)
+    assert any("which another process is training now: not trained twice" in line for line in said)
+    rows = {int(r["trial"]): r for r in csv.DictReader((tmp_path / "sweep" / A.SWEEP_TABLE_CSV).open())}
+    assert rows[twin.number]["state"] == "REPEAT"
+    assert "which another process was training: not trained twice" in rows[twin.number]["reason"]

@@ -48,8 +48,10 @@ from .study import (
     queue_grid,
     queue_untried,
     repeat_of,
+    running_twin,
     searched_settings,
     tell_repeat,
+    tell_twin,
     worker_slot,
 )
 from .trial import TrialFailed, objective_metric, run_trial, trial_name
@@ -164,6 +166,15 @@ def _one_trial(
         echo(
             f"trial {trial.number}: the values of trial {earlier.number} again: its result "
             f"({earlier.state.name.lower()}) is reused, not trained again nor counted against the budget"
+        )
+        return
+    twin = running_twin(study, trial)
+    if twin is not None:  # another process is training this point now: not trained twice
+        tell_twin(study, trial, twin)
+        queue_untried(study, sweep)
+        echo(
+            f"trial {trial.number}: the values of trial {twin.number}, which another process is training "
+            "now: not trained twice, not counted against the budget"
         )
         return
     try:

@@ -60,6 +60,8 @@ def _reason(trial) -> str:
     earlier = repeat_of(trial)
     if earlier is None:
         return reason
+    if trial.user_attrs.get("running_twin"):
+        return f"same values as trial {earlier}, which another process was training: not trained twice"
     outcome = trial.state.name.lower() + (f": {reason}" if reason else "")
     return f"same values as trial {earlier}: its result ({outcome}) reused, not trained"
 

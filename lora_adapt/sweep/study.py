@@ -258,6 +258,35 @@ def earlier_trial(study, trial):
     return None
 
 
+def running_twin(study, trial):
+    """A trial with ``trial``'s parameters that another live process (or another machine) is training right
+    now, or None. Two processes sharing a study can be given the same point (a grid whose every point has
+    started hands out running ones again; a queued retry; a sampler's repeat): the second must not train it
+    twice. A twin whose process on this machine is gone is no twin: the point is trained here."""
+    import optuna
+
+    host = socket.gethostname()
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        if t.number == trial.number or not same_params(t.params, trial.params):
+            continue
+        attrs = t.user_attrs
+        if attrs.get("host") == host and not process_alive(attrs.get("pid")):
+            continue
+        return t
+    return None
+
+
+def tell_twin(study, trial, twin) -> None:
+    """Finish ``trial`` untrained because ``twin`` (another process) is training the same point: a repeat
+    of it, failed with that reason so no sampler learns from it; not counted against the budget."""
+    import optuna
+
+    trial.set_user_attr("repeat_of", twin.number)
+    trial.set_user_attr("running_twin", True)
+    trial.set_user_attr("failure", f"trial {twin.number} was training these values in another process")
+    study.tell(trial, state=optuna.trial.TrialState.FAIL)
+
+
 def tell_repeat(study, trial, earlier) -> None:
     """Finish ``trial`` with ``earlier``'s result, untrained: its value (COMPLETE), its intermediate
     values (PRUNED) or its failure (FAIL); it does not count against the budget."""
