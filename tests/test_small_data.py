@@ -144,7 +144,8 @@ def test_head_and_lora_b_get_their_own_learning_rates():
     named[-1][1].requires_grad_(False)
     spec = TrainingSpec(head_lr_ratio=10, lora_plus_ratio=4, weight_decay=0.01)
     decay = {named[0][0], named[1][0], named[2][0]}
-    groups = param_groups(named, decay, role_learning_rates(spec, 1e-3), 0.01, ("classifier", "score"))
+    rates = role_learning_rates(spec, 1e-3, "classification")
+    groups = param_groups(named, decay, rates, 0.01, ("classifier", "score"))
     summary = {(g["role"], g["weight_decay"]): (round(g["lr"], 6), len(g["params"])) for g in groups}
     assert summary == {
         ("head", 0.01): (0.01, 1),
@@ -153,6 +154,32 @@ def test_head_and_lora_b_get_their_own_learning_rates():
         ("base", 0.01): (0.001, 1),
     }  # the frozen base weight is in no group
     assert groups[0]["role"] == "base"  # the rate the Trainer logs is training.learning_rate
+
+
+def test_the_head_rate_ratio_resolves_per_task():
+    """`auto`: 10x for heads over sentence features, 1x for relation heads (they read entity-marker states
+    the adapter must first learn to form; measured on SemEval at 500 rows). An explicit value is kept."""
+    auto = TrainingSpec()
+    assert auto.head_lr_ratio == "auto"
+    assert auto.resolved_head_lr_ratio("classification") == 10.0
+    assert auto.resolved_head_lr_ratio("token_classification") == 10.0
+    assert auto.resolved_head_lr_ratio("regression") == 10.0
+    assert auto.resolved_head_lr_ratio("relation_classification") == 1.0
+    assert role_learning_rates(auto, 1e-3, "relation_classification")["head"] == pytest.approx(1e-3)
+    assert role_learning_rates(auto, 1e-3, "classification")["head"] == pytest.approx(1e-2)
+    assert TrainingSpec(head_lr_ratio=4).resolved_head_lr_ratio("relation_classification") == 4
+
+
+def test_a_recorded_default_head_ratio_still_loads_for_a_generative_run(tmp_path):
+    """Runs recorded before `auto` dumped head_lr_ratio 10.0 into every resolved recipe, sft ones too:
+    reading them back (--resume, eval) must not call that an ignored head setting."""
+    from lora_adapt.recipe import load_recipe
+
+    path = tmp_path / "r.yaml"
+    path.write_text(
+        "name: x\nmodel: {name_or_path: m}\ndata: {path: a.jsonl}\ntraining: {head_lr_ratio: 10.0}\n"
+    )
+    assert load_recipe(path).training.head_lr_ratio == 10.0
 
 
 def test_class_weights_follow_inverse_frequency():

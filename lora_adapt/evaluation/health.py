@@ -168,7 +168,8 @@ def _causes(recipe, prepared, ctx, steps: int | None) -> list[str]:
                 "too few examples per label; label more rows"
             )
     causes.append(
-        f"learning rates: training.learning_rate {t.learning_rate:g} (the head at {t.head_lr_ratio:g}x): "
+        f"learning rates: training.learning_rate {t.learning_rate:g} "
+        f"(the head at {t.resolved_head_lr_ratio(ctx.task.type):g}x): "
         "too low learns nothing in the steps given, too high diverges; compare the training loss in "
         "metrics.json with its first value"
     )

@@ -48,6 +48,8 @@ Strategy = Literal["ddp", "fsdp", "deepspeed"]
 FsdpSharding = Literal["full_shard", "shard_grad_op"]
 AUTO_MIN_STEPS_HEAD = 300
 """`training.min_steps: auto` when a classifier head is trained."""
+AUTO_HEAD_LR_RATIO = 10.0
+"""`training.head_lr_ratio: auto` for classification, tagging and regression heads (1 for relation heads)."""
 
 # Canonical column names a recipe may map from its own field names.
 CANONICAL_COLUMNS = (
@@ -381,9 +383,12 @@ class TrainingSpec(Spec):
     runs as often as `epochs` asked, spread over the run. `auto`: 300 with a classifier head, 0 for
     generative tasks (a language model memorises small data shown many times). 0: off."""
     learning_rate: float = Field(2e-4, gt=0, lt=1)
-    head_lr_ratio: float = Field(10.0, gt=0, le=1000)
+    head_lr_ratio: Annotated[float, Field(gt=0, le=1000)] | Literal["auto"] = "auto"
     """Head mode: the new, randomly initialised classifier head trains at this multiple of
-    `learning_rate` (the full fine-tuning baseline applies it to its own rate). 1: the same rate."""
+    `learning_rate` (the full fine-tuning baseline applies it to its own rate). 1: the same rate. `auto`:
+    10 for classification, tagging and regression heads (a head over sentence features that are already
+    good learns in few steps: BANKING77 at 250 rows +19 points); 1 for relation heads, which read the
+    entity-marker states the adapter must first learn to form (SemEval at 500 rows: 10x cost 6.6 points)."""
     lora_plus_ratio: float = Field(1.0, gt=0, le=1000)
     """LoRA+ (Hayou et al., 2024): the B matrices train at this multiple of `learning_rate`. 1: plain LoRA."""
     class_weights: Literal["auto", "none", "balanced", "sqrt_balanced"] = "auto"
@@ -432,6 +437,12 @@ class TrainingSpec(Spec):
     progress_bar: bool = True
     divergence: DivergenceSpec = DivergenceSpec()
     """The end-of-training loss check (a loss that ends above where it started is a failed run, exit 1)."""
+
+    def resolved_head_lr_ratio(self, task_type: str) -> float:
+        """`head_lr_ratio` with `auto` resolved for a head of ``task_type`` (see its description)."""
+        if self.head_lr_ratio == "auto":
+            return 1.0 if task_type == "relation_classification" else AUTO_HEAD_LR_RATIO
+        return self.head_lr_ratio
 
     def resolved_min_steps(self, *, head: bool) -> int:
         """`min_steps` with `auto` resolved (see its description)."""
@@ -703,8 +714,8 @@ class Recipe(Spec):
         """Settings of a classifier head set explicitly where no head is trained (they would be ignored)."""
         t, problems = self.training, []
         if not _trains_a_head(self.task):
-            default_ratio = TrainingSpec.model_fields["head_lr_ratio"].default
-            if t.head_lr_ratio != default_ratio:  # at its default it is no choice (resolved recipes dump it)
+            # `auto` is no choice; nor is 10, the default that recipes recorded before `auto` dumped
+            if t.head_lr_ratio not in ("auto", AUTO_HEAD_LR_RATIO):
                 problems.append("training.head_lr_ratio applies to classifier heads (task.mode head) only")
             if t.class_weights not in ("auto", "none"):
                 problems.append("training.class_weights applies to classifier heads (task.mode head) only")

@@ -82,10 +82,9 @@ def _one_learning_rate_problems(recipe: Recipe) -> list[str]:
     from .schema import _trains_a_head
 
     t, rates = recipe.training, []
-    if _trains_a_head(recipe.task) and t.head_lr_ratio != 1:
-        rates.append(
-            f"training.head_lr_ratio ({t.head_lr_ratio:g}: the new head at that multiple of the rate)"
-        )
+    head_ratio = t.resolved_head_lr_ratio(recipe.task.type)
+    if _trains_a_head(recipe.task) and head_ratio != 1:
+        rates.append(f"training.head_lr_ratio ({head_ratio:g}: the new head at that multiple of the rate)")
     if t.lora_plus_ratio != 1:
         rates.append(f"training.lora_plus_ratio ({t.lora_plus_ratio:g}: LoRA+ B matrices)")
     if not rates:

@@ -109,7 +109,7 @@ def make_head_trainer(
         callbacks=list(callbacks),
         compute_metrics=compute_metrics if has_val else None,
         l1_penalty=l1_penalty,
-        rates=role_learning_rates(training, args.learning_rate),
+        rates=role_learning_rates(training, args.learning_rate, task.type),
         head_modules=head_modules,
         weights=weights,
     )

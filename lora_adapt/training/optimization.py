@@ -35,9 +35,9 @@ def parameter_role(name: str, head_modules: tuple[str, ...]) -> str:
     return "base"
 
 
-def role_learning_rates(spec: TrainingSpec, learning_rate: float) -> dict[str, float]:
+def role_learning_rates(spec: TrainingSpec, learning_rate: float, task_type: str) -> dict[str, float]:
     return {
-        "head": learning_rate * spec.head_lr_ratio,
+        "head": learning_rate * spec.resolved_head_lr_ratio(task_type),
         "lora_B": learning_rate * spec.lora_plus_ratio,
         "base": learning_rate,
     }
