@@ -207,3 +207,25 @@ def test_the_readme_quickstart_command_finds_its_recipe_and_data():
         data = load_recipe(REPO / name if name.endswith(".yaml") else name).data
         for path in (data.train, data.test):
             assert path is not None and Path(path).is_file(), (name, path)
+
+
+def test_a_value_no_branch_of_a_union_accepts_is_one_problem_at_its_own_key(tmp_path):
+    """`head_lr_ratio: fast` fails both "a number" and "'auto'": one problem at the real key, both reasons,
+    no made-up `...constrained-float` key and no did-you-mean 'auto'."""
+    from lora_adapt.errors import RecipeError
+    from lora_adapt.recipe import load_recipe
+
+    path = tmp_path / "r.yaml"
+    path.write_text(
+        "name: x\ntask: {type: classification, mode: head}\nmodel: {name_or_path: m}\n"
+        "data: {path: a.jsonl}\ntraining: {head_lr_ratio: fast, min_steps: many}\n"
+    )
+    with pytest.raises(RecipeError) as caught:
+        load_recipe(path)
+    text = str(caught.value) + "\n" + "\n".join(getattr(caught.value, "problems", []) or [])
+    assert "constrained" not in text and "did you mean" not in text
+    assert (
+        "'training.head_lr_ratio' = 'fast': Input should be a valid number" in text
+        and "one of 'auto'" in text
+    )
+    assert "'training.min_steps' = 'many': Input should be a valid integer" in text

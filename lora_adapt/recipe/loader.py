@@ -71,7 +71,8 @@ def validate_recipe(raw: Any, source: str, lines: dict[tuple, int], overridden: 
     try:
         recipe = Recipe.model_validate(raw)
     except ValidationError as exc:
-        found = [(_clean_loc(e["loc"]), _describe(e, raw, source, lines, overridden)) for e in exc.errors()]
+        errors = _merge_union_branches(exc.errors())
+        found = [(_clean_loc(e["loc"]), _describe(e, raw, source, lines, overridden)) for e in errors]
         found += [
             (loc, f"{_where(loc, source, lines, overridden)}: {message}")
             for loc, message in raw_space_problems(raw)
@@ -218,6 +219,8 @@ def _describe(err: Any, raw: dict, source: str, lines: dict[tuple, int], overrid
         guess = difflib.get_close_matches(str(value), _literal_choices(expected), n=1, cutoff=0.5)
         fix = f" — did you mean '{guess[0]}'?" if guess else ""
         return f"{where}: '{dotted}' = {value!r} is not one of {expected}{fix}"
+    if kind == "union":
+        return f"{where}: '{dotted}' = {value!r}: {err['msg']}"
     if kind == "value_error":
         msg = str(err.get("msg", "")).removeprefix("Value error, ")
         return f"{where}: {msg}" if not loc else f"{where}: '{dotted}': {msg}"
@@ -234,8 +237,33 @@ def _did_you_mean(key: str, allowed: list[str]) -> list[str]:
 
 
 def _clean_loc(loc: tuple) -> tuple:
-    # pydantic adds union-branch tags such as 'literal[...]' or 'tuple[str, ...]' to the location
-    return tuple(p for p in loc if not (isinstance(p, str) and ("[" in p or p.startswith("function-"))))
+    # pydantic adds union-branch tags such as 'literal[...]', 'tuple[str, ...]' or 'constrained-float' to
+    # the location
+    return tuple(p for p in loc if not _branch_tag(p))
+
+
+def _branch_tag(part: Any) -> bool:
+    return isinstance(part, str) and ("[" in part or part.startswith(("function-", "constrained-")))
+
+
+def _merge_union_branches(errors: list[dict]) -> list[dict]:
+    """One error per key for a value no branch of a union accepts (`min_steps: many` fails both "an
+    integer" and "'auto'"): the branches' reasons joined, instead of one message per branch, one of them
+    at a made-up key and one suggesting the value the user did not mean."""
+    groups: dict[tuple, list[dict]] = {}
+    for err in errors:
+        groups.setdefault(_clean_loc(err["loc"]), []).append(err)
+    out = []
+    for loc, group in groups.items():
+        if len(group) > 1 and any(any(_branch_tag(p) for p in e["loc"]) for e in group):
+            reasons = [
+                f"one of {e.get('ctx', {}).get('expected', '')}" if e["type"] == "literal_error" else e["msg"]
+                for e in group
+            ]
+            out.append({"loc": loc, "type": "union", "msg": "; or ".join(reasons)})
+        else:
+            out += group
+    return out
 
 
 def _where(loc: tuple, source: str, lines: dict[tuple, int], overridden: set[tuple]) -> str:
