@@ -173,8 +173,8 @@ def report_explanations(
         return influential_words(
             attributor,
             rows,
-            prepared.raw.get("train") or [],
-            validation=prepared.raw.get("validation") or [],
+            list(prepared.raw.get("train") or []),  # decoded once: the TF-IDF side reads them three times
+            validation=list(prepared.raw.get("validation") or []),
             kind=kind,
             top=spec.top_words,
             sample=spec.rows,
