@@ -6,7 +6,7 @@ relation entity markers (``<e1>``...) kept, so the head still finds what it pool
 the real attention mask. What is attributed is the head's raw output for one class (its logit) or one
 regression target (in the target's units: a standardised head's output is multiplied back by the
 target's standard deviation, and read with its training mean added). By IG's completeness property the attributions sum to
-``score - baseline_score``, up to Captum's reported convergence ``delta``.
+``score - baseline_score``, up to the convergence ``delta`` (that residual, computed in float64).
 
 Convergence is checked, not assumed: a confident model's output often jumps within a small stretch of the
 path (a step, not a slope), and a few integration points miss it - the attributions then sum to a fraction
@@ -48,7 +48,7 @@ class Explanation:
     prediction: str
     score: float  # the attributed output for the input
     baseline_score: float  # ... and for the baseline input
-    delta: float  # Captum's convergence delta: sum(attributions) - (score - baseline_score)
+    delta: float  # convergence delta: sum(attributions) - (score - baseline_score), in float64
     words: list[Word] = field(default_factory=list)
     steps: int = 0  # the integration steps used
     converged: bool = True  # |delta| within the tolerance of |score - baseline_score|
@@ -161,16 +161,20 @@ class Attributor:
         allowed = self.tolerance * max(abs(float(out[target]) - base_out), GAP_FLOOR)
         steps = self.steps
         while True:
-            attributions, delta = self._ig.attribute(
+            attributions = self._ig.attribute(
                 inputs=args[0],
                 baselines=baseline,
                 target=target,
                 additional_forward_args=args[1:],
                 n_steps=steps,
                 internal_batch_size=min(steps, BATCH),
-                return_convergence_delta=True,
             )
-            converged = abs(float(delta.item())) <= allowed
+            # the residual of what is reported (float64 over the per-token sums, against the outputs above);
+            # Captum's own delta comes from its batched float32 forwards and can differ from it
+            residual = float(attributions.detach().sum(dim=-1)[0].double().sum()) - (
+                float(out[target]) - base_out
+            )
+            converged = abs(residual) <= allowed
             if converged or steps >= self.max_steps:
                 break
             steps = min(2 * steps, self.max_steps)
@@ -183,7 +187,7 @@ class Attributor:
             prediction=self._prediction(out),
             score=float(out[target]) * unit + offset,
             baseline_score=base_out * unit + offset,
-            delta=float(delta.item()) * unit,
+            delta=residual * unit,
             words=_words(enc, per_token, text, text_b),
             steps=steps,
             converged=converged,
