@@ -25,7 +25,13 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import LoraAdaptError, UsageError
-from ..modeling.adapted import AdapterRef, adapter_tokenizer, base_spec_for, resolve_adapter
+from ..modeling.adapted import (
+    AdapterRef,
+    adapter_tokenizer,
+    base_spec_for,
+    load_recorded_base,
+    resolve_adapter,
+)
 from ..modeling.identity import check_base, read_base_config
 from ..modeling.loading import LoadedModel, load_model, load_tokenizer
 from ..recipe.schema import ModelSpec, QuantizationSpec
@@ -126,24 +132,12 @@ class AdapterSet:
         infos = [resolve_adapter(ref, name=name) for name, ref in named]
         if not infos and base is None:
             raise UsageError("nothing to load", hint="give a base model, or at least one adapter")
-        first = infos[0] if infos else None
-        if first is not None:
-            spec = base_spec_for(first, base=base, **model_changes)
-            tokenizer = adapter_tokenizer(first, spec)
-            quant = quantization or QuantizationSpec(**_quant_fields(first.quantization))
+        if infos:
+            spec = base_spec_for(infos[0], base=base, **model_changes)
+            loaded = load_recorded_base(infos[0], spec, adapter_tokenizer(infos[0], spec), quantization)
         else:
             spec = ModelSpec(name_or_path=str(base), **model_changes)
-            tokenizer = load_tokenizer(spec)
-            quant = quantization or QuantizationSpec()
-        loaded = load_model(
-            spec,
-            quant,
-            head=first.head if first else "causal_lm",
-            labels=first.labels if first else None,
-            multi_label=first.multi_label if first else False,
-            tokenizer=tokenizer,
-            pooling=first.pooling if first else "model",
-        )
+            loaded = load_model(spec, quantization or QuantizationSpec(), tokenizer=load_tokenizer(spec))
         out = cls(loaded, spec)
         for info in infos:
             member = out.add(info.name, info)
@@ -340,10 +334,6 @@ def _own_tokenizer(info: AdapterInfo, spec: ModelSpec, shared):
         return adapter_tokenizer(info, spec)
     except LoraAdaptError:
         return shared
-
-
-def _quant_fields(recorded: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in recorded.items() if k in QuantizationSpec.model_fields}
 
 
 __all__ = [

@@ -88,19 +88,7 @@ def load_adapted(
         )
         for i in infos
     }
-    quant = (
-        quantization if quantization is not None else QuantizationSpec(**_quant_fields(first.quantization))
-    )
-    loaded = load_model(
-        spec,
-        quant,
-        head=first.head,
-        labels=first.labels,
-        multi_label=first.multi_label,
-        tokenizer=tokenizer,
-        pooling=first.pooling,
-        task_type=first.task_type,
-    )
+    loaded = load_recorded_base(first, spec, tokenizer, quantization)
     if prepare_base is not None:
         prepare_base(loaded.model)
     peft_model = PeftModel.from_pretrained(loaded.model, str(first.folder), adapter_name=first.name)
@@ -176,8 +164,33 @@ def base_spec_for(
     return _base_spec(info, base, model, changes)
 
 
+def load_recorded_base(
+    info: AdapterInfo, spec: ModelSpec, tokenizer: Any, quantization: QuantizationSpec | None = None
+) -> LoadedModel:
+    """Load ``spec`` the way ``info`` was trained on it: quantized as recorded (unless ``quantization``
+    says otherwise), with its head class, labels, pooling and task (the head's problem type)."""
+    quant = quantization if quantization is not None else QuantizationSpec(**_quant_fields(info.quantization))
+    return load_model(
+        spec,
+        quant,
+        head=info.head,
+        labels=info.labels,
+        multi_label=info.multi_label,
+        tokenizer=tokenizer,
+        pooling=info.pooling,
+        task_type=info.task_type,
+    )
+
+
 def _quant_fields(recorded: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in recorded.items() if k in QuantizationSpec.model_fields}
 
 
-__all__ = ["AdaptedModel", "adapter_tokenizer", "base_spec_for", "load_adapted", "resolve_adapter"]
+__all__ = [
+    "AdaptedModel",
+    "adapter_tokenizer",
+    "base_spec_for",
+    "load_adapted",
+    "load_recorded_base",
+    "resolve_adapter",
+]
