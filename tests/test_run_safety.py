@@ -492,3 +492,55 @@ def test_exception_chain_follows_causes_then_contexts_once_each():
     full.__context__ = outer  # a chain that loops back ends at the loop
     assert list(exception_chain(outer)) == [outer, wrapped, full] and list(exception_chain(None)) == []
     assert is_disk_full(outer, Path("/"), needed=0)  # the disk-full check walks the same chain
+
+
+def test_a_resume_compares_auto_settings_by_what_they_resolve_to():
+    from lora_adapt.recipe.resume import describe_changes, training_changes
+
+    def recipe(task_type, mode="head", **training):
+        return {"task": {"type": task_type, "mode": mode}, "training": {"learning_rate": 1e-4, **training}}
+
+    auto = {"head_lr_ratio": "auto", "min_steps": "auto", "class_weights": "auto"}
+    # a classification head: auto is 10x, 300 steps and no weights, so the explicit values are no change
+    explicit = {"head_lr_ratio": 10.0, "min_steps": 300, "class_weights": "none"}
+    assert training_changes(recipe("classification", **auto), recipe("classification", **explicit)) == []
+    # the mode resolved when the model loads: equal only if equal under either mode (a causal LM
+    # classifies generatively, where min_steps auto is 0)
+    either = training_changes(
+        recipe("classification", "auto", **auto), recipe("classification", "auto", **explicit)
+    )
+    assert describe_changes(either) == "training.min_steps ('auto' (= 0 or 300) -> 300)"
+    # a relation head: auto is 1x, so a run recorded with 10 (the old default) is refused, both values shown
+    changes = training_changes(
+        recipe("relation_classification", head_lr_ratio=10.0),
+        recipe("relation_classification", head_lr_ratio="auto"),
+    )
+    assert [c[0] for c in changes] == ["training.head_lr_ratio"]
+    assert describe_changes(changes) == "training.head_lr_ratio (10.0 -> 'auto' (= 1.0))"
+    # tagging: auto weights are sqrt_balanced
+    assert (
+        training_changes(
+            recipe("token_classification", class_weights="auto"),
+            recipe("token_classification", class_weights="sqrt_balanced"),
+        )
+        == []
+    )
+    assert training_changes(
+        recipe("token_classification", class_weights="auto"),
+        recipe("token_classification", class_weights="none"),
+    )
+    # generative: no head, so the head ratio is unused and min_steps auto is 0
+    assert (
+        training_changes(
+            recipe("sft", "generative", head_lr_ratio=10.0, min_steps=0, class_weights="none"),
+            recipe("sft", "generative", **auto),
+        )
+        == []
+    )
+    # a record from before a setting existed says nothing of it: still a change
+    missing = training_changes(recipe("classification"), recipe("classification", min_steps="auto"))
+    assert describe_changes(missing) == "training.min_steps (None -> 'auto' (= 300))"
+    # anything else is compared as written
+    assert training_changes(
+        recipe("classification", **auto), recipe("classification", **auto, learning_rate=2e-4)
+    )
