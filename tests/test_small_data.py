@@ -14,7 +14,7 @@ from lora_adapt import artifacts as A
 from lora_adapt.data import load_split_rows
 from lora_adapt.data.splits import sample_rows
 from lora_adapt.errors import DataError, RecipeError
-from lora_adapt.evaluation.health import assess
+from lora_adapt.evaluation.health import assess, verdict_suffix
 from lora_adapt.recipe import recipe_from_dict
 from lora_adapt.recipe.schema import DataSpec, SplitSpec, TaskSpec, TrainingSpec
 from lora_adapt.training import plan_budget
@@ -308,15 +308,24 @@ def test_a_collapsed_run_says_so_in_the_cli_report_and_metrics(tmp_path, tiny_be
     assert "## Warning: the adapted model collapsed" in report and "Likely causes:" in report
 
 
-def health_of(gold: list[str], predicted: list[str], adapted: float, tfidf: float | None = None) -> dict:
+def health_of(
+    gold: list[str],
+    predicted: list[str],
+    adapted: float,
+    tfidf: float | None = None,
+    base: float | None = None,
+) -> dict:
     from types import SimpleNamespace
 
     task = TaskSpec(type="classification")
-    ctx = SimpleNamespace(kind="single", task=task, rows=[{"label": g} for g in gold], labels=("ham", "spam"))
+    rows = [{"label": g} for g in gold]
+    ctx = SimpleNamespace(kind="single", task=task, rows=rows, labels=("ham", "spam"), mode="head")
     counts = Counter(gold)
     prepared = SimpleNamespace(raw={"train": ctx.rows}, stats={"label_counts": {"train": dict(counts)}})
     recipe = SimpleNamespace(training=TrainingSpec())
     baselines = {"tfidf_logreg": {"f1_macro": tfidf}} if tfidf is not None else {}
+    if base is not None:
+        baselines["base_model"] = {"f1_macro": base}
     return assess(ctx, gold, predicted, {"f1_macro": adapted}, baselines, recipe, prepared, 500)
 
 
@@ -332,6 +341,17 @@ def test_health_tells_an_imbalanced_but_working_model_from_a_collapsed_one():
     below = health_of(gold, ["ham"] * 90 + ["spam"] * 10, adapted=0.8, tfidf=0.85)
     assert below["below_tfidf"] and not below["collapsed"] and not below["ok"]
     assert below["warnings"][0].startswith("BELOW BASELINE: f1_macro 0.8000 is below TF-IDF")
+    assert verdict_suffix(below) == " | BELOW TF-IDF + LR (see the warnings)"
+    # above TF-IDF but below the frozen encoder's linear probe: the adapter added nothing
+    probe = health_of(gold, ["ham"] * 90 + ["spam"] * 10, adapted=0.86, tfidf=0.77, base=0.88)
+    assert probe["below_base"] and not probe["below_tfidf"] and not probe["ok"]
+    assert probe["base_score"] == 0.88 and probe["likely_causes"]
+    assert probe["warnings"] == [
+        "BELOW BASELINE: f1_macro 0.8600 is below a linear probe on the frozen base model's features "
+        "(0.8800); the adapter did not improve on what the base already gives"
+    ]
+    assert verdict_suffix(probe) == " | BELOW THE BASE MODEL (see the warnings)"
+    assert health_of(gold, ["ham"] * 90 + ["spam"] * 10, adapted=0.9, tfidf=0.77, base=0.88)["ok"]
 
 
 def test_dry_run_counts_the_steps_the_run_would_train(tmp_path, tiny_bert_dir):
