@@ -29,6 +29,7 @@ from .sources import WHERE
 from .splits import sample_rows, split_of
 
 STRATIFIED = ("classification", "relation")
+ROW_JSON = json.JSONEncoder(ensure_ascii=False).encode  # json.dumps(..., ensure_ascii=False), one encoder
 
 
 class Canonical:
@@ -87,7 +88,7 @@ class Collector:
         if rules.deduplicate:
             self.hashes += self._hash(cleaning.row_key(norm).encode())
         try:
-            text = json.dumps(norm, ensure_ascii=False)
+            text = ROW_JSON(norm)
         except (TypeError, ValueError) as exc:
             raise DataError(
                 f"{row.get(WHERE, '?')}: a value is not plain data ({exc})",
