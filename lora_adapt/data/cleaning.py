@@ -151,8 +151,18 @@ KEY_JSON = json.JSONEncoder(sort_keys=True, ensure_ascii=False).encode  # json.d
 # ensure_ascii=False), without building an encoder per call
 
 
+QUOTE = json.encoder.encode_basestring  # a string as the encoder writes it (ensure_ascii=False)
+
+
 def row_key(row: dict[str, Any]) -> str:
-    return KEY_JSON({k: v for k, v in row.items() if k not in SKIP})
+    """The row without ``id`` and ``_where`` as sorted JSON; rows of strings are written directly (the
+    encoder's own text, a third of its cost)."""
+    items = [(k, v) for k, v in row.items() if k not in SKIP]
+    try:
+        items.sort()  # keys are unique, so only keys are compared
+        return "{" + ", ".join([QUOTE(k) + ": " + QUOTE(v) for k, v in items]) + "}"
+    except TypeError:  # a key or value that is not a string
+        return KEY_JSON(dict(items))
 
 
 def drop_empty(rows: list[dict[str, Any]], layout: str) -> tuple[list[dict[str, Any]], int]:
