@@ -20,6 +20,7 @@ import json
 import random
 import re
 import unicodedata
+from collections.abc import Iterable
 from typing import Any, TypeVar
 
 from ..recipe.schema import CleaningSpec
@@ -154,13 +155,18 @@ KEY_JSON = json.JSONEncoder(sort_keys=True, ensure_ascii=False).encode  # json.d
 QUOTE = json.encoder.encode_basestring  # a string as the encoder writes it (ensure_ascii=False)
 
 
+def strings_json(items: Iterable[tuple[Any, Any]]) -> str:
+    """A JSON object of string keys and values, as ``json.dumps(..., ensure_ascii=False)`` writes it (at a
+    third of its cost); TypeError when a key or value is not a string."""
+    return "{" + ", ".join([QUOTE(k) + ": " + QUOTE(v) for k, v in items]) + "}"
+
+
 def row_key(row: dict[str, Any]) -> str:
-    """The row without ``id`` and ``_where`` as sorted JSON; rows of strings are written directly (the
-    encoder's own text, a third of its cost)."""
+    """The row without ``id`` and ``_where`` as sorted JSON."""
     items = [(k, v) for k, v in row.items() if k not in SKIP]
     try:
         items.sort()  # keys are unique, so only keys are compared
-        return "{" + ", ".join([QUOTE(k) + ": " + QUOTE(v) for k, v in items]) + "}"
+        return strings_json(items)
     except TypeError:  # a key or value that is not a string
         return KEY_JSON(dict(items))
 

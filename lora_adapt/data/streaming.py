@@ -88,7 +88,7 @@ class Collector:
         if rules.deduplicate:
             self.hashes += self._hash(cleaning.row_key(norm).encode())
         try:
-            text = ROW_JSON(norm)
+            text = _row_json(norm)
         except (TypeError, ValueError) as exc:
             raise DataError(
                 f"{row.get(WHERE, '?')}: a value is not plain data ({exc})",
@@ -109,6 +109,14 @@ class Collector:
             return None
         labels = self.clean_labels if clean else self.read_labels
         return [labels[i] for i in numbers]  # type: ignore[misc]
+
+
+def _row_json(row: dict[str, Any]) -> str:
+    """``json.dumps(row, ensure_ascii=False)``: a row of strings written directly, any other by the encoder."""
+    try:
+        return cleaning.strings_json(row.items())
+    except TypeError:
+        return ROW_JSON(row)
 
 
 def no_rows(source: str) -> DataError:
