@@ -142,14 +142,17 @@ class ColumnWriter:
         self.path, self.rows = path, 0
         self._writer: Any = None
 
-    def add(self, columns: dict[str, list]) -> None:
+    def add(self, columns: dict[str, Any]) -> None:
+        """Append a batch: Python lists, or Arrow arrays (cast to the types the first batch's values have
+        as Python lists)."""
         import datasets
         from datasets.arrow_writer import ArrowWriter
 
         if not columns or not len(next(iter(columns.values()))):
             return
         if self._writer is None:
-            features = datasets.Dataset.from_dict(columns).features
+            values = {name: getattr(v, "to_pylist", lambda v=v: v)() for name, v in columns.items()}
+            features = datasets.Dataset.from_dict(values).features
             self._writer = ArrowWriter(features=features, path=str(self.path))
         self._writer.write_batch(columns)
         self.rows += len(next(iter(columns.values())))

@@ -20,6 +20,7 @@ import json
 import random
 import re
 import unicodedata
+from collections.abc import Iterable
 from typing import Any, TypeVar
 
 from ..recipe.schema import CleaningSpec
@@ -29,6 +30,7 @@ ODD_SPACES = re.compile(r"[\u00a0\u1680\u2000-\u200a\u202f\u205f\u3000\u180e\ufe
 INNER_RUNS = re.compile(r"(?<=\S)[ \t]{2,}|(?<=\S)\t")
 TRAILING = re.compile(r"[ \t]+(?=\n)")
 MAY_CHANGE = re.compile(ODD_SPACES.pattern + r"|[\r\t]|  | \n")
+MAY_CHANGE_ASCII = ("\r", "\t", "  ", " \n")  # what MAY_CHANGE finds in ASCII text (ODD_SPACES are not ASCII)
 T = TypeVar("T")  # a row, or a row number standing for it
 SKIP = ("id", WHERE)
 EDGE_KEYS = ("prompt", "completion")
@@ -88,12 +90,37 @@ def active_rules(cleaning: CleaningSpec) -> tuple[str, ...]:
 
 def normalize_row(row: dict[str, Any], rules: tuple[str, ...], counts: dict[str, int]) -> dict[str, Any]:
     """One row through ``rules`` (``active_rules``), counting a rule when it changed the row."""
+    if _unchanged(row, rules):
+        return row
     for name in rules:
         new = {k: (v if k in SKIP else normalize_value(v, _rule(name, k))) for k, v in row.items()}
         if new != row:
             counts[name] = counts.get(name, 0) + 1
         row = new
     return row
+
+
+def _unchanged(row: dict[str, Any], rules: tuple[str, ...]) -> bool:
+    """A quick test that no rule would change the row, for rows of ASCII text (the common case): ASCII is
+    NFC already, and no whitespace rule applies to text without ``MAY_CHANGE`` and without space at its
+    ends (``prompt``/``completion``: text that is not all space). False sends the row through the rules."""
+    values = [v for k, v in row.items() if k not in SKIP]
+    if not all(type(v) is str for v in values):
+        return False
+    joined = "\x00".join(values)  # a separator no rule matches
+    if not joined.isascii():
+        return False
+    if "whitespace" not in rules:
+        return True
+    if any(part in joined for part in MAY_CHANGE_ASCII):
+        return False
+    for key, value in row.items():
+        if key in SKIP or not value:
+            continue
+        if value[0].isspace() or value[-1].isspace():
+            if key not in EDGE_KEYS or value.isspace():
+                return False
+    return True
 
 
 def _rule(name: str, key: str):
@@ -121,8 +148,27 @@ def is_empty(row: dict[str, Any], layout: str) -> bool:
     return not row["text"].strip()
 
 
+KEY_JSON = json.JSONEncoder(sort_keys=True, ensure_ascii=False).encode  # json.dumps(..., sort_keys=True,
+# ensure_ascii=False), without building an encoder per call
+
+
+QUOTE = json.encoder.encode_basestring  # a string as the encoder writes it (ensure_ascii=False)
+
+
+def strings_json(items: Iterable[tuple[Any, Any]]) -> str:
+    """A JSON object of string keys and values, as ``json.dumps(..., ensure_ascii=False)`` writes it (at a
+    third of its cost); TypeError when a key or value is not a string."""
+    return "{" + ", ".join([QUOTE(k) + ": " + QUOTE(v) for k, v in items]) + "}"
+
+
 def row_key(row: dict[str, Any]) -> str:
-    return json.dumps({k: v for k, v in row.items() if k not in SKIP}, sort_keys=True, ensure_ascii=False)
+    """The row without ``id`` and ``_where`` as sorted JSON."""
+    items = [(k, v) for k, v in row.items() if k not in SKIP]
+    try:
+        items.sort()  # keys are unique, so only keys are compared
+        return strings_json(items)
+    except TypeError:  # a key or value that is not a string
+        return KEY_JSON(dict(items))
 
 
 def drop_empty(rows: list[dict[str, Any]], layout: str) -> tuple[list[dict[str, Any]], int]:

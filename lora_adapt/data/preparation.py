@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import atexit
+import gc
 import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -345,12 +347,32 @@ def tokenize_head_rows(
     return datasets.Dataset.from_dict(counts.columns)
 
 
+@contextmanager
+def _no_cycle_collection() -> Iterator[None]:
+    """Preparation allocates container objects per row (row dicts, token id lists) that reference counting
+    frees; none forms a cycle, so the cyclic collector's passes over them (a sixth of the preparation's CPU
+    time on short rows) find nothing. It is paused meanwhile (``_prepare`` collects the young generation
+    once a batch, in case a tokenizer's chat template leaves a cycle), and restored."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def prepare_data(
     spec: DataSpec, task: TaskSpec, tokenizer, *, head: bool, folder: Path | None = None
 ) -> PreparedData:
     """Read, clean, split, check and tokenize the recipe's data for training. The splits are Arrow files in
     ``folder`` (a scratch folder removed at exit when not given), read memory-mapped: rows.arrow (the rows
     read, as JSON), indices/<split>.npy (each split's rows in it) and tokenized/<split>.arrow."""
+    with _no_cycle_collection():
+        return _prepare(spec, task, tokenizer, head=head, folder=folder)
+
+
+def _prepare(spec: DataSpec, task: TaskSpec, tokenizer, *, head: bool, folder: Path | None) -> PreparedData:
     folder = Path(folder) if folder is not None else _scratch()
     (folder / "tokenized").mkdir(parents=True, exist_ok=True)
     (folder / "indices").mkdir(exist_ok=True)
@@ -388,6 +410,7 @@ def prepare_data(
                 counts = tokenize_generative(batch, layout, ctx)
             writer.add(counts.columns)
             total.add(counts)
+            gc.collect(1)
         per_split[name] = total.summary()
         built[name] = writer.close() if total.examples else None
     _tokenization_stats(stats, per_split, spec, head, trained_layout)

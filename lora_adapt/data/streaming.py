@@ -29,6 +29,7 @@ from .sources import WHERE
 from .splits import sample_rows, split_of
 
 STRATIFIED = ("classification", "relation")
+ROW_JSON = json.JSONEncoder(ensure_ascii=False).encode  # json.dumps(..., ensure_ascii=False), one encoder
 
 
 class Canonical:
@@ -87,7 +88,7 @@ class Collector:
         if rules.deduplicate:
             self.hashes += self._hash(cleaning.row_key(norm).encode())
         try:
-            text = json.dumps(norm, ensure_ascii=False)
+            text = _row_json(norm)
         except (TypeError, ValueError) as exc:
             raise DataError(
                 f"{row.get(WHERE, '?')}: a value is not plain data ({exc})",
@@ -108,6 +109,14 @@ class Collector:
             return None
         labels = self.clean_labels if clean else self.read_labels
         return [labels[i] for i in numbers]  # type: ignore[misc]
+
+
+def _row_json(row: dict[str, Any]) -> str:
+    """``json.dumps(row, ensure_ascii=False)``: a row of strings written directly, any other by the encoder."""
+    try:
+        return cleaning.strings_json(row.items())
+    except TypeError:
+        return ROW_JSON(row)
 
 
 def no_rows(source: str) -> DataError:

@@ -17,7 +17,10 @@ first. Regression labels are the row's targets, scaled as ``ctx["scaling"]`` say
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any
+
+import numpy as np
 
 from ..errors import DataError
 from ..recipe.schema import DataSpec
@@ -195,18 +198,101 @@ def _encode_pieces(tokenizer, text: str, spans: list[Span], special: bool) -> tu
     return ids, mask
 
 
-def add_eos(ids: list[int], mask: list[int], eos: int, chat: bool) -> tuple[list[int], list[int]]:
-    """EOS trained at the end; a chat whose trained turns hold it already is left as is."""
-    if ids and ids[-1] == eos:
-        mask[-1] = 1
-        return ids, mask
-    if chat and any(t == eos and m for t, m in zip(ids, mask, strict=True)):
-        return ids, mask
-    return [*ids, eos], [*mask, 1]
+class Flat:
+    """A batch's token ids and masks as flat arrays: row ``i`` is ``ids[starts[i]:starts[i] + lengths[i]]``
+    (no Python object per token, so a batch costs a few array operations whatever its length)."""
+
+    def __init__(self, ids: np.ndarray, mask: np.ndarray, lengths: np.ndarray):
+        self.ids, self.mask, self.lengths = ids, mask, lengths
+
+    @classmethod
+    def of_lists(cls, ids: list[list[int]], mask: list[list[int]]) -> Flat:
+        lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
+        total = int(lengths.sum())
+        return cls(
+            np.fromiter(chain.from_iterable(ids), dtype=np.int64, count=total),
+            np.fromiter(chain.from_iterable(mask), dtype=np.int64, count=total),
+            lengths,
+        )
+
+    def rows(self) -> np.ndarray:
+        """Each token's row."""
+        return np.repeat(np.arange(len(self.lengths)), self.lengths)
+
+    def positions(self, rows: np.ndarray) -> np.ndarray:
+        """Each token's position in its row."""
+        starts = np.cumsum(self.lengths) - self.lengths
+        return np.arange(len(self.ids)) - starts[rows]
+
+    def take(self, order: np.ndarray) -> Flat:
+        """The rows in ``order``."""
+        starts = np.cumsum(self.lengths) - self.lengths
+        lengths = self.lengths[order]
+        picked = np.repeat(starts[order] - (np.cumsum(lengths) - lengths), lengths) + np.arange(lengths.sum())
+        return Flat(self.ids[picked], self.mask[picked], lengths)
+
+    def columns(self) -> dict[str, Any]:
+        import pyarrow as pa
+
+        offsets = pa.array(np.concatenate([[0], np.cumsum(self.lengths)]), pa.int32())
+        return {
+            "input_ids": pa.ListArray.from_arrays(offsets, pa.array(self.ids)),
+            "completion_mask": pa.ListArray.from_arrays(offsets, pa.array(self.mask)),
+        }
+
+
+def encode_flat(tokenizer, items: list[tuple[str, list[Span]]], special: bool, masks: bool = True) -> Flat:
+    """``encode_many``'s ids and masks as one ``Flat`` batch (``masks=False``: all ones, and the tokenizer's
+    offsets are not read)."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if (
+        not items
+        or not getattr(tokenizer, "is_fast", False)
+        or backend is None
+        or backend.truncation is not None
+        or backend.padding is not None
+    ):
+        pairs = encode_many(tokenizer, items, special)
+        flat = Flat.of_lists([ids for ids, _ in pairs], [mask for _, mask in pairs])
+        if not masks:
+            flat.mask[:] = 1
+        return flat
+    encodings = backend.encode_batch([text for text, _ in items], add_special_tokens=special)
+    ids = [e.ids for e in encodings]
+    lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
+    total = int(lengths.sum())
+    flat = Flat(
+        np.fromiter(chain.from_iterable(ids), dtype=np.int64, count=total), np.ones(total, np.int64), lengths
+    )
+    if masks:
+        offsets = np.fromiter(
+            chain.from_iterable(chain.from_iterable(e.offsets for e in encodings)),
+            dtype=np.int64,
+            count=2 * total,
+        ).reshape(-1, 2)
+        flat.mask = _span_mask(offsets, [spans for _, spans in items], flat.rows())
+    return flat
+
+
+def _span_mask(offsets: np.ndarray, spans: list[list[Span]], rows: np.ndarray) -> np.ndarray:
+    """1 on each token whose character offsets overlap one of its row's spans (``encode_many``'s rule)."""
+    width = max(map(len, spans), default=0)
+    if width == 1 and all(len(row) == 1 for row in spans):
+        bounds = np.array([row[0] for row in spans], dtype=np.int64).reshape(-1, 1, 2)
+    else:
+        bounds = np.zeros((len(spans), max(width, 1), 2), dtype=np.int64)  # (0, 0) spans overlap nothing
+        for i, row in enumerate(spans):
+            if row:
+                bounds[i, : len(row)] = row
+    mask = np.zeros(len(offsets), dtype=bool)
+    starts, ends = offsets[:, 0], offsets[:, 1]
+    for k in range(width):
+        mask |= (starts < bounds[rows, k, 1]) & (ends > bounds[rows, k, 0])
+    return mask.astype(np.int64)
 
 
 def tokenize_generative(rows: Rows, layout: str, ctx: dict[str, Any]) -> SplitCounts:
-    """input_ids/completion_mask for one split, applying cleaning.overlength."""
+    """input_ids/completion_mask for one split, applying cleaning.overlength (columns: Arrow list arrays)."""
     spec: DataSpec = ctx["spec"]
     tokenizer = ctx["tokenizer"]
     eos = tokenizer.eos_token_id
@@ -215,55 +301,84 @@ def tokenize_generative(rows: Rows, layout: str, ctx: dict[str, Any]) -> SplitCo
             "the tokenizer has no eos_token, so the model could not learn to stop",
             hint="set tokenizer.eos_token (model.tokenizer) to the model's end-of-text token",
         )
-    counts = SplitCounts(columns={"input_ids": [], "completion_mask": []})
+    counts = SplitCounts()
     examples = []
     for row in rows:
         try:
             examples.append(example_spans(row, layout, ctx))
         except DataError as exc:
             raise DataError(f"{row.get(WHERE, '?')}: {exc.message}", hint=exc.hint) from None
-    encoded: dict[int, tuple[list[int], list[int]]] = {}
-    for chat in (False, True):
-        which = [i for i, example in enumerate(examples) if example[2] is chat]
-        items = [(examples[i][0], examples[i][1]) for i in which]
-        encoded.update(zip(which, encode_many(tokenizer, items, special=not chat), strict=True))
-    for i, (_, _, chat) in enumerate(examples):
-        ids, mask = encoded[i]
-        if layout == "completion":
-            mask = [1] * len(ids)
-        ids, mask = add_eos(ids, mask, eos, chat)
-        kept = _fit_length(ids, mask, spec, counts)
-        if kept is not None:
-            _record(kept[0], kept[1], eos, spec.loss_on == "all", counts)
+    chat = np.fromiter((example[2] for example in examples), dtype=bool, count=len(examples))
+    parts, order = [], []
+    for flag in (False, True):
+        which = np.flatnonzero(chat == flag)
+        if len(which) or (not flag and not len(examples)):
+            items = [(examples[i][0], examples[i][1]) for i in which]
+            parts.append(encode_flat(tokenizer, items, special=not flag, masks=layout != "completion"))
+            order.append(which)
+    flat = parts[0] if len(parts) == 1 else _merge(parts, np.concatenate(order))
+    flat = _with_eos(flat, eos, chat)
+    flat = _fit_lengths(flat, spec, counts)
+    if spec.loss_on == "all":
+        flat.mask[:] = 1
+    _count(flat, eos, counts)
+    counts.columns = flat.columns()
     return counts
 
 
-def _fit_length(ids: list[int], mask: list[int], spec: DataSpec, counts: SplitCounts):
-    limit = spec.max_seq_length
-    if len(ids) <= limit:
-        return ids, mask
-    if spec.cleaning.overlength == "drop":
-        counts.dropped_overlength += 1
-        return None
-    if not any(mask[:limit]):
-        counts.dropped_completion_truncated += 1
-        return None
-    counts.truncated += 1
-    return ids[:limit], mask[:limit]
-
-
-def _record(ids: list[int], mask: list[int], eos: int, all_tokens: bool, counts: SplitCounts) -> None:
-    if all_tokens:
-        mask = [1] * len(ids)
-    counts.columns["input_ids"].append(ids)
-    counts.columns["completion_mask"].append(mask)
-    counts.examples += 1
-    counts.tokens += len(ids)
-    counts.trained_tokens += sum(mask)
-    counts.max_length = max(counts.max_length, len(ids))
-    counts.eos_trained += bool(ids[-1] == eos and mask[-1]) or any(
-        t == eos and m for t, m in zip(ids, mask, strict=True)
+def _merge(parts: list[Flat], order: np.ndarray) -> Flat:
+    """Batches encoded apart (``order``: the row each of their rows is, in turn) -> one, in row order."""
+    joined = Flat(
+        np.concatenate([p.ids for p in parts]),
+        np.concatenate([p.mask for p in parts]),
+        np.concatenate([p.lengths for p in parts]),
     )
+    return joined.take(np.argsort(order, kind="stable"))
+
+
+def _with_eos(flat: Flat, eos: int, chat: np.ndarray) -> Flat:
+    """EOS trained at the end of every row: a row ending in EOS has it trained, a chat whose trained turns
+    hold it already is left as is, any other row gets one appended."""
+    rows = flat.rows()
+    ends = np.cumsum(flat.lengths)
+    ends_eos = np.zeros(len(ends), dtype=bool)
+    full = flat.lengths > 0
+    ends_eos[full] = flat.ids[ends[full] - 1] == eos
+    flat.mask[ends[ends_eos] - 1] = 1
+    trained_eos = np.bincount(rows[(flat.ids == eos) & (flat.mask != 0)], minlength=len(ends)) > 0
+    append = ~ends_eos & ~(chat & trained_eos)
+    at = ends[append]
+    return Flat(np.insert(flat.ids, at, eos), np.insert(flat.mask, at, 1), flat.lengths + append)
+
+
+def _fit_lengths(flat: Flat, spec: DataSpec, counts: SplitCounts) -> Flat:
+    """``cleaning.overlength`` on every row: longer rows dropped, or truncated unless nothing trained is left."""
+    limit = spec.max_seq_length
+    over = flat.lengths > limit
+    if not over.any():
+        return flat
+    rows = flat.rows()
+    head = flat.positions(rows) < limit
+    if spec.cleaning.overlength == "drop":
+        counts.dropped_overlength += int(over.sum())
+        keep = ~over
+    else:
+        trained = np.bincount(rows[head & (flat.mask != 0)], minlength=len(over)) > 0
+        counts.dropped_completion_truncated += int((over & ~trained).sum())
+        counts.truncated += int((over & trained).sum())
+        keep = ~over | trained
+    tokens = keep[rows] & head
+    return Flat(flat.ids[tokens], flat.mask[tokens], np.minimum(flat.lengths, limit)[keep])
+
+
+def _count(flat: Flat, eos: int, counts: SplitCounts) -> None:
+    """``SplitCounts`` of the kept rows."""
+    counts.examples += len(flat.lengths)
+    counts.tokens += int(flat.lengths.sum())
+    counts.trained_tokens += int(flat.mask.sum())
+    counts.max_length = max(counts.max_length, int(flat.lengths.max(initial=0)))
+    hits = flat.rows()[(flat.ids == eos) & (flat.mask != 0)]
+    counts.eos_trained += int((np.bincount(hits, minlength=len(flat.lengths)) > 0).sum())
 
 
 def tokenize_head(rows: Rows, layout: str, labels: tuple[str, ...], ctx: dict[str, Any]) -> SplitCounts:
