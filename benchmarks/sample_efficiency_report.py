@@ -152,22 +152,29 @@ def tag_table(runs: list[dict[str, Any]], tag: str) -> list[str]:
     return lines
 
 
-def ablation_table(runs: list[dict[str, Any]], reference: str) -> list[str]:
-    """Each ablation's LoRA score against the reference tag's LoRA on the same sample and seed."""
-    ref = {(r["dataset"], r["rows"], r["seed"]): r for r in runs if r["tag"] == reference}
+def ablation_table(runs: list[dict[str, Any]], reference: str, fallback: str = "defaults") -> list[str]:
+    """Each ablation's LoRA score against the reference tag's LoRA on the same sample and seed (the
+    ``fallback`` tag's where the reference did not run that sample)."""
+    refs = {
+        tag: {(r["dataset"], r["rows"], r["seed"]): r for r in runs if r["tag"] == tag}
+        for tag in (reference, fallback)
+    }
     lines = [
-        "| change (tag) | dataset | rows | seed | LoRA | reference LoRA | delta (points) | steps | wall s |",
+        "| change (tag) | dataset | rows | seed | LoRA | reference LoRA (tag) | delta (points) | steps | wall s |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in sorted(runs, key=lambda r: (r["tag"], _order(r["dataset"]), r["rows"], r["seed"])):
         if r["tag"] in (*MAIN_TAGS, reference):
             continue
-        base = ref.get((r["dataset"], r["rows"], r["seed"]))
+        sample = (r["dataset"], r["rows"], r["seed"])
+        tag = reference if sample in refs[reference] else fallback
+        base = refs[tag].get(sample)
         own, other = score(r, "lora"), score(base, "lora") if base else None
         delta = f"{100 * (own - other):+.1f}" if own is not None and other is not None else "–"
         lines.append(
             f"| {r['tag']}: `{' '.join(_changes(r))}` | {r['dataset']} | {r['rows']} | {r['seed']} | "
-            f"{_f(own)} | {_f(other)} | {delta} | {r['train'].get('global_step')} | {r['wall_s']:.0f} |"
+            f"{_f(own)} | {_f(other)}{f' ({tag})' if base else ''} | {delta} | "
+            f"{r['train'].get('global_step')} | {r['wall_s']:.0f} |"
         )
     return lines
 
@@ -199,7 +206,7 @@ def render(report: dict[str, Any]) -> str:
             lines += [f"## {title} (`{tag}`)", "", *tag_table(runs, tag), ""]
     if any(t not in MAIN_TAGS for t in tags):
         lines += [
-            "## Ablations: one change at a time from the old defaults (LoRA only, seed 1)",
+            "## Ablations: one change at a time from the old defaults (`shipped`), else from the new ones (LoRA only)",
             "",
             *ablation_table(runs, "shipped"),
             "",

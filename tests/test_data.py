@@ -523,3 +523,45 @@ def test_generative_tagging_and_extraction(tmp_path, llama_tok):
     )
     assert data.labels is None and data.raw["train"][0]["output"] == {"drug": "aspirin", "dose": "5mg"}
     assert trained_text(llama_tok, data.train[0]) == ' {"dose": "5mg", "drug": "aspirin"}</s>'
+
+
+def test_a_list_object_or_bytes_in_a_text_column_is_an_error_never_its_repr_as_text(tmp_path, llama_tok):
+    import datetime
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    def prepare(path, **spec):
+        return prepare_data(DataSpec(train=path, split=NO_SPLIT, **spec), SFT, llama_tok, head=False)
+
+    for value, said in ((["a", "b"], "a list"), ({"x": 1}, "an object")):
+        path = write_jsonl(
+            tmp_path / "t.jsonl",
+            [{"prompt": "q?", "completion": "fine"}] * 2 + [{"prompt": "q?", "completion": value}],
+        )
+        with pytest.raises(DataError, match=rf"t.jsonl:3: column 'completion' yields {said}.*, not text"):
+            prepare(path)
+    pq.write_table(
+        pa.Table.from_pylist([{"prompt": "when?", "completion": b"raw"}] * 2), tmp_path / "b.parquet"
+    )
+    with pytest.raises(DataError, match=r"b.parquet\[row 0\]: column 'completion' yields a bytes") as info:
+        prepare(tmp_path / "b.parquet")
+    assert "decode the bytes" in info.value.hint
+    # a parquet date is written out, as a number is
+    pq.write_table(
+        pa.Table.from_pylist(
+            [{"prompt": "when?", "completion": datetime.date(2024, 1, i + 1)} for i in range(2)]
+        ),
+        tmp_path / "d.parquet",
+    )
+    assert prepare(tmp_path / "d.parquet").raw["train"][0]["completion"] == "2024-01-01"
+    # chat: OpenAI's text content parts are joined; an image part is refused
+    parts = [{"type": "text", "text": "hi"}, {"type": "text", "text": "there"}]
+    path = write_jsonl(tmp_path / "c.jsonl", [{"messages": [{"role": "user", "content": parts}, *CHAT[-1:]]}])
+    assert prepare(path, chat_template="chatml").raw["train"][0]["messages"][0]["content"] == "hi\nthere"
+    image = [{"type": "image_url", "image_url": {"url": "x.png"}}]
+    path = write_jsonl(tmp_path / "c.jsonl", [{"messages": [{"role": "user", "content": image}, *CHAT[-1:]]}])
+    with pytest.raises(
+        DataError, match=r"c.jsonl:1: a user message's content has parts that are not text \(image_url\)"
+    ):
+        prepare(path, chat_template="chatml")

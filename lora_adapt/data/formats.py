@@ -13,6 +13,8 @@ Column values are type-checked as they are read: a text or label column that yie
 
 from __future__ import annotations
 
+import datetime
+import decimal
 import json
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -49,6 +51,7 @@ KEEP["regression"] += ("text_b",)
 KEEP["relation"] += OFFSET_COLUMNS + TYPE_COLUMNS
 PAIR_LAYOUTS = ("classification", "regression")
 SCALAR = (str, int, float, bool)
+WRITTEN_OUT = (datetime.date, datetime.time, decimal.Decimal)  # parquet values a text column writes out
 SHAREGPT_ROLES = {
     "human": "user",
     "gpt": "assistant",
@@ -197,18 +200,22 @@ def _as_text(value: Any) -> str:
     return value if isinstance(value, str) else str(value)
 
 
-def _text_value(value: Any, column: str, where: str) -> str:
-    """A text column's value: a string (numbers are written out); an object or a list is an error."""
-    if value is not None and not isinstance(value, SCALAR):
-        raise DataError(
-            f"{where}: column {column!r} yields {describe_value(value)}, not text",
-            hint="map data.columns to a text field (a path such as `doc.text` reaches inside objects)",
+def _text_value(value: Any, column: str, where: str, *, what: str | None = None) -> str:
+    """A text column's value: a string (numbers, and a parquet file's dates and decimals, are written
+    out); an object, a list or bytes is an error, never its Python repr trained on as text."""
+    if value is not None and not isinstance(value, (*SCALAR, *WRITTEN_OUT)):
+        hint = (
+            "decode the bytes to text before preparing"
+            if isinstance(value, (bytes, bytearray))
+            else "map data.columns to a text field (a path such as `doc.text` reaches inside objects)"
         )
+        what = what or f"column {column!r} yields"
+        raise DataError(f"{where}: {what} {describe_value(value)}, not text", hint=hint)
     return _as_text(value)
 
 
 def _text_row(row: dict[str, Any], task: TaskSpec) -> dict[str, Any]:
-    return {k: (v if k == WHERE else _as_text(v)) for k, v in row.items()}
+    return {k: (v if k == WHERE else _text_value(v, k, row[WHERE])) for k, v in row.items()}
 
 
 def _chat_row(row: dict[str, Any], task: TaskSpec) -> dict[str, Any]:
@@ -222,7 +229,7 @@ def _chat_row(row: dict[str, Any], task: TaskSpec) -> dict[str, Any]:
         raise DataError(f"{row[WHERE]}: 'messages' must be a list of {{role, content}} objects")
     row["messages"] = [_message(m, row[WHERE]) for m in messages]
     if "system" in row:
-        row["system"] = _as_text(row["system"])
+        row["system"] = _text_value(row["system"], "system", row[WHERE])
     return row
 
 
@@ -232,7 +239,21 @@ def _message(message: dict[str, Any], where: str) -> dict[str, str]:
     role = SHAREGPT_ROLES.get(str(role), role)
     if role not in ("system", "user", "assistant", "tool"):
         raise DataError(f"{where}: message role {role!r} is not one of system, user, assistant, tool")
-    return {"role": role, "content": _as_text(content)}
+    return {"role": role, "content": _content_text(content, role, where)}
+
+
+def _content_text(content: Any, role: str, where: str) -> str:
+    """A message's content: text, or OpenAI's list of content parts when every part is text (joined with
+    newlines, as vLLM does); image or audio parts, objects and bytes are errors."""
+    if isinstance(content, list) and all(isinstance(part, dict) for part in content):
+        kinds = sorted({str(part.get("type")) for part in content} - {"text"})
+        if not kinds and all(isinstance(part.get("text"), str) for part in content):
+            return "\n".join(part["text"] for part in content)
+        raise DataError(
+            f"{where}: a {role} message's content has parts that are not text ({', '.join(kinds) or 'no text'})",
+            hint="lora-adapt trains on text: keep only {type: text, text: ...} parts, or give the content as a string",
+        )
+    return _text_value(content, "content", where, what=f"a {role} message's content is")
 
 
 def _label_value(value: Any, task: TaskSpec, where: str) -> str:

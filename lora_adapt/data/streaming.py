@@ -85,15 +85,15 @@ class Collector:
             self.clean_labels.append(str(norm["label"]).strip())
         assert self.layout is not None
         self.empty.append(rules.drop_empty and cleaning.is_empty(norm, self.layout))
-        if rules.deduplicate:
-            self.hashes += self._hash(cleaning.row_key(norm).encode())
-        try:
+        try:  # first: a value JSON cannot write is the user's data error, whichever encoding meets it
             text = _row_json(norm)
         except (TypeError, ValueError) as exc:
             raise DataError(
                 f"{row.get(WHERE, '?')}: a value is not plain data ({exc})",
                 hint="canonical columns hold text, numbers, lists and objects",
             ) from None
+        if rules.deduplicate:
+            self.hashes += self._hash(cleaning.row_key(norm).encode())
         members.append(self.writer.add(text))
 
     def add_split(self, name: str, rows: Iterable[dict[str, Any]]) -> None:
