@@ -110,9 +110,16 @@ def write_recipe(path: Path, data: Path, tokenizer: Path) -> Path:
 
 
 def run_arm(code: str, args: list[str], env: dict[str, str]) -> tuple[float, int, float]:
-    """(process CPU seconds, peak RSS bytes, CPU seconds of the preparation itself, imports excluded)."""
+    """(process CPU seconds, peak RSS bytes, CPU seconds of the preparation itself, imports excluded).
+    The arm runs in this checkout's root, and `python -c` puts its working directory first on the import
+    path: the lora-adapt measured is this script's checkout, wherever the bench is started from."""
     proc = subprocess.run(
-        [sys.executable, "-c", USAGE, code, *args], env=env, capture_output=True, text=True, check=True
+        [sys.executable, "-c", USAGE, code, *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parents[1],
     )
     line = next(x for x in proc.stdout.splitlines() if x.startswith("USAGE"))
     _, cpu, rss, prep = line.split()
