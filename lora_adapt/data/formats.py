@@ -215,7 +215,11 @@ def _text_value(value: Any, column: str, where: str, *, what: str | None = None)
 
 
 def _text_row(row: dict[str, Any], task: TaskSpec) -> dict[str, Any]:
-    return {k: (v if k == WHERE else _text_value(v, k, row[WHERE])) for k, v in row.items()}
+    """Every column text; an ``id`` (never trained on) may be any value and is written out."""
+    return {
+        k: v if k == WHERE else _as_text(v) if k == "id" else _text_value(v, k, row[WHERE])
+        for k, v in row.items()
+    }
 
 
 def _chat_row(row: dict[str, Any], task: TaskSpec) -> dict[str, Any]:
