@@ -143,7 +143,7 @@ def staged_output(
         echo(note)
     out_dir = check_output(out_dir, overwrite=overwrite, keep=keep)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    prefix = f".{out_dir.name}.{_host_tag()}-{os.getpid()}-"
+    prefix = f".{out_dir.name}.{host_tag()}-{os.getpid()}-"
     stage = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=prefix, suffix=PARTIAL_SUFFIX))
     stage.chmod(0o777 & ~current_umask())  # mkdtemp makes 0700
     try:
@@ -175,7 +175,7 @@ def remove_stale_partials(out_dir: Path) -> list[str]:
                 f"note: {path} is an unfinished output of an older lora-adapt, left in place: delete it "
                 f"unless a merge, export or compose into {out_dir.name} is still running"
             )
-        elif match["host"] == _host_tag() and not _other_process_alive(int(match["pid"])):
+        elif match["host"] == host_tag() and not _other_process_alive(int(match["pid"])):
             shutil.rmtree(path, ignore_errors=True)
             notes.append(
                 f"note: removed {path}, left by an earlier command that was stopped (process {match['pid']})"
@@ -183,7 +183,51 @@ def remove_stale_partials(out_dir: Path) -> list[str]:
     return notes
 
 
-def _host_tag() -> str:
+SCRATCH = re.compile(r"^lora-adapt-[a-z]+(?:-[a-z]+)*-(?P<host>[0-9a-f]{8})-(?P<pid>\d+)-[a-z0-9_]+$")
+"""A scratch folder's name (:func:`scratch_folder`): ``lora-adapt-<kind>-<host>-<pid>-<random>``."""
+
+
+def scratch_folder(kind: str) -> Path:
+    """A new folder in the system temp folder (``TMPDIR``) for this process's scratch files of one
+    ``kind`` (prepared Arrow rows, a full fine-tuning's checkpoints): the caller removes it. A process
+    killed by SIGKILL (or the out-of-memory killer) runs no cleanup, and its scratch can be gigabytes:
+    the folders of processes on this machine that are gone are removed first (:func:`remove_stale_scratch`)."""
+    remove_stale_scratch()
+    return Path(tempfile.mkdtemp(prefix=f"lora-adapt-{kind}-{host_tag()}-{os.getpid()}-"))
+
+
+@contextmanager
+def scratch_dir(kind: str) -> Iterator[Path]:
+    """:func:`scratch_folder`, removed when the block ends (``tempfile.TemporaryDirectory`` that a killed
+    run does not leave behind for good)."""
+    folder = scratch_folder(kind)
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def remove_stale_scratch(root: Path | None = None) -> list[Path]:
+    """Remove the scratch folders in ``root`` (the system temp folder) whose process, on this machine, is
+    gone; those of running processes, of other machines (a shared temp folder) and other names are left.
+    Returns the folders removed."""
+    root = Path(root or tempfile.gettempdir())
+    try:
+        entries = list(os.scandir(root))
+    except OSError:
+        return []
+    removed = []
+    for entry in entries:
+        match = SCRATCH.match(entry.name)
+        if match is None or match["host"] != host_tag() or not entry.is_dir(follow_symlinks=False):
+            continue
+        if not process_alive(int(match["pid"])):  # this process's own folders are alive
+            shutil.rmtree(entry.path, ignore_errors=True)
+            removed.append(Path(entry.path))
+    return removed
+
+
+def host_tag() -> str:
     """This machine, in 8 hex digits (a staging folder's owner is a process on one machine)."""
     return hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
 

@@ -10,10 +10,10 @@ trains anything itself.
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from .artifacts import scratch_dir
 from .recipe import Recipe
 from .recipe.derived import mode_recipe
 from .runtime import Echo, Runtime, load_base, make_trainer
@@ -28,7 +28,7 @@ def train_full_model(
 
     full = mode_recipe(recipe, "full")
     loaded = load_base(full, runtime, tokenizer, prepared.labels)
-    with tempfile.TemporaryDirectory(prefix="lora-adapt-full-ft-") as tmp:
+    with scratch_dir("full-ft") as tmp:
         callbacks = early_stopping_callbacks(full.training)
         trainer = make_trainer(
             full,

@@ -223,3 +223,46 @@ def test_two_step_bench_end_to_end(tiny_llama_dir, tmp_path):
     assert 0.3 < flops["median"] < 1.0
     for arm in saved["arms"].values():
         assert arm["predicted"]["peak"] > 0 and arm["metrics"]["tokens_per_s"]["n"] == 1
+
+
+@pytest.mark.parametrize("failed", [False, True])
+def test_the_default_work_folder_is_removed_unless_an_arm_failed(
+    tiny_llama_dir, tmp_path, monkeypatch, failed
+):
+    """Without --workdir the models, data and logs go to a scratch folder: removed at the end, or kept
+    under a name no later run sweeps away when an arm failed (its log is the evidence)."""
+    import tempfile
+
+    from lora_adapt.bench import results, runner
+
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setenv("TMPDIR", str(scratch))
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    recipe = tmp_path / "bench.yaml"
+    data = write_jsonl(synthetic_rows(8), tmp_path / "train.jsonl")
+    recipe.write_text(
+        yaml.safe_dump(
+            {"name": "b", "model": {"name_or_path": str(tiny_llama_dir)}, "data": {"train": str(data)}}
+        )
+    )
+
+    def arms(recipe, work, *args):  # what _run_arms leaves: a log per arm
+        (work / "specs").mkdir(parents=True)
+        (work / "specs" / "lora_r0.log").write_text("Traceback: out of memory")
+        return {"device": "cpu", "runs": [{"error": "out of memory"} if failed else {"tokens_per_s": 1.0}]}
+
+    monkeypatch.setattr(runner, "_run_arms", arms)
+    monkeypatch.setattr(results, "write_results", lambda *a: None)
+    said: list[str] = []
+    run_bench(recipe, modes=("lora",), out_dir=tmp_path / "out", echo=said.append)
+    left = list(scratch.iterdir())
+    if not failed:
+        assert left == []
+        return
+    (kept,) = left
+    assert kept.name.startswith("lora-adapt-bench-logs-") and (kept / "specs" / "lora_r0.log").is_file()
+    assert any(str(kept / "specs") in line for line in said)
+    from lora_adapt.artifacts import remove_stale_scratch
+
+    assert remove_stale_scratch() == [] and kept.is_dir()  # no later command sweeps it away

@@ -154,7 +154,8 @@ def test_shipped_data_is_the_same_through_the_cache(shared_data, tmp_path, tiny_
 
 def test_the_key_covers_the_code_the_data_stage_runs():
     """Preparation reads task rules outside data/ (regression targets and scaling in recipe/derived.py):
-    a change there is a new key too. Specs (dumped into the key) and error messages are not code to hash."""
+    a change there is a new key too. Specs (dumped into the key), error messages and where scratch folders
+    go (artifacts.py) are not code to hash."""
     import re
 
     from lora_adapt.data import cache
@@ -166,7 +167,9 @@ def test_the_key_covers_the_code_the_data_stage_runs():
         imported |= set(re.findall(r"from \.\.([\w.]+) import", source.read_text()))
     outside = {m.replace(".", "/") + ".py" for m in imported}
     assert "recipe/derived.py" in hashed
-    assert outside - hashed <= {"errors.py", "recipe/schema.py", "recipe/mixing.py"}, outside - hashed
+    assert outside - hashed <= {"errors.py", "recipe/schema.py", "recipe/mixing.py", "artifacts.py"}, (
+        outside - hashed
+    )
 
 
 def test_a_failed_cache_write_leaves_the_run_its_prepared_files(sft, tmp_path, monkeypatch):
@@ -185,3 +188,60 @@ def test_a_failed_cache_write_leaves_the_run_its_prepared_files(sft, tmp_path, m
     assert data.folder is not None and (data.folder / "rows.arrow").is_file()
     assert not [p for p in (tmp_path / "c").iterdir() if not p.name.startswith(".")]  # no entry
     same(data, prepare_data(recipe.data, recipe.task, tokenizer, head=False))
+
+
+KILLED_MID_PREPARATION = r"""
+import os, signal, sys
+from pathlib import Path
+from lora_adapt.data import cache, preparation
+from lora_adapt.recipe import load_recipe
+from lora_adapt.runtime import recipe_tokenizer
+
+recipe = load_recipe(sys.argv[1])
+tokenizer = recipe_tokenizer(recipe)
+preparation.tokenize_generative = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)  # rows read, then killed
+data = recipe.data.model_copy(update={"cache": sys.argv[2] == "cached"})
+cache.prepared(data, recipe.task, tokenizer, head=False, root=Path(sys.argv[3]))
+"""
+
+
+@pytest.mark.parametrize("cached", [True, False])
+def test_what_a_preparation_killed_midway_left_is_removed_by_the_next_one(sft, tmp_path, cached, monkeypatch):
+    """SIGKILL runs no cleanup: the half-written stage beside a cache entry, or the Arrow scratch folder of
+    an uncached preparation, stays; the next preparation on this machine removes it, and nothing of a
+    process still running."""
+    import os
+    import subprocess
+    import sys
+    import tempfile
+
+    from lora_adapt import artifacts as A
+
+    recipe, tokenizer, _ = sft
+    root, scratch = tmp_path / "c", tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setenv("TMPDIR", str(scratch))
+    monkeypatch.setattr(tempfile, "tempdir", None)  # read TMPDIR again
+    repo = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(repo), os.environ.get("PYTHONPATH", "")])}
+    mode = "cached" if cached else "uncached"
+    command = [sys.executable, "-c", KILLED_MID_PREPARATION, str(tmp_path / "recipe.yaml"), mode, str(root)]
+    killed = subprocess.run(command, env=env, capture_output=True)
+    assert killed.returncode == -9, killed.stderr.decode()[-2000:]
+    where = root if cached else scratch
+    (left,) = list(where.iterdir())
+    assert (left / "rows.arrow").is_file()  # the rows were written before the kill
+    running = os.getppid()  # a process still running here: what it is writing stays
+    if cached:
+        key = entry_key(key_inputs(recipe.data, recipe.task, tokenizer, head=False))
+        assert left.name.startswith(f".{key}.{A.host_tag()}-") and left.name.endswith(".tmp")
+        alive = root / f".{key}.{A.host_tag()}-{running}.abcd1234.tmp"
+    else:
+        assert left.name.startswith(f"lora-adapt-prepared-{A.host_tag()}-")
+        alive = scratch / f"lora-adapt-prepared-{A.host_tag()}-{running}-abcd_123"
+    alive.mkdir()
+
+    data = recipe.data.model_copy(update={"cache": cached})
+    again = prepared(data, recipe.task, tokenizer, head=False, root=root)
+    assert not left.exists() and alive.is_dir()
+    same(again, prepare_data(recipe.data, recipe.task, tokenizer, head=False))

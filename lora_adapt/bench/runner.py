@@ -6,15 +6,16 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..artifacts import scratch_folder
 from ..recipe import Recipe, dump_recipe, load_recipe
 from .data import is_medquad_dir, medquad_rows, texts, write_jsonl
 from .models import materialize, model_folder, needs_materializing
@@ -76,12 +77,46 @@ def run_bench(
     threads: int | None = None,
     echo: Echo = print,
 ) -> dict[str, Any]:
-    """Run every arm `repeats` times, interleaved; write JSON, markdown and charts to `out_dir`."""
-    from ..modeling.hardware import resolve_device
-    from .results import summarize, write_results
+    """Run every arm `repeats` times, interleaved; write JSON, markdown and charts to `out_dir`. The models,
+    data and logs go to `workdir`, else to a scratch folder removed at the end (kept, and named, when an arm
+    failed: its log is there)."""
+    from .results import write_results
 
     recipe = load_recipe(recipe_path)
-    work = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="lora-adapt-bench-"))
+    work = Path(workdir) if workdir else scratch_folder("bench")  # removed below unless an arm failed
+    try:
+        summary = _run_arms(
+            recipe, work, modes, peers, steps, warmup, repeats, packing, loss_paths, command, threads, echo
+        )
+    except BaseException:
+        if not workdir:
+            shutil.rmtree(work, ignore_errors=True)
+        raise
+    if not workdir:
+        _settle_workdir(work, summary, echo)
+    prefix = label or f"{'gpu' if summary['device'] == 'cuda' else 'cpu'}_{_slug(recipe.model.name_or_path)}"
+    write_results(summary, Path(out_dir), prefix)
+    echo(f"results: {Path(out_dir) / prefix}.json / .md / .png")
+    return summary
+
+
+def _run_arms(
+    recipe: Recipe,
+    work: Path,
+    modes: tuple[str, ...],
+    peers: tuple[str, ...],
+    steps: int,
+    warmup: int,
+    repeats: int,
+    packing: bool,
+    loss_paths: tuple[str, ...],
+    command: str,
+    threads: int | None,
+    echo: Echo,
+) -> dict[str, Any]:
+    from ..modeling.hardware import resolve_device
+    from .results import summarize
+
     device = resolve_device(recipe.model.device)
     bench_recipe = prepare_inputs(recipe, work, total_steps=warmup + steps + 1, device=device, echo=echo)
     generative = (
@@ -114,10 +149,19 @@ def run_bench(
         recipe_path=bench_recipe,
         malloc=None if device == "cuda" else _malloc_setting(),
     )
-    prefix = label or f"{'gpu' if device == 'cuda' else 'cpu'}_{_slug(recipe.model.name_or_path)}"
-    write_results(summary, Path(out_dir), prefix)
-    echo(f"results: {Path(out_dir) / prefix}.json / .md / .png")
     return summary
+
+
+def _settle_workdir(work: Path, summary: dict[str, Any], echo: Echo) -> None:
+    """Remove the scratch work folder; when an arm failed, keep it under a name no later run sweeps away."""
+    if not any("error" in r for r in summary.get("runs", [])):
+        shutil.rmtree(work, ignore_errors=True)
+        return
+    kept = work.with_name(f"lora-adapt-bench-logs-{work.name.rsplit('-', 1)[-1]}")
+    work.rename(kept)
+    echo(
+        f"logs of the failed arms kept in {kept / 'specs'} (models and data beside them; delete it when done)"
+    )
 
 
 def prepare_inputs(recipe: Recipe, work: Path, *, total_steps: int, device: str, echo: Echo) -> Path:

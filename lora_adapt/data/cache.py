@@ -25,12 +25,13 @@ import atexit
 import hashlib
 import json
 import os
+import re
 import shutil
-import tempfile
 import uuid
 from pathlib import Path
 from typing import Any
 
+from ..artifacts import host_tag, process_alive, scratch_dir
 from ..recipe.schema import DataSpec, TaskSpec
 from .arrow_rows import RowStore
 from .preparation import SPLITS, PreparedData, prepare_data
@@ -72,6 +73,7 @@ def prepared(
         return found
     if not build:
         return None
+    remove_stale_stages(folder)
     stage = _stage(folder)
     try:
         data = prepare_data(spec, task, tokenizer, head=head, folder=stage)
@@ -128,7 +130,7 @@ def entry_key(inputs: dict[str, Any]) -> str:
 def tokenizer_files_sha256(tokenizer) -> str:
     """sha256 of the files the tokenizer saves (vocabulary, merges, special tokens, chat template)."""
     digest = hashlib.sha256()
-    with tempfile.TemporaryDirectory(prefix="lora-adapt-tok-") as tmp:
+    with scratch_dir("tok") as tmp:
         tokenizer.save_pretrained(tmp)
         for file in sorted(Path(tmp).rglob("*")):
             if file.is_file():
@@ -208,8 +210,28 @@ def write_entry(folder: Path, data: PreparedData, inputs: dict[str, Any]) -> Non
 
 
 def _stage(folder: Path) -> Path:
-    """A fresh temporary name beside `folder` (``prepared`` prepares into it)."""
-    return folder.parent / f".{folder.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
+    """A fresh temporary name beside `folder` (``prepared`` prepares into it), naming its process."""
+    return folder.parent / f".{folder.name}.{host_tag()}-{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
+
+
+def remove_stale_stages(folder: Path) -> list[Path]:
+    """Remove what killed processes left beside the entry `folder`: a half-prepared stage (``.tmp``, as big
+    as the entry) or a damaged entry moved aside (``.corrupt``). A process killed mid-preparation runs no
+    cleanup; stages of running processes and of other machines (a shared cache) are left."""
+    pattern = re.compile(
+        rf"^\.{re.escape(folder.name)}\.(?P<host>[0-9a-f]{{8}})-(?P<pid>\d+)\.[0-9a-f]{{8}}\.(?:tmp|corrupt)$"
+    )
+    try:
+        siblings = list(os.scandir(folder.parent))
+    except OSError:
+        return []
+    removed = []
+    for entry in siblings:
+        match = pattern.match(entry.name)
+        if match and match["host"] == host_tag() and not process_alive(int(match["pid"])):
+            shutil.rmtree(entry.path, ignore_errors=True)
+            removed.append(Path(entry.path))
+    return removed
 
 
 def _entry_file(relative: Path) -> bool:
@@ -255,7 +277,7 @@ def read_entry(folder: Path) -> PreparedData | None:
 
 
 def discard(folder: Path) -> None:
-    aside = folder.parent / f".{folder.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.corrupt"
+    aside = folder.parent / f".{folder.name}.{host_tag()}-{os.getpid()}.{uuid.uuid4().hex[:8]}.corrupt"
     try:
         folder.rename(aside)
     except OSError:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import atexit
 import gc
 import shutil
-import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -14,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..artifacts import scratch_dir, scratch_folder
 from ..errors import DataError
 from ..recipe.derived import target_names, target_scaling
 from ..recipe.mixing import SourceSpec
@@ -289,15 +289,16 @@ def _strip(splits: dict[str, Rows]) -> dict[str, list[dict]]:
 
 
 def _scratch() -> Path:
-    """A folder for one preparation's Arrow files, removed when the process ends."""
-    folder = Path(tempfile.mkdtemp(prefix="lora-adapt-prepared-"))
+    """A folder for one preparation's Arrow files, removed when the process ends (or, if it is killed, by the
+    next lora-adapt process that makes a scratch folder)."""
+    folder = scratch_folder("prepared")
     atexit.register(shutil.rmtree, folder, True)
     return folder
 
 
 def load_split_rows(spec: DataSpec, task: TaskSpec) -> tuple[dict[str, list[dict]], dict]:
     """Cleaned, split and checked rows in canonical columns, and their stats (no tokenizer needed)."""
-    with tempfile.TemporaryDirectory(prefix="lora-adapt-rows-") as folder:
+    with scratch_dir("rows") as folder:
         splits, _, _, stats, _ = _load(spec, task, Path(folder))
         return _strip(splits), stats
 

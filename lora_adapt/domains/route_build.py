@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -99,7 +98,7 @@ def build_router(
     recipe = recipe_from_dict(
         router_recipe(Path(out), base, kept, epochs=epochs, seed=seed), source="route build"
     )
-    with tempfile.TemporaryDirectory(prefix="lora-adapt-route-") as tmp:
+    with A.scratch_dir("route") as tmp:
         data = _write_training_rows(texts, Path(tmp) / ROUTER_DATA, max_rows_per_domain, seed)
         counts = ", ".join(f"{n} {len(t.get('train', []))} rows" for n, t in texts.items())
         echo(f"training the router on {base}: {counts}")

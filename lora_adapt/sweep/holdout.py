@@ -34,8 +34,7 @@ def _task_scores(run_dir: Path, echo) -> dict[str, Any]:
 
 
 def _test_loss(run, echo) -> dict[str, Any]:
-    import tempfile
-
+    from ..artifacts import scratch_dir
     from ..modeling import load_adapted
     from ..runtime import make_trainer, recipe_data, resolve_runtime
     from ..training import evaluate_loss
@@ -48,7 +47,7 @@ def _test_loss(run, echo) -> dict[str, Any]:
     if prepared.test is None or not len(prepared.test):
         return {}
     runtime = resolve_runtime(recipe)
-    with tempfile.TemporaryDirectory(prefix="lora-adapt-sweep-test-") as tmp:
+    with scratch_dir("sweep-test") as tmp:
         trainer = make_trainer(
             recipe, runtime, adapted.model, adapted.tokenizer, prepared, Path(tmp), [], echo=echo
         )
