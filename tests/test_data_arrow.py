@@ -70,17 +70,114 @@ def test_a_cached_rerun_gives_the_same_results(name, built, dirs, tmp_path):
     assert first == again == GOLDEN[name]
 
 
-def test_row_store_reads_back_by_position_and_in_batches(tmp_path):
+def test_row_store_reads_back_by_position_and_in_batches(tmp_path, monkeypatch):
+    from lora_adapt.data import arrow_rows
     from lora_adapt.data.arrow_rows import RowStore, RowWriter
 
-    writer = RowWriter(tmp_path / "rows.arrow")
     rows = [{"text": f"row {i} é", "_where": f"f:{i}", "n": [i, 1.5]} for i in range(10_000)]
+    whole = RowWriter(tmp_path / "whole.arrow")
+    for row in rows:
+        whole.add(json.dumps(row, ensure_ascii=False))
+    assert len(whole.close().data.to_batches()) == 1  # 10,000 short rows: one record batch
+    monkeypatch.setattr(arrow_rows, "RECORD_BATCH_BYTES", 50_000)  # a record batch per 4,096 rows
+    writer = RowWriter(tmp_path / "rows.arrow")
     for row in rows:
         writer.add(json.dumps(row, ensure_ascii=False))
     dataset = writer.close()
+    assert [len(b) for b in dataset.data.to_batches()] == [4_096, 4_096, 1_808]
     picked = [9_999, 3, 4_096, 0]
     store = RowStore(dataset, picked)
     assert len(store) == 4 and store[0] == {"text": "row 9999 é", "n": [9_999, 1.5]}
     assert list(store) == [{k: v for k, v in rows[i].items() if k != "_where"} for i in picked]
     assert store[-1] == store[3] and store[1:3] == [store[1], store[2]]
     assert sum(len(b) for b in RowStore(dataset).batches(999)) == 10_000
+
+
+def test_token_columns_are_written_in_few_record_batches_equal_to_the_whole_columns(tmp_path, monkeypatch):
+    """Reading a memory-mapped split touches each record batch's header, and the kernel maps 64 KiB around
+    it into the process's resident memory: small batches (Arrow arrays, or Python lists as head tokenization
+    gives) are gathered into record batches of about RECORD_BATCH_BYTES, and the file holds what one
+    ``Dataset.from_dict`` of the whole columns holds, typed alike."""
+    import datasets
+    import numpy as np
+    import pyarrow as pa
+
+    from lora_adapt.data import arrow_rows
+    from lora_adapt.data.arrow_rows import ColumnWriter
+
+    monkeypatch.setattr(arrow_rows, "RECORD_BATCH_BYTES", 200_000)
+    rng = np.random.default_rng(0)
+    ids = [rng.integers(0, 50_000, int(n)).tolist() for n in rng.integers(1, 60, 6_000)]
+    whole = {
+        "input_ids": ids,
+        "attention_mask": [[1] * len(x) for x in ids],
+        "labels": [i % 3 for i in range(len(ids))],
+    }
+    want = datasets.Dataset.from_dict(whole)
+    lists, arrays = ColumnWriter(tmp_path / "lists.arrow"), ColumnWriter(tmp_path / "arrays.arrow")
+    for start in range(0, len(ids), 250):  # 24 batches
+        batch = {name: column[start : start + 250] for name, column in whole.items()}
+        lists.add(batch)
+        arrays.add({name: pa.array(column) for name, column in batch.items()})
+    pending = sum(pa.array(column).nbytes for column in whole.values())  # as gathered: int64 before the cast
+    for written in (lists.close(), arrays.close()):
+        assert written.features == want.features and written.to_dict() == want.to_dict()
+        assert 1 < len(written.data.to_batches()) <= pending // 200_000 + 1 < 24
+
+
+def test_cleaning_by_hash_equals_numpy_set_operations_and_copies_little():
+    """``streaming.clean`` finds a split's duplicates by one sort of its hashes and rows already in a later
+    split by a sorted search: the rows kept and every count are those of ``np.unique`` / ``np.isin`` (what
+    it used before), and its peak allocation is a fraction of theirs (they sort copies of copies of the
+    hashes; the process kept those pages, 150 MiB at a million rows)."""
+    import tracemalloc
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from lora_adapt.data import streaming
+
+    rng = np.random.default_rng(0)
+    n = 200_000
+    pool = rng.integers(0, 256, (150_000, 16), dtype=np.uint8)
+    hashes = pool[rng.integers(0, len(pool), n)].tobytes()  # duplicates within and across splits
+    empty = (rng.random(n) < 0.05).astype(np.uint8).tobytes()
+    order = rng.permutation(n)
+    splits = {"train": sorted(order[:160_000]), "validation": sorted(order[160_000:180_000])}
+    splits["test"] = sorted(order[180_000:])
+    rules = SimpleNamespace(deduplicate=True, drop_empty=True)
+    found = SimpleNamespace(
+        spec=SimpleNamespace(cleaning=rules), empty=bytearray(empty), hashes=bytearray(hashes)
+    )
+
+    dropped: dict = {"empty": {}, "duplicate": {}}
+    numbers = {name: [int(i) for i in kept] for name, kept in splits.items()}
+    tracemalloc.start()
+    try:
+        got = streaming.clean(numbers, found, dropped)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+    keys = np.frombuffer(hashes, dtype="S16")
+    flags = np.frombuffer(empty, dtype=bool)
+    want, counts = {}, {"empty": {}, "duplicate": {}, "cross_split": {}}
+    for name, numbers in splits.items():
+        kept = np.asarray(numbers, dtype=np.int64)
+        counts["empty"][name] = int(flags[kept].sum())
+        kept = kept[~flags[kept]]
+        before = len(kept)
+        if name != "test":
+            kept = kept[np.sort(np.unique(keys[kept], return_index=True)[1])]
+        counts["duplicate"][name] = before - len(kept)
+        want[name] = kept
+    protected = keys[want["test"]]
+    counts["cross_split"]["test"] = 0
+    for name in ("validation", "train"):
+        inside = np.isin(keys[want[name]], protected)
+        counts["cross_split"][name] = int(inside.sum())
+        want[name] = want[name][~inside]
+        protected = np.concatenate([protected, keys[want[name]]])
+    assert got == {name: kept.tolist() for name, kept in want.items()}
+    assert dropped == counts and min(counts["duplicate"]["train"], counts["cross_split"]["train"]) > 1_000
+    assert peak < 60 * n  # here ~37 bytes a row (most of it the kept rows as Python ints); before: ~83

@@ -4,7 +4,15 @@
 produce) to one Arrow stream file; ``RowStore`` is a read-only sequence of dicts over such a file and a
 selection of its row numbers (a split), with ``_where`` stripped unless asked for. ``ColumnWriter``
 appends tokenized batches with the features ``datasets.Dataset.from_dict`` would give them, so a split
-written batch by batch equals the one built from the whole column lists."""
+written batch by batch equals the one built from the whole column lists.
+
+Both write record batches of about ``RECORD_BATCH_BYTES``, not one per batch they are given: reading a
+memory-mapped file touches each record batch's header, and the kernel maps the pages around every page
+touched (fault-around, 64 KiB), which then count in the process's resident memory for as long as the file
+is open. At one small batch per 1,000 rows that was about 100 MiB for a million rows, mapped again by each
+reader of the same files (a cached rerun, and the entry read back after a first run). A record batch is
+held in memory while it is gathered, and read whole by ``RowStore``: its size trades that fixed memory
+against the pages that grow with the rows."""
 
 from __future__ import annotations
 
@@ -18,6 +26,7 @@ import numpy as np
 from .sources import WHERE
 
 BATCH = 4096
+RECORD_BATCH_BYTES = 4 << 20
 
 
 class RowWriter:
@@ -28,6 +37,8 @@ class RowWriter:
 
         self.path, self.count = path, 0
         self._pending: list[str] = []
+        self._arrays: list = []  # the next record batch's rows, converted BATCH at a time
+        self._bytes = 0
         self._schema = pa.schema([("row", pa.string())])
         self._sink = pa.OSFile(str(path), "wb")
         self._writer = pa.ipc.new_stream(self._sink, self._schema)
@@ -36,22 +47,32 @@ class RowWriter:
         """Append a row's JSON text; its row number."""
         self._pending.append(text)
         if len(self._pending) >= BATCH:
-            self._flush()
+            self._convert()
         self.count += 1
         return self.count - 1
+
+    def _convert(self) -> None:
+        import pyarrow as pa
+
+        if self._pending:
+            self._arrays.append(pa.array(self._pending, pa.string()))
+            self._bytes += self._arrays[-1].nbytes
+            self._pending = []
+        if self._bytes >= RECORD_BATCH_BYTES:
+            self._flush()
 
     def _flush(self) -> None:
         import pyarrow as pa
 
-        if self._pending:
-            self._writer.write_batch(
-                pa.record_batch([pa.array(self._pending, pa.string())], schema=self._schema)
-            )
-            self._pending = []
+        if self._arrays:
+            rows = pa.concat_arrays(self._arrays)
+            self._writer.write_batch(pa.record_batch([rows], schema=self._schema))
+            self._arrays, self._bytes = [], 0
 
     def close(self):
         import datasets
 
+        self._convert()
         self._flush()
         self._writer.close()
         self._sink.close()
@@ -107,16 +128,18 @@ class RowStore(Sequence):
         offset, at = 0, 0
         with pa.OSFile(path) as source:
             for record in pa.ipc.open_stream(source):
-                rows = record.num_rows
+                rows, column = record.num_rows, record.column(0)
                 if self.indices is None:
-                    picked = record.column(0)
-                else:
+                    for start in range(0, rows, batch):
+                        yield column.slice(start, batch).to_pylist()
+                else:  # taken a batch at a time: a record batch's picked rows are never copied whole
                     end = int(np.searchsorted(self.indices, offset + rows, side="left"))
-                    picked = record.column(0).take(pa.array(self.indices[at:end] - offset))
+                    for start in range(at, end, batch):
+                        yield column.take(
+                            pa.array(self.indices[start : min(start + batch, end)] - offset)
+                        ).to_pylist()
                     at = end
                 offset += rows
-                for start in range(0, len(picked), batch):
-                    yield picked.slice(start, batch).to_pylist()
                 if self.indices is not None and at >= len(self.indices):
                     return
 
@@ -136,16 +159,22 @@ class RowStore(Sequence):
 
 
 class ColumnWriter:
-    """Tokenized batches appended to one Arrow file, typed as ``datasets.Dataset.from_dict`` types them."""
+    """Tokenized batches appended to one Arrow file, typed as ``datasets.Dataset.from_dict`` types them.
+    Batches are kept as Arrow arrays until they hold ``RECORD_BATCH_BYTES``, then written as one record
+    batch."""
 
     def __init__(self, path: Path):
         self.path, self.rows = path, 0
         self._writer: Any = None
+        self._types: Any = None  # the file's Arrow schema (Python lists are converted to it)
+        self._pending: list[dict[str, Any]] = []
+        self._bytes = 0
 
     def add(self, columns: dict[str, Any]) -> None:
         """Append a batch: Python lists, or Arrow arrays (cast to the types the first batch's values have
         as Python lists)."""
         import datasets
+        import pyarrow as pa
         from datasets.arrow_writer import ArrowWriter
 
         if not columns or not len(next(iter(columns.values()))):
@@ -153,9 +182,29 @@ class ColumnWriter:
         if self._writer is None:
             values = {name: getattr(v, "to_pylist", lambda v=v: v)() for name, v in columns.items()}
             features = datasets.Dataset.from_dict(values).features
-            self._writer = ArrowWriter(features=features, path=str(self.path))
-        self._writer.write_batch(columns)
+            # a native file: a record batch is written from its buffers, not copied into Python bytes
+            self._writer = ArrowWriter(features=features, stream=pa.OSFile(str(self.path), "wb"))
+            self._types = features.arrow_schema
+        arrays = {
+            name: v if isinstance(v, pa.Array) else pa.array(v, self._types.field(name).type)
+            for name, v in columns.items()
+        }
+        self._pending.append(arrays)
+        self._bytes += sum(array.nbytes for array in arrays.values())
         self.rows += len(next(iter(columns.values())))
+        if self._bytes >= RECORD_BATCH_BYTES:
+            self._flush()
+
+    def _flush(self) -> None:
+        import pyarrow as pa
+
+        if not self._pending:
+            return
+        columns = {
+            name: pa.concat_arrays([batch[name] for batch in self._pending]) for name in self._pending[0]
+        }
+        self._writer.write_batch(columns, writer_batch_size=len(next(iter(columns.values()))))
+        self._pending, self._bytes = [], 0
 
     def close(self):
         """The memory-mapped dataset, or None when no row was written."""
@@ -163,6 +212,7 @@ class ColumnWriter:
 
         if self._writer is None:
             return None
+        self._flush()
         self._writer.finalize()
         self._writer.close()
         return datasets.Dataset.from_file(str(self.path))

@@ -172,10 +172,13 @@ def collect_by_column(
 def clean(
     splits: dict[str, list[int]], rows: Collector, dropped: dict[str, dict[str, int]]
 ) -> dict[str, list[int]]:
-    """``preparation._clean``'s per-split rules on row numbers (normalisation happened as rows were read)."""
+    """``preparation._clean``'s per-split rules on row numbers (normalisation happened as rows were read).
+    The flags and hashes are read in place, and duplicates are found by one sort of a split's hashes (a
+    sorted search across splits): the set operations of numpy (``unique``, ``isin``) sort copies of
+    copies, several times the hashes' size, which stayed in the process's resident memory."""
     rules = rows.spec.cleaning
-    empty = np.frombuffer(bytes(rows.empty), dtype=np.uint8).astype(bool)
-    hashes = np.frombuffer(bytes(rows.hashes), dtype="S16") if rules.deduplicate else None
+    empty = np.frombuffer(rows.empty, dtype=bool)
+    hashes = np.frombuffer(rows.hashes, dtype="S16") if rules.deduplicate else None
     out: dict[str, np.ndarray] = {}
     for name, numbers in splits.items():
         kept = np.asarray(numbers, dtype=np.int64)
@@ -186,8 +189,7 @@ def clean(
         if hashes is not None:
             before = len(kept)
             if name != "test" and len(kept):
-                _, first = np.unique(hashes[kept], return_index=True)
-                kept = kept[np.sort(first)]
+                kept = kept[_first_of_each(hashes[kept])]
             dropped["duplicate"][name] = before - len(kept)
         out[name] = kept
     if hashes is not None:
@@ -196,20 +198,39 @@ def clean(
     return {name: kept.tolist() for name, kept in out.items()}
 
 
+def _first_of_each(keys: np.ndarray) -> np.ndarray:
+    """The positions of each key's first occurrence, in order (``np.unique(keys, return_index=True)``)."""
+    order = np.argsort(keys, kind="stable")
+    keys = keys[order]
+    first = np.empty(len(keys), dtype=bool)
+    first[:1] = True
+    np.not_equal(keys[1:], keys[:-1], out=first[1:])
+    return np.sort(order[first])
+
+
 def _drop_cross_split(splits: dict[str, np.ndarray], hashes: np.ndarray) -> dict[str, int]:
     """``cleaning.drop_cross_split`` by hash."""
     dropped = {}
-    protected = np.empty(0, dtype="S16")
+    protected = np.empty(0, dtype="S16")  # sorted
     for name in ("test", "validation", "train"):
         kept = splits.get(name)
         if kept is None:
             continue
         keys = hashes[kept]
-        keep = ~np.isin(keys, protected) if len(protected) and len(kept) else np.ones(len(kept), dtype=bool)
+        keep = ~_among(keys, protected)
         splits[name] = kept[keep]
         dropped[name] = int(len(kept) - keep.sum())
-        protected = np.concatenate([protected, keys[keep]])
+        protected = np.sort(np.concatenate([protected, keys[keep]]))
     return dropped
+
+
+def _among(keys: np.ndarray, protected: np.ndarray) -> np.ndarray:
+    """Which of ``keys`` are in the sorted ``protected`` (``np.isin``)."""
+    if not len(protected) or not len(keys):
+        return np.zeros(len(keys), dtype=bool)
+    at = np.searchsorted(protected, keys)
+    np.minimum(at, len(protected) - 1, out=at)
+    return protected[at] == keys
 
 
 def sample_train(numbers: list[int], rows: Collector, limit: int, seed: int) -> list[int]:
