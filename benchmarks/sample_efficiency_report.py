@@ -154,11 +154,13 @@ def tag_table(runs: list[dict[str, Any]], tag: str) -> list[str]:
 
 def ablation_table(runs: list[dict[str, Any]], reference: str, fallback: str = "defaults") -> list[str]:
     """Each ablation's LoRA score against the reference tag's LoRA on the same sample and seed (the
-    ``fallback`` tag's where the reference did not run that sample)."""
-    refs = {
-        tag: {(r["dataset"], r["rows"], r["seed"]): r for r in runs if r["tag"] == tag}
-        for tag in (reference, fallback)
-    }
+    ``fallback`` tag's where the reference did not run that sample; the run's own ``reference`` when it
+    names the tag it is one change from)."""
+    refs: dict[str, dict[tuple, dict[str, Any]]] = {}
+    for r in runs:
+        refs.setdefault(r["tag"], {})[(r["dataset"], r["rows"], r["seed"])] = r
+    refs.setdefault(reference, {})
+    refs.setdefault(fallback, {})
     lines = [
         "| change (tag) | dataset | rows | seed | LoRA | reference LoRA (tag) | delta (points) | steps | wall s |",
         "|---|---|---|---|---|---|---|---|---|",
@@ -167,8 +169,8 @@ def ablation_table(runs: list[dict[str, Any]], reference: str, fallback: str = "
         if r["tag"] in (*MAIN_TAGS, reference):
             continue
         sample = (r["dataset"], r["rows"], r["seed"])
-        tag = reference if sample in refs[reference] else fallback
-        base = refs[tag].get(sample)
+        tag = r.get("reference") or (reference if sample in refs[reference] else fallback)
+        base = refs.get(tag, {}).get(sample)
         own, other = score(r, "lora"), score(base, "lora") if base else None
         delta = f"{100 * (own - other):+.1f}" if own is not None and other is not None else "–"
         lines.append(
@@ -180,7 +182,10 @@ def ablation_table(runs: list[dict[str, Any]], reference: str, fallback: str = "
 
 
 def _changes(record: dict[str, Any]) -> list[str]:
-    """What an ablation changed: its overrides after the ones every sweep sets and the old defaults."""
+    """What an ablation changed: its overrides after the ones every sweep sets and the old defaults (or
+    what the run record says it changed, for runs whose setting became a default later)."""
+    if record.get("change"):
+        return [record["change"]]
     return [o for o in record["overrides"][5:] if not o.startswith("evaluation.") and o not in OLD_DEFAULTS]
 
 
@@ -194,8 +199,8 @@ def render(report: dict[str, Any]) -> str:
         "over seeds [min-max] (n); one seed above 500 rows. Only the training split is sampled (seeded, "
         "stratified by label for SMS, BANKING77 and SemEval); validation and test are whole in every run. "
         "`LoRA - full FT` is in points of the headline metric (macro-F1; entity F1 for CoNLL; official "
-        "macro-F1 for SemEval). Baselines marked * were measured on the same samples in the `shipped` runs "
-        "(they do not depend on training settings).",
+        "macro-F1 for SemEval). Baselines marked * were measured on the same samples in another run (`shipped` "
+        "or an ablation: they do not depend on training settings).",
         "",
     ]
     for tag, title in (
@@ -206,7 +211,8 @@ def render(report: dict[str, Any]) -> str:
             lines += [f"## {title} (`{tag}`)", "", *tag_table(runs, tag), ""]
     if any(t not in MAIN_TAGS for t in tags):
         lines += [
-            "## Ablations: one change at a time from the old defaults (`shipped`), else from the new ones (LoRA only)",
+            "## Ablations: one change at a time from the old defaults (`shipped`), else from the new ones, or from"
+            " the tag named in brackets (LoRA only)",
             "",
             *ablation_table(runs, "shipped"),
             "",
