@@ -211,17 +211,22 @@ def remove_stale_scratch(root: Path | None = None) -> list[Path]:
     """Remove the scratch folders in ``root`` (the system temp folder) whose process, on this machine, is
     gone; those of running processes, of other machines (a shared temp folder) and other names are left.
     Returns the folders removed."""
-    root = Path(root or tempfile.gettempdir())
+    return remove_orphans(Path(root or tempfile.gettempdir()), SCRATCH)
+
+
+def remove_orphans(folder: Path, owned: re.Pattern[str]) -> list[Path]:
+    """Remove the folders in ``folder`` whose names match ``owned`` (with ``host`` and ``pid`` groups) and
+    whose process, on this machine, is gone (this process's own are alive). Returns those removed."""
     try:
-        entries = list(os.scandir(root))
+        entries = list(os.scandir(folder))
     except OSError:
         return []
     removed = []
     for entry in entries:
-        match = SCRATCH.match(entry.name)
+        match = owned.match(entry.name)
         if match is None or match["host"] != host_tag() or not entry.is_dir(follow_symlinks=False):
             continue
-        if not process_alive(int(match["pid"])):  # this process's own folders are alive
+        if not process_alive(int(match["pid"])):
             shutil.rmtree(entry.path, ignore_errors=True)
             removed.append(Path(entry.path))
     return removed

@@ -31,7 +31,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from ..artifacts import host_tag, process_alive, scratch_dir
+from ..artifacts import host_tag, remove_orphans, scratch_dir
 from ..recipe.schema import DataSpec, TaskSpec
 from .arrow_rows import RowStore
 from .preparation import SPLITS, PreparedData, prepare_data
@@ -221,17 +221,7 @@ def remove_stale_stages(folder: Path) -> list[Path]:
     pattern = re.compile(
         rf"^\.{re.escape(folder.name)}\.(?P<host>[0-9a-f]{{8}})-(?P<pid>\d+)\.[0-9a-f]{{8}}\.(?:tmp|corrupt)$"
     )
-    try:
-        siblings = list(os.scandir(folder.parent))
-    except OSError:
-        return []
-    removed = []
-    for entry in siblings:
-        match = pattern.match(entry.name)
-        if match and match["host"] == host_tag() and not process_alive(int(match["pid"])):
-            shutil.rmtree(entry.path, ignore_errors=True)
-            removed.append(Path(entry.path))
-    return removed
+    return remove_orphans(folder.parent, pattern)
 
 
 def _entry_file(relative: Path) -> bool:
