@@ -220,7 +220,8 @@ def _drop_cross_split(splits: dict[str, np.ndarray], hashes: np.ndarray) -> dict
         keep = ~_among(keys, protected)
         splits[name] = kept[keep]
         dropped[name] = int(len(kept) - keep.sum())
-        protected = np.sort(np.concatenate([protected, keys[keep]]))
+        if name != "train":  # nothing comes after the training split
+            protected = np.sort(np.concatenate([protected, keys[keep]]))
     return dropped
 
 
