@@ -46,11 +46,9 @@ def keyword_run(tmp_path_factory, tiny_bert_dir):
 
 def test_the_deciding_token_gets_the_largest_attribution(keyword_run, tmp_path):
     metrics = read_metrics(keyword_run)
-    assert (
-        metrics["task"]["accuracy"] >= 0.9
-    )  # the model did learn the rule being explained (1.0 on 2 threads)
+    assert metrics["task"]["accuracy"] >= 0.9  # the model did learn the rule being explained
     out = tmp_path / "why"
-    text = "the tenant refund notice password card"
+    text = "the tenant refund notice passwords card"
     result = run_cli(
         "explain", str(keyword_run / "runs" / "task"), "--text", text, "--steps", "64", "--out", str(out)
     )
@@ -59,7 +57,7 @@ def test_the_deciding_token_gets_the_largest_attribution(keyword_run, tmp_path):
     words = {w: s for w, s, _ in explanation["words"]}
     assert max(words, key=words.get) == DECISIVE
     assert words[DECISIVE] > 3 * max(abs(s) for w, s in words.items() if w != DECISIVE)
-    assert "password" in words  # sub-words (pass ##word) merged into the word
+    assert "passwords" in words  # sub-words (password ##s) merged into the word
     gap = explanation["score"] - explanation["baseline_score"]
     assert abs(sum(s for _, s, _ in explanation["words"]) - gap) <= abs(explanation["delta"]) + 1e-5
     html = (out / "explanation.html").read_text()

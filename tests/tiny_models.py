@@ -112,21 +112,46 @@ def build_tiny_gpt2(path: Path, *, positions: int = 32, seed: int = 0) -> Path:
     return path
 
 
+def bert_vocab(texts: list[str], size: int, specials: list[str]) -> dict[str, int]:
+    """A WordPiece vocabulary built the same way in every process: the specials, every character (alone and
+    as a ``##`` continuation), whole words by frequency, then word beginnings and ``##`` endings (the most
+    frequent first, then the longer; ties alphabetical) until ``size``. The tokenizers library's
+    WordPiece trainer breaks ties between equally frequent merges by hash order, which is seeded per
+    process: the same corpus gave a different vocabulary (``refund`` whole in one session, ``refu ##nd`` in
+    the next) and so, with the same seeded weights, a different model in every test session."""
+    from collections import Counter
+
+    from tokenizers import normalizers, pre_tokenizers
+
+    normalizer, splitter = normalizers.BertNormalizer(lowercase=True), pre_tokenizers.BertPreTokenizer()
+    counts = Counter(w for t in texts for w, _ in splitter.pre_tokenize_str(normalizer.normalize_str(t)))
+    chars = sorted({c for word in counts for c in word})
+    tokens = [*specials, *chars, *(f"##{c}" for c in chars)]
+    tokens += [w for w in sorted(counts, key=lambda w: (-counts[w], w)) if w not in tokens]
+    pieces: Counter[str] = Counter()
+    for word, n in counts.items():
+        for k in range(2, len(word)):
+            pieces[word[:k]] += n
+            pieces[f"##{word[len(word) - k :]}"] += n
+    known = set(tokens)
+    tokens += [p for p in sorted(pieces, key=lambda p: (-pieces[p], -len(p), p)) if p not in known]
+    return {token: i for i, token in enumerate(tokens[:size])}
+
+
 def build_tiny_bert(path: Path, *, seed: int = 0) -> Path:
-    """A tiny BERT encoder with a WordPiece tokenizer trained here."""
+    """A tiny BERT encoder with a WordPiece tokenizer built here (the same in every process)."""
     import torch
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
     from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
 
-    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    extra = [
+        "the <e1>cup</e1> in the <e2>box</e2> 0 1 2 3 4 5 6 7 8 9",  # relation markers tokenize apart
+        "a refund",  # whole: the word test_explain's rule rests on
+    ]
+    tok = Tokenizer(models.WordPiece(bert_vocab(CORPUS + extra, 300, specials), unk_token="[UNK]"))
     tok.normalizer = normalizers.BertNormalizer(lowercase=True)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    digits = ["the <e1>cup</e1> in the <e2>box</e2> 0 1 2 3 4 5 6 7 8 9"]  # relation markers tokenize apart
-    tok.train_from_iterator(
-        CORPUS * 4 + digits,
-        trainers.WordPieceTrainer(vocab_size=300, special_tokens=specials, show_progress=False),
-    )
     tok.post_processor = processors.BertProcessing(
         ("[SEP]", tok.token_to_id("[SEP]")), ("[CLS]", tok.token_to_id("[CLS]"))
     )
