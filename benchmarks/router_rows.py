@@ -159,10 +159,11 @@ def embed_all(base: str, texts: dict, threads: int) -> dict:
     import torch
     from transformers import AutoModel, AutoTokenizer
 
-    from lora_adapt.modeling.source import PACKAGE_PREFIX, _package_model_dir
+    from lora_adapt.modeling.source import resolve_model_source
+    from lora_adapt.recipe.schema import ModelSpec
 
     torch.set_num_threads(threads)
-    path = str(_package_model_dir(base[len(PACKAGE_PREFIX) :])) if base.startswith(PACKAGE_PREFIX) else base
+    path = resolve_model_source(ModelSpec(name_or_path=base)).load_path  # package:, a folder or a Hub id
     tokenizer, model = AutoTokenizer.from_pretrained(path), AutoModel.from_pretrained(path).eval()
 
     @torch.no_grad()
