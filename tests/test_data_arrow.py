@@ -216,3 +216,55 @@ def test_the_tail_mask_is_the_offsets_rule_and_skips_reading_offsets(model, dirs
     two_spans = [("a b c d", [(0, 1), (4, 5)])] + items
     T.encode_flat(tokenizer, two_spans, True)
     assert read[-1] == len(two_spans)  # several spans (a chat): the offsets of every row
+
+
+def test_the_per_row_shortcuts_equal_the_rules_they_skip(monkeypatch):
+    """Reading a row takes shortcuts for the common case (ASCII text that no cleaning rule changes; rows of
+    strings written as JSON with each string quoted once): on rows that mix every character the rules look
+    for, each gives exactly what the full rule gives, and every rule's count is the same."""
+    import random
+
+    from lora_adapt.data import cleaning
+
+    rng = random.Random(0)
+    pieces = [
+        "a",
+        "b",
+        "word",
+        " ",
+        "  ",
+        "\t",
+        "\r\n",
+        "\r",
+        "\n",
+        " \n",
+        "\u00a0",
+        "\u200b",
+        "é",
+        "e\u0301",
+        '"',
+        "\\",
+        "\x00",
+    ]
+    keys = ["text", "label", "prompt", "completion", "id", "_where"]
+
+    def value() -> str:
+        return "".join(rng.choice(pieces) for _ in range(rng.randint(0, 6)))
+
+    rows = [{k: value() for k in rng.sample(keys, rng.randint(1, len(keys)))} for _ in range(3000)]
+    rows += [{"text": "plain ascii", "label": "x"}, {"prompt": "Q: ", "completion": " yes"}, {"text": 3}]
+    for flags in [(True, True), (True, False), (False, True)]:
+        spec = cleaning.CleaningSpec(normalize_unicode=flags[0], normalize_whitespace=flags[1])
+        rules = cleaning.active_rules(spec)
+        fast_counts: dict = {}
+        fast = [cleaning.normalize_row(row, rules, fast_counts) for row in rows]
+        with monkeypatch.context() as patch:
+            patch.setattr(cleaning, "_unchanged", lambda row, rules: False)
+            full_counts: dict = {}
+            full = [cleaning.normalize_row(row, rules, full_counts) for row in rows]
+        assert fast == full and fast_counts == full_counts
+        assert sum(full_counts.values()) > 100  # the rows do exercise the rules
+    for row in rows[:-1]:
+        assert cleaning.row_json_and_key(row) == (json.dumps(row, ensure_ascii=False), cleaning.row_key(row))
+    with pytest.raises(TypeError):
+        cleaning.row_json_and_key(rows[-1])

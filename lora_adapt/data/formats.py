@@ -216,6 +216,8 @@ def _text_value(value: Any, column: str, where: str, *, what: str | None = None)
 
 def _text_row(row: dict[str, Any], task: TaskSpec) -> dict[str, Any]:
     """Every column text; an ``id`` (never trained on) may be any value and is written out."""
+    if all(type(v) is str for v in row.values()):  # the common case, and what the rule below gives it
+        return row
     return {
         k: v if k == WHERE else _as_text(v) if k == "id" else _text_value(v, k, row[WHERE])
         for k, v in row.items()

@@ -219,6 +219,7 @@ def _check_utf16(path: Path) -> None:
 
 
 def _read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
+    where = f"{path}:"
     with path.open(encoding="utf-8-sig") as handle:
         for lineno, line in enumerate(handle, 1):
             if not line.strip():
@@ -235,7 +236,7 @@ def _read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
                     f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}",
                     hint='each line of a .jsonl file must be one JSON object like {"text": ...}',
                 )
-            obj[WHERE] = f"{path}:{lineno}"
+            obj[WHERE] = where + str(lineno)
             yield obj
 
 

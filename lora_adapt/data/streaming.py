@@ -72,28 +72,30 @@ class Collector:
         self.clean_labels: list[str | None] = []  # normalised (training-sample strata)
         self.layout: str | None = None
         self._hash = xxhash.xxh3_128_digest
+        self._stratified: bool | None = None
+        self._drop_empty, self._deduplicate = spec.cleaning.drop_empty, spec.cleaning.deduplicate
 
     def stratified(self) -> bool:
         return bool(self.spec.split.stratify and self.layout in STRATIFIED and not self.task.multi_label)
 
     def add(self, name: str, row: dict[str, Any]) -> None:
-        members = self.members.setdefault(name, [])
-        rules = self.spec.cleaning
+        members = self.members.get(name)
+        if members is None:
+            members = self.members[name] = []
+        if self._stratified is None:  # the layout is known from the first row on
+            assert self.layout is not None
+            self._stratified = self.stratified()
         norm = cleaning.normalize_row(row, self.rules, self.counts)
-        if self.stratified():
+        if self._stratified:
             self.read_labels.append(str(row["label"]).strip())
             self.clean_labels.append(str(norm["label"]).strip())
-        assert self.layout is not None
-        self.empty.append(rules.drop_empty and cleaning.is_empty(norm, self.layout))
-        try:  # first: a value JSON cannot write is the user's data error, whichever encoding meets it
-            text = _row_json(norm)
-        except (TypeError, ValueError) as exc:
-            raise DataError(
-                f"{row.get(WHERE, '?')}: a value is not plain data ({exc})",
-                hint="canonical columns hold text, numbers, lists and objects",
-            ) from None
-        if rules.deduplicate:
-            self.hashes += self._hash(cleaning.row_key(norm).encode())
+        self.empty.append(self._drop_empty and cleaning.is_empty(norm, self.layout))
+        try:  # a row of strings (the common case): both texts with each string quoted once
+            text, key = cleaning.row_json_and_key(norm)
+        except TypeError:
+            text, key = _row_json(norm), None
+        if self._deduplicate:
+            self.hashes += self._hash((key if key is not None else cleaning.row_key(norm)).encode())
         members.append(self.writer.add(text))
 
     def add_split(self, name: str, rows: Iterable[dict[str, Any]]) -> None:
@@ -112,11 +114,14 @@ class Collector:
 
 
 def _row_json(row: dict[str, Any]) -> str:
-    """``json.dumps(row, ensure_ascii=False)``: a row of strings written directly, any other by the encoder."""
+    """``json.dumps(row, ensure_ascii=False)``; a value JSON cannot write is the user's data error."""
     try:
-        return cleaning.strings_json(row.items())
-    except TypeError:
         return ROW_JSON(row)
+    except (TypeError, ValueError) as exc:
+        raise DataError(
+            f"{row.get(WHERE, '?')}: a value is not plain data ({exc})",
+            hint="canonical columns hold text, numbers, lists and objects",
+        ) from None
 
 
 def no_rows(source: str) -> DataError:
