@@ -154,16 +154,37 @@ def sweep(args: argparse.Namespace, json_path: Path) -> dict[str, Any]:
 
 
 def combine(parts: list[Path], json_path: Path) -> dict[str, Any]:
+    """Merge other results files into ``json_path``'s. A run already there (same tag, dataset, size and seed:
+    the same training sample) keeps its own systems and gains those it lacks from the other run (a baseline
+    measured later, e.g. full fine-tuning); the addition is recorded in the run, with the other run's own
+    adapter score beside the kept one."""
     report = load(json_path)
-    seen = {key(r) for r in report["runs"]}
+    seen = {key(r): r for r in report["runs"]}
     for part in parts:
         other = load(part)
         report["commands"] += [c for c in other.get("commands", []) if c not in report["commands"]]
         for name in ("machine", "versions"):
             report.setdefault(name, other.get(name))
-        fresh = [r for r in other["runs"] if key(r) not in seen]
-        report["runs"] += fresh
-        seen |= {key(r) for r in fresh}
+        for run in other["runs"]:
+            kept = seen.get(key(run))
+            if kept is None:
+                report["runs"].append(run)
+                seen[key(run)] = run
+                continue
+            added = {k: v for k, v in run["systems"].items() if k not in kept["systems"]}
+            if added:
+                kept["systems"].update(added)
+                headline = kept["headline"]
+                kept.setdefault("added_systems", []).append(
+                    {
+                        "systems": sorted(added),
+                        "date": run.get("date"),
+                        "wall_s": run.get("wall_s"),
+                        "overrides": run.get("overrides"),
+                        "lora_there": run["systems"]["lora"].get(headline),
+                        "lora_kept": kept["systems"]["lora"].get(headline),
+                    }
+                )
     return report
 
 
