@@ -268,3 +268,35 @@ def test_the_per_row_shortcuts_equal_the_rules_they_skip(monkeypatch):
         assert cleaning.row_json_and_key(row) == (json.dumps(row, ensure_ascii=False), cleaning.row_key(row))
     with pytest.raises(TypeError):
         cleaning.row_json_and_key(rows[-1])
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"a": 1}',
+        ' {"a": 1}',
+        '{"a": 1}\r\n',
+        "[1] ",
+        '"s"',
+        '{"x": NaN}',
+        '{"n": 123456789012345678901234567890}',
+        '{"s": "\\ud800"}',
+        '{"a": 1} x',
+        "{}{}",
+        "nul",
+        '{"a": "\x01"}',
+        "",
+        "  \n",
+    ],
+)
+def test_reading_a_json_row_gives_what_json_loads_gives(text):
+    from lora_adapt.data.sources import loads
+
+    try:
+        want = repr(json.loads(text))
+    except json.JSONDecodeError as exc:
+        with pytest.raises(json.JSONDecodeError) as got:
+            loads(text)
+        assert str(got.value) == str(exc)
+    else:
+        assert repr(loads(text)) == want

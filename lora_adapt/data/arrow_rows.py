@@ -16,14 +16,13 @@ against the pages that grow with the rows."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .sources import WHERE
+from .sources import WHERE, loads
 
 BATCH = 4096
 RECORD_BATCH_BYTES = 4 << 20
@@ -91,7 +90,7 @@ class RowStore(Sequence):
         return len(self.dataset) if self.indices is None else len(self.indices)
 
     def _load(self, text: str) -> dict[str, Any]:
-        row = json.loads(text)
+        row = loads(text)
         if not self._where:
             row.pop(WHERE, None)
         return row
