@@ -156,8 +156,9 @@ def sweep(args: argparse.Namespace, json_path: Path) -> dict[str, Any]:
 def combine(parts: list[Path], json_path: Path) -> dict[str, Any]:
     """Merge other results files into ``json_path``'s. A run already there (same tag, dataset, size and seed:
     the same training sample) keeps its own systems and gains those it lacks from the other run (a baseline
-    measured later, e.g. full fine-tuning); the addition is recorded in the run, with the other run's own
-    adapter score beside the kept one."""
+    measured later, e.g. full fine-tuning), recorded in the run, but only when the other run's adapter scored
+    exactly the same (the evidence that it trained on the same sample with the same code); otherwise it is
+    left out, and said so."""
     report = load(json_path)
     seen = {key(r): r for r in report["runs"]}
     for part in parts:
@@ -172,6 +173,10 @@ def combine(parts: list[Path], json_path: Path) -> dict[str, Any]:
                 seen[key(run)] = run
                 continue
             added = {k: v for k, v in run["systems"].items() if k not in kept["systems"]}
+            there, mine = (r["systems"]["lora"].get(kept["headline"]) for r in (run, kept))
+            if added and there != mine:  # not the same training: its baselines may not be the same sample
+                print(f"not merged: {key(run)} in {part}: LoRA {there} there, {mine} here", file=sys.stderr)
+                continue
             if added:
                 kept["systems"].update(added)
                 headline = kept["headline"]
