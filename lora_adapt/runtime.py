@@ -170,6 +170,8 @@ def make_trainer(
     note = budget.describe(recipe.training.resolved_min_steps(head=runtime.mode == "head"))
     if note:
         echo(f"{label}: {note}" if label else note)
+    if runtime.mode == "head":
+        _say_class_weights(recipe, prepared, echo, label)
     watched = [*watch, *([recipe.training.early_stopping.metric] if recipe.training.early_stopping else [])]
     trainer = _trainer(
         recipe, runtime, model, tokenizer, prepared, checkpoints, callbacks, watched, echo, budget
@@ -244,6 +246,26 @@ def _trainer(
     return make_sft_trainer(
         model, tokenizer, prepared.train, eval_ds, args, list(callbacks), loss_path=loss_path, l1_penalty=l1
     )
+
+
+def _say_class_weights(recipe: Recipe, prepared, echo: Echo, label: str) -> None:
+    """With `training.class_weights: auto` on a tagging head, say what it resolved to and why (it
+    depends on the data)."""
+    from .recipe.schema import AUTO_WEIGHTS_MAJORITY_SHARE
+    from .training.heads import train_majority_share
+
+    t, task = recipe.training, recipe.task
+    if t.class_weights != "auto" or prepared.layout != "tagging" or task.multi_label:
+        return
+    share = train_majority_share(prepared)
+    if share is None:
+        return
+    policy = t.resolved_class_weights(tagging=True, multi_label=False, majority_share=share)
+    line = (
+        f"training.class_weights auto: {policy} (the most frequent tag is {100 * share:.1f}% of the "
+        f"training tags; weighted from {100 * AUTO_WEIGHTS_MAJORITY_SHARE:.0f}%)"
+    )
+    echo(f"{label}: {line}" if label else line)
 
 
 def _check_binary_only(watched: Sequence[str], labels: Sequence[str] | None) -> None:

@@ -18,7 +18,7 @@ from lora_adapt.evaluation.health import assess, verdict_suffix
 from lora_adapt.recipe import recipe_from_dict
 from lora_adapt.recipe.schema import DataSpec, SplitSpec, TaskSpec, TrainingSpec
 from lora_adapt.training import plan_budget
-from lora_adapt.training.optimization import class_weights, param_groups, role_learning_rates
+from lora_adapt.training.optimization import class_weights, majority_share, param_groups, role_learning_rates
 
 CLS = TaskSpec(type="classification")
 NO_SPLIT = SplitSpec(validation=0, test=0)
@@ -189,7 +189,15 @@ def test_class_weights_follow_inverse_frequency():
     balanced = class_weights(ids, 3, "balanced")
     assert balanced == pytest.approx([100 / (2 * 90), 100 / (2 * 10), 1.0])
     assert class_weights(ids, 3, "sqrt_balanced") == pytest.approx([w**0.5 for w in balanced[:2]] + [1.0])
-    assert TrainingSpec().resolved_class_weights(tagging=True, multi_label=False) == "sqrt_balanced"
+    spec = TrainingSpec()
+    assert (
+        spec.resolved_class_weights(tagging=True, multi_label=False, majority_share=0.975) == "sqrt_balanced"
+    )
+    assert spec.resolved_class_weights(tagging=True, multi_label=False, majority_share=0.9) == "sqrt_balanced"
+    assert spec.resolved_class_weights(tagging=True, multi_label=False, majority_share=0.83) == "none"
+    assert spec.resolved_class_weights(tagging=True, multi_label=False) == "auto"  # the data decides
+    assert majority_share({"O": 83, "B-PER": 10, "I-PER": 7}) == pytest.approx(0.83)
+    assert majority_share({}) is None
     assert TrainingSpec().resolved_class_weights(tagging=False, multi_label=False) == "none"
 
 
@@ -248,7 +256,7 @@ def imbalanced_tagging_rows(n: int, offset: int = 0) -> list[dict]:
     return rows
 
 
-def tagging_run(tmp_path: Path, model_dir: Path, training: dict) -> dict:
+def tagging_run(tmp_path: Path, model_dir: Path, training: dict, lines: list[str] | None = None) -> dict:
     from lora_adapt.pipeline import run
 
     train = write_jsonl(tmp_path / "train.jsonl", imbalanced_tagging_rows(40))
@@ -264,7 +272,7 @@ def tagging_run(tmp_path: Path, model_dir: Path, training: dict) -> dict:
             "output": {"dir": str(tmp_path / "runs")},
         }
     )
-    return run(recipe, overwrite=True, echo=lambda _: None).metrics
+    return run(recipe, overwrite=True, echo=(lines.append if lines is not None else lambda _: None)).metrics
 
 
 def test_old_defaults_tag_everything_O_on_small_imbalanced_data_and_the_new_ones_do_not(
@@ -277,7 +285,13 @@ def test_old_defaults_tag_everything_O_on_small_imbalanced_data_and_the_new_ones
         old["health"]["collapsed"] and old["health"]["one_label"] and old["health"]["dominant_label"] == "O"
     )
     assert any("only 15 optimizer steps" in cause for cause in old["health"]["likely_causes"])
-    new = tagging_run(tmp_path, tiny_bert_dir, {})
+    lines: list[str] = []
+    new = tagging_run(tmp_path, tiny_bert_dir, {}, lines)
+    # `O` is 90% of the tags: class_weights auto weights them, and says so
+    assert (
+        "training.class_weights auto: sqrt_balanced (the most frequent tag is 90.0% of the training tags"
+        in ("\n".join(lines))
+    )
     assert new["train"]["global_step"] >= 300  # training.min_steps: auto
     assert new["task"]["f1"] >= 0.8 and not new["health"]["collapsed"] and new["health"]["ok"]
 

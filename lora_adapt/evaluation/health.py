@@ -174,7 +174,9 @@ def _causes(recipe, prepared, ctx, steps: int | None) -> list[str]:
     total = sum(counts.values())
     if counts and total:
         label, top = max(counts.items(), key=lambda kv: kv[1])
-        weights = t.resolved_class_weights(tagging=ctx.kind == "tagging", multi_label=ctx.task.multi_label)
+        weights = t.resolved_class_weights(
+            tagging=ctx.kind == "tagging", multi_label=ctx.task.multi_label, majority_share=top / total
+        )
         if top / total >= IMBALANCED_SHARE and weights != "balanced":
             causes.append(
                 f"class imbalance: {label!r} is {100 * top / total:.0f}% of the training labels and "

@@ -50,6 +50,9 @@ AUTO_MIN_STEPS_HEAD = 300
 """`training.min_steps: auto` when a classifier head is trained."""
 AUTO_HEAD_LR_RATIO = 10.0
 """`training.head_lr_ratio: auto` for classification and regression heads (1 for tagging and relation heads)."""
+AUTO_WEIGHTS_MAJORITY_SHARE = 0.9
+"""`training.class_weights: auto` weights a tagging head's classes (`sqrt_balanced`) when the most frequent
+tag is at least this share of the training split's tags."""
 HEADS_AT_THE_RATE = ("token_classification", "relation_classification")
 """Heads that read features the adapter must first form (per-token entity cues, entity-marker states):
 `head_lr_ratio: auto` is 1 for them."""
@@ -399,8 +402,11 @@ class TrainingSpec(Spec):
     class_weights: Literal["auto", "none", "balanced", "sqrt_balanced"] = "auto"
     """Head mode, single-label and tagging: weight each class's loss by its inverse training frequency
     (`balanced`: n / (classes x count)), its square root (`sqrt_balanced`, milder), or not (`none`).
-    `auto`: `sqrt_balanced` for tagging (`O` is 80-95% of tokens: unweighted, a few hundred sentences
-    can teach a model to predict `O` everywhere), `none` otherwise."""
+    `auto`: for tagging, `sqrt_balanced` when the most frequent tag (`O`) is at least 90% of the
+    training split's tags and `none` below that; `none` for other heads. Measured on CoNLL-2003 variants:
+    with `O` at 97.5% (rare entities), 500 sentences scored 0.660 entity F1 with the weights and 0.525
+    without; with `O` at 83% (CoNLL as it is) the weights cost 1.3 points at 500 sentences and on the full
+    set, and changed nothing at 250."""
     scheduler: Scheduler = "cosine"
     warmup_ratio: float = Field(0.03, ge=0, lt=1)
     batch_size: int = Field(8, ge=1)
@@ -455,12 +461,20 @@ class TrainingSpec(Spec):
             return AUTO_MIN_STEPS_HEAD if head else 0
         return self.min_steps
 
-    def resolved_class_weights(self, *, tagging: bool, multi_label: bool) -> str:
-        """`class_weights` with `auto` resolved: `none`, `balanced` or `sqrt_balanced`."""
+    def resolved_class_weights(
+        self, *, tagging: bool, multi_label: bool, majority_share: float | None = None
+    ) -> str:
+        """`class_weights` with `auto` resolved: `none`, `balanced` or `sqrt_balanced`. For tagging,
+        `auto` depends on ``majority_share`` (the most frequent tag's share of the training tags);
+        without it, `auto` is returned as it is (the data decides)."""
         if multi_label:
             return "none"
         if self.class_weights == "auto":
-            return "sqrt_balanced" if tagging else "none"
+            if not tagging:
+                return "none"
+            if majority_share is None:
+                return "auto"
+            return "sqrt_balanced" if majority_share >= AUTO_WEIGHTS_MAJORITY_SHARE else "none"
         return self.class_weights
 
     @field_validator("min_steps")

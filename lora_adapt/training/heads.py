@@ -13,6 +13,7 @@ decodes them).
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -20,7 +21,13 @@ from transformers import Trainer
 
 from ..recipe.derived import REGRESSION_TASKS
 from ..recipe.schema import TaskSpec, TrainingSpec
-from .optimization import class_weights, flat_label_ids, param_groups, role_learning_rates
+from .optimization import (
+    class_weights,
+    flat_label_ids,
+    majority_share,
+    param_groups,
+    role_learning_rates,
+)
 from .penalties import penalized
 
 
@@ -97,8 +104,11 @@ def make_head_trainer(
     has_val = prepared.validation is not None and len(prepared.validation) > 0
     weights = None
     if task.type not in REGRESSION_TASKS:
-        policy = training.resolved_class_weights(tagging=tagging, multi_label=task.multi_label)
-        weights = class_weights(flat_label_ids(prepared.train["labels"]), len(prepared.labels), policy)
+        ids = flat_label_ids(prepared.train["labels"])
+        policy = training.resolved_class_weights(
+            tagging=tagging, multi_label=task.multi_label, majority_share=train_majority_share(prepared, ids)
+        )
+        weights = class_weights(ids, len(prepared.labels), policy)
     return penalized(HeadTrainer)(
         model=model,
         args=args,
@@ -113,3 +123,12 @@ def make_head_trainer(
         head_modules=head_modules,
         weights=weights,
     )
+
+
+def train_majority_share(prepared, ids: list[int] | None = None) -> float | None:
+    """The most frequent label's share of the training split: from the prepared data's label counts
+    (words for tagging, as the report shows them), else from ``ids`` (the label ids the loss sees)."""
+    counts = ((getattr(prepared, "stats", None) or {}).get("label_counts") or {}).get("train")
+    if not counts and ids is not None:
+        counts = Counter(i for i in ids if i != -100)
+    return majority_share(counts or {})

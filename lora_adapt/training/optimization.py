@@ -10,14 +10,15 @@ optimizer class, its arguments and the scheduler stay the Trainer's.
 Class weights (``training.class_weights``) multiply each class's cross-entropy term: ``balanced`` is
 inverse frequency, n / (classes x count), as scikit-learn's ``class_weight="balanced"``;
 ``sqrt_balanced`` its square root. Classes absent from the training labels get weight 1 (they are
-never a target). Weights are computed on the training split's label ids (tokens for tagging).
+never a target). Weights are computed on the training split's label ids (tokens for tagging). `auto`
+resolves by the training split's label counts (`TrainingSpec.resolved_class_weights`).
 """
 
 from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ..recipe.schema import TrainingSpec
@@ -82,6 +83,12 @@ def class_weights(label_ids: Iterable[int], num_labels: int, policy: str) -> lis
         raw = total / (present * counts[label]) if counts[label] else 1.0
         weights.append(math.sqrt(raw) if policy == "sqrt_balanced" else raw)
     return weights
+
+
+def majority_share(counts: Mapping[Any, int]) -> float | None:
+    """The most frequent label's share of ``counts`` (label -> count); None when there are none."""
+    total = sum(counts.values())
+    return max(counts.values()) / total if total else None
 
 
 def flat_label_ids(labels: Iterable[Any]) -> list[int]:
