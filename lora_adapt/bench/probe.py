@@ -46,6 +46,9 @@ class StepProbe(TrainerCallback):
         self._seen: dict[int, int] = {}
         self._params: set[int] = set()
         self._handles: list[Any] = []
+        self.trainer: Any = None
+        """The trainer measured (set by the caller): where packed rows are kept apart, its `batch_tokens`
+        counts a batch's real tokens (the batch has no attention mask to count them by)."""
 
     # -- trainer events --------------------------------------------------------------------------
     def on_train_begin(self, args, state, control, model=None, **kwargs):
@@ -97,7 +100,11 @@ class StepProbe(TrainerCallback):
             self._processed += ids.numel()
             if ids.numel() > self.result.longest_batch[0] * self.result.longest_batch[1]:
                 self.result.longest_batch = (int(ids.shape[0]), int(ids.shape[-1]))
-            self._tokens += int(mask.sum()) if mask is not None else ids.numel()
+            known = getattr(self.trainer, "batch_tokens", None)
+            if mask is not None:
+                self._tokens += int(mask.sum())
+            else:
+                self._tokens += int(known) if known is not None else ids.numel()
             if self._step == self.warmup + 1 and self._saving is None and not self.result.saved_bytes:
                 self.result.saved_batch = (int(ids.shape[0]), int(ids.shape[-1]))
                 self._start_saving()

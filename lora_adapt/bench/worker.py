@@ -37,6 +37,7 @@ def run_arm(spec: ArmSpec) -> dict[str, Any]:
     recipe = load_recipe(spec.recipe, spec.overrides)
     probe = StepProbe(spec.warmup, spec.steps)
     trainer = build_trainer(spec.kind, recipe, spec.mode, Path(spec.workdir), [probe])
+    probe.trainer = trainer
     rss_before = rss_bytes()
     cuda = torch.cuda.is_available()
     if cuda:

@@ -52,7 +52,7 @@ class Settings:
     num_labels: int = 2
     loss_path: str = "trl"  # recipe.derived.resolve_loss_path (chunked | trl | liger | head), or "logits"
     # (full logits + cross-entropy, as a hand-written loop computes it)
-    padded: bool = True  # batches carry an attention mask (no packing, micro-batch > 1)
+    padded: bool = True  # attention gets a boolean mask: padding (micro-batch > 1) or packed documents
     num_gpus: int = 1  # GPUs sharing the job, each with `micro_batch` (planner/sharding.py)
     strategy: str = "single"  # "single" | "ddp" | "fsdp" | "deepspeed"
     shard: tuple[str, ...] = ()  # what is divided across the GPUs: "params", "grads", "optimizer"
@@ -134,10 +134,19 @@ def settings_for(
         head=head,
         num_labels=head_outputs(recipe.task) or 2,
         loss_path=loss_path or resolve_loss_path(tr.loss_path, device, head),
-        padded=batch > 1 and not tr.packing,
+        padded=_masked(batch, tr.packing, recipe.model.attn_implementation),
         upcast_unquantized=not parallel["sharded_model"],
         **parallel,
     )
+
+
+def _masked(batch: int, packing: bool, attention: str) -> bool:
+    """Whether attention gets a boolean mask: a padding mask for unpacked batches of several rows; with packing
+    (training/packing.py), the per-document mask transformers builds from the position ids, except under flash
+    attention's variable-length kernels."""
+    if packing:
+        return not attention.startswith("flash_attention")
+    return batch > 1
 
 
 def adapter_dtype(quantization: str, head: str, param_dtype: str) -> str:

@@ -414,7 +414,10 @@ class TrainingSpec(Spec):
     eval_batch_size: int | None = Field(None, ge=1)
     gradient_accumulation_steps: int = Field(1, ge=1)
     packing: bool = False
-    """Pack several short examples into each sequence (SFT only)."""
+    """Pack several short examples into each sequence of `data.max_seq_length` (SFT only; TRL's best-fit
+    packing, each example attending only to itself). Under SDPA or eager attention (any CPU; GPUs without
+    flash-attn) each packed sequence stays its own batch row; under flash attention a micro-batch becomes
+    one row read by its variable-length kernels (TRL's padding-free layout)."""
     loss_path: LossPath = "auto"
     """How generative training scores tokens over the vocabulary, never holding the full
     `[tokens, vocab]` logits: `chunked` (lora-adapt's, any device: one chunk of logits at a time,

@@ -8,6 +8,9 @@ scored positions only (labels != -100): by `chunked_loss` (one chunk of logits a
 Liger-Kernel's fused linear cross-entropy (CUDA). Entropy and token accuracy, which TRL logs every
 step, come out of the same pass.
 
+With packing on attention without variable-length kernels (SDPA, eager), each packed row stays its own
+batch row (training/packing.py).
+
 Anything this path does not cover (label smoothing, a custom `compute_loss_func`, DFT loss, MoE auxiliary
 losses, context or sequence parallelism, `return_outputs`) goes to TRL's own `compute_loss`."""
 
@@ -52,8 +55,32 @@ class LossPathSFTTrainer(SFTTrainer):
         super().__init__(*args, **kwargs)
         self.loss_path = loss_path
         self._liger: Any = None
+        self.batch_tokens: int | None = None
+        """Real tokens in the batch being computed, when packed rows are kept apart (None otherwise)."""
+        self.packed_rows = self._keep_packed_rows_apart()
+
+    def _keep_packed_rows_apart(self) -> bool:
+        """With packing and attention that has no variable-length kernel, collate each packed row as its own
+        batch row (training/packing.py) instead of TRL's one concatenated row: the same loss, a
+        `micro_batch` times smaller attention. Only where this trainer's own loss scores every batch."""
+        from .packing import PackedRowsCollator, keeps_rows_apart
+
+        model = self.accelerator.unwrap_model(self.model)
+        attention = getattr(getattr(model, "config", None), "_attn_implementation", None)
+        if not (self.padding_free and self.args.packing and keeps_rows_apart(attention)):
+            return False
+        if not self._own_loss_configured():
+            return False
+        self.data_collator = PackedRowsCollator(
+            pad_token_id=self.data_collator.pad_token_id, pad_to_multiple_of=self.args.pad_to_multiple_of
+        )
+        return True
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        from .packing import PACKED_TOKENS
+
+        tokens = inputs.pop(PACKED_TOKENS, None)
+        self.batch_tokens = int(tokens) if tokens is not None else None
         if return_outputs or not self._own_loss_applies(inputs):
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         mode = "train" if self.model.training else "eval"
@@ -71,11 +98,12 @@ class LossPathSFTTrainer(SFTTrainer):
         return loss
 
     def _own_loss_applies(self, inputs) -> bool:
+        return "labels" in inputs and "shift_labels" not in inputs and self._own_loss_configured()
+
+    def _own_loss_configured(self) -> bool:
         parallel = self.accelerator.parallelism_config
         return (
-            "labels" in inputs
-            and "shift_labels" not in inputs
-            and self.compute_loss_func is None
+            self.compute_loss_func is None
             and self.label_smoother is None
             and getattr(self.args, "loss_type", "nll") == "nll"
             and not self.aux_loss_enabled
@@ -107,6 +135,9 @@ class LossPathSFTTrainer(SFTTrainer):
         if mode == "train":
             if "attention_mask" in inputs:
                 tokens = gather(inputs["attention_mask"].sum()).sum().item()
+            elif self.batch_tokens is not None:  # packed rows kept apart: padding is not counted
+                ids = inputs["input_ids"]
+                tokens = gather(torch.tensor(self.batch_tokens, device=ids.device)).sum().item()
             else:  # padding-free packing: one row, positions restart per document
                 ids = inputs["position_ids"]
                 tokens = gather(torch.tensor(ids.size(1), device=ids.device)).sum().item()
