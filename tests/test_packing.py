@@ -103,7 +103,8 @@ def test_loss_and_gradients_equal_the_single_row_layout(attention, tiny_llama_di
         torch.testing.assert_close(apart_grads[name], grad, rtol=1e-4, atol=1e-6, msg=name)
 
 
-def test_the_trainer_keeps_packed_rows_apart_and_counts_real_tokens(tmp_path, tiny_llama_dir):
+@pytest.mark.parametrize("loss_path", ["chunked", "trl"])
+def test_the_trainer_keeps_packed_rows_apart_and_counts_real_tokens(tmp_path, tiny_llama_dir, loss_path):
     from lora_adapt.bench.probe import StepProbe
     from lora_adapt.modeling import attach_adapter
     from lora_adapt.recipe import load_recipe
@@ -111,7 +112,9 @@ def test_the_trainer_keeps_packed_rows_apart_and_counts_real_tokens(tmp_path, ti
 
     data = write_jsonl(tmp_path / "d.jsonl", instruction_rows(40))
     recipe = load_recipe(
-        sft_recipe(tmp_path, tiny_llama_dir, data, training={"max_steps": 2, "packing": True})
+        sft_recipe(
+            tmp_path, tiny_llama_dir, data, training={"max_steps": 2, "packing": True, "loss_path": loss_path}
+        )
     )
     runtime = resolve_runtime(recipe)
     loaded, prepared = load_model_and_data(recipe, runtime, echo=lambda _: None)

@@ -46,31 +46,27 @@ def unsupported_reason(model) -> str | None:
     return None
 
 
-class LossPathSFTTrainer(SFTTrainer):
-    """`SFTTrainer` whose loss takes `loss_path` ("chunked" or "liger")."""
+class PackedRowsSFTTrainer(SFTTrainer):
+    """`SFTTrainer` that, with packing on attention without variable-length kernels, collates each packed
+    row as its own batch row (training/packing.py) instead of TRL's one concatenated row: the same loss, a
+    `micro_batch` times smaller attention. The logged token count leaves the padding out."""
 
-    def __init__(self, *args, loss_path: str, **kwargs):
-        if loss_path not in OWN_PATHS:
-            raise ValueError(f"loss_path {loss_path!r}: this trainer computes {OWN_PATHS}")
+    def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.loss_path = loss_path
-        self._liger: Any = None
         self.batch_tokens: int | None = None
         """Real tokens in the batch being computed, when packed rows are kept apart (None otherwise)."""
         self.packed_rows = self._keep_packed_rows_apart()
 
     def _keep_packed_rows_apart(self) -> bool:
-        """With packing and attention that has no variable-length kernel, collate each packed row as its own
-        batch row (training/packing.py) instead of TRL's one concatenated row: the same loss, a
-        `micro_batch` times smaller attention. Only where this trainer's own loss scores every batch."""
         from .packing import PackedRowsCollator, keeps_rows_apart
 
         model = self.accelerator.unwrap_model(self.model)
         attention = getattr(getattr(model, "config", None), "_attn_implementation", None)
+        parallel = self.accelerator.parallelism_config
         if not (self.padding_free and self.args.packing and keeps_rows_apart(attention)):
             return False
-        if not self._own_loss_configured():
-            return False
+        if parallel is not None and (parallel.cp_enabled or parallel.sp_enabled):
+            return False  # context / sequence parallelism split TRL's single row across ranks
         self.data_collator = PackedRowsCollator(
             pad_token_id=self.data_collator.pad_token_id, pad_to_multiple_of=self.args.pad_to_multiple_of
         )
@@ -81,8 +77,32 @@ class LossPathSFTTrainer(SFTTrainer):
 
         tokens = inputs.pop(PACKED_TOKENS, None)
         self.batch_tokens = int(tokens) if tokens is not None else None
+        counted = self._total_train_tokens
+        result = self._packed_loss(model, inputs, return_outputs, num_items_in_batch)
+        if tokens is not None and self._total_train_tokens != counted:
+            # TRL counted `position_ids.size(1)` (its single row's length): count the real tokens instead
+            gathered = self.accelerator.gather_for_metrics(tokens.to(inputs["input_ids"].device)).sum().item()
+            self._total_train_tokens = counted + gathered // self._tp_size
+            self._metrics["train"]["num_tokens"] = [self._total_train_tokens]
+        return result
+
+    def _packed_loss(self, model, inputs, return_outputs, num_items_in_batch):
+        return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+
+
+class LossPathSFTTrainer(PackedRowsSFTTrainer):
+    """`SFTTrainer` whose loss takes `loss_path` ("chunked" or "liger")."""
+
+    def __init__(self, *args, loss_path: str, **kwargs):
+        if loss_path not in OWN_PATHS:
+            raise ValueError(f"loss_path {loss_path!r}: this trainer computes {OWN_PATHS}")
+        self.loss_path = loss_path
+        self._liger: Any = None
+        super().__init__(*args, **kwargs)
+
+    def _packed_loss(self, model, inputs, return_outputs, num_items_in_batch):
         if return_outputs or not self._own_loss_applies(inputs):
-            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            return super()._packed_loss(model, inputs, return_outputs, num_items_in_batch)
         mode = "train" if self.model.training else "eval"
         labels = inputs["labels"]
         hidden, head = decoder_output(model, self.accelerator.unwrap_model(model), inputs)
@@ -135,10 +155,7 @@ class LossPathSFTTrainer(SFTTrainer):
         if mode == "train":
             if "attention_mask" in inputs:
                 tokens = gather(inputs["attention_mask"].sum()).sum().item()
-            elif self.batch_tokens is not None:  # packed rows kept apart: padding is not counted
-                ids = inputs["input_ids"]
-                tokens = gather(torch.tensor(self.batch_tokens, device=ids.device)).sum().item()
-            else:  # padding-free packing: one row, positions restart per document
+            else:  # padding-free packing: one row (rows kept apart: corrected by PackedRowsSFTTrainer)
                 ids = inputs["position_ids"]
                 tokens = gather(torch.tensor(ids.size(1), device=ids.device)).sum().item()
             self._total_train_tokens += tokens // self._tp_size

@@ -53,7 +53,8 @@ def make_sft_trainer(
     loss_path: str = "trl",
     l1_penalty: float = 0.0,
 ):
-    """TRL's SFTTrainer (`loss_path` "trl": its own fused LM head), or our subclass scoring tokens by
+    """TRL's SFTTrainer (`loss_path` "trl": its own fused LM head; packed rows kept apart where attention
+    has no variable-length kernel, training/packing.py), or our subclass scoring tokens by
     `loss_path` "chunked" / "liger" (training/lm_loss.py); either with the L1 penalty of
     training/penalties.py."""
     kwargs = dict(
@@ -66,9 +67,9 @@ def make_sft_trainer(
         l1_penalty=l1_penalty,
     )
     if loss_path == "trl":
-        from trl import SFTTrainer
+        from .lm_loss import PackedRowsSFTTrainer
 
-        return penalized(SFTTrainer)(**kwargs)
+        return penalized(PackedRowsSFTTrainer)(**kwargs)
     from .lm_loss import LossPathSFTTrainer
 
     return penalized(LossPathSFTTrainer)(**kwargs, loss_path=loss_path)
