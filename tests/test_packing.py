@@ -135,3 +135,5 @@ def test_the_trainer_keeps_packed_rows_apart_and_counts_real_tokens(tmp_path, ti
     steps = probe.result.steps
     assert len(steps) == 2 and sum(s.tokens for s in steps) == logged[-1]["num_tokens"]
     assert all(s.tokens <= s.processed for s in steps)
+    metrics = trainer.evaluate()  # the packed validation rows go through the same collator
+    assert metrics["eval_loss"] > 0
