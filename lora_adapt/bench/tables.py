@@ -87,7 +87,8 @@ def _marks(s: dict[str, Any]) -> list[str]:
 def _notes(s: dict[str, Any]) -> list[str]:
     notes = [
         "Notes:",
-        "- tokens/s counts real tokens (attention-mask ones), excludes warm-up and the FLOP-counting step.",
+        "- tokens/s counts real tokens (attention-mask ones; with packing, the packed rows without their padding), "
+        "excludes warm-up and the FLOP-counting step.",
         "- FLOPs/token (`torch.utils.flop_counter.FlopCounterMode`, matmul and attention kernels only): "
         "*model* = the model's own forward + backward at the benchmark's batch shape (the LoRA/full mark uses "
         "it); *in-step* = one whole training step as executed, which misses the in-place `addmm_` gradient "
