@@ -193,7 +193,10 @@ def test_class_weights_follow_inverse_frequency():
     assert (
         spec.resolved_class_weights(tagging=True, multi_label=False, majority_share=0.975) == "sqrt_balanced"
     )
-    assert spec.resolved_class_weights(tagging=True, multi_label=False, majority_share=0.9) == "sqrt_balanced"
+    assert (
+        spec.resolved_class_weights(tagging=True, multi_label=False, majority_share=0.94) == "sqrt_balanced"
+    )
+    assert spec.resolved_class_weights(tagging=True, multi_label=False, majority_share=0.928) == "none"
     assert spec.resolved_class_weights(tagging=True, multi_label=False, majority_share=0.83) == "none"
     assert spec.resolved_class_weights(tagging=True, multi_label=False) == "auto"  # the data decides
     assert majority_share({"O": 83, "B-PER": 10, "I-PER": 7}) == pytest.approx(0.83)
@@ -244,12 +247,12 @@ OLD_DEFAULTS = {"min_steps": 0, "head_lr_ratio": 1, "lora_plus_ratio": 1, "class
 
 
 def imbalanced_tagging_rows(n: int, offset: int = 0) -> list[dict]:
-    """Ten tokens a sentence, one of them an entity (B-PER, or B-LOC for `paris`): `O` is 90% of the tags."""
+    """Twenty tokens a sentence, one of them an entity (B-PER, or B-LOC for `paris`): `O` is 95% of the tags."""
     rows = []
     for i in range(offset, offset + n):
-        words = [FILLER[(i * 7 + k * 3) % len(FILLER)] for k in range(9)]
-        tags = ["O"] * 10
-        position, name = (i * 5) % 9, NAMES[i % len(NAMES)]
+        words = [FILLER[(i * 7 + k * 3) % len(FILLER)] for k in range(19)]
+        tags = ["O"] * 20
+        position, name = (i * 5) % 18, NAMES[i % len(NAMES)]
         words.insert(position, name)
         tags[position] = "B-LOC" if name == "paris" else "B-PER"
         rows.append({"tokens": words, "tags": tags})
@@ -287,9 +290,9 @@ def test_old_defaults_tag_everything_O_on_small_imbalanced_data_and_the_new_ones
     assert any("only 15 optimizer steps" in cause for cause in old["health"]["likely_causes"])
     lines: list[str] = []
     new = tagging_run(tmp_path, tiny_bert_dir, {}, lines)
-    # `O` is 90% of the tags: class_weights auto weights them, and says so
+    # `O` is 95% of the tags: class_weights auto weights them, and says so
     assert (
-        "training.class_weights auto: sqrt_balanced (the most frequent tag is 90.0% of the training tags"
+        "training.class_weights auto: sqrt_balanced (the most frequent tag is 95.0% of the training tags"
         in ("\n".join(lines))
     )
     assert new["train"]["global_step"] >= 300  # training.min_steps: auto
