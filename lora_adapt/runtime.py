@@ -252,15 +252,11 @@ def _say_class_weights(recipe: Recipe, prepared, echo: Echo, label: str) -> None
     """With `training.class_weights: auto` on a tagging head, say what it resolved to and why (it
     depends on the data)."""
     from .recipe.schema import AUTO_WEIGHTS_MAJORITY_SHARE
-    from .training.heads import train_majority_share
+    from .training.heads import class_weight_policy
 
-    t, task = recipe.training, recipe.task
-    if t.class_weights != "auto" or prepared.layout != "tagging" or task.multi_label:
+    if recipe.training.class_weights != "auto" or prepared.layout != "tagging" or recipe.task.multi_label:
         return
-    share = train_majority_share(prepared)
-    if share is None:
-        return
-    policy = t.resolved_class_weights(tagging=True, multi_label=False, majority_share=share)
+    policy, share = class_weight_policy(recipe.training, recipe.task, prepared)
     line = (
         f"training.class_weights auto: {policy} (the most frequent tag is {100 * share:.1f}% of the "
         f"training tags; weighted from {100 * AUTO_WEIGHTS_MAJORITY_SHARE:.0f}%)"

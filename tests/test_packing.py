@@ -8,7 +8,8 @@ import pytest
 import torch
 from helpers import instruction_rows, sft_recipe, write_jsonl
 
-from lora_adapt.training.packing import PACKED_TOKENS, PackedRowsCollator, keeps_rows_apart, row_positions
+from lora_adapt.recipe.derived import keeps_packed_rows_apart
+from lora_adapt.training.packing import PACKED_TOKENS, PackedRowsCollator, row_positions
 
 PAD = 0
 
@@ -63,8 +64,12 @@ def test_padding_to_a_multiple_and_inconsistent_rows():
 
 
 def test_flash_attention_keeps_trls_single_row():
-    assert keeps_rows_apart("sdpa") and keeps_rows_apart("eager") and keeps_rows_apart(None)
-    assert not keeps_rows_apart("flash_attention_2") and not keeps_rows_apart("flash_attention_3")
+    assert (
+        keeps_packed_rows_apart("sdpa") and keeps_packed_rows_apart("eager") and keeps_packed_rows_apart(None)
+    )
+    assert not keeps_packed_rows_apart("flash_attention_2") and not keeps_packed_rows_apart(
+        "flash_attention_3"
+    )
 
 
 @pytest.mark.parametrize("attention", ["sdpa", "eager"])

@@ -186,6 +186,8 @@ def test_a_recorded_default_head_ratio_still_loads_for_a_generative_run(tmp_path
 def test_class_weights_follow_inverse_frequency():
     ids = [0] * 90 + [1] * 10 + [-100] * 5
     assert class_weights(ids, 3, "none") is None
+    with pytest.raises(ValueError, match="not resolved"):  # `auto` never reaches the loss unresolved
+        class_weights(ids, 3, "auto")
     balanced = class_weights(ids, 3, "balanced")
     assert balanced == pytest.approx([100 / (2 * 90), 100 / (2 * 10), 1.0])
     assert class_weights(ids, 3, "sqrt_balanced") == pytest.approx([w**0.5 for w in balanced[:2]] + [1.0])

@@ -100,11 +100,10 @@ class StepProbe(TrainerCallback):
             self._processed += ids.numel()
             if ids.numel() > self.result.longest_batch[0] * self.result.longest_batch[1]:
                 self.result.longest_batch = (int(ids.shape[0]), int(ids.shape[-1]))
-            known = getattr(self.trainer, "batch_tokens", None)
-            if mask is not None:
-                self._tokens += int(mask.sum())
-            else:
-                self._tokens += int(known) if known is not None else ids.numel()
+            known = None if mask is not None else getattr(self.trainer, "batch_tokens", None)
+            self._tokens += (
+                int(mask.sum()) if mask is not None else int(known if known is not None else ids.numel())
+            )
             if self._step == self.warmup + 1 and self._saving is None and not self.result.saved_bytes:
                 self.result.saved_batch = (int(ids.shape[0]), int(ids.shape[-1]))
                 self._start_saving()

@@ -11,6 +11,7 @@ from ..recipe.derived import (
     head_kind,
     head_outputs,
     is_quantized,
+    keeps_packed_rows_apart,
     mode_recipe,
     resolve_loss_path,
 )
@@ -145,7 +146,7 @@ def _masked(batch: int, packing: bool, attention: str) -> bool:
     (training/packing.py), the per-document mask transformers builds from the position ids, except under flash
     attention's variable-length kernels."""
     if packing:
-        return not attention.startswith("flash_attention")
+        return keeps_packed_rows_apart(attention)
     return batch > 1
 
 

@@ -7,7 +7,8 @@
 - benchmark modes: full / lora / qlora and the recipe each one runs (``recipe_mode``, ``mode_recipe``);
 - the full fine-tuning baseline's training settings (``full_finetune_training``);
 - the baseline names (``BASELINES``, from the schema's literal);
-- the loss path a generative job takes on a device (``resolve_loss_path``);
+- the loss path a generative job takes on a device (``resolve_loss_path``), and whether packed rows stay
+  apart under an attention implementation (``keeps_packed_rows_apart``);
 - what is scored: the score kind of a task (``score_kind``), its headline metric (``HEADLINE``), the
   metrics a validation split can be watched on (``validation_metrics``) and their direction
   (``greater_is_better``).
@@ -118,6 +119,22 @@ def head_outputs(task: TaskSpec) -> int | None:
 def head_of_auto_class(name: str | None) -> Head:
     """The head whose auto class is ``name`` (as recorded in manifest.json); causal LM when unknown."""
     return next((head for head, cls in AUTO_CLASSES.items() if cls == name), "causal_lm")
+
+
+VARLEN_ATTENTION = (
+    "flash_attention_2",
+    "flash_attention_3",
+    "kernels-community/flash-attn",
+    "paged_attention",
+)
+"""Attention implementations that read packed documents as variable-length sequences: TRL's one-row packed
+layout costs them nothing, so it is kept (training/packing.py)."""
+
+
+def keeps_packed_rows_apart(attn_implementation: str | None) -> bool:
+    """Whether packing keeps each packed sequence its own batch row under this attention implementation
+    (anything but a variable-length kernel: then attention gets a per-document boolean mask)."""
+    return not (attn_implementation or "").startswith(VARLEN_ATTENTION)
 
 
 def resolve_loss_path(requested: str, device: str, head: Head = "causal_lm") -> ResolvedLossPath:

@@ -13,7 +13,6 @@ decodes them).
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -104,11 +103,8 @@ def make_head_trainer(
     has_val = prepared.validation is not None and len(prepared.validation) > 0
     weights = None
     if task.type not in REGRESSION_TASKS:
-        ids = flat_label_ids(prepared.train["labels"])
-        policy = training.resolved_class_weights(
-            tagging=tagging, multi_label=task.multi_label, majority_share=train_majority_share(prepared, ids)
-        )
-        weights = class_weights(ids, len(prepared.labels), policy)
+        policy, _ = class_weight_policy(training, task, prepared)
+        weights = class_weights(flat_label_ids(prepared.train["labels"]), len(prepared.labels), policy)
     return penalized(HeadTrainer)(
         model=model,
         args=args,
@@ -125,10 +121,12 @@ def make_head_trainer(
     )
 
 
-def train_majority_share(prepared, ids: list[int] | None = None) -> float | None:
-    """The most frequent label's share of the training split: from the prepared data's label counts
-    (words for tagging, as the report shows them), else from ``ids`` (the label ids the loss sees)."""
-    counts = ((getattr(prepared, "stats", None) or {}).get("label_counts") or {}).get("train")
-    if not counts and ids is not None:
-        counts = Counter(i for i in ids if i != -100)
-    return majority_share(counts or {})
+def class_weight_policy(training: TrainingSpec, task: TaskSpec, prepared) -> tuple[str, float | None]:
+    """`training.class_weights` resolved for the head of ``prepared``, and the share of the training split's
+    most frequent label it was resolved by (the prepared data's label counts: words for tagging, as the
+    report shows them)."""
+    share = majority_share((prepared.stats.get("label_counts") or {}).get("train") or {})
+    tagging = prepared.layout == "tagging"
+    return training.resolved_class_weights(
+        tagging=tagging, multi_label=task.multi_label, majority_share=share
+    ), share

@@ -58,12 +58,13 @@ class PackedRowsSFTTrainer(SFTTrainer):
         self.packed_rows = self._keep_packed_rows_apart()
 
     def _keep_packed_rows_apart(self) -> bool:
-        from .packing import PackedRowsCollator, keeps_rows_apart
+        from ..recipe.derived import keeps_packed_rows_apart
+        from .packing import PackedRowsCollator
 
         model = self.accelerator.unwrap_model(self.model)
         attention = getattr(getattr(model, "config", None), "_attn_implementation", None)
         parallel = self.accelerator.parallelism_config
-        if not (self.padding_free and self.args.packing and keeps_rows_apart(attention)):
+        if not (self.padding_free and self.args.packing and keeps_packed_rows_apart(attention)):
             return False
         if parallel is not None and (parallel.cp_enabled or parallel.sp_enabled):
             return False  # context / sequence parallelism split TRL's single row across ranks

@@ -74,6 +74,8 @@ def class_weights(label_ids: Iterable[int], num_labels: int, policy: str) -> lis
     """Per-class loss weights from the training label ids (-100 ignored); None for ``none``."""
     if policy == "none":
         return None
+    if policy not in ("balanced", "sqrt_balanced"):
+        raise ValueError(f"class weight policy {policy!r} is not resolved (none, balanced or sqrt_balanced)")
     counts = Counter(i for i in label_ids if i != -100)
     total, present = sum(counts.values()), len(counts)
     if present < 2:

@@ -30,14 +30,6 @@ import torch
 
 PACKED_TOKENS = "packed_tokens"
 """Batch key: the number of real (not padding) tokens in the batch, a 0-d tensor; not a model input."""
-VARLEN_ATTENTION = (
-    "flash_attention_2",
-    "flash_attention_3",
-    "kernels-community/flash-attn",
-    "paged_attention",
-)
-"""Attention implementations that take packed documents as variable-length sequences: TRL's one-row layout
-costs them nothing, so it is kept."""
 
 
 @dataclass
@@ -89,9 +81,3 @@ def row_positions(documents: Sequence[int], width: int) -> torch.Tensor:
         last = documents[-1] if documents else 0
         out[start:] = torch.arange(last, last + width - start)
     return out
-
-
-def keeps_rows_apart(attn_implementation: str | None) -> bool:
-    """Whether packed rows should stay apart for this attention implementation (anything but flash
-    attention's variable-length kernels)."""
-    return not (attn_implementation or "").startswith(VARLEN_ATTENTION)
