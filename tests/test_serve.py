@@ -321,13 +321,13 @@ def test_route_build_keeps_the_better_router_and_reports_accuracy_per_domain(rou
     from lora_adapt import artifacts as A
 
     config = A.read_json(router_run / "route.json")
-    assert config["chosen"] in config["held_out_accuracy"] and set(config["held_out_accuracy"]) == {
-        "lora",
-        "tfidf_logreg",
-    }
-    assert config["chosen"] == max(
-        config["held_out_accuracy"], key=lambda k: (config["held_out_accuracy"][k], k == "lora")
-    )
+    held_out = config["held_out_accuracy"]
+    assert config["chosen"] in held_out and set(held_out) == {"lora", "tfidf_logreg", "frozen_probe"}
+    # the best on the held-out slice; a tie keeps the LoRA head, then TF-IDF, then the probe
+    order = ("lora", "tfidf_logreg", "frozen_probe")
+    assert config["chosen"] == max(held_out, key=lambda k: (held_out[k], -order.index(k)))
+    metrics = A.read_json(router_run / "metrics.json")
+    assert held_out["frozen_probe"] == metrics["baselines"]["base_model"]["accuracy"]
     assert (
         config["test_accuracy"]["tickets"]["accuracy"] >= 0.9
         and config["test_accuracy"]["binary"]["accuracy"] >= 0.9
@@ -350,6 +350,81 @@ def test_the_router_keeps_its_training_rows_so_eval_reruns_it_after_the_build(ro
     scored = cli("eval", str(router_run), "--split", "test")
     assert scored.exit_code == 0, scored.output
     assert "Traceback" not in scored.output
+
+
+def test_a_frozen_probe_router_is_kept_as_coefficients_and_routes_as_it_scored(
+    domain_runs, tmp_path, monkeypatch
+):
+    """When the frozen-encoder probe wins the held-out slice (forced here: the tiny base's probe does not
+    win on its own), `route build` keeps it as numbers; the kept probe is the one the evaluation scored (the
+    same accuracy on the held-out slice), equals scikit-learn's own predict_proba, and serves `auto`."""
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+
+    from lora_adapt import artifacts as A
+    from lora_adapt.data import load_split_rows
+    from lora_adapt.domains import route_build
+    from lora_adapt.domains.router import ProbeClassifier, load_router, probe_features
+    from lora_adapt.rundir import read_run
+
+    scores = route_build._held_out_scores
+    monkeypatch.setattr(
+        route_build, "_held_out_scores", lambda metrics: {**scores(metrics), "frozen_probe": 2.0}
+    )
+    out = tmp_path / "probe-router"
+    sources = {"tickets": str(domain_runs["tickets"]), "binary": str(domain_runs["binary"])}
+    config = route_build.build_router(sources, out, epochs=1, echo=lambda _: None)
+    assert config["chosen"] == "frozen_probe" and (out / "router_probe.json").is_file()
+    assert not (out / "router_tfidf.json").exists()
+    assert config["test_accuracy"]["all"]["accuracy"] is not None
+
+    served = AdapterSet.load(sources)
+    router = load_router(out, served)
+    assert router.probe is not None
+    splits, _ = load_split_rows(read_run(out).recipe.data, read_run(out).recipe.task)
+    test = splits["test"]
+    features = probe_features(router.head_set, [r["text"] for r in test])
+    routed = [max(p, key=p.__getitem__) for p in router.probabilities([r["text"] for r in test])]
+    accuracy = np.mean([p == r["label"] for p, r in zip(routed, test, strict=True)])
+    scored = A.read_json(out / "metrics.json")["baselines"]["base_model"]["accuracy"]
+    assert abs(accuracy - scored) <= 1 / len(test) + 1e-9  # the probe the evaluation scored
+
+    probe = router.probe
+    sk = LogisticRegression(C=probe.c)
+    sk.classes_, sk.coef_, sk.intercept_ = np.array(probe.classes), probe.coef, probe.intercept
+    expected = sk.predict_proba((features - probe.mean) / probe.scale)
+    got = np.array([[p[k] for k in probe.classes] for p in probe.probabilities_of(features)])
+    np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-12)
+
+    three = ProbeClassifier.fit(  # a softmax over three classes reads the same as scikit-learn's too
+        features, [["a", "b", "c"][i % 3] for i in range(len(test))], None, []
+    )
+    sk3 = LogisticRegression(C=three.c)
+    sk3.classes_, sk3.coef_, sk3.intercept_ = np.array(three.classes), three.coef, three.intercept
+    np.testing.assert_allclose(
+        [[p[k] for k in three.classes] for p in three.probabilities_of(features)],
+        sk3.predict_proba((features - three.mean) / three.scale),
+        rtol=1e-9,
+        atol=1e-12,
+    )
+    with running(served, ServeSpec(port=0, max_wait_ms=20), router) as server:
+        with httpx.Client(base_url=server.url, timeout=600) as http:
+            auto = http.post("/v1/classify", json={"model": "auto", "input": [test[0]["text"]]}).json()
+    assert auto["data"][0]["routing"]["top"] == routed[0]
+
+    (out / "router_probe.json").write_text('{"classes": ["tickets"], "c": 1.0}')
+    damaged = cli(
+        "serve",
+        "--adapter",
+        f"tickets={sources['tickets']}",
+        "--adapter",
+        f"binary={sources['binary']}",
+        "--router",
+        str(out),
+        "--port",
+        "0",
+    )
+    assert damaged.exit_code == 2 and "router_probe.json is damaged" in damaged.output
 
 
 def test_classify_mixes_heads_of_different_widths_and_auto_routes_by_text(domain_runs, router_run):

@@ -141,8 +141,9 @@ def route() -> None:
 @click.option("--seed", type=int, default=42, show_default=True)
 @click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")
 def route_build(adapters: tuple[str, ...], out_dir: Path, **options: Any) -> None:
-    """Train a domain router from the adapters' own training data; keep the LoRA head or TF-IDF + logistic
-    regression, whichever routes its held-out slice better."""
+    """Train a domain router from the adapters' own training data; keep the LoRA head, TF-IDF + logistic
+    regression or a logistic regression on the frozen base's features, whichever routes its held-out slice
+    best."""
     from ..domains.route_build import build_router
     from ..quiet import quiet_libraries
 

@@ -12,19 +12,28 @@ from ..errors import UsageError
 from ..rundir import AdapterInfo
 from .router import (
     NO_FALLBACK,
+    PROBE_FILE,
     ROUTE_FILE,
     ROUTER_DATA,
     ROUTER_NAME,
     TFIDF_FILE,
+    ProbeClassifier,
     TfidfClassifier,
     check_fallback,
+    probe_features,
+    read_probe,
     routing_text,
 )
 
 DEFAULT_THRESHOLD = 0.5
 """Below this top-domain probability a request goes to the fallback."""
 HELD_OUT = {"validation": 0.1, "test": 0.2}
-"""The router data's own splits: validation picks TF-IDF's C, test is the held-out slice that picks the router."""
+"""The router data's own splits: validation picks the logistic regressions' C, test is the held-out slice that
+picks the router."""
+PREFERENCE = ("lora", "tfidf_logreg", "frozen_probe")
+"""Which router a tie on the held-out slice keeps."""
+PROBE_BASELINE = "base_model"
+"""The evaluation's name for the frozen-encoder probe (a head run's base-model baseline)."""
 
 
 def domain_rows(info: AdapterInfo) -> dict[str, list[str]]:
@@ -60,7 +69,10 @@ def router_recipe(out: Path, base: str, data: Path, *, epochs: float, seed: int)
             "progress_bar": False,
             "seed": seed,
         },
-        "evaluation": {"baselines": ["majority", "tfidf_logreg"], "explanations": {"rows": 0}},
+        "evaluation": {
+            "baselines": ["majority", "tfidf_logreg", PROBE_BASELINE],
+            "explanations": {"rows": 0},
+        },
         "output": {"dir": str(out.parent)},
     }
 
@@ -78,8 +90,8 @@ def build_router(
     overwrite: bool = False,
     echo: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """Train the router, choose LoRA head vs TF-IDF on the held-out slice, measure it on each domain's test
-    split, and write ``route.json`` (returned)."""
+    """Train the router, keep the LoRA head, TF-IDF or the frozen probe, whichever routes the held-out slice
+    best, measure it on each domain's test split, and write ``route.json`` (returned)."""
     from ..modeling.adapted import resolve_adapter
     from ..pipeline import run
     from ..recipe import recipe_from_dict
@@ -107,9 +119,11 @@ def build_router(
         run_dir = result.run_dir
         A.atomic_write_text(run_dir / ROUTER_DATA, data.read_text(encoding="utf-8"))
     held_out = _held_out_scores(result.metrics)
-    chosen = max(held_out, key=lambda k: (held_out[k], k == "lora"))
+    chosen = max(held_out, key=lambda k: (held_out[k], -PREFERENCE.index(k)))
     if chosen == "tfidf_logreg":
         _save_tfidf(recipe, run_dir)
+    if chosen == "frozen_probe":
+        _save_probe(recipe, run_dir)
     config = {
         "domains": list(infos),
         "adapters": {name: str(source) for name, source in sources.items()},
@@ -163,10 +177,13 @@ def _reading_from(data: Path, kept: Path):
 
 
 def _held_out_scores(metrics: dict[str, Any]) -> dict[str, float]:
+    """Accuracy on the held-out slice of each router that can be kept (a baseline that failed or was
+    skipped is not a candidate)."""
     scores = {"lora": float(metrics["task"]["accuracy"])}
-    tfidf = metrics.get("baselines", {}).get("tfidf_logreg", {})
-    if "accuracy" in tfidf:
-        scores["tfidf_logreg"] = float(tfidf["accuracy"])
+    for name, baseline in (("tfidf_logreg", "tfidf_logreg"), ("frozen_probe", PROBE_BASELINE)):
+        scored = metrics.get("baselines", {}).get(baseline, {})
+        if "accuracy" in scored:
+            scores[name] = float(scored["accuracy"])
     return scores
 
 
@@ -176,6 +193,28 @@ def _save_tfidf(recipe, run_dir: Path) -> None:
     splits, _ = load_split_rows(recipe.data, recipe.task)
     model = TfidfClassifier.fit(splits.get("train", []), splits.get("validation", []))
     A.atomic_write_json(run_dir / TFIDF_FILE, model.record())
+
+
+def _save_probe(recipe, run_dir: Path) -> None:
+    """Refit the frozen probe the evaluation scored (its rows, features, C grid and cap on training rows) and
+    keep its coefficients."""
+    from ..data import load_split_rows
+    from ..evaluation.systems import PROBE_MAX_ROWS, seeded_sample
+    from .adapter_set import AdapterSet
+
+    splits, _ = load_split_rows(recipe.data, recipe.task)
+    train, validation = splits.get("train", []), splits.get("validation", [])
+    kept = seeded_sample(len(train), PROBE_MAX_ROWS, recipe.training.seed)
+    train = train if kept is None else [train[i] for i in kept]
+    aset = AdapterSet.load({ROUTER_NAME: run_dir})
+    x_val = probe_features(aset, [r["text"] for r in validation]) if validation else None
+    probe = ProbeClassifier.fit(
+        probe_features(aset, [r["text"] for r in train]),
+        [r["label"] for r in train],
+        x_val,
+        [r["label"] for r in validation],
+    )
+    A.atomic_write_json(run_dir / PROBE_FILE, probe.record())
 
 
 def _domain_accuracy(run_dir: Path, config: dict[str, Any], tests: dict[str, list[str]]) -> dict[str, Any]:
@@ -190,6 +229,7 @@ def _domain_accuracy(run_dir: Path, config: dict[str, Any], tests: dict[str, lis
         from .adapter_set import AdapterSet
 
         router.head_set = AdapterSet.load({ROUTER_NAME: run_dir})
+        router.probe = read_probe(run_dir) if config["chosen"] == "frozen_probe" else None
     out: dict[str, Any] = {}
     right = total = 0
     for name, texts in tests.items():

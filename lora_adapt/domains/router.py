@@ -2,13 +2,16 @@
 
 `lora-adapt route build --adapter NAME=RUN ...` trains a domain classifier on the adapters' own training
 data (read from their runs: each input labelled with its adapter's name) with the normal pipeline - a LoRA
-classifier head on a base, scored beside majority and TF-IDF + logistic regression on a held-out slice of
-that data (the router run's test split) - and keeps whichever scores best there. The router is a run
+classifier head on a base, scored beside its baselines (majority, TF-IDF + logistic regression, and the
+frozen base model's mean-pooled features + logistic regression, the evaluation's ``base_model`` probe) on a
+held-out slice of that data (the router run's test split) - and keeps whichever scores best there. The router is a run
 directory plus ``route.json``: the chosen system, the threshold, the fallback, the scores on the
 held-out slice, and the routing accuracy on each adapter's *own* test split (data neither the router nor
 the choice saw). The rows it was trained on are kept in the run (``router_data.jsonl``, its recipe's data),
 so `lora-adapt eval ROUTER_RUN` reruns like any run's. A TF-IDF router is stored as the rows it was fitted on and refitted when loaded
-(deterministic; no pickled objects are ever loaded).
+(deterministic; no pickled objects are ever loaded); a frozen-probe router as its standardisation and
+logistic-regression coefficients (``router_probe.json``: refitting would encode every training row again),
+applied to the features of the router run's base with every adapter off.
 
 At serving time a request for ``auto`` goes to the router's top domain when its probability reaches the
 threshold, else to the fallback: a named adapter, the base (only for routers with generative (sft) domains:
@@ -23,16 +26,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from .. import artifacts as A
 from ..errors import UsageError
 
 ROUTE_FILE = "route.json"
 TFIDF_FILE = "router_tfidf.json"
+PROBE_FILE = "router_probe.json"
 ROUTER_DATA = "router_data.jsonl"
 """The router's training rows (each domain's texts, labelled with its name): its recipe's data, kept in
 its run directory so that `lora-adapt eval ROUTER_RUN` can rerun it."""
-CHOSEN = ("lora", "tfidf_logreg")
-"""The systems a router can keep: its LoRA classifier head, or TF-IDF + logistic regression."""
+CHOSEN = ("lora", "tfidf_logreg", "frozen_probe")
+"""The systems a router can keep: its LoRA classifier head, TF-IDF + logistic regression, or logistic
+regression on the frozen base model's features."""
 NO_FALLBACK = "none"
 """The fallback of a router with none: an uncertain request is answered by its top domain, marked uncertain."""
 ROUTER_NAME = "router"
@@ -95,6 +102,72 @@ class TfidfClassifier:
         return {"c": self.c, "texts": self.texts, "labels": self.labels}
 
 
+@dataclass
+class ProbeClassifier:
+    """Logistic regression on standardised frozen-encoder features (``runner.base_features``), kept as its
+    numbers: ``(x - mean) / scale``, then ``coef`` and ``intercept`` as scikit-learn's predict_proba reads
+    them (a sigmoid for two classes, else a softmax)."""
+
+    classes: list[str]
+    mean: np.ndarray
+    scale: np.ndarray
+    coef: np.ndarray
+    intercept: np.ndarray
+    c: float
+
+    @classmethod
+    def fit(cls, x_train: np.ndarray, y_train: Sequence[str], x_val: np.ndarray | None, y_val: Sequence[str]):
+        """Standardise on the training rows, pick C on validation (the evaluation's probe: same grid and
+        choice), fit."""
+        from sklearn.preprocessing import StandardScaler
+
+        from ..evaluation.baselines import choose_c, logistic_regression
+
+        scaler = StandardScaler().fit(x_train)
+        x_fit = scaler.transform(x_train)
+        x_check = scaler.transform(x_val) if x_val is not None and len(y_val) else None
+        c = choose_c(x_fit, list(y_train), x_check, list(y_val))
+        model = logistic_regression(c).fit(x_fit, list(y_train))
+        return cls(
+            [str(k) for k in model.classes_], scaler.mean_, scaler.scale_, model.coef_, model.intercept_, c
+        )
+
+    def probabilities_of(self, features: np.ndarray) -> list[dict[str, float]]:
+        from scipy.special import expit, softmax
+
+        z = ((np.asarray(features, dtype=np.float64) - self.mean) / self.scale) @ self.coef.T + self.intercept
+        if self.coef.shape[0] == 1:
+            positive = expit(z[:, 0])
+            probs = np.stack([1.0 - positive, positive], axis=1)
+        else:
+            probs = softmax(z, axis=1)
+        return [dict(zip(self.classes, map(float, row), strict=True)) for row in probs]
+
+    def record(self) -> dict[str, Any]:
+        return {
+            "classes": self.classes,
+            "c": self.c,
+            **{k: getattr(self, k).tolist() for k in ("mean", "scale", "coef", "intercept")},
+        }
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> ProbeClassifier:
+        arrays = {k: np.asarray(record[k], dtype=np.float64) for k in ("mean", "scale", "coef", "intercept")}
+        return cls([str(k) for k in record["classes"]], c=float(record["c"]), **arrays)
+
+
+def probe_features(aset, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+    """[texts, width]: the frozen-encoder features of ``texts``, tokenized as the router adapter of ``aset``
+    was trained (``runner.base_features``)."""
+    from .runner import base_features
+
+    chunks = [
+        base_features(aset, [aset.prepare(ROUTER_NAME, t or " ") for t in texts[start : start + batch_size]])
+        for start in range(0, len(texts), batch_size)
+    ]
+    return np.concatenate(chunks) if chunks else np.zeros((0, 0))
+
+
 class Router:
     """Sends each input to an adapter of an :class:`AdapterSet` (see the module docstring)."""
 
@@ -102,11 +175,16 @@ class Router:
         self.source, self.config = str(path), config
         self.threshold, self.fallback = threshold, fallback
         self.tfidf: TfidfClassifier | None = None
-        self.head_set: Any = None  # the AdapterSet holding the LoRA router (the served set when it fits)
+        self.probe: ProbeClassifier | None = None
+        # the AdapterSet holding the router run's adapter (the served set when it fits): the LoRA router's
+        # head, or the tokenizer and base a frozen probe reads features from
+        self.head_set: Any = None
 
     def probabilities(self, texts: Sequence[str]) -> list[dict[str, float]]:
         if self.tfidf is not None:
             return self.tfidf.probabilities(texts)
+        if self.probe is not None:
+            return self.probe.probabilities_of(probe_features(self.head_set, texts))
         results = self.head_set.run([(ROUTER_NAME, t or " ") for t in texts], top_k=0)
         return [r["probabilities"] for r in results]
 
@@ -204,21 +282,46 @@ def _route_problems(config: Any) -> list[str]:
 
 
 def _check_classifier(path: Path, chosen: str) -> None:
-    """The chosen classifier's own files: the TF-IDF rows, or the LoRA router's run (read, not loaded)."""
+    """The chosen classifier's own files: the TF-IDF rows, or the router's run (read, not loaded) and, for a
+    frozen probe, its coefficients."""
     from ..modeling.adapted import resolve_adapter
 
-    if chosen == "lora":
+    if chosen != "tfidf_logreg":
         resolve_adapter(path, name=ROUTER_NAME)
+    if chosen == "lora":
+        return
+    if chosen == "frozen_probe":
+        read_probe(path)
         return
     file = path / TFIDF_FILE
-    try:
-        record = A.read_json(file)
-    except FileNotFoundError:
-        raise _damaged(file, "it is missing (the router chose TF-IDF)") from None
-    except (OSError, ValueError) as exc:
-        raise _damaged(file, f"it is not readable JSON ({exc})") from None
+    record = _read_classifier(file, "TF-IDF")
     if not isinstance(record, dict) or not {"texts", "labels", "c"} <= set(record):
         raise _damaged(file, "it lacks the fitted rows (`texts`, `labels`, `c`)")
+
+
+def read_probe(path: Path) -> ProbeClassifier:
+    """The frozen-probe router's coefficients (``router_probe.json``); missing or malformed is refused."""
+    file = Path(path) / PROBE_FILE
+    record = _read_classifier(file, "frozen_probe")
+    try:
+        probe = ProbeClassifier.from_record(record)
+        width = probe.mean.shape
+        if not (probe.scale.shape == width and probe.coef.shape[1:] == width and len(probe.intercept)):
+            raise ValueError("the arrays' shapes disagree")
+        if probe.coef.shape[0] != (1 if len(probe.classes) == 2 else len(probe.classes)):
+            raise ValueError(f"{probe.coef.shape[0]} coefficient rows for {len(probe.classes)} classes")
+    except (KeyError, TypeError, ValueError) as exc:
+        raise _damaged(file, f"its coefficients are not usable ({exc})") from None
+    return probe
+
+
+def _read_classifier(file: Path, chosen: str) -> Any:
+    try:
+        return A.read_json(file)
+    except FileNotFoundError:
+        raise _damaged(file, f"it is missing (the router chose {chosen})") from None
+    except (OSError, ValueError) as exc:
+        raise _damaged(file, f"it is not readable JSON ({exc})") from None
 
 
 def _damaged(file: Path, problem: str) -> UsageError:
@@ -243,6 +346,8 @@ def load_router(path: Path, aset, *, threshold: float | None = None, fallback: s
     router.head_set = aset if _fits(aset, info) else _own_set(path)
     if router.head_set is aset:
         aset.add(ROUTER_NAME, info)
+    if settings.config["chosen"] == "frozen_probe":
+        router.probe = read_probe(path)
     return router
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 
 from ..recipe.serving import GenerationSpec
@@ -17,20 +18,8 @@ if TYPE_CHECKING:
 @torch.no_grad()
 def classify(aset: AdapterSet, batch: Sequence[Prepared], top_k: int) -> list[dict[str, Any]]:
     """Head rows: pad, one forward, each row's logits cut to its adapter's own labels and decoded."""
-    from ..evaluation.prediction import model_device, pad_right
-
-    segments = all("token_type_ids" in p.extra for p in batch)  # BERT-style segment ids (sentence pairs)
-    features = [
-        {
-            "input_ids": p.ids,
-            "attention_mask": p.extra["attention_mask"],
-            **({"token_type_ids": p.extra["token_type_ids"]} if segments else {}),
-        }
-        for p in batch
-    ]
-    inputs = pad_right(aset.tokenizer, features)
     model = aset.model
-    inputs = {k: v.to(model_device(model)) for k, v in inputs.items()}
+    inputs = _head_inputs(aset, batch)
     with aset.routed([p.name for p in batch]) as extra:
         logits = model(**inputs, **extra).logits.float().cpu().numpy()
     out = []
@@ -42,6 +31,37 @@ def classify(aset: AdapterSet, batch: Sequence[Prepared], top_k: int) -> list[di
         truncated = {"truncated": True, "input_tokens": p.input_tokens} if p.truncated else {}
         out.append({"adapter": p.name, **decoded, "prompt_tokens": len(p.ids), **truncated})
     return out
+
+
+@torch.no_grad()
+def base_features(aset: AdapterSet, batch: Sequence[Prepared]) -> np.ndarray:
+    """[rows, width]: the base model's last hidden states with every adapter off, mean-pooled over each
+    row's tokens: the features of the evaluation's frozen-encoder probe (``prediction.frozen_features``),
+    which a ``frozen_probe`` router classifies."""
+    from ..evaluation.prediction import mean_pooled
+    from .adapter_set import BASE
+
+    inputs = _head_inputs(aset, batch)
+    with aset.routed([BASE]):
+        hidden = aset.model(**inputs, output_hidden_states=True).hidden_states[-1].float()
+    return mean_pooled(hidden, inputs["attention_mask"]).cpu().numpy()
+
+
+def _head_inputs(aset: AdapterSet, batch: Sequence[Prepared]) -> dict[str, torch.Tensor]:
+    """Head rows padded on the right into one batch on the model's device."""
+    from ..evaluation.prediction import model_device, pad_right
+
+    segments = all("token_type_ids" in p.extra for p in batch)  # BERT-style segment ids (sentence pairs)
+    features = [
+        {
+            "input_ids": p.ids,
+            "attention_mask": p.extra["attention_mask"],
+            **({"token_type_ids": p.extra["token_type_ids"]} if segments else {}),
+        }
+        for p in batch
+    ]
+    device = model_device(aset.model)
+    return {k: v.to(device) for k, v in pad_right(aset.tokenizer, features).items()}
 
 
 def sampling_arguments(generation: GenerationSpec) -> dict[str, Any] | None:

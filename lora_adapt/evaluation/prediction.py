@@ -75,10 +75,14 @@ def frozen_features(model, dataset, tokenizer, *, batch_size: int, token_level: 
                 array = hidden.cpu().numpy()
                 out.extend(_word_rows(array[i], label) for i, label in enumerate(labels))
                 continue
-            mask = inputs["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
-            out.extend(pooled.cpu().numpy())
+            out.extend(mean_pooled(hidden, inputs["attention_mask"]).cpu().numpy())
     return out
+
+
+def mean_pooled(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """[rows, positions, width] hidden states -> [rows, width]: the mean over each row's real tokens."""
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
 
 
 def _word_rows(matrix: np.ndarray, label: Sequence[int] | None) -> np.ndarray:
