@@ -53,6 +53,22 @@ def test_all_problems_reported_in_one_pass_with_line_and_fix(tmp_path):
     assert "recipe.yaml:11: 'training.optimizer' = 'adam'" in joined
 
 
+def test_problems_across_sections_each_name_the_line_of_the_key_they_are_about(tmp_path):
+    text = (
+        MINIMAL
+        + "task:\n  type: classification\ntraining:\n  packing: true\n  loss_path: chunked\n"
+        + "evaluation:\n  baselines: [full_finetune]\nquantization:\n  method: nf4\n"
+    )
+    found = problems(write(tmp_path, text), ["training.label_smoothing=0.1", "task.multi_label=true"])
+    assert len(found) == 4  # one problem each, though their messages hold '; ' themselves
+    assert f"{tmp_path / 'recipe.yaml'}:9: training.packing only applies to task.type 'sft'" in found
+    assert any("recipe.yaml:10: training.loss_path applies" in p for p in found)
+    assert any("recipe.yaml:12: evaluation.baselines 'full_finetune' cannot" in p for p in found)
+    assert any(
+        p.startswith("--set training.label_smoothing: training.label_smoothing does not") for p in found
+    )
+
+
 def test_problems_are_listed_in_file_order(tmp_path):
     text = MINIMAL + "training:\n  optimizr: x\nadapter:\n  rnk: 2\n"
     found = problems(write(tmp_path, text))

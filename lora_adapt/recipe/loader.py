@@ -6,6 +6,7 @@ unknown keys get a did-you-mean. Relative paths resolve against the recipe file'
 from __future__ import annotations
 
 import difflib
+import re
 import typing
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from ..errors import RecipeError
-from .schema import Recipe
+from .schema import CROSS_SECTION_SEPARATOR, Recipe
 from .trials import raw_space_problems, recipe_problems
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"  # built-in recipes shipped in the package
@@ -72,7 +73,16 @@ def validate_recipe(raw: Any, source: str, lines: dict[tuple, int], overridden: 
         recipe = Recipe.model_validate(raw)
     except ValidationError as exc:
         errors = _merge_union_branches(exc.errors())
-        found = [(_clean_loc(e["loc"]), _describe(e, raw, source, lines, overridden)) for e in errors]
+        found = []
+        for e in errors:
+            if e["type"] == "value_error" and not _clean_loc(e["loc"]):  # the recipe-wide check
+                for message in (
+                    str(e.get("msg", "")).removeprefix("Value error, ").split(CROSS_SECTION_SEPARATOR)
+                ):
+                    loc = _mentioned_key(message, lines, overridden)
+                    found.append((loc, f"{_where(loc, source, lines, overridden)}: {message}"))
+            else:
+                found.append((_clean_loc(e["loc"]), _describe(e, raw, source, lines, overridden)))
         found += [
             (loc, f"{_where(loc, source, lines, overridden)}: {message}")
             for loc, message in raw_space_problems(raw)
@@ -273,6 +283,17 @@ def _where(loc: tuple, source: str, lines: dict[tuple, int], overridden: set[tup
         if tuple(loc[:n]) in lines:
             return f"{source}:{lines[tuple(loc[:n])]}"
     return source
+
+
+KEY_PATH = re.compile(r"\b[a-z_]+(?:\.[a-z_]+)+\b")
+
+
+def _mentioned_key(message: str, lines: dict[tuple, int], overridden: set[tuple]) -> tuple:
+    """Where a problem that spans sections is located: the first key path it names that the recipe (or a
+    --set) gives, else the first it names (its section's line), else nowhere."""
+    named = [tuple(m.group().split(".")) for m in KEY_PATH.finditer(message)]
+    given = [loc for loc in named if loc in lines or loc in overridden]
+    return (given or named or [()])[0]
 
 
 def _line_of(loc: tuple, lines: dict[tuple, int]) -> int:

@@ -646,6 +646,10 @@ class DistributedSpec(Spec):
         return self.strategy == "fsdp" or (self.strategy == "deepspeed" and self.deepspeed.stage == 3)
 
 
+CROSS_SECTION_SEPARATOR = "\n"
+"""Between the problems of the recipe-wide check (their messages hold '; ' themselves)."""
+
+
 class Recipe(Spec):
     """One training job, end to end."""
 
@@ -729,7 +733,7 @@ class Recipe(Spec):
                 "relations) into a transformers model; set task.pooling: mean, or merge: false"
             )
         if problems:
-            raise ValueError("; ".join(problems))
+            raise ValueError(CROSS_SECTION_SEPARATOR.join(problems))  # the loader locates each by its keys
         return self
 
     def _head_only_training_keys(self) -> list[str]:
