@@ -123,6 +123,17 @@ def _claim(
     return claimed if claimed is not None else enter()
 
 
+def _resolved_from_data(recipe: Recipe, prepared) -> dict[str, Any]:
+    """Settings whose `auto` resolves from the training data, as resolved (kept in the run's start record
+    and checked on resume): the class weights of a classifier or tagging head."""
+    from .recipe.derived import task_mode
+    from .training.heads import class_weight_policy
+
+    if task_mode(recipe.task) != "head":
+        return {}
+    return {"training.class_weights": class_weight_policy(recipe.training, recipe.task, prepared)[0]}
+
+
 def _refuse_divergence(recipe: Recipe, result: RunResult, final: Path) -> None:
     divergence = (result.metrics.get("train") or {}).get("divergence")
     if divergence and not recipe.training.divergence.allow:
@@ -170,7 +181,13 @@ def _run_claimed(
         ranks.staged_dir(final) as stage,
         disk_full_errors(stage, lambda: need["bytes"], writing=lambda: being_written(stage)),
     ):
-        record = start_record(stage, recipe.model_dump(mode="json"), prepared.stats.get("files", {}), started)
+        record = start_record(
+            stage,
+            recipe.model_dump(mode="json"),
+            prepared.stats.get("files", {}),
+            started,
+            _resolved_from_data(recipe, prepared),
+        )
         with clock("train_s"):
             model, train_result, lm_metrics, weights = ranks.together(
                 "training",

@@ -319,13 +319,29 @@ def _unrecorded_start(stage: Path, echo: Echo, *, unchecked: bool) -> dict[str, 
 
 
 def start_record(
-    stage: Path, recipe: dict[str, Any], data_files: dict[str, str], started: dict[str, Any] | None
+    stage: Path,
+    recipe: dict[str, Any],
+    data_files: dict[str, str],
+    started: dict[str, Any] | None,
+    resolved: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The interrupted run's record when resuming (its data files checked), else a new one (marked
-    unchecked when ``started`` is the seed of :func:`resumable_start` for an unchecked resume)."""
+    """The interrupted run's record when resuming (its data files and ``resolved`` checked), else a new one
+    (marked unchecked when ``started`` is the seed of :func:`resumable_start` for an unchecked resume).
+
+    ``resolved``: settings whose ``auto`` resolves from the training data (dotted key -> what it resolved
+    to), which comparing recipes cannot check: the same recipe and data resolve the same way unless the
+    rule changed between the versions that started and resumed the run."""
+    resolved = resolved or {}
     if started is None or "recipe" not in started:
         return _write_start(
-            stage, {**(started or {}), "recipe": recipe, "data_files": data_files, "resumes": []}
+            stage,
+            {
+                **(started or {}),
+                "recipe": recipe,
+                "data_files": data_files,
+                "resolved": resolved,
+                "resumes": [],
+            },
         )
     before = started.get("data_files") or {}
     changed = sorted(f for f in {*data_files, *before} if data_files.get(f) != before.get(f))
@@ -333,6 +349,16 @@ def start_record(
         raise UsageError(
             f"--resume with changed data: {', '.join(changed)} differ from when the run started",
             hint="restore the files the run started with, or pass --overwrite to start over on the new data",
+        )
+    then = started.get("resolved") or {}  # a record written before resolved settings were kept: nothing
+    differ = [
+        f"{k} ({then[k]} -> {resolved[k]})" for k in sorted(resolved) if k in then and then[k] != resolved[k]
+    ]
+    if differ:
+        raise UsageError(
+            f"--resume: {', '.join(differ)}: `auto` resolves otherwise on the same data than when the run "
+            "started (another version of lora-adapt), so the loss would change mid-run",
+            hint="resume with the version that started the run, or pass --overwrite to start over",
         )
     return started
 

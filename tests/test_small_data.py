@@ -412,3 +412,55 @@ def test_health_flags_a_constant_or_worse_than_the_mean_regression_model():
     assert wild["collapsed"] and wild["below_majority"] and "training-mean predictor" in wild["warnings"][0]
     good = health([[1.1], [2.1], [2.9], [4.2]])
     assert good["ok"] and not good["warnings"]
+
+
+def test_a_resume_refuses_class_weights_auto_resolved_otherwise_than_when_the_run_started(
+    tmp_path, tiny_bert_dir, monkeypatch
+):
+    """What `auto` resolved to from the data is recorded at the start; a version whose rule resolves the same
+    recipe and data otherwise (here: the tagging threshold moved above the data's 95% `O`) cannot resume
+    it with another loss."""
+    import errno
+
+    import torch
+
+    from lora_adapt.errors import UsageError
+    from lora_adapt.pipeline import run
+    from lora_adapt.recipe import schema
+    from lora_adapt.rundir_lock import read_start
+
+    train = write_jsonl(tmp_path / "train.jsonl", imbalanced_tagging_rows(40))
+    recipe = recipe_from_dict(
+        {
+            "name": "tagging",
+            "task": {"type": "token_classification"},
+            "model": {"name_or_path": str(tiny_bert_dir)},
+            "data": {"train": str(train), "split": {"validation": 0, "test": 0.25}},
+            "training": {"batch_size": 8, "max_steps": 4, "save_steps": 2, "progress_bar": False},
+            "evaluation": {"baselines": []},
+            "output": {"dir": str(tmp_path / "runs")},
+        }
+    )
+    real = torch.save
+
+    def full_at_step_4(obj, f, *args, **kwargs):
+        if "checkpoint-4" in str(f):
+            raise OSError(errno.ENOSPC, "No space left on device", str(f))
+        return real(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", full_at_step_4)
+    with pytest.raises(Exception, match="space"):
+        run(recipe, echo=lambda _: None)
+    monkeypatch.setattr(torch, "save", real)
+    stage = A.in_progress_dir(tmp_path / "runs" / "tagging")
+    assert read_start(stage)["resolved"] == {"training.class_weights": "sqrt_balanced"}
+
+    monkeypatch.setattr(schema, "AUTO_WEIGHTS_MAJORITY_SHARE", 0.99)
+    with pytest.raises(UsageError) as refused:
+        run(recipe, resume=True, echo=lambda _: None)
+    assert "training.class_weights (sqrt_balanced -> none)" in refused.value.message
+    assert (stage / A.CHECKPOINTS_DIR / "checkpoint-2").is_dir()  # nothing lost
+
+    monkeypatch.setattr(schema, "AUTO_WEIGHTS_MAJORITY_SHARE", 0.94)
+    resumed = run(recipe, resume=True, echo=lambda _: None)
+    assert resumed.metrics["train"]["global_step"] == 4
