@@ -171,6 +171,9 @@ def test_report_renders_from_a_summary():
     }
     text = markdown(summary, "chart.png")
     assert "failed: OutOfMemoryError" in text and "![charts](chart.png)" in text
+    assert "packing False," in text
+    summary["arms"]["lora-adapt/lora+packing"] = summary["arms"]["lora-adapt/lora"]
+    assert "packing False (on in lora-adapt/lora+packing)," in markdown(summary, "chart.png")
 
 
 def test_cli_bench_rejects_unknown_modes(tmp_path):

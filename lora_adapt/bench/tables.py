@@ -17,6 +17,8 @@ def markdown(summary: dict[str, Any], chart: str) -> str:
 def _context(s: dict[str, Any]) -> list[str]:
     hw, v, st = s["hardware"], s["versions"], s["settings"]
     gpu = f", GPU {hw['gpu']} ({hw['gpu_memory_bytes'] / 2**30:.0f} GiB)" if "gpu" in hw else ""
+    packed = [name for name in s.get("arms", {}) if name.endswith("+packing")]
+    packing = f"{st['packing']}" + (f" (on in {', '.join(packed)})" if packed and not st["packing"] else "")
     return [
         f"- Command: `{s['command']}`",
         f"- When: {s['created_utc']}; hardware: {hw.get('cpu')} x{hw.get('logical_cpus')} logical CPUs, "
@@ -25,7 +27,7 @@ def _context(s: dict[str, Any]) -> list[str]:
         f"- Versions: python {v['python']}, torch {v['torch']}, transformers {v['transformers']}, trl {v['trl']}, "
         f"peft {v['peft']}, bitsandbytes {v['bitsandbytes']}, lora-adapt {v['lora-adapt']}",
         f"- Job: task {st['task']}, sequence length {st['max_seq_length']}, micro-batch {st['batch_size']} "
-        f"x accumulation {st['gradient_accumulation_steps']}, packing {st['packing']}, gradient checkpointing "
+        f"x accumulation {st['gradient_accumulation_steps']}, packing {packing}, gradient checkpointing "
         f"{st['gradient_checkpointing']}, optimizer {st['optimizer']}, precision {st['precision']}, model dtype "
         f"{st['model_dtype']}, attention {st['attn_implementation']}; adapter {st['adapter']['method']} "
         f"r={st['adapter']['rank']} on {st['adapter']['target_modules']} (dropout {st['adapter']['dropout']}); "
