@@ -376,7 +376,7 @@ def _router_section(r: dict[str, Any]) -> list[str]:
     config = r["router"]["config"]
     lines = [
         "",
-        f"## Router (`route build`, {r['router']['build_s']} s): chose **{config['chosen']}** on its held-out slice {config['held_out_accuracy']}",
+        f"## Router (`route build`, {r['router']['build_s']} s): chose **{config['chosen']}** on its held-out slice {config.get('held_out', config.get('held_out_accuracy'))}",
         "",
     ]
     lines += [

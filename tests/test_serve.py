@@ -321,13 +321,19 @@ def test_route_build_keeps_the_better_router_and_reports_accuracy_per_domain(rou
     from lora_adapt import artifacts as A
 
     config = A.read_json(router_run / "route.json")
-    held_out = config["held_out_accuracy"]
+    held_out = config["held_out"]
     assert config["chosen"] in held_out and set(held_out) == {"lora", "tfidf_logreg", "frozen_probe"}
-    # the best on the held-out slice; a tie keeps the LoRA head, then TF-IDF, then the probe
+    # the best balanced accuracy on the held-out slice (then accuracy; then LoRA, TF-IDF, the probe)
     order = ("lora", "tfidf_logreg", "frozen_probe")
-    assert config["chosen"] == max(held_out, key=lambda k: (held_out[k], -order.index(k)))
+    rank = {k: (v["balanced_accuracy"], v["accuracy"], -order.index(k)) for k, v in held_out.items()}
+    assert config["chosen"] == max(rank, key=rank.__getitem__)
     metrics = A.read_json(router_run / "metrics.json")
-    assert held_out["frozen_probe"] == metrics["baselines"]["base_model"]["accuracy"]
+    probe = metrics["baselines"]["base_model"]
+    assert held_out["frozen_probe"] == {
+        "balanced_accuracy": probe["recall_macro"],
+        "accuracy": probe["accuracy"],
+    }
+    assert held_out["lora"]["balanced_accuracy"] == metrics["task"]["recall_macro"]
     assert (
         config["test_accuracy"]["tickets"]["accuracy"] >= 0.9
         and config["test_accuracy"]["binary"]["accuracy"] >= 0.9
@@ -369,7 +375,9 @@ def test_a_frozen_probe_router_is_kept_as_coefficients_and_routes_as_it_scored(
 
     scores = route_build._held_out_scores
     monkeypatch.setattr(
-        route_build, "_held_out_scores", lambda metrics: {**scores(metrics), "frozen_probe": 2.0}
+        route_build,
+        "_held_out_scores",
+        lambda metrics: {**scores(metrics), "frozen_probe": {"balanced_accuracy": 2.0, "accuracy": 2.0}},
     )
     out = tmp_path / "probe-router"
     sources = {"tickets": str(domain_runs["tickets"]), "binary": str(domain_runs["binary"])}

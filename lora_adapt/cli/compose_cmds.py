@@ -149,7 +149,8 @@ def route_build(adapters: tuple[str, ...], out_dir: Path, **options: Any) -> Non
 
     quiet_libraries()
     config = build_router(named_sources(adapters), out_dir, echo=click.echo, **options)
-    click.echo(f"router: {config['chosen']} (held-out accuracy {config['held_out_accuracy']})")
+    scores = ", ".join(f"{k} {v['balanced_accuracy']:.4f}" for k, v in config["held_out"].items())
+    click.echo(f"router: {config['chosen']} (held-out balanced accuracy: {scores})")
     for name, score in config["test_accuracy"].items():
         if score:
             click.echo(f"  {name}: {score['accuracy']:.4f} of {score['rows']} test rows routed right")

@@ -32,6 +32,11 @@ HELD_OUT = {"validation": 0.1, "test": 0.2}
 picks the router."""
 PREFERENCE = ("lora", "tfidf_logreg", "frozen_probe")
 """Which router a tie on the held-out slice keeps."""
+CHOICE_METRIC = "recall_macro"
+"""What picks the router on the held-out slice: the mean over domains of the share routed right (balanced
+accuracy), as each domain's own test split is scored; plain accuracy would favour the domain with the most
+training rows. (Balanced class weights for the LoRA router, tried on the three MiniLM domains, routed the
+test splits no better: 0.960 / 0.969 / 0.994 against 0.973 / 0.970 / 0.994 unweighted.)"""
 PROBE_BASELINE = "base_model"
 """The evaluation's name for the frozen-encoder probe (a head run's base-model baseline)."""
 
@@ -119,7 +124,10 @@ def build_router(
         run_dir = result.run_dir
         A.atomic_write_text(run_dir / ROUTER_DATA, data.read_text(encoding="utf-8"))
     held_out = _held_out_scores(result.metrics)
-    chosen = max(held_out, key=lambda k: (held_out[k], -PREFERENCE.index(k)))
+    chosen = max(
+        held_out,
+        key=lambda k: (held_out[k]["balanced_accuracy"], held_out[k]["accuracy"], -PREFERENCE.index(k)),
+    )
     if chosen == "tfidf_logreg":
         _save_tfidf(recipe, run_dir)
     if chosen == "frozen_probe":
@@ -129,7 +137,7 @@ def build_router(
         "adapters": {name: str(source) for name, source in sources.items()},
         "base": base,
         "chosen": chosen,
-        "held_out_accuracy": held_out,
+        "held_out": held_out,
         "threshold": threshold,
         "fallback": fallback,
     }
@@ -176,15 +184,17 @@ def _reading_from(data: Path, kept: Path):
     return load
 
 
-def _held_out_scores(metrics: dict[str, Any]) -> dict[str, float]:
-    """Accuracy on the held-out slice of each router that can be kept (a baseline that failed or was
-    skipped is not a candidate)."""
-    scores = {"lora": float(metrics["task"]["accuracy"])}
+def _held_out_scores(metrics: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """Balanced accuracy (:data:`CHOICE_METRIC`) and accuracy on the held-out slice of each router that can
+    be kept (a baseline that failed or was skipped is not a candidate)."""
+    systems = {"lora": metrics["task"]}
     for name, baseline in (("tfidf_logreg", "tfidf_logreg"), ("frozen_probe", PROBE_BASELINE)):
-        scored = metrics.get("baselines", {}).get(baseline, {})
-        if "accuracy" in scored:
-            scores[name] = float(scored["accuracy"])
-    return scores
+        systems[name] = metrics.get("baselines", {}).get(baseline, {})
+    return {
+        name: {"balanced_accuracy": float(scored[CHOICE_METRIC]), "accuracy": float(scored["accuracy"])}
+        for name, scored in systems.items()
+        if CHOICE_METRIC in scored and "accuracy" in scored
+    }
 
 
 def _save_tfidf(recipe, run_dir: Path) -> None:
@@ -248,7 +258,12 @@ def _domain_accuracy(run_dir: Path, config: dict[str, Any], tests: dict[str, lis
 
 def _append_report(run_dir: Path, config: dict[str, Any]) -> None:
     lines = ["", "## Routing", "", f"Chosen on the held-out slice: **{config['chosen']}** "]
-    lines.append(", ".join(f"{k} {v:.4f}" for k, v in config["held_out_accuracy"].items()) + " (accuracy).")
+    lines.append(
+        ", ".join(
+            f"{k} {v['balanced_accuracy']:.4f} ({v['accuracy']:.4f})" for k, v in config["held_out"].items()
+        )
+        + " (balanced accuracy, the mean over domains of the share routed right; accuracy in brackets)."
+    )
     lines += ["", "| domain | test rows | routed right |", "|---|---|---|"]
     for name, score in config["test_accuracy"].items():
         if score:
