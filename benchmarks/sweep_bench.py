@@ -284,6 +284,7 @@ def main(argv: list[str] | None = None) -> int:
         results[arm] = json.loads(cached.read_text())
     for result in results.values():
         result.setdefault("steps_to_the_end", steps_to_the_end(result))
+    paired = paired_pruning(work / "runs", args.dataset)
     report_path = args.out.with_suffix(".json")
     report = json.loads(report_path.read_text()) if report_path.is_file() else {"datasets": {}}
     report["datasets"][args.dataset] = {
@@ -295,11 +296,48 @@ def main(argv: list[str] | None = None) -> int:
         "date": time.strftime("%Y-%m-%d"),
         "data": sliced,
         "arms": results,
+        **({"paired_pruning": paired} if paired else {}),
     }
     report_path.parent.mkdir(parents=True, exist_ok=True)
     report_path.write_text(json.dumps(report, indent=2) + "\n")
     write(args.out, report)
     return 0
+
+
+def paired_pruning(folder: Path, dataset: str) -> dict[str, Any] | None:
+    """The pruning mark on the trials both bayes arms ran with the same settings: the arms share the sampler
+    seed, so they draw the same trials until pruning changes what TPE has seen; over that common prefix the
+    unpruned arm's study gives what each pruned trial would have scored had it run to the end. Read from the
+    two arms' Optuna studies (finished or not)."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    studies = {}
+    for arm in ("bayes", "bayes_noprune"):
+        db = folder / f"{dataset}-{arm}-sweep" / "study.db"
+        if not db.is_file():
+            return None
+        studies[arm] = optuna.load_study(study_name=None, storage=f"sqlite:///{db}")
+    done = {optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED}
+    pruned, whole = (sorted(studies[a].trials, key=lambda t: t.number) for a in ("bayes", "bayes_noprune"))
+    pairs = []
+    for a, b in zip(pruned, whole, strict=False):
+        if a.params != b.params or a.state not in done or b.state != optuna.trial.TrialState.COMPLETE:
+            break
+        pairs.append((a, b))
+    if not pairs:
+        return None
+    steps = [sum(int(t.user_attrs["cost"]["steps"]) for t in side) for side in zip(*pairs, strict=True)]
+    kept = [a.value for a, _ in pairs if a.state == optuna.trial.TrialState.COMPLETE]
+    return {
+        "trials": len(pairs),
+        "pruned": sum(a.state == optuna.trial.TrialState.PRUNED for a, _ in pairs),
+        "steps_pruned_arm": steps[0],
+        "steps_unpruned_arm": steps[1],
+        "best_validation_pruned_arm": max(kept) if kept else None,
+        "best_validation_unpruned_arm": max(b.value for _, b in pairs),
+        "unpruned_arm_trials_so_far": sum(t.state == optuna.trial.TrialState.COMPLETE for t in whole),
+    }
 
 
 def steps_to_the_end(arm: dict[str, Any]) -> int | None:
@@ -394,8 +432,25 @@ def _dataset(dataset: str, d: dict[str, Any]) -> list[str]:
             f"({json.dumps(full_info)}{full_where}), TF-IDF + LR {_f(shipped.get('tfidf_logreg_test'))}, "
             f"majority {_f(shipped.get('majority_test'))}.",
         ]
-    lines += ["", *_marks(arms), ""]
+    lines += ["", *_marks(arms), *_paired(d.get("paired_pruning")), ""]
     return lines
+
+
+def _paired(p: dict[str, Any] | None) -> list[str]:
+    if not p:
+        return []
+    saved = 1 - p["steps_pruned_arm"] / p["steps_unpruned_arm"]
+    equal = p["best_validation_pruned_arm"] is not None and (
+        p["best_validation_pruned_arm"] >= p["best_validation_unpruned_arm"] - 1e-4
+    )
+    return [
+        f"- pruning, paired: the first {p['trials']} trials drew the same settings in both bayes arms (then TPE, "
+        f"having seen pruned trials, drew otherwise); pruning stopped {p['pruned']} of them and ran "
+        f"{p['steps_pruned_arm']} optimizer steps against {p['steps_unpruned_arm']} ({100 * saved:.0f}% saved); "
+        f"best validation {_f(p['best_validation_pruned_arm'])} vs {_f(p['best_validation_unpruned_arm'])} with "
+        f"every trial run to its end: {'met' if saved >= 0.4 and equal else 'missed'} (>= 40% saved at an equal "
+        f"best validation score; the unpruned arm had finished {p['unpruned_arm_trials_so_far']} trials)"
+    ]
 
 
 def _marks(arms: dict[str, Any]) -> list[str]:
