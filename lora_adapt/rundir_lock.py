@@ -356,8 +356,8 @@ def start_record(
     ]
     if differ:
         raise UsageError(
-            f"--resume: {', '.join(differ)}: `auto` resolves otherwise on the same data than when the run "
-            "started (another version of lora-adapt), so the loss would change mid-run",
+            f"--resume: {', '.join(differ)}: on the same recipe and data, `auto` now resolves differently "
+            "from when the run started (another version of lora-adapt), so the loss would change mid-run",
             hint="resume with the version that started the run, or pass --overwrite to start over",
         )
     return started

@@ -100,13 +100,18 @@ class StepProbe(TrainerCallback):
             self._processed += ids.numel()
             if ids.numel() > self.result.longest_batch[0] * self.result.longest_batch[1]:
                 self.result.longest_batch = (int(ids.shape[0]), int(ids.shape[-1]))
-            known = None if mask is not None else getattr(self.trainer, "batch_tokens", None)
-            self._tokens += (
-                int(mask.sum()) if mask is not None else int(known if known is not None else ids.numel())
-            )
+            self._tokens += self._real_tokens(ids, mask)
             if self._step == self.warmup + 1 and self._saving is None and not self.result.saved_bytes:
                 self.result.saved_batch = (int(ids.shape[0]), int(ids.shape[-1]))
                 self._start_saving()
+
+    def _real_tokens(self, ids, mask) -> int:
+        """The batch's real tokens: its attention mask's ones; without a mask (packed rows), the count the
+        trainer took before the forward, else every position."""
+        if mask is not None:
+            return int(mask.sum())
+        known = getattr(self.trainer, "batch_tokens", None)
+        return int(known) if known is not None else ids.numel()
 
     def _after_forward(self, module, args, output):
         if self._saving is not None:

@@ -18,10 +18,10 @@ from .router import (
     ROUTER_NAME,
     TFIDF_FILE,
     ProbeClassifier,
+    Router,
     TfidfClassifier,
     check_fallback,
     probe_features,
-    read_probe,
     routing_text,
 )
 
@@ -128,10 +128,6 @@ def build_router(
         held_out,
         key=lambda k: (held_out[k]["balanced_accuracy"], held_out[k]["accuracy"], -PREFERENCE.index(k)),
     )
-    if chosen == "tfidf_logreg":
-        _save_tfidf(recipe, run_dir)
-    if chosen == "frozen_probe":
-        _save_probe(recipe, run_dir)
     config = {
         "domains": list(infos),
         "adapters": {name: str(source) for name, source in sources.items()},
@@ -141,9 +137,9 @@ def build_router(
         "threshold": threshold,
         "fallback": fallback,
     }
-    config["test_accuracy"] = _domain_accuracy(
-        run_dir, config, {n: t.get("test", []) for n, t in texts.items()}
-    )
+    router = Router(run_dir, config, threshold=0.0, fallback=fallback)  # measured on its top domain
+    _keep(router, recipe, run_dir)
+    config["test_accuracy"] = _domain_accuracy(router, {n: t.get("test", []) for n, t in texts.items()})
     _append_report(run_dir, config)
     A.atomic_write_json(run_dir / ROUTE_FILE, config)  # once, last: a router without it is refused
     return config
@@ -197,49 +193,38 @@ def _held_out_scores(metrics: dict[str, Any]) -> dict[str, dict[str, float]]:
     }
 
 
-def _save_tfidf(recipe, run_dir: Path) -> None:
-    from ..data import load_split_rows
-
-    splits, _ = load_split_rows(recipe.data, recipe.task)
-    model = TfidfClassifier.fit(splits.get("train", []), splits.get("validation", []))
-    A.atomic_write_json(run_dir / TFIDF_FILE, model.record())
-
-
-def _save_probe(recipe, run_dir: Path) -> None:
-    """Refit the frozen probe the evaluation scored (its rows, features, C grid and cap on training rows) and
-    keep its coefficients."""
+def _keep(router: Router, recipe, run_dir: Path) -> None:
+    """Set up ``router`` as the candidate it chose and write what a served router reads: TF-IDF refitted on
+    the router data's own rows (``router_tfidf.json``); the LoRA head loaded from the run; the frozen probe
+    refitted as the evaluation scored it (same rows, features, cap, standardisation and C choice) on the
+    run's base (``router_probe.json``)."""
     from ..data import load_split_rows
     from ..evaluation.systems import PROBE_MAX_ROWS, seeded_sample
     from .adapter_set import AdapterSet
 
+    chosen = router.config["chosen"]
     splits, _ = load_split_rows(recipe.data, recipe.task)
     train, validation = splits.get("train", []), splits.get("validation", [])
+    if chosen == "tfidf_logreg":
+        router.tfidf = TfidfClassifier.fit(train, validation)
+        A.atomic_write_json(run_dir / TFIDF_FILE, router.tfidf.record())
+        return
+    router.head_set = AdapterSet.load({ROUTER_NAME: run_dir})
+    if chosen != "frozen_probe":
+        return
     kept = seeded_sample(len(train), PROBE_MAX_ROWS, recipe.training.seed)
     train = train if kept is None else [train[i] for i in kept]
-    aset = AdapterSet.load({ROUTER_NAME: run_dir})
-    x_val = probe_features(aset, [r["text"] for r in validation]) if validation else None
-    probe = ProbeClassifier.fit(
-        probe_features(aset, [r["text"] for r in train]),
+    router.probe = ProbeClassifier.fit(
+        probe_features(router.head_set, [r["text"] for r in train]),
         [r["label"] for r in train],
-        x_val,
+        probe_features(router.head_set, [r["text"] for r in validation]) if validation else None,
         [r["label"] for r in validation],
     )
-    A.atomic_write_json(run_dir / PROBE_FILE, probe.record())
+    A.atomic_write_json(run_dir / PROBE_FILE, router.probe.record())
 
 
-def _domain_accuracy(run_dir: Path, config: dict[str, Any], tests: dict[str, list[str]]) -> dict[str, Any]:
+def _domain_accuracy(router: Router, tests: dict[str, list[str]]) -> dict[str, Any]:
     """Routing accuracy on each domain's own test split (routed to the top domain, before any threshold)."""
-    from .router import Router
-
-    router = Router(run_dir, config, threshold=0.0, fallback=config["fallback"])
-    if config["chosen"] == "tfidf_logreg":
-        record = A.read_json(run_dir / TFIDF_FILE)
-        router.tfidf = TfidfClassifier(record["texts"], record["labels"], record["c"])
-    else:
-        from .adapter_set import AdapterSet
-
-        router.head_set = AdapterSet.load({ROUTER_NAME: run_dir})
-        router.probe = read_probe(run_dir) if config["chosen"] == "frozen_probe" else None
     out: dict[str, Any] = {}
     right = total = 0
     for name, texts in tests.items():

@@ -121,20 +121,25 @@ class ProbeClassifier:
         choice), fit."""
         from sklearn.preprocessing import StandardScaler
 
-        from ..evaluation.baselines import choose_c, logistic_regression
+        from ..evaluation.baselines import fit_logreg
 
         scaler = StandardScaler().fit(x_train)
-        x_fit = scaler.transform(x_train)
         x_check = scaler.transform(x_val) if x_val is not None and len(y_val) else None
-        c = choose_c(x_fit, list(y_train), x_check, list(y_val))
-        model = logistic_regression(c).fit(x_fit, list(y_train))
+        model = fit_logreg(scaler.transform(x_train), list(y_train), x_check, list(y_val))
         return cls(
-            [str(k) for k in model.classes_], scaler.mean_, scaler.scale_, model.coef_, model.intercept_, c
+            [str(k) for k in model.classes_],
+            scaler.mean_,
+            scaler.scale_,
+            model.coef_,
+            model.intercept_,
+            model.C,
         )
 
     def probabilities_of(self, features: np.ndarray) -> list[dict[str, float]]:
         from scipy.special import expit, softmax
 
+        if not len(features):
+            return []
         z = ((np.asarray(features, dtype=np.float64) - self.mean) / self.scale) @ self.coef.T + self.intercept
         if self.coef.shape[0] == 1:
             positive = expit(z[:, 0])

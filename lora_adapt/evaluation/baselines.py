@@ -112,15 +112,22 @@ def fit_predict(
     binarizer = MultiLabelBinarizer().fit(list(y_train) + list(y_val)) if multi else None
     targets = binarizer.transform(y_train) if binarizer is not None else list(y_train)
     gold_val = binarizer.transform(y_val) if binarizer is not None and len(y_val) else list(y_val)
-    best_c = choose_c(x_train, targets, x_val, gold_val, multi=multi)
-    if chosen is not None:
-        usable = x_val is not None and len(y_val) and len(set(map(str, targets))) >= 2
-        chosen.update({"C": best_c, "C_chosen_on": "validation" if usable else "default"})
-    model = _logreg(best_c, multi).fit(x_train, targets)
+    model = fit_logreg(x_train, targets, x_val, gold_val, multi=multi, chosen=chosen)
     pred = model.predict(x_test)
     if binarizer is not None:
         return [sorted(labels) for labels in binarizer.inverse_transform(pred)]
     return [p.item() if hasattr(p, "item") else p for p in pred]
+
+
+def fit_logreg(x_train, y_train, x_val, y_val, *, multi: bool = False, chosen: dict | None = None):
+    """Logistic regression fitted on the training rows with C chosen on validation (:func:`choose_c`);
+    ``chosen`` receives ``{"C": ..., "C_chosen_on": "validation" | "default"}``. What :func:`fit_predict`
+    predicts with, and what a frozen-probe router keeps."""
+    best_c = choose_c(x_train, y_train, x_val, y_val, multi=multi)
+    if chosen is not None:
+        usable = x_val is not None and len(y_val) and len(set(map(str, y_train))) >= 2
+        chosen.update({"C": best_c, "C_chosen_on": "validation" if usable else "default"})
+    return _logreg(best_c, multi).fit(x_train, y_train)
 
 
 def choose_c(x_train, y_train, x_val, y_val, *, multi: bool = False) -> float:
