@@ -16,7 +16,8 @@ sample lacks are left out and counted):
   dropout, evaluating every 16 steps;
 - ``bayes_noprune``: the same sweep without pruning (the optimizer steps pruning saves);
 - ``random``: the same space, random sampling, median pruning;
-- ``grid``: a 10-point grid (5 learning rates x 4 or 10 epochs), median pruning;
+- ``grid``: a 20-point grid (5 learning rates x 2, 4, 6 or 8 epochs, the recipe's rank, alpha and
+  dropout), median pruning;
 - ``full_finetune``: full fine-tuning on the shipped arm's rows and budget (`lora-adapt eval SHIPPED_RUN
   --baseline full_finetune`), for a shipped arm run with ``--shipped-baselines`` that left it out.
 
@@ -50,9 +51,11 @@ SPACE: dict[str, Any] = {
     "adapter.dropout": {"values": [0.0, 0.1, 0.2]},
 }
 GRID: dict[str, Any] = {
-    "training.learning_rate": {"values": [5.0e-4, 1.0e-3, 2.0e-3, 4.0e-3, 8.0e-3]},
-    "training.epochs": {"values": [4, 10]},
+    "training.learning_rate": {"values": [3.0e-4, 6.0e-4, 1.2e-3, 2.4e-3, 4.8e-3]},
+    "training.epochs": {"values": [2, 4, 6, 8]},
 }
+"""20 points, the budget of the other arms: learning rates doubling across the bayes space's range, its
+epochs; rank, alpha and dropout as the recipe gives them."""
 TRIAL_SETTINGS = {"min_steps": 0}
 """Trials train exactly the epochs they draw: the shipped `training.min_steps: auto` would raise every
 trial on ~500 rows to 300 steps (10 epochs) and make the epochs dimension meaningless. The shipped arm
