@@ -358,6 +358,7 @@ def test_a_second_process_on_the_same_sweep_proposes_other_points(tmp_path, monk
 
     rate = {"training.learning_rate": {"low": 1e-4, "high": 1e-1, "log": True}}
     sweep = {"method": "random", "space": rate, "budget": {"trials": 1}, "pruning": {"method": "none"}}
+    sweep["include_recipe"] = False  # sampled points only (the recipe's own would come first)
     recipe = load_recipe(sweep_recipe(tmp_path, tmp_path, sweep))
     first = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=recipe.sweep.seed)).ask()
     alone = first.suggest_float("training.learning_rate", 1e-4, 1e-1, log=True)
@@ -533,3 +534,96 @@ def test_a_point_another_process_is_training_is_not_trained_twice(tmp_path, monk
     rows = {int(r["trial"]): r for r in csv.DictReader((tmp_path / "sweep" / A.SWEEP_TABLE_CSV).open())}
     assert rows[twin.number]["state"] == "REPEAT"
     assert "which another process was training: not trained twice" in rows[twin.number]["reason"]
+
+
+def test_the_recipes_own_values_are_the_first_trial_and_the_report_compares_the_best_with_them(
+    tmp_path, tiny_bert_dir
+):
+    """A bayes sweep whose space holds the recipe's values (learning rate 1e-2, alpha 2x rank 2) tries them
+    first; the best is never below them on validation, and the summary, report and tables say so."""
+    space = {
+        "training.learning_rate": {"low": 1e-3, "high": 5e-2, "log": True},
+        "adapter.alpha": {"values": [1, 2, 4], "relative_to": "adapter.rank"},
+    }
+    sweep = {"method": "bayes", "space": space, "budget": {"trials": 3}, "pruning": {"method": "none"}}
+    output = run_cli("sweep", str(sweep_recipe(tmp_path, tiny_bert_dir, sweep))).output
+    folder = tmp_path / "sweep"
+    first, *rest = trials_of(folder)
+    assert first.params == {"training.learning_rate": 1e-2, "adapter.alpha/adapter.rank": 2}
+    assert first.user_attrs["recipe_values"] is True and not any(
+        "recipe_values" in t.user_attrs for t in rest
+    )
+    assert len(rest) == 2 and all(t.state.name == "COMPLETE" for t in rest)
+    summary = json.loads((folder / A.SWEEP_SUMMARY).read_text())
+    own = summary["recipe_trial"]
+    assert own["trial"] == 0 and own["validation"] == first.value
+    assert (
+        own["best_above_by"] == pytest.approx(summary["best"]["validation"] - first.value)
+        and own["best_above_by"] >= 0
+    )
+    assert (
+        "first trial tries the recipe's own values" in output
+        and "the recipe's own values (trial 0)" in output
+    )
+    assert "**The recipe's own values:** trial 0, complete" in (folder / A.SWEEP_REPORT).read_text()
+    assert "0 (the recipe's values)" in (folder / A.SWEEP_TABLE_MD).read_text()
+    assert [r["recipe_values"] for r in csv.DictReader((folder / A.SWEEP_TABLE_CSV).open())] == [
+        "True",
+        "False",
+        "False",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("space", "method", "why"),
+    [
+        (
+            {"training.learning_rate": {"low": 1e-4, "high": 5e-3, "log": True}},
+            "random",
+            "training.learning_rate 0.01 is not in the space",
+        ),
+        (
+            {"adapter.alpha": {"values": [1, 4], "relative_to": "adapter.rank"}},
+            "random",
+            "adapter.alpha 2 x adapter.rank is not in the space",
+        ),
+        (
+            {"training.learning_rate": {"values": [1e-3, 5e-2]}},
+            "grid",
+            "training.learning_rate 0.01 is not in the space",
+        ),
+        (
+            {"training.epochs": {"low": 1, "high": 9, "step": 2}},
+            "random",
+            "training.epochs 2.0 is not in the space",
+        ),
+        ({"adapter.dropout": {"low": 0.0, "high": 0.3, "step": 0.1}}, "grid", ""),
+        ({"training.learning_rate": {"low": 1e-3, "high": 5e-2}}, "random", ""),
+        ({"adapter.rank": {"values": [True, 2]}}, "random", ""),
+    ],
+)
+def test_the_recipes_own_values_are_tried_only_where_the_space_holds_them(tmp_path, space, method, why):
+    from lora_adapt.sweep.space import recipe_point
+
+    sweep = {"method": method, "space": space, "budget": {"trials": 4}, "pruning": {"method": "none"}}
+    recipe = load_recipe(sweep_recipe(tmp_path, tmp_path, sweep, training={"epochs": 2, "max_steps": None}))
+    point, reason = recipe_point(recipe.model_dump(mode="json"), recipe.sweep)
+    assert reason == why
+    if not why:
+        ((name, value),) = point.items()
+        assert value == {"adapter.dropout": 0.0, "training.learning_rate": 1e-2, "adapter.rank": 2}[name]
+        assert value is not True
+
+
+def test_a_grid_holding_the_recipes_values_starts_with_them_and_visits_each_point_once(tmp_path, monkeypatch):
+    space = {"training.learning_rate": {"values": [1e-3, 1e-2, 5e-2]}, "adapter.rank": {"values": [2, 4]}}
+    sweep = {"method": "grid", "space": space, "budget": {"trials": 6}, "pruning": {"method": "none"}}
+    recipe = load_recipe(sweep_recipe(tmp_path, tmp_path, sweep))
+    calls = _quick_trials(monkeypatch, stop_after=100)
+    run_sweep(recipe, echo=lambda line: None)
+    trials = trials_of(tmp_path / "sweep")
+    assert len(calls) == 6 and [t.state.name for t in trials] == ["COMPLETE"] * 6
+    assert trials[0].params == {"training.learning_rate": 1e-2, "adapter.rank": 2}
+    assert trials[0].user_attrs["recipe_values"] is True
+    visited = sorted((t.params["training.learning_rate"], t.params["adapter.rank"]) for t in trials)
+    assert visited == sorted((lr, r) for lr in (1e-3, 1e-2, 5e-2) for r in (2, 4))

@@ -163,6 +163,10 @@ class SweepSpec(Spec):
     least 3 (Optuna's default of 10 leaves little of a 20-trial budget to the model)."""
     seed: int = 42
     """Seed of the sampler (and of the order a grid is visited in)."""
+    include_recipe: bool = True
+    """Try the recipe's own values of the searched keys as the sweep's first trial (when they lie in the
+    space; a grid: when they are one of its points), so the best trial is never below them on
+    validation, and the report says how far the best is above them. It counts against the budget."""
     dir: Path | None = None
     """The sweep folder (study database, trial runs, tables, plots, best recipe). Null:
     `<output.dir>/<name>-sweep`."""

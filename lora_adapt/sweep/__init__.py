@@ -35,7 +35,7 @@ from .results import (
     write_summary,
     write_tables,
 )
-from .space import suggest
+from .space import recipe_point, suggest
 from .study import (
     counted,
     earlier_trial,
@@ -99,6 +99,9 @@ def _run(recipe: Recipe, folder: Path, worker: int, echo) -> SweepResult:
     if dead:
         echo(f"sweep: {dead} trial(s) of a stopped process marked interrupted and queued again")
     _discard_interrupted(study, folder)
+    queued = ""
+    if sweep.include_recipe and not study.get_trials(deepcopy=False):
+        queued = _queue_recipe_values(study, recipe)
     budget = sweep.budget.trials
     if sweep.method == "grid":
         size = queue_grid(study, sweep)
@@ -114,6 +117,8 @@ def _run(recipe: Recipe, folder: Path, worker: int, echo) -> SweepResult:
         f"sweep: {sweep.method} over {', '.join(sweep.space)}; {metric} ({direction}) on the validation split; "
         f"{progress}; folder {folder}"
     )
+    if queued:
+        echo(queued)
     inputs = TrialInputs(reuse_base=sweep.reuse_base == "auto")
     deadline = time.monotonic() + sweep.budget.minutes * 60 if sweep.budget.minutes else None
     while (budget is None or counted(study) < budget) and (deadline is None or time.monotonic() < deadline):
@@ -203,6 +208,35 @@ def _one_trial(
         echo(f"trial {trial.number}: validation {metric} {value:.4f} ({cost.steps} steps)")
 
 
+RECIPE_VALUES_ATTR = "recipe_values"
+"""User attribute of the trial that tries the recipe's own values (``sweep.include_recipe``)."""
+
+
+def _queue_recipe_values(study, recipe: Recipe) -> str:
+    """Queue the recipe's own values of the searched keys as a new study's first trial (when the space
+    holds them), so the sweep's best is never below the recipe the user started from, on validation;
+    return what to say of it."""
+    sweep = recipe.sweep
+    assert sweep is not None
+    point, why = recipe_point(recipe.model_dump(mode="json"), sweep)
+    if point is None:
+        return f"sweep: the recipe's own values are not tried as a trial: {why}"
+    study.enqueue_trial(point, user_attrs={RECIPE_VALUES_ATTR: True})
+    return "sweep: the first trial tries the recipe's own values (sweep.include_recipe)"
+
+
+def _recipe_trial(rows: list[dict[str, Any]], best: dict[str, Any] | None, direction: str) -> dict | None:
+    """The trial of the recipe's own values: its state, validation score and the best's margin over it."""
+    row = next((r for r in rows if r.get("recipe_values")), None)
+    if row is None:
+        return None
+    out = {"trial": row["trial"], "state": row["state"], "validation": row["value"]}
+    if row["state"] == "COMPLETE" and best and row["value"] is not None:
+        sign = 1 if direction == "maximize" else -1
+        out["best_above_by"] = round(sign * (best["validation"] - row["value"]), 6)
+    return out
+
+
 def _discard_interrupted(study, folder: Path) -> None:
     """Remove the unfinished run directories interrupted trials left (a killed process cannot)."""
     import shutil
@@ -242,6 +276,7 @@ def finish(study, recipe: Recipe, folder: Path, metric: str, direction: str, ech
         "cost": _cost_summary(rows),
         "best": _best(study, recipe, folder, metric, echo),
     }
+    summary["recipe_trial"] = _recipe_trial(rows, summary["best"], direction)
     summary["plots_skipped"] = write_plots(folder, study)
     write_summary(folder, summary, rows)
     best = summary["best"]
@@ -254,6 +289,12 @@ def finish(study, recipe: Recipe, folder: Path, metric: str, direction: str, ech
         echo(
             f"sweep: best trial {best['trial']}: validation {metric} {best['validation']:.4f}, test "
             f"{(best.get('test') or {}).get(metric)}; best recipe {folder / A.SWEEP_BEST_RECIPE}"
+        )
+    own = summary["recipe_trial"]
+    if own and own.get("best_above_by") is not None:
+        echo(
+            f"sweep: the recipe's own values (trial {own['trial']}): validation {metric} {own['validation']:.4f}; "
+            f"the best is {own['best_above_by']:.4f} better"
         )
     return summary
 

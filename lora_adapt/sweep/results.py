@@ -43,6 +43,7 @@ def trial_rows(study, recipe: Recipe, sweep: SweepSpec) -> list[dict[str, Any]]:
                 "before_first_step_s": cost.get("before_first_step_s"),
                 "duration_s": cost.get("duration_s"),
                 "reason": _reason(t),
+                "recipe_values": bool(t.user_attrs.get("recipe_values")),
                 "run_dir": t.user_attrs.get("run_dir", ""),
             }
         )
@@ -87,12 +88,14 @@ def write_tables(folder: Path, rows: list[dict[str, Any]], best: int | None) -> 
     writer.writeheader()
     writer.writerows(rows)
     A.atomic_write_text(folder / A.SWEEP_TABLE_CSV, buffer.getvalue())
-    shown = [c for c in columns if c != "run_dir"]
+    shown = [c for c in columns if c not in ("run_dir", "recipe_values")]
     lines = ["| " + " | ".join(shown) + " |", "|" + "---|" * len(shown)]
     for row in rows:
         cells = [_md(row[c]) for c in shown]
+        if row.get("recipe_values"):
+            cells[0] = f"{row['trial']} (the recipe's values)"
         if row["trial"] == best:
-            cells[0] = f"**{row['trial']} (best)**"
+            cells[0] = f"**{cells[0]} (best)**"
         lines.append("| " + " | ".join(cells) + " |")
     A.atomic_write_text(folder / A.SWEEP_TABLE_MD, "\n".join(lines) + "\n")
 
@@ -186,6 +189,14 @@ def render_report(summary: dict[str, Any], rows: list[dict[str, Any]]) -> str:
         ]
     else:
         lines.append("- **Best trial:** none completed yet")
+    own = summary.get("recipe_trial")
+    if own:
+        margin = own.get("best_above_by")
+        lines.append(
+            f"- **The recipe's own values:** trial {own['trial']}, {own['state'].lower()}, validation "
+            f"{_md(own['validation'])}"
+            + (f"; the best trial is {_md(margin)} better" if margin is not None else "")
+        )
     plots = [p for p in A.SWEEP_PLOTS if p not in summary.get("plots_skipped", {})]
     lines += ["", "Plots: " + (", ".join(f"`{p}`" for p in plots) or "none yet"), "", "## Trials", ""]
     lines.append(Path(A.SWEEP_TABLE_MD).name + " has the full table; the trials, best first:")

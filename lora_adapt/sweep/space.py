@@ -12,7 +12,7 @@ import random
 from typing import Any
 
 from ..recipe.sweep import ParamSpec, SweepSpec
-from ..recipe.trials import grid_points
+from ..recipe.trials import get_path, grid_points
 
 SCALARS = (str, int, float, bool, type(None))
 
@@ -47,6 +47,56 @@ def suggest(trial, sweep: SweepSpec) -> dict[str, Any]:
         else:
             sampled[path] = trial.suggest_float(name, low, high, step=spec.step, log=spec.log)
     return sampled
+
+
+def recipe_point(recipe_dict: dict[str, Any], sweep: SweepSpec) -> tuple[dict[str, Any] | None, str]:
+    """The recipe's own values of the searched keys as Optuna parameters ({param name: encoded value}),
+    or None and why they are not a point of the space (a value outside a range or list, off a range's
+    step or the grid; a multiple that is not one of a `relative_to` key's values)."""
+    point = {}
+    for path, spec in sweep.space.items():
+        value = get_path(recipe_dict, path)
+        shown = f"{path} {value!r}"
+        if spec.relative_to is not None:
+            base = get_path(recipe_dict, spec.relative_to)
+            if not _is_number(value) or not _is_number(base) or not base:
+                return None, f"{shown} is not a multiple of {spec.relative_to} {base!r}"
+            value = value / base
+            shown = f"{path} {value:g} x {spec.relative_to}"
+        inside = _in_space(spec, value, sweep.method == "grid")
+        if inside is None:
+            return None, f"{shown} is not in the space"
+        point[param_name(path, spec)] = encode(inside[0])
+    return point, ""
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _in_space(spec: ParamSpec, value: Any, grid: bool) -> tuple[Any] | None:
+    """(the space's own spelling of ``value``,) when the space holds it, else None."""
+    points = spec.grid_values() if grid or spec.values is not None else None
+    if points is not None:
+        found = [p for p in points if _equal(p, value)]
+        return (found[0],) if found else None
+    if not _is_number(value) or not float(spec.low or 0) <= value <= float(spec.high or 0):
+        return None
+    if spec.kind == "int":
+        if float(value) != int(value) or (spec.step and (int(value) - int(spec.low or 0)) % int(spec.step)):
+            return None
+        return (int(value),)
+    if spec.step is not None:
+        steps = (value - float(spec.low or 0)) / spec.step
+        if abs(steps - round(steps)) > 1e-9:
+            return None
+    return (float(value),)
+
+
+def _equal(a: Any, b: Any) -> bool:
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a is b  # True is not the value 1
+    return _same(a, b)
 
 
 def grid_params(sweep: SweepSpec) -> list[dict[str, Any]]:

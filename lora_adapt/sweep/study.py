@@ -116,10 +116,12 @@ def sampler_seed(seed: int, offset: int, worker: int = 0) -> int:
 
 def searched_settings(recipe_dict: dict[str, Any]) -> dict[str, Any]:
     """The recipe as its trials see it: everything but `output`, the progress display and the sweep's
-    budget and folder (a resumed sweep may get more trials or minutes; anything else changes what a
-    trial means)."""
+    budget, folder and `include_recipe` (a resumed sweep may get more trials or minutes; the recipe's
+    values are queued only when a study starts; anything else changes what a trial means)."""
     kept = {k: v for k, v in recipe_dict.items() if k != "output"}
-    sweep = {k: v for k, v in (kept.get("sweep") or {}).items() if k not in ("budget", "dir")}
+    sweep = {
+        k: v for k, v in (kept.get("sweep") or {}).items() if k not in ("budget", "dir", "include_recipe")
+    }
     training = {k: v for k, v in (kept.get("training") or {}).items() if k != "progress_bar"}
     return {**kept, "sweep": sweep, "training": training}
 
