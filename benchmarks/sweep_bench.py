@@ -18,6 +18,10 @@ sample lacks are left out and counted):
 - ``random``: the same space, random sampling, median pruning;
 - ``grid``: a 20-point grid (5 learning rates x 2, 4, 6 or 8 epochs, the recipe's rank, alpha and
   dropout), median pruning;
+- ``bayes_recipe``: the sweep as a user would run it on the shipped recipe: its own values as the first
+  trial (``sweep.include_recipe``), its ``min_steps`` and evaluation schedule as written (so the epochs
+  are not searched: ``min_steps: auto`` gives every trial on ~500 rows the same steps), TPE over learning
+  rate, rank, alpha/rank and dropout, median pruning;
 - ``full_finetune``: full fine-tuning on the shipped arm's rows and budget (`lora-adapt eval SHIPPED_RUN
   --baseline full_finetune`), for a shipped arm run with ``--shipped-baselines`` that left it out.
 
@@ -42,7 +46,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
 RECIPES = REPO / "recipes" / "tasks"  # --recipes: read the shipped recipes from another checkout (main)
-ARMS = ("shipped", "bayes", "bayes_noprune", "random", "grid", "full_finetune")
+ARMS = ("shipped", "bayes", "bayes_noprune", "random", "grid", "bayes_recipe", "full_finetune")
 SPACE: dict[str, Any] = {
     "training.learning_rate": {"low": 2.0e-4, "high": 5.0e-3, "log": True},
     "training.epochs": {"low": 2, "high": 8},
@@ -208,15 +212,20 @@ def run_arm(arm: str, dataset: str, data: Path, out: Path, trials: int, echo) ->
     from lora_adapt.sweep import run_sweep
 
     raw = recipe_values(base_recipe(dataset, data, out, f"{dataset}-{arm}"))
-    raw["training"]["eval_steps"] = EVAL_STEPS
-    raw["training"].update(TRIAL_SETTINGS)
+    as_written = arm == "bayes_recipe"
+    if not as_written:
+        raw["training"]["eval_steps"] = EVAL_STEPS
+        raw["training"].update(TRIAL_SETTINGS)
+    space = GRID if arm == "grid" else SPACE
+    if as_written:
+        space = {k: v for k, v in SPACE.items() if k != "training.epochs"}
     raw["sweep"] = {
         "method": "grid" if arm == "grid" else "random" if arm == "random" else "bayes",
-        "space": GRID if arm == "grid" else SPACE,
+        "space": space,
         "budget": {"trials": trials},
         "pruning": {"method": "none"} if arm == "bayes_noprune" else PRUNING,
         "seed": 42,
-        "include_recipe": INCLUDE_RECIPE,
+        "include_recipe": as_written or INCLUDE_RECIPE,
         "dir": str(out / f"{dataset}-{arm}-sweep"),
     }
     recipe = recipe_from_dict(raw)
@@ -236,6 +245,7 @@ def run_arm(arm: str, dataset: str, data: Path, out: Path, trials: int, echo) ->
         "validation": best.get("validation"),
         "test": (best.get("test") or {}).get(metric),
         "space": raw["sweep"]["space"],
+        "recipe_trial": summary.get("recipe_trial"),
         "pruning": raw["sweep"]["pruning"]["method"],
         "folder": str(out / f"{dataset}-{arm}-sweep"),
     }
