@@ -412,6 +412,10 @@ def _dataset(dataset: str, d: dict[str, Any]) -> list[str]:
         f"Command: `{d['command']}` (shipped recipe from `{d.get('recipes')}` at commit "
         f"`{(d.get('recipes_commit') or '?')[:10]}`, code at `{(d.get('branch_commit') or '?')[:10]}`); "
         f"{d['machine']}; {d['date']}.",
+        *(
+            f"Also: `{c['command']}` (code at `{c['branch_commit'][:10]}`; {c['date']}): arms {', '.join(c['arms'])}."
+            for c in d.get("more_commands", [])
+        ),
         f"Rows: train {rows['train']} (of {d['data']['of']['train']}), validation {rows['validation']} "
         f"(of {d['data']['of']['validation']}), test {rows['test']} (of {d['data']['of']['test']}). "
         + " ".join(f"{n}." for n in d["data"]["notes"]),
@@ -487,6 +491,23 @@ def _marks(arms: dict[str, Any]) -> list[str]:
         out.append(
             f"- best trial's test {_f(bayes['test'])} vs shipped {_f(shipped['test'])}: "
             f"{'met' if bayes['test'] >= shipped['test'] else 'missed'}; {versus_full}"
+        )
+    searched = {
+        n: arms[n] for n in ("bayes", "random", "grid") if n in arms and arms[n].get("test") is not None
+    }
+    if len(searched) > 1:
+        out.append(
+            "- the same budget, three samplers (best trial by validation; its test): "
+            + "; ".join(f"{n} {_f(a['validation'])} / {_f(a['test'])}" for n, a in searched.items())
+        )
+    own = arms.get("bayes_recipe")
+    if shipped and own and own.get("test") is not None:
+        first = own.get("recipe_trial") or {}
+        out.append(
+            f"- bayes_recipe (the recipe's own values as trial {first.get('trial')}, validation "
+            f"{_f(first.get('validation'))}): best trial {own.get('best_trial')}, validation {_f(own['validation'])}, "
+            f"test {_f(own['test'])} vs shipped {_f(shipped['test'])}: "
+            f"{'met' if own['test'] >= shipped['test'] else 'missed'}"
         )
     if bayes and bayes.get("steps_to_the_end"):
         whole = bayes["steps_to_the_end"]

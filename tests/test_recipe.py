@@ -123,8 +123,13 @@ def test_json_schema_is_strict_and_documented():
     json.dumps(schema)
 
 
+SWEEPS = REPO / "recipes" / "sweeps"  # sweep sections for `--sweep FILE`, not recipes
+
+
 @pytest.mark.parametrize(
-    "path", sorted((REPO / "recipes").rglob("*.yaml")), ids=lambda p: str(p.relative_to(REPO))
+    "path",
+    sorted(p for p in (REPO / "recipes").rglob("*.yaml") if SWEEPS not in p.parents),
+    ids=lambda p: str(p.relative_to(REPO)),
 )
 def test_every_shipped_recipe_validates_and_has_a_header(path):
     load_recipe(path)
@@ -132,6 +137,45 @@ def test_every_shipped_recipe_validates_and_has_a_header(path):
     assert head and all(line.startswith("#") for line in head[:3]), "recipes start with a header comment"
     text = path.read_text().lower()
     assert "lora-adapt run" in text and "hardware" in text and "time" in text
+
+
+@pytest.mark.parametrize("sweep", sorted(SWEEPS.glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_sweep_file_validates_with_every_task_recipe(sweep):
+    for task in sorted((REPO / "recipes" / "tasks").glob("*.yaml")):
+        recipe = load_recipe(task, sweep_file=sweep)
+        assert recipe.sweep is not None and recipe.sweep.space, task
+    assert "lora-adapt sweep" in sweep.read_text()
+
+
+def test_a_sweep_file_replaces_the_recipes_section_and_its_problems_name_its_lines(tmp_path):
+    recipe = write(tmp_path, MINIMAL + "sweep:\n  space:\n    adapter.rank: {values: [2, 4]}\n")
+    (tmp_path / "s").mkdir()
+    bare = write(
+        tmp_path / "s", "method: random\ndir: out\nspace:\n  adapter.dropout: {values: [0.0, 0.1]}\n"
+    )
+    loaded = load_recipe(recipe, ["sweep.budget.trials=3"], sweep_file=bare)
+    assert loaded.sweep.method == "random" and list(loaded.sweep.space) == ["adapter.dropout"]
+    assert loaded.sweep.budget.trials == 3 and loaded.sweep.dir == tmp_path / "s" / "out"  # its own folder
+    wrapped = write(tmp_path, "sweep:\n  space:\n    training.epochs: {values: [1, 2]}\n", "wrapped.yaml")
+    assert list(load_recipe(recipe, sweep_file=wrapped).sweep.space) == ["training.epochs"]
+    bad = write(
+        tmp_path,
+        "method: bayes\nspace:\n  adapter.rnak: {values: [2]}\n  adapter.rank: {low: 8, high: 4}\n",
+        "bad.yaml",
+    )
+    with pytest.raises(RecipeError) as info:
+        load_recipe(recipe, sweep_file=bad)
+    assert [p.split(": ")[0] for p in info.value.problems] == [f"{bad}:3", f"{bad}:4"]
+    assert "did you mean 'rank'" in info.value.problems[0]
+    runner = CliRunner()
+    for args in (
+        ["validate", str(recipe), "--sweep", str(tmp_path / "nope.yaml")],
+        ["validate", str(recipe), "--sweep", str(bad)],
+    ):
+        res = runner.invoke(main, args)
+        assert res.exit_code == 2 and "Traceback" not in res.output
+    ok = runner.invoke(main, ["validate", str(recipe), "--sweep", str(bare)])
+    assert ok.exit_code == 0 and f"--sweep {bare}" in ok.output
 
 
 def test_validate_command_exit_codes(tmp_path):

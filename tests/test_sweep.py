@@ -539,14 +539,18 @@ def test_a_point_another_process_is_training_is_not_trained_twice(tmp_path, monk
 def test_the_recipes_own_values_are_the_first_trial_and_the_report_compares_the_best_with_them(
     tmp_path, tiny_bert_dir
 ):
-    """A bayes sweep whose space holds the recipe's values (learning rate 1e-2, alpha 2x rank 2) tries them
-    first; the best is never below them on validation, and the summary, report and tables say so."""
+    """A bayes sweep (from its own file) whose space holds the recipe's values (learning rate 1e-2, alpha 2x
+    rank 2) tries them first; the best is never below them on validation, and the summary, report and
+    tables say so."""
     space = {
         "training.learning_rate": {"low": 1e-3, "high": 5e-2, "log": True},
         "adapter.alpha": {"values": [1, 2, 4], "relative_to": "adapter.rank"},
     }
     sweep = {"method": "bayes", "space": space, "budget": {"trials": 3}, "pruning": {"method": "none"}}
-    output = run_cli("sweep", str(sweep_recipe(tmp_path, tiny_bert_dir, sweep))).output
+    recipe = sweep_recipe(tmp_path, tiny_bert_dir, {"space": {"adapter.rank": {"values": [2, 4]}}})
+    section = tmp_path / "sweep.yaml"  # --sweep FILE: replaces the recipe's own section
+    section.write_text(json.dumps({"sweep": {**sweep, "dir": str(tmp_path / "sweep")}}))
+    output = run_cli("sweep", str(recipe), "--sweep", str(section)).output
     folder = tmp_path / "sweep"
     first, *rest = trials_of(folder)
     assert first.params == {"training.learning_rate": 1e-2, "adapter.alpha/adapter.rank": 2}

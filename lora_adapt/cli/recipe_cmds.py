@@ -13,11 +13,17 @@ from . import main
 @main.command()
 @click.argument("recipe", type=click.Path(dir_okay=False))
 @click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE", help="Override a recipe value.")
-def validate(recipe: str, overrides: tuple[str, ...]) -> None:
+@click.option(
+    "--sweep",
+    "sweep_file",
+    type=click.Path(dir_okay=False),
+    help="A YAML file with the `sweep` section, as `lora-adapt sweep --sweep FILE` reads it.",
+)
+def validate(recipe: str, overrides: tuple[str, ...], sweep_file: str | None) -> None:
     """Check a recipe (and overrides) without loading any model."""
     from ..distributed import missing_packages
 
-    r = load_recipe(recipe, overrides)
+    r = load_recipe(recipe, overrides, sweep_file=sweep_file)
     click.echo(
         f"ok: {recipe} is a valid recipe (name={r.name}, task={r.task.type}, model={r.model.name_or_path}, "
         f"quantization={r.quantization.method}, adapter={r.adapter.method} r={r.adapter.rank})"
@@ -34,7 +40,8 @@ def validate(recipe: str, overrides: tuple[str, ...]) -> None:
             + (f" ({size} grid points)" if s.method == "grid" else "")
             + f"; budget {s.budget.trials or 'unlimited'} trials"
             + (f", {s.budget.minutes:g} min" if s.budget.minutes else "")
-            + f"; pruning {s.pruning.method}; run it with `lora-adapt sweep {recipe}`"
+            + f"; pruning {s.pruning.method}; run it with `lora-adapt sweep {recipe}"
+            + (f" --sweep {sweep_file}`" if sweep_file else "`")
         )
 
 

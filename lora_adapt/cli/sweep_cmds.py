@@ -15,6 +15,12 @@ from .run_cmds import SET_HELP
 @click.argument("recipe", type=click.Path(dir_okay=False))
 @click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE", help=SET_HELP)
 @click.option(
+    "--sweep",
+    "sweep_file",
+    type=click.Path(dir_okay=False),
+    help="A YAML file with the `sweep` section (replacing the recipe's), to search a recipe left as it is.",
+)
+@click.option(
     "--dir",
     "folder",
     type=click.Path(file_okay=False, path_type=Path),
@@ -35,6 +41,7 @@ from .run_cmds import SET_HELP
 def sweep(
     recipe: str,
     overrides: tuple[str, ...],
+    sweep_file: str | None,
     folder: Path | None,
     trials: int | None,
     minutes: float | None,
@@ -51,7 +58,7 @@ def sweep(
     budget = [
         f"sweep.budget.{key}={value}" for key, value in (("trials", trials), ("minutes", minutes)) if value
     ]
-    r = load_recipe(recipe, (*overrides, *budget))
+    r = load_recipe(recipe, (*overrides, *budget), sweep_file=sweep_file)
     if (
         r.sweep is not None and folder is not None
     ):  # resolved against the working directory, like --output-dir

@@ -32,8 +32,11 @@ PATH_KEYS = (
 MAYBE_PATH_KEYS = (("model", "name_or_path"), ("model", "tokenizer"))
 
 
-def load_recipe(path: str | Path, overrides: typing.Sequence[str] = ()) -> Recipe:
-    """Read, override, resolve and validate a recipe file."""
+def load_recipe(
+    path: str | Path, overrides: typing.Sequence[str] = (), sweep_file: str | Path | None = None
+) -> Recipe:
+    """Read, override, resolve and validate a recipe file; ``sweep_file``: a YAML file whose `sweep`
+    section replaces the recipe's (``lora-adapt sweep RECIPE --sweep FILE``)."""
     path = Path(path)
     if not path.is_file() and (EXAMPLES / f"{path}.yaml").is_file():
         path = EXAMPLES / f"{path}.yaml"  # a built-in recipe by name, e.g. `lora-adapt run quickstart`
@@ -47,6 +50,8 @@ def load_recipe(path: str | Path, overrides: typing.Sequence[str] = ()) -> Recip
     raw, lines = _parse_yaml(text, str(path))
     if not isinstance(raw, dict):  # checked before --set, which would otherwise start from an empty mapping
         validate_recipe(raw, source=str(path), lines=lines, overridden=set())
+    if sweep_file is not None:
+        raw, lines = _with_sweep_file(raw, lines, Path(sweep_file))
     raw = apply_overrides(raw, overrides)
     _resolve_paths(raw, path.resolve().parent)  # a symlinked recipe resolves against its real folder
     return validate_recipe(raw, source=str(path), lines=lines, overridden=_override_keys(overrides))
@@ -108,6 +113,48 @@ def recipe_json_schema() -> dict[str, Any]:
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "lora-adapt recipe"
     return schema
+
+
+# --- a sweep section from its own file ------------------------------------------------------------
+
+
+class _Line(int):
+    """A line number in another file than the recipe (a `--sweep FILE`): problems there name that file."""
+
+    source: str
+
+    @classmethod
+    def of(cls, line: int, source: str) -> _Line:
+        out = cls(line)
+        out.source = source
+        return out
+
+
+def _with_sweep_file(raw: dict, lines: dict[tuple, int], path: Path) -> tuple[dict, dict[tuple, int]]:
+    """The recipe with its `sweep` section replaced by ``path``'s: either a file with a top-level `sweep:`
+    or the section's own keys (`space:`, `method:`, ...). A relative `dir` there resolves against its
+    folder; each of its keys keeps its line in it."""
+    if not path.is_file():
+        raise RecipeError([f"sweep file not found: {path}"], hint="check the path given to --sweep")
+    section, found = _parse_yaml(path.read_text(encoding="utf-8"), str(path))
+    if isinstance(section, dict) and set(section) == {"sweep"}:
+        section = section["sweep"]
+        found = {loc[1:]: line for loc, line in found.items() if loc[1:]}
+    if not isinstance(section, dict):
+        raise RecipeError(
+            [
+                f"{path}:1: a sweep file must be a mapping: the `sweep` section's keys (space:, method:, budget:, ...)"
+            ],
+            source=str(path),
+            hint="see README, Sweeps",
+        )
+    folder = section.get("dir")
+    if isinstance(folder, str) and not Path(folder).expanduser().is_absolute():
+        section = {**section, "dir": str(path.resolve().parent / folder)}
+    kept = {loc: line for loc, line in lines.items() if loc[:1] != ("sweep",)}
+    kept[("sweep",)] = _Line.of(1, str(path))
+    kept.update({("sweep", *loc): _Line.of(line, str(path)) for loc, line in found.items()})
+    return {**raw, "sweep": section}, kept
 
 
 # --- YAML with line numbers -------------------------------------------------------------------
@@ -281,7 +328,8 @@ def _where(loc: tuple, source: str, lines: dict[tuple, int], overridden: set[tup
         if tuple(loc[:n]) in overridden:
             return "--set " + ".".join(str(p) for p in loc[:n])
         if tuple(loc[:n]) in lines:
-            return f"{source}:{lines[tuple(loc[:n])]}"
+            line = lines[tuple(loc[:n])]
+            return f"{getattr(line, 'source', source)}:{line}"
     return source
 
 
