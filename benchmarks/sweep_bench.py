@@ -1,7 +1,7 @@
 """Hyperparameter search on CPU: `lora-adapt sweep` against the shipped task recipe's settings, on a
 reduced (~500-row) training set of a real dataset, with the real MiniLM-L6.
 
-    python benchmarks/sweep_bench.py --dataset sms_spam --trials 10 --threads 1 --work /tmp/sweep-bench
+    python benchmarks/sweep_bench.py --dataset sms_spam --threads 1 --work /tmp/sweep-bench   # 20 trials, 200 validation rows
     python benchmarks/sweep_bench.py --render            # rewrite the .md from the saved .json
 
 Arms, all on the same rows (a seeded sample of the shipped recipe's own training split, a seeded sample
@@ -255,9 +255,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", choices=("sms_spam", "semeval2010_re"))
     parser.add_argument("--arms", default=",".join(ARMS))
-    parser.add_argument("--trials", type=int, default=10)
+    parser.add_argument("--trials", type=int, default=20)
     parser.add_argument("--rows", type=int, default=500)
-    parser.add_argument("--val-rows", type=int, default=100)
+    parser.add_argument("--val-rows", type=int, default=200)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--work", type=Path, default=Path("/tmp/sweep-bench"))
     parser.add_argument("--out", type=Path, default=RESULTS / "sweep_cpu")

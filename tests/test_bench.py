@@ -269,3 +269,19 @@ def test_the_default_work_folder_is_removed_unless_an_arm_failed(
     from lora_adapt.artifacts import remove_stale_scratch
 
     assert remove_stale_scratch() == [] and kept.is_dir()  # no later command sweeps it away
+
+
+def test_the_committed_sweep_results_render_to_the_committed_table(tmp_path):
+    """benchmarks/results/sweep_cpu.md is what `sweep_bench.py --render` makes of the JSON beside it (the
+    numbers in the table are the measured ones, not edited by hand)."""
+    import shutil
+    import subprocess
+    import sys
+
+    results = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+    shutil.copy(results / "sweep_cpu.json", tmp_path / "sweep_cpu.json")
+    script = results.parent / "sweep_bench.py"
+    subprocess.run(
+        [sys.executable, str(script), "--render", "--out", str(tmp_path / "sweep_cpu")], check=True
+    )
+    assert (tmp_path / "sweep_cpu.md").read_text() == (results / "sweep_cpu.md").read_text()
