@@ -367,13 +367,20 @@ def steps_to_the_end(arm: dict[str, Any]) -> int | None:
     import csv
 
     rows = list(csv.DictReader(table.open()))
-    complete = [r for r in rows if r["state"] == "COMPLETE" and float(r["training.epochs"]) > 0]
+    searched = bool(rows) and "training.epochs" in rows[0]
+    complete = [
+        r for r in rows if r["state"] == "COMPLETE" and (not searched or float(r["training.epochs"]) > 0)
+    ]
     if not complete:
         return None
-    per_epoch = int(complete[0]["steps"]) / float(complete[0]["training.epochs"])
+    if searched:
+        per_epoch = int(complete[0]["steps"]) / float(complete[0]["training.epochs"])
+        whole = lambda r: per_epoch * float(r["training.epochs"])  # noqa: E731
+    else:  # epochs not searched: every trial plans the steps a completed one ran (bayes_recipe)
+        whole = lambda r: int(complete[0]["steps"])  # noqa: E731
     return round(
         sum(
-            per_epoch * float(r["training.epochs"]) if r["state"] == "PRUNED" else int(r["steps"] or 0)
+            whole(r) if r["state"] == "PRUNED" else int(r["steps"] or 0)
             for r in rows
             if r["state"] in ("COMPLETE", "PRUNED", "FAIL")
         )
