@@ -166,7 +166,8 @@ class SweepSpec(Spec):
     include_recipe: bool = True
     """Try the recipe's own values of the searched keys as the sweep's first trial (when they lie in the
     space; a grid: when they are one of its points), so the best trial is never below them on
-    validation, and the report says how far the best is above them. It counts against the budget."""
+    validation, and the report says how far the best is above them. It counts against the budget, and
+    is queued when a study starts (turning it on for a sweep under way adds nothing)."""
     dir: Path | None = None
     """The sweep folder (study database, trial runs, tables, plots, best recipe). Null:
     `<output.dir>/<name>-sweep`."""
