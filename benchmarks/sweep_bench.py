@@ -367,20 +367,22 @@ def steps_to_the_end(arm: dict[str, Any]) -> int | None:
     import csv
 
     rows = list(csv.DictReader(table.open()))
-    searched = bool(rows) and "training.epochs" in rows[0]
-    complete = [
-        r for r in rows if r["state"] == "COMPLETE" and (not searched or float(r["training.epochs"]) > 0)
-    ]
+    complete = [r for r in rows if r["state"] == "COMPLETE" and float(r.get("training.epochs") or 1) > 0]
     if not complete:
         return None
-    if searched:
-        per_epoch = int(complete[0]["steps"]) / float(complete[0]["training.epochs"])
-        whole = lambda r: per_epoch * float(r["training.epochs"])  # noqa: E731
-    else:  # epochs not searched: every trial plans the steps a completed one ran (bayes_recipe)
-        whole = lambda r: int(complete[0]["steps"])  # noqa: E731
+
+    def planned(row: dict[str, str]) -> float:
+        """A trial's steps had it run to its end: its drawn epochs at the completed trials' steps per epoch
+        (every trial the same steps where the epochs are not searched: bayes_recipe)."""
+        if "training.epochs" not in row:
+            return int(complete[0]["steps"])
+        return (
+            int(complete[0]["steps"]) / float(complete[0]["training.epochs"]) * float(row["training.epochs"])
+        )
+
     return round(
         sum(
-            whole(r) if r["state"] == "PRUNED" else int(r["steps"] or 0)
+            planned(r) if r["state"] == "PRUNED" else int(r["steps"] or 0)
             for r in rows
             if r["state"] in ("COMPLETE", "PRUNED", "FAIL")
         )
@@ -449,7 +451,12 @@ def _dataset(dataset: str, d: dict[str, Any]) -> list[str]:
         lines += [
             "",
             "The shipped row's values are the recipe's as written; its `training.min_steps: auto` may raise "
-            "the epochs (see its optimizer steps). Trials train the epochs they draw (`min_steps: 0`).",
+            "the epochs (see its optimizer steps). Trials train the epochs they draw (`min_steps: 0`)"
+            + (
+                "; bayes_recipe's keep the recipe's `min_steps` and evaluations and do not search the epochs."
+                if "bayes_recipe" in arms
+                else "."
+            ),
         ]
         full_test, full_info, full_where = shipped.get("full_finetune_test"), shipped.get("full_finetune"), ""
         if full_test is None and "full_finetune" in arms:

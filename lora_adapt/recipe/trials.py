@@ -185,7 +185,7 @@ def _path_problems(path: str, spec: ParamSpec, sweep: SweepSpec) -> list[Problem
         return [(loc, f"{where}.relative_to: {target} is not a number")]
     if target in sweep.space and sweep.space[target].relative_to is not None:
         return [(loc, f"{where}.relative_to: {target} is itself relative; chain no more than one step")]
-    if spec.kind == "categorical" and not all(_is_number(v) for v in spec.values or ()):
+    if spec.kind == "categorical" and not all(is_number(v) for v in spec.values or ()):
         return [(loc, f"{where}: relative values must be numbers (multiples of {target})")]
     return []
 
@@ -341,7 +341,7 @@ def _field_is_numeric(path: str) -> bool:
     return bool({int, float} & set(args))
 
 
-def _is_number(value: Any) -> bool:
+def is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 

@@ -12,7 +12,7 @@ import random
 from typing import Any
 
 from ..recipe.sweep import ParamSpec, SweepSpec
-from ..recipe.trials import get_path, grid_points
+from ..recipe.trials import get_path, grid_points, is_number
 
 SCALARS = (str, int, float, bool, type(None))
 
@@ -59,37 +59,29 @@ def recipe_point(recipe_dict: dict[str, Any], sweep: SweepSpec) -> tuple[dict[st
         shown = f"{path} {value!r}"
         if spec.relative_to is not None:
             base = get_path(recipe_dict, spec.relative_to)
-            if not _is_number(value) or not _is_number(base) or not base:
+            if not is_number(value) or not is_number(base) or not base:
                 return None, f"{shown} is not a multiple of {spec.relative_to} {base!r}"
             value = value / base
             shown = f"{path} {value:g} x {spec.relative_to}"
-        inside = _in_space(spec, value, sweep.method == "grid")
+        inside = _in_space(spec, value)
         if inside is None:
             return None, f"{shown} is not in the space"
         point[param_name(path, spec)] = encode(inside[0])
     return point, ""
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _in_space(spec: ParamSpec, value: Any, grid: bool) -> tuple[Any] | None:
-    """(the space's own spelling of ``value``,) when the space holds it, else None."""
-    points = spec.grid_values() if grid or spec.values is not None else None
+def _in_space(spec: ParamSpec, value: Any) -> tuple[Any] | None:
+    """(the space's own spelling of ``value``,) when the space holds it, else None. A list, an int range
+    and a stepped range hold their grid's points (what a sampler draws from them too); a continuous range
+    holds every number between its ends."""
+    points = spec.grid_values()
     if points is not None:
         found = [p for p in points if _equal(p, value)]
         return (found[0],) if found else None
-    if not _is_number(value) or not float(spec.low or 0) <= value <= float(spec.high or 0):
+    if not is_number(value) or not float(spec.low or 0) <= value <= float(spec.high or 0):
         return None
-    if spec.kind == "int":
-        if float(value) != int(value) or (spec.step and (int(value) - int(spec.low or 0)) % int(spec.step)):
-            return None
-        return (int(value),)
-    if spec.step is not None:
-        steps = (value - float(spec.low or 0)) / spec.step
-        if abs(steps - round(steps)) > 1e-9:
-            return None
+    if spec.kind == "int":  # a range too long to list (more than GRID_MAX_POINTS)
+        return (int(value),) if float(value).is_integer() else None
     return (float(value),)
 
 
