@@ -76,7 +76,10 @@ def run_sweep(recipe: Recipe, *, echo=print) -> SweepResult:
     """Run (or resume) the recipe's sweep until its budget is spent; write the results."""
     sweep = recipe.sweep
     if sweep is None:
-        raise UsageError("the recipe has no `sweep` section", hint="add one (see README, Sweeps)")
+        raise UsageError(
+            "the recipe has no `sweep` section",
+            hint="add one (see README, Sweeps), or give it in its own file: --sweep recipes/sweeps/lora-small-data.yaml",
+        )
     refuse_distributed()
     folder = sweep_folder(recipe)
     with worker_slot(folder) as worker:
